@@ -1,0 +1,169 @@
+"""Real Docker Engines for tests: each with its own data root, exec root, socket,
+pidfile, containerd namespace and bridge, so that two test runs (or two engines in one
+run) never touch each other. Stopped by PID; the bridge is deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+
+BUSYBOX_APPLETS = (
+    "sh", "echo", "sleep", "cat", "ls", "env", "hostname", "ps", "top", "wc", "head",
+    "tail", "true", "false", "printf", "id", "mkdir", "rm", "touch", "yes", "seq",
+    "date", "uname", "grep", "nc", "wget", "kill", "dd",
+)
+
+
+def have_dockerd() -> bool:
+    return shutil.which("dockerd") is not None and os.geteuid() == 0
+
+
+def busybox_rootfs_tar() -> bytes:
+    """A tar of a minimal root filesystem: the static busybox and its applet links."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        raise RuntimeError("busybox not found: apt-get install busybox-static")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for folder in ("bin", "etc", "tmp", "proc", "sys", "dev", "root"):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o1777 if folder == "tmp" else 0o755
+            tar.addfile(info)
+        with open(busybox, "rb") as fh:
+            data = fh.read()
+        info = tarfile.TarInfo("bin/busybox")
+        info.size = len(data)
+        info.mode = 0o755
+        tar.addfile(info, io.BytesIO(data))
+        for applet in BUSYBOX_APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type = tarfile.SYMTYPE
+            link.linkname = "busybox"
+            tar.addfile(link)
+        for name, text in (("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+                           ("etc/group", "root:x:0:\n")):
+            raw = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+@dataclass
+class Engine:
+    """A running dockerd started by a test."""
+
+    root: pathlib.Path
+    bridge: str | None
+    proc: subprocess.Popen
+
+    @property
+    def socket(self) -> str:
+        return str(self.root / "docker.sock")
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def docker(self, *args: str, check: bool = True, input: bytes | None = None):
+        """Run the real docker CLI against this engine."""
+        return subprocess.run(
+            ["docker", "-H", self.url, *args],
+            check=check, capture_output=True, input=input, timeout=120,
+        )
+
+    def import_busybox(self, ref: str = "busybox:latest") -> None:
+        self.docker("import", "-c", 'CMD ["sh"]', "-", ref, input=busybox_rootfs_tar())
+
+    def stop(self) -> None:
+        _stop_engine(self)
+
+
+def _free_subnet() -> str:
+    """A /24 in 10.213.0.0/16 not already on an interface of this machine."""
+    used = subprocess.run(["ip", "-o", "-4", "addr"], capture_output=True, text=True).stdout
+    for _ in range(200):
+        third = random.randint(1, 254)
+        prefix = f"10.213.{third}."
+        if prefix not in used:
+            return f"{prefix}1/24"
+    raise RuntimeError("no free test subnet in 10.213.0.0/16")
+
+
+def start_engine(root: pathlib.Path, bridge: bool = True, timeout: float = 60) -> Engine:
+    """Start a dockerd under `root`. With bridge=False it runs with --bridge=none."""
+    root.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    bridge_name = None
+    args = [
+        "dockerd",
+        "--data-root", str(root / "data"),
+        "--exec-root", str(root / "exec"),
+        "-H", f"unix://{root / 'docker.sock'}",
+        "--pidfile", str(root / "docker.pid"),
+        "--iptables=false",
+        "--ip-masq=false",
+        "--containerd-namespace", f"flk{tag}",
+        "--containerd-plugins-namespace", f"flk{tag}p",
+    ]
+    if bridge:
+        bridge_name = f"flk{tag}"
+        subnet = _free_subnet()
+        subprocess.run(["ip", "link", "add", bridge_name, "type", "bridge"], check=True)
+        subprocess.run(["ip", "addr", "add", subnet, "dev", bridge_name], check=True)
+        subprocess.run(["ip", "link", "set", bridge_name, "up"], check=True)
+        args += ["--bridge", bridge_name]
+    else:
+        args += ["--bridge=none"]
+    log = open(root / "dockerd.log", "wb")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    engine = Engine(root=root, bridge=bridge_name, proc=proc)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            _stop_engine(engine)
+            raise RuntimeError(f"dockerd exited: {(root / 'dockerd.log').read_text()[-2000:]}")
+        if engine.docker("version", check=False).returncode == 0:
+            return engine
+        time.sleep(0.3)
+    _stop_engine(engine)
+    raise RuntimeError(f"dockerd did not answer in {timeout}s")
+
+
+def _stop_engine(engine: Engine) -> None:
+    if engine.proc.poll() is None:
+        try:
+            engine.docker("rm", "-f", *_all_containers(engine), check=False)
+        except Exception:
+            pass
+        engine.proc.send_signal(signal.SIGTERM)
+        try:
+            engine.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(engine.proc.pid, signal.SIGKILL)
+            engine.proc.wait(timeout=10)
+    # dockerd's own containerd and shims live in its process group.
+    try:
+        os.killpg(engine.proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if engine.bridge:
+        subprocess.run(["ip", "link", "del", engine.bridge], capture_output=True)
+    subprocess.run(["umount", "-R", "-l", str(engine.root / "exec")], capture_output=True)
+    subprocess.run(["umount", "-R", "-l", str(engine.root / "data")], capture_output=True)
+
+
+def _all_containers(engine: Engine) -> list[str]:
+    out = engine.docker("ps", "-aq", check=False).stdout.decode().split()
+    return out or ["--"]
