@@ -1,0 +1,50 @@
+"""Runtimes: what answers the Docker API on a node (see agent.runtimes.base)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from agent.runtimes.base import Runtime, RuntimeUnavailable
+from agent.runtimes.docker import DEFAULT_DOCKER_HOST, DockerRuntime, engine_answers
+
+__all__ = ["Runtime", "RuntimeUnavailable", "make_runtime", "RUNTIME_NAMES"]
+
+log = logging.getLogger(__name__)
+
+RUNTIME_NAMES = ("auto", "docker", "exec")
+
+
+def make_runtime(name: str, **opts) -> Runtime:
+    """The runtime called `name`.
+
+    Options: docker_host (docker); state_dir, node_name, labels, cpus, memory (exec).
+    "auto" takes the local engine when it answers and the embedded runtime otherwise,
+    so `flock join` works the same on machines with and without Docker.
+    """
+    docker_host = opts.get("docker_host") or DEFAULT_DOCKER_HOST
+    if name == "auto":
+        if engine_answers(docker_host):
+            log.info("runtime auto: using docker, the engine at %s answers", docker_host)
+            name = "docker"
+        else:
+            log.info("runtime auto: using exec, no Docker Engine answers at %s", docker_host)
+            name = "exec"
+    if name == "docker":
+        return DockerRuntime(docker_host)
+    if name == "exec":
+        return _exec_runtime(opts)
+    raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
+
+
+def _exec_runtime(opts: dict) -> Runtime:
+    from agent.runtimes.exec import ExecRuntime  # written separately; loaded on demand
+
+    state_dir = opts.get("state_dir") or Path.home() / ".flock" / "agent"
+    return ExecRuntime(
+        Path(state_dir),
+        node_name=opts.get("node_name"),
+        labels=opts.get("labels"),
+        cpus=opts.get("cpus"),
+        memory=opts.get("memory"),
+    )

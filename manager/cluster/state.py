@@ -8,13 +8,23 @@ decision at 10,000 nodes must not walk every container.
 Reservations for containers still being created on an agent are held as *pending*
 entries (see `reserve`) so that concurrent `create` calls do not all pick the same
 "emptiest" node before the first one lands.
+
+Indexes for the scheduler's filters (all kept incrementally): node label -> nodes,
+image reference -> nodes (from `set_node_images` and the images of the node's
+containers), container label -> nodes, host port -> nodes using it. Nodes and
+containers must change through these methods (`upsert_node`, `set_health`,
+`upsert_container`, ...) for the indexes to stay right; accounting uses a snapshot
+of what was indexed, so re-upserting an object mutated in place is safe.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from manager.cluster.model import HEALTHY, Container, Node
 
@@ -49,6 +59,28 @@ class Pending:
     ports: list[tuple[int, str]]
 
 
+class ResourceClass(NamedTuple):
+    """What a node's CPU and memory scores depend on (reserved: pending included)."""
+
+    cpus: float
+    memory: int
+    reserved_cpus: float
+    reserved_memory: int
+
+
+@dataclass(frozen=True)
+class _Accounted:
+    """What a container contributed to the indexes, so that removal undoes exactly that."""
+
+    node_id: str
+    name: str
+    cpus: float
+    memory: int
+    ports: tuple[tuple[int, str], ...]
+    images: frozenset[str]
+    labels: tuple[tuple[str, str], ...]
+
+
 class ClusterState:
     """Nodes, containers and the indexes over them."""
 
@@ -62,6 +94,26 @@ class ClusterState:
         self._pending: dict[int, Pending] = {}
         self._pending_names: dict[str, int] = {}
         self._tokens = itertools.count(1)
+        self._accounted: dict[str, _Accounted] = {}
+        # node label key -> value -> node ids (from a snapshot of the labels indexed)
+        self._labels: dict[str, dict[str, set[str]]] = {}
+        self._node_labels: dict[str, dict[str, str]] = {}
+        # image alias -> node id -> references (node images count once, containers each)
+        self._images: dict[str, dict[str, int]] = {}
+        self._node_images: dict[str, frozenset[str]] = {}
+        # container label key -> value -> node id -> number of containers
+        self._container_labels: dict[str, dict[str, dict[str, int]]] = {}
+        # (port, proto) -> node ids with that host port in use (pending included)
+        self._port_nodes: dict[tuple[int, str], set[str]] = {}
+        self._healthy: set[str] = set()
+        self._unhealthy: set[str] = set()  # pending or unhealthy
+        # Per-node keys of the two bucket indexes below, so a node moves in O(1).
+        self._count_of: dict[str, int] = {}
+        self._class_of: dict[str, ResourceClass] = {}
+        # containers on a node (pending included) -> IDs of the nodes with that many
+        self._by_count: dict[int, set[str]] = {}
+        # (total CPUs, total memory, reserved CPUs, reserved memory) -> node IDs
+        self._by_class: dict[ResourceClass, set[str]] = {}
         # Bumped on every change; lets callers cache derived views cheaply.
         self.generation = 0
 
@@ -72,6 +124,9 @@ class ClusterState:
             self._node_by_name.pop(old.name, None)
         self._nodes[node.id] = node
         self._node_by_name[node.name] = node.id
+        self._index_labels(node.id, dict(node.labels))
+        self._index_health(node)
+        self._rebucket(node.id)
         self.generation += 1
 
     def remove_node(self, node_id: str) -> list[Container]:
@@ -79,14 +134,20 @@ class ClusterState:
         node = self._nodes.pop(node_id, None)
         if node is None:
             return []
+        self._healthy.discard(node_id)
+        self._unhealthy.discard(node_id)
+        _move(self._by_count, self._count_of.pop(node_id, None), None, node_id)
+        _move(self._by_class, self._class_of.pop(node_id, None), None, node_id)
         self._node_by_name.pop(node.name, None)
         dropped = [self._containers[cid] for cid in list(self._by_node.get(node_id, ()))]
         for container in dropped:
             self.remove_container(container.id)
-        self._by_node.pop(node_id, None)
-        self._usage.pop(node_id, None)
         for token in [t for t, p in self._pending.items() if p.node_id == node_id]:
             self.release(token)
+        self._by_node.pop(node_id, None)
+        self._usage.pop(node_id, None)
+        self._index_labels(node_id, {})
+        self.set_node_images(node_id, ())
         self.generation += 1
         return dropped
 
@@ -95,6 +156,7 @@ class ClusterState:
         if node is not None:
             node.health = health
             node.error = error
+            self._index_health(node)
             self.generation += 1
 
     def node(self, node_id: str) -> Node | None:
@@ -122,6 +184,96 @@ class ClusterState:
     def usage(self, node_id: str) -> NodeUsage:
         """Reserved resources, container count and ports of a node, pending included."""
         return self._usage[node_id]
+
+    # ------------------------------------------------- scheduler's read views
+    def node_map(self) -> Mapping[str, Node]:
+        """Every node by ID, read-only and live: the scheduler's candidate universe."""
+        return MappingProxyType(self._nodes)
+
+    def usage_map(self) -> Mapping[str, NodeUsage]:
+        """Usage by node ID (absent: nothing reserved), read-only and live."""
+        return MappingProxyType(self._usage)
+
+    def healthy_node_ids(self) -> set[str]:
+        """IDs of the healthy nodes (kept by upsert_node and set_health). Do not mutate."""
+        return self._healthy
+
+    def unhealthy_node_ids(self) -> set[str]:
+        """IDs of the nodes that are pending or unhealthy. Do not mutate."""
+        return self._unhealthy
+
+    def nodes_by_resource_class(self) -> Mapping[ResourceClass, set[str]]:
+        """(total CPUs, total memory, reserved CPUs, reserved memory) -> node IDs.
+
+        Nodes of one class score the same for any request, so a strategy computes a
+        score once per class instead of once per node (10,000 nodes usually fall into
+        far fewer classes)."""
+        return MappingProxyType(self._by_class)
+
+    def nodes_by_container_count(self) -> Mapping[int, set[str]]:
+        """Container count (pending included) -> IDs of the nodes with that many; lets a
+        strategy find the emptiest or fullest nodes without visiting every node."""
+        return MappingProxyType(self._by_count)
+
+    def label_values(self, key: str) -> Mapping[str, set[str]]:
+        """Node label `key`: value -> IDs of the nodes with that value. Do not mutate."""
+        return self._labels.get(key, _EMPTY)
+
+    def set_node_images(self, node_id: str, refs: Iterable[str]) -> None:
+        """Replace the images a node reports (tags, digests and IDs)."""
+        new = frozenset(alias for ref in refs for alias in image_aliases(ref))
+        old = self._node_images.get(node_id, frozenset())
+        if new == old:
+            return
+        for alias in old - new:
+            self._count_image(alias, node_id, -1)
+        for alias in new - old:
+            self._count_image(alias, node_id, 1)
+        if new:
+            self._node_images[node_id] = new
+        else:
+            self._node_images.pop(node_id, None)
+        self.generation += 1
+
+    def node_images(self, node_id: str) -> frozenset[str]:
+        """The image aliases set by `set_node_images` (containers' images not included)."""
+        return self._node_images.get(node_id, frozenset())
+
+    def image_index(self) -> Mapping[str, Mapping[str, int]]:
+        """Image alias -> node ID -> references, over node images and container images.
+
+        Aliases of `repo:tag` are the reference itself and `repo`; of a bare `repo`,
+        also `repo:latest`; of an ID `sha256:<hex>`, also `<hex>` and its 12-digit form.
+        """
+        return MappingProxyType(self._images)
+
+    def nodes_with_image(self, ref: str) -> set[str]:
+        return set(self._images.get(ref, ()))
+
+    def container_label_values(self, key: str) -> Mapping[str, Mapping[str, int]]:
+        """Container label `key`: value -> node ID -> containers with it. Do not mutate."""
+        return self._container_labels.get(key, _EMPTY)
+
+    def nodes_using_port(self, port: int, proto: str = "tcp") -> set[str]:
+        """IDs of the nodes where host port `port/proto` is bound (pending included)."""
+        return self._port_nodes.get((port, proto), _EMPTY_SET)
+
+    def container_names(self) -> Mapping[str, str]:
+        """Container name -> ID, read-only and live."""
+        return MappingProxyType(self._by_name)
+
+    def container_map(self) -> Mapping[str, Container]:
+        """Every container by ID, read-only and live."""
+        return MappingProxyType(self._containers)
+
+    def container_node(self, ref: str) -> str | None:
+        """The node ID holding container `ref` (as `resolve` reads it, or a pending
+        create's name); None when there is no such container or `ref` is ambiguous."""
+        try:
+            return self.resolve(ref).node_id
+        except LookupError:
+            token = self._pending_names.get(ref.lstrip("/"))
+            return self._pending[token].node_id if token is not None else None
 
     # ----------------------------------------------------------- containers
     def upsert_container(self, container: Container) -> None:
@@ -196,8 +348,8 @@ class ClusterState:
         usage.cpus += cpus
         usage.memory += memory
         usage.containers += 1
-        for port in pending.ports:
-            usage.ports[port] = usage.ports.get(port, 0) + 1
+        self._rebucket(node_id)
+        self._add_ports(node_id, usage, pending.ports)
         self.generation += 1
         return token
 
@@ -212,36 +364,172 @@ class ClusterState:
         usage.cpus -= pending.cpus
         usage.memory -= pending.memory
         usage.containers -= 1
-        _drop_ports(usage, pending.ports)
+        self._rebucket(pending.node_id)
+        self._drop_ports(pending.node_id, usage, pending.ports)
         self.generation += 1
 
     # -------------------------------------------------------------- private
     def _account(self, container: Container) -> None:
-        if container.name:
-            self._by_name[container.name] = container.id
-        self._by_node[container.node_id].add(container.id)
-        usage = self._usage[container.node_id]
-        usage.cpus += container.reserved_cpus
-        usage.memory += container.reserved_memory
+        acc = _Accounted(
+            node_id=container.node_id,
+            name=container.name,
+            cpus=container.reserved_cpus,
+            memory=container.reserved_memory,
+            ports=tuple(container.ports),
+            images=frozenset(
+                alias
+                for ref in (container.image, container.image_id)
+                for alias in image_aliases(ref)
+            ),
+            labels=tuple((container.labels or {}).items()),
+        )
+        self._accounted[container.id] = acc
+        if acc.name:
+            self._by_name[acc.name] = container.id
+        self._by_node[acc.node_id].add(container.id)
+        usage = self._usage[acc.node_id]
+        usage.cpus += acc.cpus
+        usage.memory += acc.memory
         usage.containers += 1
-        for port in container.ports:
-            usage.ports[port] = usage.ports.get(port, 0) + 1
+        self._rebucket(acc.node_id)
+        self._add_ports(acc.node_id, usage, acc.ports)
+        for alias in acc.images:
+            self._count_image(alias, acc.node_id, 1)
+        for key, value in acc.labels:
+            self._count_container_label(key, value, acc.node_id, 1)
 
     def _unaccount(self, container: Container) -> None:
-        if container.name and self._by_name.get(container.name) == container.id:
-            del self._by_name[container.name]
-        self._by_node[container.node_id].discard(container.id)
-        usage = self._usage[container.node_id]
-        usage.cpus -= container.reserved_cpus
-        usage.memory -= container.reserved_memory
+        acc = self._accounted.pop(container.id)
+        if acc.name and self._by_name.get(acc.name) == container.id:
+            del self._by_name[acc.name]
+        self._by_node[acc.node_id].discard(container.id)
+        usage = self._usage[acc.node_id]
+        usage.cpus -= acc.cpus
+        usage.memory -= acc.memory
         usage.containers -= 1
-        _drop_ports(usage, container.ports)
+        self._rebucket(acc.node_id)
+        self._drop_ports(acc.node_id, usage, acc.ports)
+        for alias in acc.images:
+            self._count_image(alias, acc.node_id, -1)
+        for key, value in acc.labels:
+            self._count_container_label(key, value, acc.node_id, -1)
 
+    def _add_ports(self, node_id: str, usage: NodeUsage, ports: Iterable[tuple[int, str]]) -> None:
+        for port in ports:
+            users = usage.ports.get(port, 0)
+            usage.ports[port] = users + 1
+            if users == 0:
+                self._port_nodes.setdefault(port, set()).add(node_id)
 
-def _drop_ports(usage: NodeUsage, ports: list[tuple[int, str]]) -> None:
-    for port in ports:
-        left = usage.ports.get(port, 0) - 1
-        if left > 0:
-            usage.ports[port] = left
-        else:
+    def _drop_ports(self, node_id: str, usage: NodeUsage, ports: Iterable[tuple[int, str]]) -> None:
+        for port in ports:
+            left = usage.ports.get(port, 0) - 1
+            if left > 0:
+                usage.ports[port] = left
+                continue
             usage.ports.pop(port, None)
+            holders = self._port_nodes.get(port)
+            if holders is not None:
+                holders.discard(node_id)
+                if not holders:
+                    del self._port_nodes[port]
+
+    def _index_health(self, node: Node) -> None:
+        if node.health == HEALTHY:
+            self._healthy.add(node.id)
+            self._unhealthy.discard(node.id)
+        else:
+            self._healthy.discard(node.id)
+            self._unhealthy.add(node.id)
+
+    def _rebucket(self, node_id: str) -> None:
+        """Move a node to its current container-count and resource-class buckets."""
+        node = self._nodes.get(node_id)
+        if node is None:
+            return
+        usage = self._usage.get(node_id)
+        count = usage.containers if usage is not None else 0
+        cls = ResourceClass(
+            node.cpus,
+            node.memory,
+            round(usage.cpus, 9) if usage is not None else 0.0,
+            usage.memory if usage is not None else 0,
+        )
+        old_count = self._count_of.get(node_id)
+        if old_count != count:
+            _move(self._by_count, old_count, count, node_id)
+            self._count_of[node_id] = count
+        old_cls = self._class_of.get(node_id)
+        if old_cls != cls:
+            _move(self._by_class, old_cls, cls, node_id)
+            self._class_of[node_id] = cls
+
+    def _index_labels(self, node_id: str, labels: dict[str, str]) -> None:
+        old = self._node_labels.pop(node_id, {})
+        for key, value in old.items():
+            if labels.get(key) == value:
+                continue
+            by_value = self._labels[key]
+            by_value[value].discard(node_id)
+            if not by_value[value]:
+                del by_value[value]
+                if not by_value:
+                    del self._labels[key]
+        for key, value in labels.items():
+            if old.get(key) != value:
+                self._labels.setdefault(key, {}).setdefault(value, set()).add(node_id)
+        if labels:
+            self._node_labels[node_id] = labels
+
+    def _count_image(self, alias: str, node_id: str, delta: int) -> None:
+        _bump(self._images, alias, node_id, delta)
+
+    def _count_container_label(self, key: str, value: str, node_id: str, delta: int) -> None:
+        by_value = self._container_labels.setdefault(key, {})
+        _bump(by_value, value, node_id, delta)
+        if not by_value:
+            del self._container_labels[key]
+
+
+_EMPTY: Mapping = MappingProxyType({})
+_EMPTY_SET: frozenset = frozenset()
+
+
+def _move(index: dict, old: object, new: object, node_id: str) -> None:
+    """Move node_id from bucket `old` to bucket `new` (None: none), dropping empty ones."""
+    if old is not None:
+        bucket = index.get(old)
+        if bucket is not None:
+            bucket.discard(node_id)
+            if not bucket:
+                del index[old]
+    if new is not None:
+        index.setdefault(new, set()).add(node_id)
+
+
+def _bump(index: dict[str, dict[str, int]], key: str, node_id: str, delta: int) -> None:
+    """Add `delta` to index[key][node_id], dropping entries that reach zero."""
+    counts = index.setdefault(key, {})
+    total = counts.get(node_id, 0) + delta
+    if total > 0:
+        counts[node_id] = total
+    else:
+        counts.pop(node_id, None)
+        if not counts:
+            del index[key]
+
+
+def image_aliases(ref: str) -> tuple[str, ...]:
+    """The names an affinity `image==…` may use for image `ref` (see `image_index`)."""
+    if not ref:
+        return ()
+    if ref.startswith("sha256:"):
+        digest = ref[len("sha256:") :]
+        return (ref, digest, digest[:12])
+    repo, sep, _digest = ref.partition("@")
+    if sep:
+        return (ref, repo)
+    name, colon, tag = repo.rpartition(":")
+    if colon and "/" not in tag:
+        return (ref, name)
+    return (ref, f"{ref}:latest")

@@ -1,0 +1,24 @@
+"""Placement of containers on nodes: filters narrow, a strategy picks. Pure, no I/O."""
+
+from manager.scheduler.rules import Rule, RuleError, parse_rule
+from manager.scheduler.scheduler import Decision, Explanation, NoNodeAvailable, Scheduler
+from manager.scheduler.spec import (
+    ContainerSpec,
+    SpecError,
+    prepare_create_body,
+    spec_from_create,
+)
+
+__all__ = [
+    "ContainerSpec",
+    "Decision",
+    "Explanation",
+    "NoNodeAvailable",
+    "Rule",
+    "RuleError",
+    "Scheduler",
+    "SpecError",
+    "parse_rule",
+    "prepare_create_body",
+    "spec_from_create",
+]

@@ -1,0 +1,24 @@
+"""The filter chain's steps, by the names `--filter` takes."""
+
+from manager.scheduler.filters.affinity import AffinityFilter
+from manager.scheduler.filters.base import Filter, FilterResult, Removal
+from manager.scheduler.filters.constraint import ConstraintFilter
+from manager.scheduler.filters.dependency import DependencyFilter
+from manager.scheduler.filters.health import HealthFilter
+from manager.scheduler.filters.port import PortFilter
+from manager.scheduler.filters.slots import SlotsFilter
+
+FILTERS: dict[str, type[Filter]] = {
+    cls.name: cls
+    for cls in (
+        HealthFilter,
+        PortFilter,
+        SlotsFilter,
+        DependencyFilter,
+        AffinityFilter,
+        ConstraintFilter,
+    )
+}
+DEFAULT_FILTERS = list(FILTERS)
+
+__all__ = ["DEFAULT_FILTERS", "FILTERS", "Filter", "FilterResult", "Removal"]

@@ -1,0 +1,159 @@
+"""`flock join`: run the agent of this machine.
+
+The agent serves the Agent gRPC service from a runtime and, given a discovery URL,
+registers its advertised address there every heartbeat, so a manager (or etcd) that was
+away finds it again. Stopping the agent leaves the containers running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
+from agent.server import AgentService, make_server
+from flock.durations import parse_duration
+
+log = logging.getLogger("flock.agent")
+
+
+class JoinError(ValueError):
+    """A `flock join` option that cannot work; the message names it."""
+
+
+def register(subparsers) -> None:
+    """Add the `join` sub-command to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "join", help="run this machine's agent and join a cluster",
+        description="Run the agent: serve this node's runtime to Flock managers.",
+    )
+    parser.add_argument("discovery", nargs="?", default="",
+                        help="discovery URL to register in (nodes://, file://, etcd://, ...)")
+    parser.add_argument("--advertise", required=True, metavar="HOST:PORT",
+                        help="address managers use to reach this agent")
+    parser.add_argument("--listen", default="", metavar="HOST:PORT",
+                        help="address to listen on (default: the --advertise address)")
+    parser.add_argument("--runtime", choices=RUNTIME_NAMES, default="auto",
+                        help="docker (local engine), exec (embedded), auto (docker if it "
+                             "answers)")
+    parser.add_argument("--docker-host", default="unix:///var/run/docker.sock",
+                        help="the local engine's socket for the docker runtime")
+    parser.add_argument("--state-dir", default=str(Path.home() / ".flock" / "agent"),
+                        help="state folder of the exec runtime")
+    parser.add_argument("--name", default=None, help="node name (default: the engine's)")
+    parser.add_argument("--label", action="append", default=[], metavar="K=V",
+                        help="node label (repeatable)")
+    parser.add_argument("--heartbeat", default="20s", help="discovery refresh period")
+    parser.add_argument("--ttl", default="60s", help="discovery registration lifetime")
+    parser.set_defaults(func=main)
+
+
+def parse_labels(items: list[str]) -> dict[str, str]:
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise JoinError(f"invalid --label {item!r}: expected key=value")
+        labels[key] = value
+    return labels
+
+
+def check_address(flag: str, text: str) -> str:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise JoinError(f"invalid {flag} {text!r}: expected HOST:PORT")
+    return text
+
+
+def _durations(args) -> tuple[float, float]:
+    values = []
+    for flag in ("heartbeat", "ttl"):
+        try:
+            values.append(parse_duration(getattr(args, flag)))
+        except ValueError as exc:
+            raise JoinError(f"--{flag}: {exc}") from None
+        if values[-1] <= 0:
+            raise JoinError(f"--{flag} must be positive")
+    return values[0], values[1]
+
+
+async def _register_loop(url: str, advertise: str, heartbeat: float, ttl: float) -> None:
+    """Keep the registration fresh; failures are logged and retried, never fatal."""
+    import discovery  # written separately; only needed with a discovery URL
+
+    backend = discovery.open_backend(url)
+    while True:
+        try:
+            await backend.register(advertise, ttl)
+        except Exception as exc:  # noqa: BLE001 - discovery away: retry next heartbeat
+            log.warning("cannot register %s in %s: %s", advertise, url, exc)
+        await asyncio.sleep(heartbeat)
+
+
+async def run_agent(args, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or `stop` is set). JoinError/RuntimeUnavailable
+    when the options or the runtime cannot work."""
+    advertise = check_address("--advertise", args.advertise)
+    listen = check_address("--listen", args.listen) if args.listen else advertise
+    heartbeat, ttl = _durations(args)
+    labels = parse_labels(args.label)
+    if args.discovery:
+        import discovery
+
+        try:
+            discovery.open_backend(args.discovery)  # a bad URL fails now, not in the loop
+        except ValueError as exc:
+            raise JoinError(f"invalid discovery {args.discovery!r}: {exc}") from None
+    try:
+        runtime = make_runtime(args.runtime, docker_host=args.docker_host,
+                               state_dir=Path(args.state_dir).expanduser(),
+                               node_name=args.name, labels=labels)
+    except ValueError as exc:
+        raise JoinError(str(exc)) from None
+    await runtime.start()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if _on_signal(loop, s, stop)]
+    tasks: list[asyncio.Task] = []
+    try:
+        try:
+            server, port = make_server(AgentService(runtime, advertise, args.name, labels), listen)
+        except ValueError as exc:
+            raise JoinError(str(exc)) from None
+        await server.start()
+        log.info("agent %s (runtime %s, %s) listening on port %d",
+                 advertise, runtime.name, runtime.socket_path, port)
+        if args.discovery:
+            tasks.append(asyncio.create_task(
+                _register_loop(args.discovery, advertise, heartbeat, ttl)))
+        await stop.wait()
+        log.info("agent stopping; containers keep running")
+        await server.stop(grace=2)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await runtime.stop()
+
+
+def _on_signal(loop: asyncio.AbstractEventLoop, sig: int, stop: asyncio.Event) -> bool:
+    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+        loop.add_signal_handler(sig, stop.set)
+        return True
+    return False
+
+
+def main(args) -> int:
+    """Entry point for the assembled `flock` command: exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        asyncio.run(run_agent(args))
+    except (JoinError, RuntimeUnavailable) as exc:
+        print(f"flock join: error: {exc}", file=sys.stderr, flush=True)
+        return 2 if isinstance(exc, JoinError) else 1
+    return 0

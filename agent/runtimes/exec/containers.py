@@ -1,0 +1,406 @@
+"""Container lifecycle: records made by `create`, processes run by shims, and the watch
+that turns exits into `die` events, wakes waiters, and applies --rm and restart
+policies."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import signal
+from collections import defaultdict
+
+from agent.runtimes.exec import isolation
+from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
+from agent.runtimes.exec.events import EventBus
+from agent.runtimes.exec.images import ImageManager
+from agent.runtimes.exec.names import check_name, generate_name
+from agent.runtimes.exec.signals import parse_signal
+from agent.runtimes.exec.store import ContainerRecord, ContainerStore
+from agent.runtimes.exec.supervisor import RunState, Supervisor
+from agent.runtimes.exec.timefmt import now_rfc
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MIN_MEMORY = 6 * 1024 * 1024
+POLL = 0.2
+WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+
+
+class NotModified(Exception):
+    """Start of a running or stop of a stopped container: the Engine answers 304."""
+
+
+class Changes:
+    """Wakes everybody waiting for a container to change (exit, removal)."""
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future | None = None
+
+    def notify(self) -> None:
+        if self._future is not None and not self._future.done():
+            self._future.set_result(None)
+        self._future = None
+
+    async def wait(self, timeout: float = 1.0) -> None:
+        if self._future is None:
+            self._future = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._future), timeout)
+
+
+def _as_list(value: object) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def _merge_env(*envs: list[str] | None) -> list[str]:
+    merged: dict[str, str] = {}
+    for env in envs:
+        for item in env or []:
+            merged[item.split("=", 1)[0]] = item
+    if "PATH" not in merged:
+        merged["PATH"] = DEFAULT_PATH
+    return list(merged.values())
+
+
+class ContainerManager:
+    def __init__(self, store: ContainerStore, bus: EventBus, isolated: bool) -> None:
+        self.store = store
+        self.bus = bus
+        self.isolated = isolated
+        self.supervisor = Supervisor(store)
+        self.records = store.load_all()
+        self.images: ImageManager | None = None
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.changes = Changes()
+        self.exits: dict[str, int] = defaultdict(int)
+        self.watching = {cid for cid in self.records if store.run_state(cid) is not None}
+
+    # --- lookup ----------------------------------------------------------------------
+    def find(self, ref: str) -> ContainerRecord | None:
+        """By full id, by name (with or without /), or by unique id prefix."""
+        if ref in self.records:
+            return self.records[ref]
+        name = ref.lstrip("/")
+        for record in self.records.values():
+            if record.name == name:
+                return record
+        found = [r for r in self.records.values() if r.id.startswith(ref)] if ref else []
+        return found[0] if len(found) == 1 else None
+
+    def get(self, ref: str) -> ContainerRecord:
+        record = self.find(ref)
+        if record is None:
+            raise not_found(f"No such container: {ref}")
+        return record
+
+    def state(self, record: ContainerRecord) -> RunState:
+        return self.supervisor.state(record.id)
+
+    def users_of(self, image_id: str) -> list[tuple[str, bool]]:
+        return [(r.id, self.state(r).running) for r in self.records.values()
+                if r.image_id == image_id]
+
+    def _attributes(self, record: ContainerRecord, **extra: str) -> dict[str, str]:
+        labels = record.config.get("Labels") or {}
+        return {**labels, "image": record.image_ref, "name": record.name, **extra}
+
+    def _event(self, record: ContainerRecord, action: str, **extra: str) -> None:
+        self.bus.emit("container", action, record.id, self._attributes(record, **extra),
+                      image=record.image_ref)
+
+    # --- create ----------------------------------------------------------------------
+    def create(self, body: dict, name: str) -> tuple[str, list[str]]:
+        assert self.images is not None
+        if not isinstance(body, dict) or not body:
+            raise bad_request("Config cannot be empty in order to create a container")
+        image_ref = body.get("Image") or ""
+        if not image_ref:
+            raise bad_request("no image given in the container config")
+        image = self.images.get(image_ref)
+        name = check_name(name) if name else generate_name({r.name for r in self.records.values()})
+        owner = self.find_by_name(name)
+        if owner is not None:
+            raise conflict(f'Conflict. The container name "/{name}" is already in use by '
+                           f'container "{owner.id}". You have to remove (or rename) that '
+                           f"container to be able to reuse that name.")
+        host_config = dict(body.get("HostConfig") or {})
+        memory = int(host_config.get("Memory") or 0)
+        if 0 < memory < MIN_MEMORY:
+            raise bad_request("Minimum memory limit allowed is 6MB")
+        host_config.setdefault("NetworkMode", "default")
+        cid = secrets.token_hex(32)
+        config, argv = self._merged_config(body, image.config, cid)
+        record = ContainerRecord(id=cid, name=name, created=now_rfc(), image_id=image.id,
+                                 image_ref=image_ref, config=config, host_config=host_config,
+                                 path=argv[0], args=argv[1:])
+        self.records[cid] = record
+        self.store.save(record)
+        self._event(record, "create")
+        return cid, self._warnings(host_config)
+
+    def find_by_name(self, name: str) -> ContainerRecord | None:
+        return next((r for r in self.records.values() if r.name == name), None)
+
+    def _merged_config(self, body: dict, image: dict, cid: str) -> tuple[dict, list[str]]:
+        """The Engine's rules: the image's Cmd only when neither Cmd nor Entrypoint is
+        given, its Entrypoint unless one is given; Env merged by key."""
+        entrypoint = _as_list(body.get("Entrypoint"))
+        cmd = _as_list(body.get("Cmd"))
+        if not entrypoint:
+            if not cmd:
+                cmd = image.get("Cmd")
+            if entrypoint is None:
+                entrypoint = image.get("Entrypoint")
+        argv = list(entrypoint or []) + list(cmd or [])
+        if not argv:
+            raise bad_request("No command specified")
+        config = {**body}
+        config.pop("HostConfig", None)
+        config.pop("NetworkingConfig", None)
+        config.update(
+            Hostname=body.get("Hostname") or cid[:12], Domainname=body.get("Domainname", ""),
+            User=body.get("User") or image.get("User") or "",
+            Env=_merge_env(image.get("Env"), body.get("Env")), Cmd=cmd,
+            Entrypoint=entrypoint, Image=body["Image"],
+            WorkingDir=body.get("WorkingDir") or image.get("WorkingDir") or "",
+            Labels={**(image.get("Labels") or {}), **(body.get("Labels") or {})},
+            Tty=bool(body.get("Tty")), OpenStdin=bool(body.get("OpenStdin")))
+        for key in ("AttachStdin", "AttachStdout", "AttachStderr", "StdinOnce"):
+            config.setdefault(key, False)
+        if image.get("StopSignal") and not body.get("StopSignal"):
+            config["StopSignal"] = image["StopSignal"]
+        return config, argv
+
+    def _warnings(self, host_config: dict) -> list[str]:
+        warnings = []
+        if host_config.get("Memory") and not isolation.cgroup_available("memory"):
+            warnings.append("Your kernel does not support memory limit capabilities or the "
+                            "cgroup is not mounted. Limitation discarded.")
+        for key in ("Binds", "PortBindings", "Mounts", "Devices"):
+            if host_config.get(key):
+                warnings.append(f"the exec runtime ignores HostConfig.{key}")
+        return warnings
+
+    # --- start -----------------------------------------------------------------------
+    def _spec(self, record: ContainerRecord) -> dict:
+        assert self.images is not None
+        image = self.images.find(record.image_id)
+        if image is None:
+            raise ApiError(500, f"the image of container {record.id[:12]} is gone")
+        config = record.config
+        extra = [f"HOSTNAME={config['Hostname']}", "HOME=/root"]
+        if config.get("Tty"):
+            extra.append("TERM=xterm")
+        return {"id": record.id, "argv": [record.path, *record.args],
+                "env": _merge_env(extra, config.get("Env")),
+                "workdir": config.get("WorkingDir") or "/", "hostname": config["Hostname"],
+                "user": config.get("User") or "", "tty": bool(config.get("Tty")),
+                "isolated": self.isolated, "image_rootfs": self.images.rootfs(image),
+                "container_dir": str(self.store.dir(record.id)),
+                "cgroups": isolation.cgroup_settings(record.host_config)}
+
+    async def start(self, ref: str) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            await self._start(record)
+
+    async def _start(self, record: ContainerRecord) -> None:
+        if self.state(record).running:
+            raise NotModified()
+        report = await asyncio.to_thread(self.supervisor.launch, record.id, self._spec(record))
+        if "error" in report:
+            raise bad_request("OCI runtime create failed: unable to start container process: "
+                              f"{report['error']}: unknown")
+        record.manually_stopped = False
+        self.store.save(record)
+        self.watching.add(record.id)
+        self._event(record, "start")
+
+    # --- stop, kill, restart ---------------------------------------------------------
+    async def stop(self, ref: str, timeout: int | None) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if not self.state(record).running:
+                raise NotModified()
+            record.manually_stopped = True
+            self.store.save(record)
+            await self._stop(record, timeout)
+
+    async def _stop(self, record: ContainerRecord, timeout: int | None) -> None:
+        if timeout is None:
+            timeout = int(record.config.get("StopTimeout") or 10)
+        signum = parse_signal(record.config.get("StopSignal"), signal.SIGTERM)
+        self._event(record, "kill", signal=str(signum))
+        self.supervisor.signal(record.id, signum)
+        if not await self._wait_exit(record, None if timeout < 0 else timeout):
+            self._event(record, "kill", signal=str(int(signal.SIGKILL)))
+            self.supervisor.signal(record.id, signal.SIGKILL)
+            await self._wait_exit(record, 30)
+        self._exited(record)
+        self._event(record, "stop")
+
+    async def kill(self, ref: str, signum: int) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if not self.state(record).running:
+                raise conflict(f"Cannot kill container: {ref}: Container {record.id} is not "
+                               f"running")
+            self._event(record, "kill", signal=str(signum))
+            self.supervisor.signal(record.id, signum)
+            if signum == signal.SIGKILL:
+                await self._wait_exit(record, 30)
+                self._exited(record)
+
+    async def restart(self, ref: str, timeout: int | None) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if self.state(record).running:
+                await self._stop(record, timeout)
+            await self._start(record)
+            self._event(record, "restart")
+
+    async def _wait_exit(self, record: ContainerRecord, timeout: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.state(record).running:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    # --- remove, rename --------------------------------------------------------------
+    async def remove(self, ref: str, force: bool) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if self.state(record).running:
+                if not force:
+                    raise conflict(f"You cannot remove a running container {record.id}. Stop "
+                                   f"the container before attempting removal or force remove")
+                self._event(record, "kill", signal=str(int(signal.SIGKILL)))
+                self.supervisor.signal(record.id, signal.SIGKILL)
+                await self._wait_exit(record, 30)
+                self.notice_exit(record)
+            self._destroy(record)
+
+    def _destroy(self, record: ContainerRecord) -> None:
+        if self.records.pop(record.id, None) is None:
+            return
+        self.watching.discard(record.id)
+        self.locks.pop(record.id, None)
+        isolation.remove_cgroups(record.id)
+        self.store.remove(record.id)
+        self._event(record, "destroy")
+        self.changes.notify()
+
+    def rename(self, ref: str, new_name: str) -> None:
+        record = self.get(ref)
+        if not new_name:
+            raise bad_request("Neither old nor new names may be empty")
+        new_name = check_name(new_name)
+        owner = self.find_by_name(new_name)
+        if owner is not None and owner is not record:
+            raise conflict(f'Conflict. The container name "/{new_name}" is already in use by '
+                           f'container "{owner.id}". You have to remove (or rename) that '
+                           f"container to be able to reuse that name.")
+        old = record.name
+        record.name = new_name
+        self.store.save(record)
+        self._event(record, "rename", oldName=f"/{old}")
+
+    # --- wait ------------------------------------------------------------------------
+    async def wait(self, ref: str, condition: str) -> RunState:
+        condition = condition or "not-running"
+        if condition not in WAIT_CONDITIONS:
+            raise bad_request(f"invalid condition: {condition}")
+        record = self.get(ref)
+        seen = self.exits[record.id]
+        while True:
+            current = self.state(record)
+            gone = record.id not in self.records
+            if condition == "removed" and gone:
+                return current
+            if condition == "not-running" and (not current.running or gone):
+                return current
+            if condition == "next-exit" and (self.exits[record.id] != seen or gone):
+                return current
+            await self.changes.wait()
+
+    # --- the watch -------------------------------------------------------------------
+    def notice_exit(self, record: ContainerRecord) -> RunState | None:
+        """Announce an exit once: the `die` event, waiters, bookkeeping on disk."""
+        current = self.state(record)
+        if current.running or current.finished_at == record.reported_finish \
+                or current.status != "exited":
+            return None
+        record.reported_finish = current.finished_at
+        self.store.save(record)
+        self.watching.discard(record.id)
+        self._event(record, "die", exitCode=str(current.exit_code))
+        if current.oom_killed:
+            self._event(record, "oom")
+        self.exits[record.id] += 1
+        self.changes.notify()
+        return current
+
+    def _exited(self, record: ContainerRecord) -> None:
+        """An exit seen by stop or kill: --rm and restart policies still apply, once the
+        caller has let go of the container's lock."""
+        exited = self.notice_exit(record)
+        if exited is not None:
+            asyncio.get_running_loop().create_task(self._after_exit_locked(record, exited))
+
+    async def _after_exit_locked(self, record: ContainerRecord, exited: RunState) -> None:
+        async with self.locks[record.id]:
+            if record.id in self.records and not self.state(record).running:
+                await self._after_exit(record, exited)
+
+    async def watch(self) -> None:
+        """Runs for the life of the runtime: exits happen while nobody asks."""
+        while True:
+            for cid in list(self.watching):
+                record = self.records.get(cid)
+                if record is None or self.locks[cid].locked():
+                    continue
+                exited = self.notice_exit(record)
+                if exited is not None:
+                    await self._after_exit(record, exited)
+            await asyncio.sleep(POLL)
+
+    async def _after_exit(self, record: ContainerRecord, exited: RunState) -> None:
+        if record.host_config.get("AutoRemove"):
+            self._destroy(record)
+            return
+        policy = record.host_config.get("RestartPolicy") or {}
+        name = policy.get("Name") or "no"
+        retries = int(policy.get("MaximumRetryCount") or 0)
+        again = (name in ("always", "unless-stopped") and not record.manually_stopped) or (
+            name == "on-failure" and exited.exit_code != 0
+            and (retries == 0 or record.restart_count < retries))
+        if again:
+            asyncio.get_running_loop().create_task(self._restart_later(record))
+
+    async def _restart_later(self, record: ContainerRecord) -> None:
+        await asyncio.sleep(min(0.1 * 2 ** record.restart_count, 10))
+        async with self.locks[record.id]:
+            if record.id not in self.records or record.manually_stopped \
+                    or self.state(record).running:
+                return
+            record.restart_count += 1
+            with contextlib.suppress(ApiError, NotModified, OSError):
+                await self._start(record)
+
+    def cleanup_on_exit(self) -> None:
+        """Drop cgroup folders of containers that no longer run (the shim normally does)."""
+        for record in self.records.values():
+            if not self.state(record).running:
+                isolation.remove_cgroups(record.id)
+
+    def counts(self) -> dict[str, int]:
+        states = [self.state(r).status for r in self.records.values()]
+        return {"total": len(states), "running": states.count("running"),
+                "stopped": len(states) - states.count("running")}
+

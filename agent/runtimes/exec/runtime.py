@@ -1,0 +1,112 @@
+"""ExecRuntime: Flock's embedded container runtime, served as a Docker Engine API on a
+unix socket so the agent forwards to it exactly as it does to a real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import stat
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from agent.runtimes.base import RuntimeUnavailable
+from agent.runtimes.exec import isolation
+from agent.runtimes.exec.app import build_app
+from agent.runtimes.exec.containers import ContainerManager
+from agent.runtimes.exec.events import EventBus
+from agent.runtimes.exec.images import ImageManager
+from agent.runtimes.exec.store import ContainerStore, ImageStore, engine_id
+
+
+@dataclass
+class Core:
+    """What the handlers share."""
+
+    state_dir: pathlib.Path
+    node_name: str | None
+    labels: dict[str, str]
+    cpus: int | None
+    memory: int | None
+    isolated: bool
+    engine_id: str
+    bus: EventBus
+    containers: ContainerManager
+    images: ImageManager
+    cgroups_memory: bool
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class ExecRuntime:
+    """Containers as supervised processes: isolated with namespaces and chroot when this
+    process may do that (root), plain processes otherwise."""
+
+    name = "exec"
+
+    def __init__(self, state_dir: pathlib.Path, node_name: str | None = None,
+                 labels: dict[str, str] | None = None, cpus: int | None = None,
+                 memory: int | None = None, *, isolate: bool | None = None) -> None:
+        self.state_dir = pathlib.Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.node_name = node_name
+        self.labels = dict(labels or {})
+        self.cpus = cpus
+        self.memory = memory
+        probed = isolation.probe()
+        self.isolated: bool = probed if isolate is None else (isolate and probed)
+        self.core: Core | None = None
+        self._runner: web.AppRunner | None = None
+        self._watch: asyncio.Task | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.state_dir / "docker.sock")
+
+    def _build_core(self) -> Core:
+        bus = EventBus(self.state_dir / "events.jsonl")
+        containers = ContainerManager(ContainerStore(self.state_dir), bus, self.isolated)
+        images = ImageManager(ImageStore(self.state_dir), bus, containers.users_of)
+        containers.images = images
+        return Core(self.state_dir, self.node_name, self.labels, self.cpus, self.memory,
+                    self.isolated, engine_id(self.state_dir), bus, containers, images,
+                    isolation.cgroup_available("memory"))
+
+    async def start(self) -> None:
+        """Serve on socket_path; containers from an earlier run are picked up from disk."""
+        self.core = self._build_core()
+        runner = web.AppRunner(build_app(self.core), access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        _remove_stale_socket(self.socket_path)
+        site = web.UnixSite(runner, self.socket_path)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise RuntimeUnavailable(
+                f"exec runtime: cannot serve on {self.socket_path}: {exc}") from exc
+        self._runner = runner
+        self._watch = asyncio.get_running_loop().create_task(self.core.containers.watch())
+
+    async def stop(self) -> None:
+        """Stop serving. Containers keep running: their shims supervise them."""
+        if self.core is not None:
+            self.core.closing.set()
+            self.core.bus.closing.set()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        _remove_stale_socket(self.socket_path)
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Only a socket is ours to remove; anything else there is a configuration error."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)

@@ -1,0 +1,157 @@
+"""The Engine's JSON shapes for containers: inspect, the `ps` list and its filters."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+from agent.runtimes.exec.containers import ContainerManager
+from agent.runtimes.exec.errors import bad_request
+from agent.runtimes.exec.store import ContainerRecord
+from agent.runtimes.exec.supervisor import RunState
+from agent.runtimes.exec.timefmt import human_duration, parse_rfc3339nano
+
+LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
+                "volume", "network", "health", "publish", "expose", "isolation", "is-task"}
+STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
+
+
+def _network_settings() -> dict:
+    return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}}
+
+
+def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
+    state = manager.state(record)
+    folder = manager.store.dir(record.id)
+    return {
+        "Id": record.id, "Created": record.created, "Path": record.path,
+        "Args": record.args,
+        "State": {"Status": state.status, "Running": state.running, "Paused": False,
+                  "Restarting": False, "OOMKilled": state.oom_killed, "Dead": False,
+                  "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
+                  "StartedAt": state.started_at, "FinishedAt": state.finished_at},
+        "Image": record.image_id, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
+        "LogPath": str(manager.store.log_path(record.id)), "Name": f"/{record.name}",
+        "RestartCount": record.restart_count, "Driver": "exec", "Platform": "linux",
+        "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
+        "HostConfig": record.host_config,
+        "GraphDriver": {"Name": "exec", "Data": {"UpperDir": str(folder / "upper"),
+                                                 "MergedDir": str(folder / "rootfs")}},
+        "Mounts": [], "Config": record.config, "NetworkSettings": _network_settings(),
+    }
+
+
+def status_text(state: RunState) -> str:
+    now = time.time()
+    if state.status == "running":
+        return "Up " + human_duration(now - parse_rfc3339nano(state.started_at) / 1e9)
+    if state.status == "exited":
+        ago = human_duration(now - parse_rfc3339nano(state.finished_at) / 1e9)
+        return f"Exited ({state.exit_code}) {ago} ago"
+    return "Created"
+
+
+def _dir_size(path: str) -> int:
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> dict:
+    state = manager.state(record)
+    image = manager.images.find(record.image_ref) if manager.images else None
+    shown = record.image_ref if image is not None and image.id == record.image_id \
+        else record.image_id
+    entry = {
+        "Id": record.id, "Names": [f"/{record.name}"], "Image": shown,
+        "ImageID": record.image_id, "Command": " ".join([record.path, *record.args]),
+        "Created": parse_rfc3339nano(record.created) // 10**9, "Ports": [],
+        "Labels": record.config.get("Labels") or {}, "State": state.status,
+        "Status": status_text(state),
+        "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+    }
+    if size:
+        base = manager.images.find(record.image_id) if manager.images else None
+        entry["SizeRw"] = _dir_size(str(manager.store.dir(record.id) / "upper"))
+        entry["SizeRootFs"] = entry["SizeRw"] + (base.size if base else 0)
+    return entry
+
+
+def _label_ok(labels: dict, wanted: list[str]) -> bool:
+    return all(labels.get(w.partition("=")[0]) == w.partition("=")[2] if "=" in w
+               else w in labels for w in wanted)
+
+
+def _matches(manager: ContainerManager, record: ContainerRecord, state: RunState,
+             filters: dict[str, list[str]]) -> bool:
+    """Values of one key are alternatives; different keys must all hold."""
+    checks = {
+        "id": lambda v: record.id.startswith(v),
+        "name": lambda v: re.search(v, f"/{record.name}") is not None,
+        "status": lambda v: state.status == v,
+        "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
+        "ancestor": lambda v: _ancestor(manager, record, v),
+        "health": lambda v: v == "none",
+        "is-task": lambda v: v.lower() in ("false", "0"),
+        "isolation": lambda v: v == "default",
+    }
+    for key, values in filters.items():
+        if key == "label":
+            if not _label_ok(record.config.get("Labels") or {}, values):
+                return False
+        elif key in ("before", "since"):
+            continue
+        elif key in checks:
+            if not any(checks[key](v) for v in values):
+                return False
+        elif values:  # volume, network, publish, expose: the exec runtime has none
+            return False
+    return True
+
+
+def _ancestor(manager: ContainerManager, record: ContainerRecord, ref: str) -> bool:
+    image = manager.images.find(ref) if manager.images else None
+    return image is not None and image.id == record.image_id
+
+
+def _created(record: ContainerRecord) -> int:
+    return parse_rfc3339nano(record.created)
+
+
+def listing(manager: ContainerManager, all_: bool, limit: int, size: bool,
+            filters: dict[str, list[str]]) -> list[dict]:
+    for value in filters.get("status", []):
+        if value not in STATUSES:
+            raise bad_request(f"Invalid filter 'status={value}'")
+    for value in filters.get("exited", []):
+        if not value.lstrip("-").isdigit():
+            raise bad_request(f"Invalid filter 'exited={value}'")
+    records = sorted(manager.records.values(), key=_created, reverse=True)
+    bounds = {key: _created(manager.get(filters[key][0])) for key in ("before", "since")
+              if filters.get(key)}
+    chosen = []
+    for record in records:
+        if "before" in bounds and _created(record) >= bounds["before"]:
+            continue
+        if "since" in bounds and _created(record) <= bounds["since"]:
+            continue
+        state = manager.state(record)
+        show_all = all_ or limit > 0 or "status" in filters or "exited" in filters
+        if not show_all and not state.running:
+            continue
+        if _matches(manager, record, state, filters):
+            chosen.append(summary(manager, record, size))
+        if limit > 0 and len(chosen) >= limit:
+            break
+    return chosen

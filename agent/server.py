@@ -1,0 +1,93 @@
+"""The Agent gRPC service: node facts, liveness, events, and the Docker API channel,
+all answered from the runtime's Docker API socket."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+import grpc
+
+from agent import engine_api, http_bridge
+from agent.node_info import fetch_node_info
+from agent.runtimes.base import Runtime
+from protos import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 64 << 20
+# Managers keep their channels alive with pings; allow them even between calls.
+SERVER_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
+
+
+class AgentService(agent_pb2_grpc.AgentServicer):
+    """One node's agent. `name` and `labels` are the --name/--label overrides."""
+
+    def __init__(self, runtime: Runtime, address: str, name: str | None = None,
+                 labels: dict[str, str] | None = None) -> None:
+        self.runtime = runtime
+        self.address = address
+        self.name = name
+        self.labels = dict(labels or {})
+
+    async def Info(self, request, context):  # noqa: N802 - gRPC method name
+        try:
+            return await fetch_node_info(
+                self.runtime.socket_path, runtime=self.runtime.name, address=self.address,
+                name=self.name, extra_labels=self.labels,
+            )
+        except engine_api.EngineError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+
+    async def Heartbeat(self, request, context):  # noqa: N802
+        try:
+            info, _ = await engine_api.get_json(self.runtime.socket_path, "/info", timeout=5)
+        except engine_api.EngineError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return agent_pb2.HeartbeatReply(
+            id=info.get("ID") or "", containers=int(info.get("Containers") or 0),
+            images=int(info.get("Images") or 0), time=time.time(),
+        )
+
+    async def Events(self, request, context):  # noqa: N802
+        stream = engine_api.events(self.runtime.socket_path, request.since)
+        try:
+            async with contextlib.aclosing(stream):
+                async for raw in stream:
+                    yield agent_pb2.Event(json=raw)
+        except engine_api.EngineError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        # The runtime ended its stream (it is stopping): tell the manager to resubscribe.
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
+
+    async def Docker(self, request_iterator, context):  # noqa: N802
+        exchange = http_bridge.forward(self.runtime.socket_path, request_iterator)
+        try:
+            async with contextlib.aclosing(exchange):
+                async for frame in exchange:
+                    yield frame
+        except http_bridge.BridgeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+def make_server(service: AgentService, listen: str) -> tuple[grpc.aio.Server, int]:
+    """A gRPC server for `service` bound to `listen` ("host:port"); (server, bound port).
+    ValueError when the address cannot be bound."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    agent_pb2_grpc.add_AgentServicer_to_server(service, server)
+    try:
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        raise ValueError(f"cannot listen on {listen}: {exc}") from exc
+    if port == 0:
+        raise ValueError(f"cannot listen on {listen}")
+    return server, port

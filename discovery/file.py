@@ -1,0 +1,38 @@
+"""`file:///path`: one address (or range) per line; `#` starts a comment.
+
+The file is read again at every fetch, so editing it adds or removes agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+from discovery.addresses import expand_all
+from discovery.backend import Backend, DiscoveryError
+
+
+class FileBackend(Backend):
+    def __init__(self, path: str) -> None:
+        if not path:
+            raise DiscoveryError("file:// needs a path, e.g. file:///etc/flock/cluster")
+        self.path = pathlib.Path(path)
+
+    async def fetch(self) -> list[str]:
+        return await asyncio.to_thread(self._read)
+
+    def _read(self) -> list[str]:
+        try:
+            text = self.path.read_text()
+        except OSError as exc:
+            raise DiscoveryError(f"cannot read discovery file {self.path}: {exc.strerror}") from exc
+        entries = []
+        for number, line in enumerate(text.splitlines(), 1):
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            try:
+                entries.extend(expand_all([line]))
+            except DiscoveryError as exc:
+                raise DiscoveryError(f"{self.path}, line {number}: {exc}") from exc
+        return expand_all(entries)

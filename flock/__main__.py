@@ -1,0 +1,3 @@
+from flock.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The `flock` command: each program registers its own sub-commands here.
+
+The manager owns `manage`, the agent `join`, the local-cluster helpers `up` and `demo`,
+discovery `list`; this module only assembles them and turns a top-level error into a
+message and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from flock import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from agent.cli import register as register_join
+    from flock.demo import register as register_demo
+    from flock.listing import register as register_list
+    from flock.up import register as register_up
+    from manager.cli import register as register_manage
+
+    parser = argparse.ArgumentParser(
+        prog="flock",
+        description="One Docker API over many machines: a cluster scheduler and provisioner.",
+    )
+    parser.add_argument("--version", action="version", version=f"flock {__version__}")
+    parser.add_argument(
+        "-l", "--log-level", default="info",
+        choices=["debug", "info", "warning", "error"], help="log level (default: info)",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    register_manage(commands)
+    register_join(commands)
+    register_up(commands)
+    register_demo(commands)
+    register_list(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130

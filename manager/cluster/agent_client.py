@@ -1,0 +1,295 @@
+"""The manager's end of the Agent protocol: one gRPC channel per agent.
+
+Failures to reach an agent surface as AgentUnavailable naming the address, so callers
+can mark the node unhealthy and tell the user which machine is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+
+from protos import agent_pb2, agent_pb2_grpc
+
+MAX_MESSAGE = 64 << 20
+MAX_FRAME = 1 << 20  # body bytes per DockerFrame
+HOP_BY_HOP = frozenset({"connection", "transfer-encoding", "content-length", "keep-alive"})
+CHANNEL_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+    # A returning agent should be noticed within seconds, not gRPC's default 2 minutes.
+    ("grpc.initial_reconnect_backoff_ms", 500),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class AgentError(Exception):
+    """The agent answered with an error of its own (not a Docker API error)."""
+
+
+class AgentUnavailable(AgentError):  # noqa: N818 - the name is part of the contract
+    """The agent cannot be reached; the message names it and says why."""
+
+
+def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None) -> str:
+    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return f"no answer in {timeout}s" if timeout else "no answer in time"
+    details = err.details() or err.code().name
+    lowered = details.lower()
+    for known in ("connection refused", "no route to host", "connection reset",
+                  "name resolution", "dns resolution failed", "socket closed"):
+        if known in lowered:
+            return known
+    return details
+
+
+def map_error(addr: str, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
+    """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
+    if err.code() in _UNREACHABLE:
+        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout)}")
+    return AgentError(f"Agent {addr} failed: {err.code().name}: {err.details()}")
+
+
+def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
+    view = memoryview(data)
+    return [agent_pb2.DockerFrame(data=bytes(view[i:i + MAX_FRAME]))
+            for i in range(0, len(view), MAX_FRAME)]
+
+
+class DockerExchange:
+    """One Docker API exchange in flight: the answer's head is known, its body streams."""
+
+    def __init__(self, addr: str, call, status: int, headers: list[tuple[str, str]],
+                 body_task: asyncio.Task | None) -> None:
+        self.addr = addr
+        self.status = status
+        self.headers = headers
+        self._call = call
+        self._body_task = body_task
+        self._write_lock = asyncio.Lock()
+        self._done = False
+        self._cancelled = False
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), None)
+
+    async def read(self) -> bytes | None:
+        """The next chunk of the answer, None at its end."""
+        while not self._done:
+            try:
+                frame = await self._call.read()
+            except grpc.aio.AioRpcError as err:
+                self._done = True
+                if self._cancelled or err.code() == grpc.StatusCode.CANCELLED:
+                    return None
+                raise map_error(self.addr, err) from None
+            except asyncio.CancelledError:
+                if self._cancelled:
+                    self._done = True
+                    return None
+                raise
+            if frame is grpc.aio.EOF or frame.WhichOneof("kind") == "close_write":
+                self._done = True
+                return None
+            if frame.WhichOneof("kind") == "data" and frame.data:
+                return frame.data
+        return None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while (chunk := await self.read()) is not None:
+            yield chunk
+
+    async def body(self) -> bytes:
+        """The whole (rest of the) answer."""
+        return b"".join([chunk async for chunk in self])
+
+    async def write(self, data: bytes) -> None:
+        """Hijacked: bytes to the container."""
+        async with self._write_lock:
+            try:
+                for frame in _frames(data):
+                    await self._call.write(frame)
+            except grpc.aio.AioRpcError as err:
+                raise map_error(self.addr, err) from None
+            except asyncio.InvalidStateError:
+                raise AgentError(f"Agent {self.addr}: the exchange is already over") from None
+
+    async def close_write(self) -> None:
+        """Hijacked: half-close towards the container (stdin EOF); output still flows."""
+        async with self._write_lock:
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await self._call.write(agent_pb2.DockerFrame(close_write=True))
+                await self._call.done_writing()
+
+    def cancel(self) -> None:
+        """The client went away: abort the call; the agent closes the runtime connection."""
+        self._cancelled = True
+        if self._body_task is not None:
+            self._body_task.cancel()
+        self._call.cancel()
+
+
+class AgentClient:
+    """The Agent service of one agent at `addr` ("host:port")."""
+
+    def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+        self.addr = addr
+        self._credentials = credentials
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: agent_pb2_grpc.AgentStub | None = None
+
+    @property
+    def stub(self) -> agent_pb2_grpc.AgentStub:
+        """Created on first use, inside the event loop that will run the calls."""
+        if self._stub is None:
+            if self._credentials is None:
+                self._channel = grpc.aio.insecure_channel(self.addr, options=CHANNEL_OPTIONS)
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    self.addr, self._credentials, options=CHANNEL_OPTIONS)
+            self._stub = agent_pb2_grpc.AgentStub(self._channel)
+        return self._stub
+
+    async def info(self, timeout: float = 10) -> agent_pb2.NodeInfo:
+        try:
+            return await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise map_error(self.addr, err, timeout) from None
+
+    async def heartbeat(self, timeout: float = 5) -> agent_pb2.HeartbeatReply:
+        try:
+            return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise map_error(self.addr, err, timeout) from None
+
+    async def events(self, since: float = 0) -> AsyncIterator[dict]:
+        """The node's Docker events as parsed objects, until the stream breaks
+        (AgentUnavailable) or the caller stops iterating."""
+        call = self.stub.Events(agent_pb2.EventsRequest(since=since))
+        try:
+            async for event in call:
+                yield json.loads(event.json)
+        except grpc.aio.AioRpcError as err:
+            raise map_error(self.addr, err) from None
+        finally:
+            call.cancel()
+
+    async def request(
+        self, method: str, path: str, query: str = "",
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes | AsyncIterator[bytes] | None = None,
+        api_version: str = "", hijack: bool = False, request_id: str = "",
+    ) -> DockerExchange:
+        """Send one Docker API request; returns once the answer's head is in.
+
+        A bytes body travels with its Content-Length; an async iterator body is sent
+        chunked unless `headers` carry a Content-Length. A hijacked request's body (e.g.
+        exec start's JSON) must be bytes, since what follows it is the raw stream.
+        """
+        headers = list(headers or [])
+        if isinstance(body, bytes | bytearray | memoryview):
+            body = bytes(body)
+            headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+            headers.append(("Content-Length", str(len(body))))
+        elif body is not None and hijack:
+            raise TypeError("the body of a hijacked request must be bytes")
+        elif body is None:
+            headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        req = agent_pb2.DockerRequest(
+            method=method, path=path, query=query, api_version=api_version, hijack=hijack,
+            request_id=request_id,
+            headers=[agent_pb2.Header(name=k, value=v) for k, v in headers],
+        )
+        call = self.stub.Docker()
+        body_task = None
+        try:
+            await call.write(agent_pb2.DockerFrame(request=req))
+            if hijack:
+                for frame in _frames(body or b""):
+                    await call.write(frame)
+            elif body is None:
+                await call.write(agent_pb2.DockerFrame(close_write=True))
+                await call.done_writing()
+            else:
+                body_task = asyncio.create_task(_send_body(call, body))
+            head = await call.read()
+        except grpc.aio.AioRpcError as err:
+            _stop(call, body_task)
+            raise map_error(self.addr, err) from None
+        except BaseException:
+            _stop(call, body_task)
+            raise
+        if head is grpc.aio.EOF or head.WhichOneof("kind") != "response":
+            _stop(call, body_task)
+            raise AgentError(f"Agent {self.addr} ended {method} {path} without an answer")
+        answer = [(h.name, h.value) for h in head.response.headers
+                  if h.name.lower() not in HOP_BY_HOP]
+        return DockerExchange(self.addr, call, head.response.status, answer, body_task)
+
+    async def request_json(
+        self, method: str, path: str, query: str = "", body: object | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, object]:
+        """(status, parsed JSON or None for an empty answer; text that is not JSON
+        comes back as a str)."""
+        raw = None if body is None else json.dumps(body).encode()
+        headers = [] if raw is None else [("Content-Type", "application/json")]
+        exchange: DockerExchange | None = None
+
+        async def run() -> tuple[int, bytes]:
+            nonlocal exchange
+            exchange = await self.request(method, path, query, headers, raw)
+            return exchange.status, await exchange.body()
+
+        try:
+            status, answer = await asyncio.wait_for(run(), timeout)
+        except TimeoutError:
+            if exchange is not None:
+                exchange.cancel()
+            raise AgentUnavailable(
+                f"Cannot reach agent {self.addr}: no answer to {method} {path} in {timeout}s"
+            ) from None
+        if not answer.strip():
+            return status, None
+        try:
+            return status, json.loads(answer)
+        except ValueError:
+            return status, answer.decode(errors="replace")
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+            self._stub = None
+
+
+async def _send_body(call, body: bytes | AsyncIterator[bytes]) -> None:
+    """Stream a request body; a failure here shows up on the answer side."""
+    try:
+        if isinstance(body, bytes):
+            for frame in _frames(body):
+                await call.write(frame)
+        else:
+            async for chunk in body:
+                for frame in _frames(bytes(chunk)):
+                    await call.write(frame)
+        await call.write(agent_pb2.DockerFrame(close_write=True))
+        await call.done_writing()
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+        pass
+
+
+def _stop(call, body_task: asyncio.Task | None) -> None:
+    if body_task is not None:
+        body_task.cancel()
+    call.cancel()

@@ -1,0 +1,164 @@
+"""The scheduler: filter chain -> resource fit -> soft rules -> strategy. Pure, no I/O.
+
+Order of a decision:
+1. every filter's hard conditions, in chain order, narrow the candidate node IDs;
+2. nodes without the CPUs or memory asked for drop out (the strategy's arithmetic);
+3. soft rules (`==~`, `!=~`), in chain order then the order given, each applied only if
+   it leaves a candidate — Flock drops just the soft rules that cannot be met, where
+   classic Swarm drops them all at once — and the dropped ones are reported;
+4. the strategy picks one node.
+When a step leaves nothing, NoNodeAvailable lists every condition that removed nodes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from manager.cluster.model import Node
+from manager.cluster.state import ClusterState
+from manager.scheduler.filters import DEFAULT_FILTERS, FILTERS, Filter, Removal
+from manager.scheduler.spec import ContainerSpec
+from manager.scheduler.strategies import STRATEGIES, Fit, fit
+
+HEADER = "Unable to find a node that satisfies the following conditions"
+NO_NODES = "[no nodes in the cluster]"
+
+
+class NoNodeAvailable(Exception):
+    """Nothing fits. str() is the full message, classic first line then one line per
+    condition that removed nodes (`[port 80 (Bridge mode)] (removed 2 nodes)`)."""
+
+    def __init__(self, removals: list[Removal], lines: list[str] | None = None) -> None:
+        self.removals = removals
+        self.lines = lines if lines is not None else [r.line() for r in removals]
+        super().__init__("\n".join([HEADER, *self.lines]))
+
+
+@dataclass
+class Decision:
+    node: Node
+    dropped_soft: list[str]  # soft rules dropped to find a node, as given: "constraint:k==~v"
+    removals: list[Removal] = field(default_factory=list)  # hard conditions, what they removed
+    candidates: int = 0  # nodes the strategy chose among
+
+
+@dataclass
+class Explanation:
+    """The whole reasoning of one placement, for `explain` (sorts; place() does not)."""
+
+    removals: list[Removal]
+    dropped_soft: list[str]
+    ranking: list[tuple[Node, float, int]]  # best first: node, weight, containers
+    error: str = ""  # NoNodeAvailable's message when nothing fits
+
+
+@dataclass
+class _Outcome:
+    candidates: set[str]
+    fit: Fit
+    removals: list[Removal]
+    dropped_soft: list[str]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        strategy: str = "spread",
+        filters: list[str] | None = None,
+        overcommit: float = 0.05,
+        rng: random.Random | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f'unknown strategy "{strategy}": expected spread, binpack or random')
+        names = list(DEFAULT_FILTERS if filters is None else dict.fromkeys(filters))
+        unknown = [name for name in names if name not in FILTERS]
+        if unknown:
+            raise ValueError(
+                f'unknown filter "{unknown[0]}": expected some of ' + ", ".join(DEFAULT_FILTERS)
+            )
+        if not isinstance(overcommit, (int, float)) or overcommit <= -1:
+            raise ValueError(f"overcommit must be a number above -1, got {overcommit!r}")
+        self.rng = rng or random.Random()
+        self.strategy = STRATEGIES[strategy](self.rng)
+        self.strategy_name = self.strategy.name
+        self.filter_names = names
+        self.filters: list[Filter] = [FILTERS[name]() for name in names]
+        self.overcommit = float(overcommit)
+
+    def place(self, state: ClusterState, spec: ContainerSpec) -> Decision:
+        """The node for `spec`; raises NoNodeAvailable with every failing condition."""
+        outcome = self._narrow(state, spec)
+        node_id = self.strategy.choose(state, outcome.candidates, outcome.fit)
+        return Decision(
+            state.node_map()[node_id],
+            outcome.dropped_soft,
+            outcome.removals,
+            len(outcome.candidates),
+        )
+
+    def explain(self, state: ClusterState, spec: ContainerSpec, limit: int = 20) -> Explanation:
+        """What each filter removed and the strategy's ranking (best `limit` nodes)."""
+        try:
+            outcome = self._narrow(state, spec)
+        except NoNodeAvailable as exc:
+            return Explanation(exc.removals, [], [], str(exc))
+        nodes, usage = state.node_map(), state.usage_map()
+        weights = outcome.fit.weights()
+        ranked = self.strategy.rank(state, outcome.candidates, outcome.fit)[:limit]
+        ranking = [
+            (nodes[nid], weights[nid], usage[nid].containers if nid in usage else 0)
+            for nid in ranked
+        ]
+        return Explanation(outcome.removals, outcome.dropped_soft, ranking)
+
+    # ------------------------------------------------------------- private
+    def _narrow(self, state: ClusterState, spec: ContainerSpec) -> _Outcome:
+        nodes = state.node_map()
+        if not nodes:
+            raise NoNodeAvailable([], [NO_NODES])
+        candidates: AbstractSet[str] = nodes.keys()  # a live view: filters never mutate
+        removals: list[Removal] = []
+        for step in self.filters:
+            result = step.apply(state, spec, candidates)
+            removals.extend(result.removals)
+            candidates = result.survivors
+            if not candidates:
+                raise NoNodeAvailable(removals)
+        resources = fit(state, spec, candidates, self.overcommit)
+        if not resources.nodes:
+            raise NoNodeAvailable(removals + _shortages(spec, resources))
+        candidates = resources.nodes
+        dropped: list[str] = []
+        for step in self.filters:
+            for rule in step.soft_rules(spec):
+                narrowed = step.apply_rule(state, spec, rule, candidates)
+                if narrowed:
+                    candidates = narrowed
+                else:
+                    dropped.append(rule.source)
+        return _Outcome(candidates, resources, removals, dropped)
+
+
+def _shortages(spec: ContainerSpec, resources: Fit) -> list[Removal]:
+    """Classic Swarm says only "no resources available to schedule container"; Flock
+    names the resource and the amount asked for."""
+    out = []
+    if resources.short_cpus:
+        out.append(Removal("available CPUs", resources.short_cpus, f"{spec.cpus:g} requested"))
+    if resources.short_memory:
+        out.append(
+            Removal("available Memory", resources.short_memory, f"{_bytes(spec.memory)} requested")
+        )
+    return out
+
+
+def _bytes(size: int) -> str:
+    """Docker's binary units, as `docker info` prints them (1.5 GiB)."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.4g} {unit}" if unit != "B" else f"{size} B"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,8 @@
+"""spread: the least loaded node (lowest cpuScore + memScore), then fewest containers."""
+
+from manager.scheduler.strategies.base import WeightedStrategy
+
+
+class SpreadStrategy(WeightedStrategy):
+    name = "spread"
+    lowest = True
