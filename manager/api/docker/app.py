@@ -1,0 +1,172 @@
+"""The Docker Remote API front: routing, version prefixes and error answers.
+
+aiohttp resolves routes before any middleware runs, so a `/v1.41/...` prefix cannot be
+stripped by a middleware. Instead one catch-all aiohttp route hands every request to a
+small router of our own that strips the prefix, checks the version the way dockerd
+does, matches `(method, path)` and turns exceptions into Docker-style JSON errors.
+Anything unmatched gets a 501 that says so, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from manager.api.docker.errors import DockerError, error_response
+from manager.cluster.agent_client import AgentError, AgentUnavailable
+from manager.cluster.state import Ambiguous, NotFound
+
+if TYPE_CHECKING:
+    from manager.app import Manager
+
+log = logging.getLogger("flock.manager.api")
+
+MIN_API_VERSION = "1.24"
+DEFAULT_API_VERSION = "1.41"
+MAX_BODY = 64 << 20
+MANAGER_KEY: web.AppKey = web.AppKey("manager", object)
+
+_VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
+
+
+@dataclass
+class Call:
+    """One API request as the handlers see it."""
+
+    request: web.Request
+    manager: Manager
+    path: str  # without the /vX.Y prefix
+    version: str  # the client's prefix version, "" without one
+    params: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        return self.request.query
+
+    @property
+    def query_string(self) -> str:
+        return self.request.query_string
+
+    @property
+    def state(self):
+        return self.manager.state
+
+
+Handler = Callable[[Call], Awaitable[web.StreamResponse]]
+
+
+def split_version(path: str) -> tuple[str, str]:
+    """("1.41", "/containers/json") for "/v1.41/containers/json"; ("", path) without."""
+    match = _VERSION_PREFIX.match(path)
+    if match is None:
+        return "", path
+    return match.group(1), match.group(2) or "/"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return (0,)
+
+
+def check_version(version: str, maximum: str, minimum: str = MIN_API_VERSION) -> None:
+    """Refuse a client version outside [minimum, maximum] with dockerd's words."""
+    if not version:
+        return
+    if version_tuple(version) > version_tuple(maximum):
+        raise DockerError(
+            400, f"client version {version} is too new. "
+            f"Maximum supported API version is {maximum}")
+    if version_tuple(version) < version_tuple(minimum):
+        raise DockerError(
+            400, f"client version {version} is too old. Minimum supported API version is "
+            f"{minimum}, please upgrade your client to a newer version")
+
+
+class Router:
+    """(method, path template) -> handler; `{name}` matches one segment, `{name*}` any."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, template: str, handler: Handler) -> None:
+        self._routes.append((method, _compile(template), handler))
+
+    def add_all(self, routes: Iterable[tuple[str, str, Handler]]) -> None:
+        for method, template, handler in routes:
+            self.add(method, template, handler)
+
+    def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
+        for route_method, pattern, handler in self._routes:
+            if route_method != method:
+                continue
+            found = pattern.match(path)
+            if found is not None:
+                return handler, found.groupdict()
+        return None
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    def group(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name.endswith("*"):
+            return f"(?P<{name[:-1]}>.+)"
+        return f"(?P<{name}>[^/]+)"
+
+    return re.compile("^" + re.sub(r"\{([a-z_]+\*?)\}", group, template) + "/?$")
+
+
+def build_router() -> Router:
+    from manager.api.docker import containers, events, exec, images, system
+
+    router = Router()
+    for module in (system, events, exec, containers, images):
+        router.add_all(module.ROUTES)
+    return router
+
+
+def build_app(manager: Manager) -> web.Application:
+    """The aiohttp Application serving the Docker API for `manager`."""
+    app = web.Application(client_max_size=MAX_BODY)
+    app[MANAGER_KEY] = manager
+    router = build_router()
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        return await handle(router, manager, request)
+
+    app.router.add_route("*", "/{tail:.*}", dispatch)
+    return app
+
+
+async def handle(router: Router, manager: Manager, request: web.Request) -> web.StreamResponse:
+    version, path = split_version(request.path)
+    try:
+        check_version(version, manager.api_version())
+        found = router.match(request.method, path)
+        if found is None:
+            raise DockerError(
+                501, f"flock: {request.method} {path} is not supported by the manager")
+        handler, params = found
+        return await handler(Call(request, manager, path, version, params))
+    except DockerError as exc:
+        return error_response(exc.status, exc.message)
+    except (NotFound, Ambiguous) as exc:
+        return error_response(404, str(exc).strip("'\""))
+    except AgentUnavailable as exc:
+        return error_response(503, f"{exc}. Check that the agent runs on that machine "
+                                   "(flock join) or remove it from discovery.")
+    except AgentError as exc:
+        return error_response(502, str(exc))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a Docker-style 500
+        log.exception("%s %s failed", request.method, request.path)
+        return error_response(500, f"flock: {type(exc).__name__}: {exc}")

@@ -1,0 +1,257 @@
+"""Container endpoints: list from memory, create through the scheduler, and every
+`/containers/{id}/...` call routed to the node that holds the container.
+
+A reference resolves cluster-wide (full ID, name, `node/name`, unique ID prefix) and the
+path is rewritten to the real ID before it goes to the node. Calls that change a
+container update its record before the client gets its answer, so a `docker ps` right
+after `docker stop` is already right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from dataclasses import replace
+
+from aiohttp import web
+
+from manager.api.docker import hijack, proxy
+from manager.api.docker.app import Call
+from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
+from manager.api.docker.ps import node_ip, parse_filters, select
+from manager.cluster.agent_client import AgentError
+from manager.cluster.model import Container, Node
+from manager.scheduler.rules import parse_rule
+from manager.scheduler.scheduler import NoNodeAvailable
+from manager.scheduler.spec import (
+    ContainerSpec,
+    RuleError,
+    prepare_create_body,
+    spec_from_create,
+)
+
+log = logging.getLogger("flock.manager.containers")
+
+_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+
+# ------------------------------------------------------------------ helpers
+def _flag(call: Call, key: str) -> bool:
+    return call.query.get(key, "").lower() in ("1", "true", "yes")
+
+
+def resolve(call: Call) -> tuple[Container, Node]:
+    """The container named in the path and its node; 404 in the Engine's words."""
+    container = call.state.resolve(call.params["id"])
+    node = call.state.node(container.node_id)
+    if node is None:
+        raise DockerError(404, f"No such container: {call.params['id']}")
+    return container, node
+
+
+def node_path(call: Call, container: Container) -> str:
+    """The request path with the reference replaced by the container's real ID."""
+    prefix = "/containers/" + call.params["id"]
+    return "/containers/" + container.id + call.path[len(prefix):]
+
+
+def conflict(name: str, holder: str) -> DockerError:
+    by = f'by container "{holder}"' if holder else "by a container being created"
+    return DockerError(
+        409, f'Conflict. The container name "/{name}" is already in use {by}. You have '
+        "to remove (or rename) that container to be able to reuse that name.")
+
+
+def check_name(call: Call, name: str) -> None:
+    if not _NAME.match(name):
+        raise bad_parameter(
+            f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    name = name.lstrip("/")
+    if call.state.name_taken(name):
+        raise conflict(name, call.state.container_names().get(name, ""))
+
+
+def node_object(node: Node) -> dict:
+    """Classic Swarm's `Node` field of a container's inspect."""
+    return {"ID": node.id, "IP": node_ip(node), "Addr": node.addr, "Name": node.name,
+            "Cpus": node.cpus, "Memory": node.memory, "Labels": dict(node.labels)}
+
+
+def with_image_affinity(state, spec: ContainerSpec) -> tuple[ContainerSpec, str]:
+    """Classic Swarm's implicit soft affinity: prefer the nodes that already have the
+    image (a built or imported image may exist on one node only). Used for placement
+    only; the container's labels keep the user's own rules."""
+    if (not spec.image or any(r.key == "image" for r in spec.affinities)
+            or any(r.key == "node" for r in spec.constraints)
+            or not state.nodes_with_image(spec.image)):
+        return spec, ""
+    try:
+        rule = parse_rule(f"image==~{spec.image}", "affinity")
+    except RuleError:
+        return spec, ""
+    return replace(spec, affinities=[*spec.affinities, rule]), rule.source
+
+
+async def refresh(call: Call, node: Node, container_id: str) -> None:
+    """Re-read a container after a change; the event stream will catch up if this fails."""
+    try:
+        await call.manager.watcher.refresh_container(node.id, container_id)
+    except AgentError as exc:
+        log.warning("refreshing %s on %s: %s", container_id, node.name, exc)
+
+
+# ------------------------------------------------------------------ list / create
+async def list_containers(call: Call) -> web.StreamResponse:
+    try:
+        limit = int(call.query.get("limit") or -1)
+    except ValueError:
+        raise bad_parameter(f"invalid limit: {call.query.get('limit')}") from None
+    state = call.state
+    entries = select(state.containers(), state.node_map(), show_all=_flag(call, "all"),
+                     limit=limit, filters=parse_filters(call.query.get("filters", "")))
+    return json_answer(entries)
+
+
+async def create(call: Call) -> web.StreamResponse:
+    name = call.query.get("name", "")
+    if name:
+        check_name(call, name)
+        name = name.lstrip("/")
+    body = parse_json_body(await call.request.read())
+    if body is None:
+        raise bad_parameter("config cannot be empty in order to create a container")
+    if not isinstance(body, dict):
+        raise bad_parameter("invalid container config: expected a JSON object")
+    try:
+        spec = spec_from_create(body, name)
+    except RuleError as exc:
+        raise bad_parameter(str(exc)) from None
+    state = call.state
+    placing, implicit = with_image_affinity(state, spec)
+    try:
+        decision = call.manager.scheduler.place(state, placing)
+    except NoNodeAvailable as exc:
+        raise DockerError(500, str(exc)) from None
+    node = decision.node
+    token = state.reserve(node.id, name, spec.cpus, spec.memory, spec.ports)
+    try:
+        payload = json.dumps(prepare_create_body(body, spec)).encode()
+        exchange, data = await proxy.forward_buffered(call, node, body=payload)
+        if exchange.status != 201:
+            return proxy.buffered_response(exchange, data)
+        answer = json.loads(data)
+        await refresh(call, node, answer["Id"])
+    finally:
+        state.release(token)
+    dropped = [rule for rule in decision.dropped_soft if rule != implicit]
+    if dropped:
+        answer["Warnings"] = list(answer.get("Warnings") or []) + [
+            f"soft rule dropped to place the container: {rule}" for rule in dropped]
+    return json_answer(answer, status=201)
+
+
+async def prune(call: Call) -> web.StreamResponse:
+    """Fan out to every healthy node; the answers are merged."""
+    nodes = call.state.healthy_nodes()
+    results = await asyncio.gather(
+        *(proxy.node_json(call, n, "POST", "/containers/prune", call.query_string)
+          for n in nodes), return_exceptions=True)
+    deleted: list[str] = []
+    reclaimed = 0
+    for node, result in zip(nodes, results, strict=True):
+        if isinstance(result, BaseException):
+            log.warning("prune on %s: %s", node.name, result)
+            continue
+        status, answer = result
+        if status == 200 and isinstance(answer, dict):
+            deleted += answer.get("ContainersDeleted") or []
+            reclaimed += int(answer.get("SpaceReclaimed") or 0)
+        elif status >= 400:
+            raise DockerError(status, f"{node.name}: {proxy.message_of(answer)}")
+    for container_id in deleted:
+        call.manager.watcher.forget_container(container_id)
+    return json_answer({"ContainersDeleted": deleted or None,
+                              "SpaceReclaimed": reclaimed})
+
+
+# ------------------------------------------------------------------ one container
+async def inspect(call: Call) -> web.StreamResponse:
+    container, node = resolve(call)
+    exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
+    if exchange.status != 200:
+        if exchange.status == 404:
+            call.manager.watcher.forget_container(container.id)
+        return proxy.buffered_response(exchange, data)
+    answer = json.loads(data)
+    answer["Node"] = node_object(node)
+    return json_answer(answer)
+
+
+async def passthrough(call: Call) -> web.StreamResponse:
+    """Streamed as it comes: logs, stats, top, wait, export, archive, changes, resize."""
+    container, node = resolve(call)
+    return await proxy.forward(call, node, node_path(call, container))
+
+
+async def change(call: Call) -> web.StreamResponse:
+    """start, stop, kill, restart, pause, unpause, update: record the result first."""
+    container, node = resolve(call)
+    exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
+    if exchange.status < 300:
+        await refresh(call, node, container.id)
+    elif exchange.status == 404:
+        call.manager.watcher.forget_container(container.id)
+    return proxy.buffered_response(exchange, data)
+
+
+async def rename(call: Call) -> web.StreamResponse:
+    container, node = resolve(call)
+    new = call.query.get("name", "")
+    if not new:
+        raise bad_parameter("name cannot be empty")
+    if new.lstrip("/") != container.name:
+        check_name(call, new)
+    return await change(call)
+
+
+async def remove(call: Call) -> web.StreamResponse:
+    container, node = resolve(call)
+    exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
+    if exchange.status < 300 or exchange.status == 404:
+        call.manager.watcher.forget_container(container.id)
+    return proxy.buffered_response(exchange, data)
+
+
+async def attach(call: Call) -> web.StreamResponse:
+    container, node = resolve(call)
+    return await hijack.serve(call, node, node_path(call, container))
+
+
+async def exec_create(call: Call) -> web.StreamResponse:
+    container, node = resolve(call)
+    exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
+    if exchange.status == 201:
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            call.manager.exec_nodes[json.loads(data)["Id"]] = node.id
+    return proxy.buffered_response(exchange, data)
+
+
+ROUTES = [
+    ("GET", "/containers/json", list_containers),
+    ("POST", "/containers/create", create),
+    ("POST", "/containers/prune", prune),
+    ("GET", "/containers/{id*}/json", inspect),
+    ("POST", "/containers/{id*}/attach", attach),
+    ("POST", "/containers/{id*}/exec", exec_create),
+    ("POST", "/containers/{id*}/rename", rename),
+    ("DELETE", "/containers/{id*}", remove),
+    *(("POST", f"/containers/{{id*}}/{verb}", change)
+      for verb in ("start", "stop", "kill", "restart", "pause", "unpause", "update")),
+    *((method, f"/containers/{{id*}}/{verb}", passthrough) for method, verb in (
+        ("GET", "logs"), ("GET", "top"), ("GET", "stats"), ("GET", "changes"),
+        ("GET", "export"), ("POST", "wait"), ("POST", "resize"), ("GET", "archive"),
+        ("HEAD", "archive"), ("PUT", "archive"))),
+]

@@ -1,0 +1,72 @@
+"""Errors that leave the manager as Docker-style answers: `{"message": ...}` + status.
+
+Handlers raise DockerError with the status the Engine itself would use, so that the
+docker CLI and SDK react to a cluster error exactly as to an engine error (for example,
+a 404 "No such image" on create makes the CLI pull and retry).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from aiohttp import web
+
+
+class DockerError(Exception):
+    """An error answer: HTTP `status` with `{"message": message}`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def json_answer(value: object, status: int = 200,
+                headers: dict[str, str] | None = None) -> web.Response:
+    """JSON with `Content-Type: application/json` exactly: the docker CLI reads an error
+    message out of the body only for that value (aiohttp's json_response adds a charset)."""
+    return web.Response(body=json.dumps(value).encode() + b"\n", status=status,
+                        content_type="application/json", headers=headers)
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return json_answer({"message": message}, status=status)
+
+
+def bad_parameter(message: str) -> DockerError:
+    return DockerError(400, message)
+
+
+def no_such_container(ref: str) -> DockerError:
+    return DockerError(404, f"No such container: {ref}")
+
+
+def json_error(raw: bytes, exc: json.JSONDecodeError) -> DockerError:
+    """A 400 in the words the Engine (Go's encoding/json) uses for a malformed body."""
+    text = raw.decode("utf-8", errors="replace")
+    if exc.pos >= len(text.rstrip()):
+        return bad_parameter("unexpected end of JSON input")
+    char = text[exc.pos]
+    where = "looking for beginning of value"
+    if re.match(r"Expecting property name", exc.msg):
+        where = "looking for beginning of object key string"
+    elif exc.msg.startswith("Expecting ',' delimiter"):
+        where = "after object key:value pair"
+    elif exc.msg.startswith("Expecting ':' delimiter"):
+        where = "after object key"
+    elif exc.msg.startswith("Extra data"):
+        where = "after top-level value"
+    return bad_parameter(f"invalid character {char!r} {where}")
+
+
+def parse_json_body(raw: bytes, what: str = "request body") -> object:
+    """The parsed JSON of a request body; an empty body is None; bad JSON is a 400."""
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise json_error(raw, exc) from None
+    except UnicodeDecodeError:
+        raise bad_parameter(f"invalid {what}: not UTF-8 text") from None

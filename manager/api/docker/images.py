@@ -1,0 +1,278 @@
+"""Image endpoints over the cluster: lists merged over nodes, pulls/imports/loads fanned
+out to every healthy node with per-node progress, and single-image calls sent to the
+nodes that hold the image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+
+from manager.api.docker import proxy
+from manager.api.docker.app import Call
+from manager.api.docker.errors import DockerError, json_answer
+from manager.cluster.agent_client import AgentError, DockerExchange
+from manager.cluster.model import Node
+
+log = logging.getLogger("flock.manager.images")
+
+
+def tag_progress(message: dict, node: str) -> dict:
+    """One progress object, said by `node`: its id (or status) and errors name it."""
+    out = dict(message)
+    if "error" in out:
+        out["error"] = f"{node}: {out['error']}"
+        detail = out.get("errorDetail")
+        if isinstance(detail, dict) and "message" in detail:
+            out["errorDetail"] = dict(detail, message=f"{node}: {detail['message']}")
+    elif out.get("id"):
+        out["id"] = f"{node}: {out['id']}"
+    elif "status" in out:
+        out["status"] = f"{node}: {out['status']}"
+    elif "stream" in out:
+        out["stream"] = f"{node}: {out['stream']}"
+    return out
+
+
+def error_line(node: str, message: str) -> bytes:
+    text = f"{node}: {message}"
+    return json.dumps({"errorDetail": {"message": text}, "error": text}).encode() + b"\r\n"
+
+
+def merge_images(lists: list[list[dict]]) -> list[dict]:
+    """One entry per image ID; tags and digests are the union over nodes."""
+    merged: dict[str, dict] = {}
+    for images in lists:
+        for image in images:
+            key = image.get("Id", "")
+            if key not in merged:
+                merged[key] = dict(image)
+                continue
+            seen = merged[key]
+            for field in ("RepoTags", "RepoDigests"):
+                union = list(dict.fromkeys((seen.get(field) or []) + (image.get(field) or [])))
+                seen[field] = union or seen.get(field)
+    return sorted(merged.values(), key=lambda i: i.get("Created", 0), reverse=True)
+
+
+async def _all_nodes_json(call: Call, method: str, path: str, query: str = ""):
+    nodes = call.state.healthy_nodes()
+    answers = await asyncio.gather(
+        *(proxy.node_json(call, n, method, path, query) for n in nodes),
+        return_exceptions=True)
+    return list(zip(nodes, answers, strict=True))
+
+
+async def list_images(call: Call) -> web.StreamResponse:
+    lists = []
+    for node, answer in await _all_nodes_json(call, "GET", "/images/json", call.query_string):
+        if isinstance(answer, BaseException):
+            log.warning("images of %s: %s", node.name, answer)
+        elif answer[0] == 200 and isinstance(answer[1], list):
+            lists.append(answer[1])
+        elif answer[0] >= 400:
+            raise DockerError(answer[0], proxy.message_of(answer[1]))
+    return json_answer(merge_images(lists))
+
+
+async def _read_all(request: web.Request) -> bytes | None:
+    if not request.body_exists:
+        return None
+    return b"".join([chunk async for chunk in request.content.iter_any()])
+
+
+async def fan_out(call: Call, nodes: list[Node], body: bytes | None) -> web.StreamResponse:
+    """Send the same request to `nodes` and merge their JSON-lines answers, each line
+    tagged with its node. When every node refuses, answer with the first refusal."""
+    if not nodes:
+        raise DockerError(500, "no healthy node to send the image to: check `docker info`")
+    opened = await asyncio.gather(
+        *(proxy.open_exchange(call, n, body=body) for n in nodes), return_exceptions=True)
+    live: list[tuple[Node, DockerExchange]] = []
+    failed: list[tuple[Node, int, str]] = []
+    for node, result in zip(nodes, opened, strict=True):
+        if isinstance(result, BaseException):
+            failed.append((node, 503, str(result)))
+        elif result.status >= 300:
+            text = await result.body()
+            result.cancel()
+            failed.append((node, result.status, _message(text)))
+        else:
+            live.append((node, result))
+    if not live:
+        node, status, message = failed[0]
+        raise DockerError(status, message if len(nodes) == 1 else f"{node.name}: {message}")
+    response = web.StreamResponse(status=200)
+    response.content_type = "application/json"
+    await response.prepare(call.request)
+    lines: asyncio.Queue[bytes | None] = asyncio.Queue()
+    readers = [asyncio.create_task(_lines(node, exchange, lines)) for node, exchange in live]
+    try:
+        for _ in range(len(readers)):
+            while (line := await lines.get()) is not None:
+                if line:
+                    await response.write(line)
+        for node, _status, message in failed:
+            await response.write(error_line(node.name, message))
+    finally:
+        for task in readers:
+            task.cancel()
+        for _node, exchange in live:
+            exchange.cancel()
+    for node, _exchange in live:
+        try:
+            await call.manager.watcher.load_images(node.id)
+        except AgentError as exc:
+            log.debug("images of %s after a fan-out: %s", node.name, exc)
+    return response
+
+
+def _message(raw: bytes) -> str:
+    try:
+        return proxy.message_of(json.loads(raw))
+    except ValueError:
+        return raw.decode(errors="replace").strip()
+
+
+async def _lines(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> None:
+    buffer = b""
+    try:
+        async for chunk in exchange:
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                out.put_nowait(_tag_line(line, node.name))
+        if buffer.strip():
+            out.put_nowait(_tag_line(buffer, node.name))
+    except AgentError as exc:
+        out.put_nowait(error_line(node.name, str(exc)))
+    finally:
+        out.put_nowait(None)
+
+
+def _tag_line(line: bytes, node: str) -> bytes:
+    line = line.strip()
+    if not line:
+        return b""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return json.dumps({"status": f"{node}: {line.decode(errors='replace')}"}).encode() + b"\r\n"
+    if isinstance(message, dict):
+        message = tag_progress(message, node)
+    return json.dumps(message).encode() + b"\r\n"
+
+
+async def create(call: Call) -> web.StreamResponse:
+    """docker pull (fromImage) and docker import (fromSrc) on every healthy node."""
+    if not call.query.get("fromImage") and not call.query.get("fromSrc"):
+        raise DockerError(400, "either fromImage or fromSrc must be given")
+    body = await _read_all(call.request)
+    return await fan_out(call, call.state.healthy_nodes(), body)
+
+
+async def load(call: Call) -> web.StreamResponse:
+    return await fan_out(call, call.state.healthy_nodes(), await _read_all(call.request))
+
+
+async def holders(call: Call, name: str) -> list[Node]:
+    """The healthy nodes where image `name` exists; 404 when none."""
+    found = [node for node, answer in await _all_nodes_json(call, "GET", f"/images/{name}/json")
+             if not isinstance(answer, BaseException) and answer[0] == 200]
+    if not found:
+        raise DockerError(404, f"No such image: {name}")
+    return found
+
+
+async def inspect(call: Call) -> web.StreamResponse:
+    node = (await holders(call, call.params["name"]))[0]
+    return await proxy.forward(call, node)
+
+
+async def on_one_holder(call: Call) -> web.StreamResponse:
+    """history, push, get (save): from the first node that has the image."""
+    name = call.params.get("name") or call.query.get("names", "")
+    node = (await holders(call, name))[0]
+    return await proxy.forward(call, node)
+
+
+async def on_every_holder(call: Call) -> web.StreamResponse:
+    """rmi and tag: wherever the image is; refused everywhere -> the first refusal."""
+    name = call.params["name"]
+    nodes = await holders(call, name)
+    results = await asyncio.gather(
+        *(proxy.node_json(call, n, call.request.method, call.path, call.query_string)
+          for n in nodes), return_exceptions=True)
+    merged: list = []
+    errors: list[tuple[int, str]] = []
+    for node, result in zip(nodes, results, strict=True):
+        if isinstance(result, BaseException):
+            errors.append((503, f"{node.name}: {result}"))
+            continue
+        status, answer = result
+        if status >= 300:
+            errors.append((status, f"{node.name}: {proxy.message_of(answer)}"))
+        elif isinstance(answer, list):
+            merged += answer
+        try:
+            await call.manager.watcher.load_images(node.id)
+        except AgentError:
+            pass
+    if errors:
+        raise DockerError(errors[0][0], "; ".join(message for _, message in errors))
+    if call.request.method == "POST":
+        return web.Response(status=201)
+    return json_answer(merged)
+
+
+async def build(call: Call) -> web.StreamResponse:
+    """`docker build` runs on one node: the healthy one holding the fewest containers."""
+    state = call.state
+    nodes = sorted(state.healthy_nodes(), key=lambda n: (state.usage(n.id).containers, n.name))
+    if not nodes:
+        raise DockerError(500, "no healthy node to build on: check `docker info`")
+    response = await proxy.forward(call, nodes[0])
+    try:
+        await call.manager.watcher.load_images(nodes[0].id)
+    except AgentError as exc:
+        log.debug("images of %s after a build: %s", nodes[0].name, exc)
+    return response
+
+
+async def search(call: Call) -> web.StreamResponse:
+    nodes = call.state.healthy_nodes()
+    if not nodes:
+        raise DockerError(500, "no healthy node to search from: check `docker info`")
+    return await proxy.forward(call, nodes[0])
+
+
+async def prune(call: Call) -> web.StreamResponse:
+    deleted: list = []
+    reclaimed = 0
+    for node, answer in await _all_nodes_json(call, "POST", "/images/prune", call.query_string):
+        if isinstance(answer, BaseException) or answer[0] != 200:
+            log.warning("image prune on %s: %s", node.name, answer)
+            continue
+        deleted += answer[1].get("ImagesDeleted") or []
+        reclaimed += int(answer[1].get("SpaceReclaimed") or 0)
+    return json_answer({"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed})
+
+
+ROUTES = [
+    ("GET", "/images/json", list_images),
+    ("POST", "/images/create", create),
+    ("POST", "/images/load", load),
+    ("POST", "/build", build),
+    ("GET", "/images/search", search),
+    ("GET", "/images/get", on_one_holder),
+    ("POST", "/images/prune", prune),
+    ("GET", "/images/{name*}/json", inspect),
+    ("GET", "/images/{name*}/history", on_one_holder),
+    ("GET", "/images/{name*}/get", on_one_holder),
+    ("POST", "/images/{name*}/push", on_one_holder),
+    ("POST", "/images/{name*}/tag", on_every_holder),
+    ("DELETE", "/images/{name*}", on_every_holder),
+]

@@ -1,0 +1,148 @@
+"""Forwarding a Docker API request to a node's agent and streaming the answer back.
+
+The one place that knows how a client request becomes an agent exchange: which headers
+travel, how a body streams, how an answer streams back chunk by chunk (logs -f, stats,
+events), and what happens when either end goes away mid-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from types import EllipsisType
+
+from aiohttp import web
+
+from manager.api.docker.app import Call
+from manager.api.docker.errors import DockerError
+from manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable, DockerExchange
+from manager.cluster.model import Node
+
+log = logging.getLogger("flock.manager.proxy")
+
+# Request headers that describe this hop, not the request.
+_DROP_REQUEST = frozenset({
+    "host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
+    "proxy-connection", "proxy-authorization", "expect",
+})
+# Answer headers aiohttp writes itself or that describe the agent's hop.
+_DROP_ANSWER = frozenset({
+    "connection", "keep-alive", "transfer-encoding", "content-length", "date", "server",
+    "upgrade",
+})
+
+
+def request_headers(request: web.Request) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
+
+
+def client_for(call: Call, node: Node) -> AgentClient:
+    client = call.manager.client(node.id)
+    if client is None:
+        raise DockerError(503, f"node {node.name} ({node.addr}) is not connected: "
+                               "check that its agent runs (flock join)")
+    return client
+
+
+def unavailable(node: Node, exc: Exception) -> DockerError:
+    return DockerError(503, f"node {node.name}: {exc}. Check that the agent runs on that "
+                            "machine (flock join) or remove it from discovery.")
+
+
+async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_any():
+        yield chunk
+
+
+async def open_exchange(
+    call: Call, node: Node, method: str | None = None, path: str | None = None,
+    query: str | None = None, body: bytes | AsyncIterator[bytes] | None | EllipsisType = ...,
+    headers: list[tuple[str, str]] | None = None, hijack: bool = False,
+) -> DockerExchange:
+    """Start the exchange on `node`; the client's body streams through unless given."""
+    request = call.request
+    if body is ...:
+        body = _request_body(request) if request.body_exists else None
+    if headers is None:
+        headers = request_headers(request)
+    try:
+        return await client_for(call, node).request(
+            method or request.method, path or call.path,
+            call.query_string if query is None else query,
+            headers=headers, body=body, api_version=call.version, hijack=hijack)
+    except AgentUnavailable as exc:
+        raise unavailable(node, exc) from None
+
+
+def answer_headers(exchange: DockerExchange) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in exchange.headers if k.lower() not in _DROP_ANSWER]
+
+
+async def relay(call: Call, exchange: DockerExchange) -> web.StreamResponse:
+    """Stream the exchange's answer to the client as it comes, flushing each chunk."""
+    response = web.StreamResponse(status=exchange.status)
+    for name, value in answer_headers(exchange):
+        response.headers.add(name, value)
+    try:
+        await response.prepare(call.request)
+        while (chunk := await exchange.read()) is not None:
+            await response.write(chunk)
+    except (AgentError, ConnectionError) as exc:
+        # The head is out; all we can do is end the answer early and say why in the log.
+        log.warning("%s %s: answer cut short: %s", call.request.method, call.path, exc)
+        response.force_close()
+    except asyncio.CancelledError:
+        exchange.cancel()
+        raise
+    finally:
+        exchange.cancel()
+    return response
+
+
+async def forward(call: Call, node: Node, path: str | None = None,
+                  query: str | None = None) -> web.StreamResponse:
+    """The whole round trip: client request -> node -> streamed answer."""
+    exchange = await open_exchange(call, node, path=path, query=query)
+    return await relay(call, exchange)
+
+
+async def forward_buffered(call: Call, node: Node, path: str | None = None,
+                           body: bytes | None | EllipsisType = ...
+                           ) -> tuple[DockerExchange, bytes]:
+    """Forward and read the whole (small) answer, for calls whose result the manager
+    records before answering the client."""
+    exchange = await open_exchange(call, node, path=path, body=body)
+    try:
+        data = await exchange.body()
+    except AgentUnavailable as exc:
+        raise unavailable(node, exc) from None
+    finally:
+        exchange.cancel()
+    return exchange, data
+
+
+def buffered_response(exchange: DockerExchange, data: bytes) -> web.Response:
+    response = web.Response(status=exchange.status, body=data or None)
+    for name, value in answer_headers(exchange):
+        if name.lower() != "content-type" or data:
+            response.headers.add(name, value)
+    return response
+
+
+async def node_json(call: Call, node: Node, method: str, path: str, query: str = "",
+                    body: object | None = None, timeout: float = 30) -> tuple[int, object]:
+    """One JSON call to a node's engine; AgentUnavailable becomes a 503 naming the node."""
+    try:
+        return await client_for(call, node).request_json(method, path, query, body, timeout)
+    except AgentUnavailable as exc:
+        raise unavailable(node, exc) from None
+
+
+def message_of(answer: object) -> str:
+    if isinstance(answer, dict) and "message" in answer:
+        return str(answer["message"])
+    if isinstance(answer, str):
+        return answer.strip()
+    return json.dumps(answer)

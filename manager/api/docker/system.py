@@ -1,0 +1,159 @@
+"""`/_ping`, `/version` and `/info`: the cluster presented as one engine.
+
+`/info` keeps classic Swarm's layout: totals at the top, and the per-node story in
+`SystemStatus` as a list of pairs that `docker info` prints as it comes.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+
+from aiohttp import web
+
+from flock import __version__
+from manager.api.docker.app import MIN_API_VERSION, Call
+from manager.api.docker.errors import json_answer
+from manager.cluster.model import Container, Node
+
+SERVER_VERSION = f"flock/{__version__}"
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
+_RUNNING = ("running", "restarting")
+
+
+def bytes_size(size: float) -> str:
+    """Go's units.BytesSize: 1024-based, 4 significant digits ("1.021 GiB", "0 B")."""
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g} {_BINARY_UNITS[unit]}"
+
+
+def cpu_count(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def container_counts(containers: list[Container]) -> tuple[int, int, int]:
+    """(running, paused, stopped) as the Engine counts them."""
+    paused = sum(1 for c in containers if c.state == "paused")
+    running = sum(1 for c in containers if c.state in _RUNNING)
+    return running, paused, len(containers) - running - paused
+
+
+def node_status(node: Node, containers: list[Container], used_cpus: float,
+                used_memory: int) -> list[list[str]]:
+    """The pairs one node contributes to SystemStatus."""
+    running, paused, stopped = container_counts(containers)
+    labels = ", ".join(f"{k}={v}" for k, v in sorted(node.labels.items()))
+    updated = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(node.updated_at))
+    rows = [
+        [" " + (node.name or "(unknown)"), node.addr],
+        ["  └ ID", node.id],
+        ["  └ Status", node.health.capitalize()],
+        ["  └ Containers",
+         f"{len(containers)} ({running} Running, {paused} Paused, {stopped} Stopped)"],
+        ["  └ Reserved CPUs", f"{cpu_count(used_cpus)} / {node.cpus}"],
+        ["  └ Reserved Memory", f"{bytes_size(used_memory)} / {bytes_size(node.memory)}"],
+        ["  └ Labels", labels],
+    ]
+    if node.error:
+        rows.append(["  └ Error", node.error])
+    rows.append(["  └ UpdatedAt", updated])
+    rows.append(["  └ ServerVersion", node.server_version])
+    return rows
+
+
+def system_status(state, strategy: str, filters: list[str]) -> list[list[str]]:
+    """Classic Swarm's SystemStatus: role, strategy, filters, then every node by name."""
+    nodes = sorted(state.nodes(), key=lambda n: (n.name, n.addr))
+    rows = [["Role", "primary"], ["Strategy", strategy], ["Filters", ", ".join(filters)],
+            ["Nodes", str(len(nodes))]]
+    for node in nodes:
+        usage = state.usage(node.id)
+        rows += node_status(node, state.containers(node.id), usage.cpus, usage.memory)
+    return rows
+
+
+def info_body(call: Call) -> dict:
+    manager = call.manager
+    state = manager.state
+    containers = state.containers()
+    running, paused, stopped = container_counts(containers)
+    nodes = state.nodes()
+    uname = platform.uname()
+    return {
+        "ID": "", "Name": manager.name, "ServerVersion": SERVER_VERSION,
+        "Containers": len(containers), "ContainersRunning": running,
+        "ContainersPaused": paused, "ContainersStopped": stopped,
+        "Images": sum(n.images for n in nodes),
+        "Driver": "", "DriverStatus": [],
+        "SystemStatus": system_status(state, manager.scheduler.strategy_name,
+                                      manager.scheduler.filter_names),
+        "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
+        "NCPU": sum(n.cpus for n in nodes), "MemTotal": sum(n.memory for n in nodes),
+        "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": uname.machine,
+        "KernelVersion": uname.release, "IndexServerAddress": "https://index.docker.io/v1/",
+        "Labels": [], "ExperimentalBuild": False, "DockerRootDir": "", "Debug": False,
+        "NFd": 0, "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                time.gmtime()),
+        "LoggingDriver": "", "CgroupDriver": "", "NEventsListener": 0,
+        "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "SecurityOptions": [],
+        "Warnings": [f"node {n.name}: {n.error}" for n in nodes if n.error],
+        "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+    }
+
+
+def _os_name() -> str:
+    try:
+        with open("/etc/os-release") as fh:
+            for line in fh:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _ping_headers(call: Call) -> dict[str, str]:
+    return {"API-Version": call.manager.api_version(), "OSType": "linux",
+            "Docker-Experimental": "false", "Cache-Control": "no-cache, no-store, "
+            "must-revalidate", "Pragma": "no-cache", "Server": f"Flock/{__version__}"}
+
+
+async def ping(call: Call) -> web.StreamResponse:
+    body = None if call.request.method == "HEAD" else b"OK"
+    headers = _ping_headers(call)
+    if body is not None:
+        headers["Content-Type"] = "text/plain; charset=utf-8"
+    return web.Response(body=body, headers=headers)
+
+
+async def version(call: Call) -> web.StreamResponse:
+    uname = platform.uname()
+    details = {
+        "ApiVersion": call.manager.api_version(), "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "", "GoVersion": "n/a", "Os": "linux", "Arch": _go_arch(uname.machine),
+        "KernelVersion": uname.release, "BuildTime": "",
+    }
+    body = {"Platform": {"Name": "Flock"}, "Version": SERVER_VERSION, **details,
+            "Components": [{"Name": "Engine", "Version": SERVER_VERSION,
+                            "Details": {k: str(v) for k, v in details.items()}}]}
+    return json_answer(body, headers={"API-Version": call.manager.api_version()})
+
+
+def _go_arch(machine: str) -> str:
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(machine, machine)
+
+
+async def info(call: Call) -> web.StreamResponse:
+    return json_answer(info_body(call))
+
+
+ROUTES = [
+    ("GET", "/_ping", ping),
+    ("HEAD", "/_ping", ping),
+    ("GET", "/version", version),
+    ("GET", "/info", info),
+]

@@ -1,0 +1,97 @@
+"""`flock manage`: run a manager serving the Docker API for the cluster in <discovery>."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from flock.durations import parse_duration
+from manager.app import ConfigError, Manager, ManagerConfig
+
+log = logging.getLogger("flock.manager")
+
+DEFAULT_HOST = "tcp://127.0.0.1:2375"
+CLUSTER_OPTS = ("swarm.overcommit",)
+
+
+def register(subparsers) -> None:
+    """Add the `manage` sub-command to an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "manage", help="run a manager: one Docker API over the cluster's nodes",
+        description="Serve the Docker Remote API for the cluster found in <discovery>.",
+    )
+    parser.add_argument("discovery", help="nodes://HOST:PORT,..., HOST:PORT,... or file:///PATH")
+    parser.add_argument("-H", "--host", action="append", default=[], metavar="URL",
+                        help=f"address to serve on, repeatable (default {DEFAULT_HOST})")
+    parser.add_argument("--strategy", default="spread",
+                        choices=["spread", "binpack", "random"], help="placement strategy")
+    parser.add_argument("-f", "--filter", action="append", default=None, metavar="NAME",
+                        help="scheduler filter, repeatable; replaces the default chain")
+    parser.add_argument("--heartbeat", default="20s", help="node refresh period (e.g. 20s)")
+    parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
+                        help="failed refreshes in a row before a node is unhealthy")
+    parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="e.g. swarm.overcommit=0.05")
+    parser.set_defaults(func=main)
+
+
+def config_from_args(args) -> ManagerConfig:
+    """A ManagerConfig from parsed arguments; ConfigError names a bad option."""
+    try:
+        heartbeat = parse_duration(args.heartbeat)
+    except ValueError as exc:
+        raise ConfigError(f"--heartbeat: {exc}") from None
+    if heartbeat <= 0:
+        raise ConfigError("--heartbeat must be positive")
+    if args.engine_failure_retry < 1:
+        raise ConfigError("--engine-failure-retry must be at least 1")
+    overcommit = 0.05
+    for item in args.cluster_opt:
+        key, sep, value = item.partition("=")
+        if not sep or key not in CLUSTER_OPTS:
+            raise ConfigError(f"unsupported --cluster-opt {item!r}: known options are "
+                              + ", ".join(f"{k}=VALUE" for k in CLUSTER_OPTS))
+        try:
+            overcommit = float(value)
+        except ValueError:
+            raise ConfigError(f"--cluster-opt {item!r}: expected a number") from None
+        if overcommit < 0:
+            raise ConfigError(f"--cluster-opt {item!r}: must not be negative")
+    return ManagerConfig(
+        discovery=args.discovery, hosts=args.host or [DEFAULT_HOST], strategy=args.strategy,
+        filters=args.filter, heartbeat=heartbeat, overcommit=overcommit,
+        failure_retry=args.engine_failure_retry,
+    )
+
+
+async def run_manager(args, stop: asyncio.Event | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (or `stop` is set); ConfigError for bad options."""
+    manager = Manager(config_from_args(args))
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+            signals.append(sig)
+    try:
+        await manager.start()
+        await stop.wait()
+        log.info("manager stopping")
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+        await manager.stop()
+
+
+def main(args) -> int:
+    """Entry point for the assembled `flock` command: exit status."""
+    try:
+        asyncio.run(run_manager(args))
+    except ConfigError as exc:
+        print(f"flock manage: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0

@@ -1,0 +1,519 @@
+"""Keeps ClusterState current from the agents: the manager's only writer of nodes.
+
+Like classic Swarm, the engines are the source of truth. A NodeWatcher polls discovery
+every heartbeat and runs one NodeSync per agent address. A NodeSync asks the agent who
+it is (`info`), loads the node's containers and images, follows its event stream to
+keep them current, and heartbeats: failures turn the node unhealthy (after
+`failure_retry` in a row), a success makes it healthy again after a full reload, and a
+drift between the agent's counts and ours triggers a reload too. Timers are jittered so
+that thousands of nodes do not all refresh in the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import datetime
+
+from manager.cluster.agent_client import AgentClient, AgentError
+from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
+from manager.cluster.state import ClusterState
+
+log = logging.getLogger("flock.manager.sync")
+
+# Container event actions after which the record is re-read (destroy drops it).
+CONTAINER_ACTIONS = frozenset({
+    "create", "start", "restart", "die", "stop", "kill", "pause", "unpause", "rename",
+    "update", "oom", "health_status",
+})
+IMAGE_ACTIONS = frozenset({"pull", "import", "tag", "delete", "untag", "load", "push"})
+INFO_EVERY = 5
+# Key of the state times kept inside a Container's summary (never shown to clients).
+STATE_KEY = "FlockState"  # full info refresh every N heartbeats
+LOAD_PARALLEL = 16
+
+
+# ------------------------------------------------------------------ conversions
+def node_id(engine_id: str, addr: str) -> str:
+    """Classic Swarm's `ID|addr`: engines cloned from one image (or two engines on one
+    machine) share an engine ID, the address tells them apart and stays stable."""
+    return f"{engine_id}|{addr}" if engine_id else addr
+
+
+def node_from_info(info, addr: str) -> Node:
+    """A Node from the agent's NodeInfo; the standard label keys are filled in."""
+    labels = dict(info.labels)
+    for key, value in (("storagedriver", info.storage_driver),
+                       ("executiondriver", info.execution_driver),
+                       ("kernelversion", info.kernel_version),
+                       ("operatingsystem", info.os), ("ostype", info.ostype)):
+        if value:
+            labels.setdefault(key, value)
+    return Node(
+        id=node_id(info.id, addr), name=info.name or addr, addr=addr, cpus=int(info.cpus),
+        memory=int(info.memory), labels=labels, health=PENDING, runtime=info.runtime,
+        server_version=info.server_version, api_version=info.api_version,
+        min_api_version=info.min_api_version, updated_at=time.time(),
+        images=int(info.images),
+    )
+
+
+def reserved_cpus(host: dict) -> float:
+    """Classic semantics: `-c N` (CpuShares) reserves N CPUs; NanoCpus that many/1e9."""
+    shares = host.get("CpuShares") or 0
+    nano = host.get("NanoCpus") or 0
+    return float(max(shares, nano / 1e9))
+
+
+def host_ports(config: dict, host: dict) -> list[tuple[int, str]]:
+    """Host ports the container holds: fixed PortBindings, or ExposedPorts on --net=host."""
+    ports: list[tuple[int, str]] = []
+    if host.get("NetworkMode") == "host":
+        for key in config.get("ExposedPorts") or {}:
+            number, _, proto = key.partition("/")
+            if number.isdigit():
+                ports.append((int(number), proto or "tcp"))
+        return ports
+    for key, bindings in (host.get("PortBindings") or {}).items():
+        _, _, proto = key.partition("/")
+        for binding in bindings or []:
+            text = str((binding or {}).get("HostPort") or "")
+            if text.isdigit() and int(text) > 0:
+                ports.append((int(text), proto or "tcp"))
+    return list(dict.fromkeys(ports))
+
+
+def _epoch(text: str) -> float:
+    """Seconds since the epoch of an Engine timestamp; 0 for the zero time or junk."""
+    try:
+        value = datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except (ValueError, TypeError):
+        return 0.0
+    return max(value, 0.0)
+
+
+def state_times(state: dict) -> dict:
+    """What `docker ps` needs to say "Up 5 minutes" at any later time (see STATE_KEY)."""
+    health = state.get("Health") or {}
+    return {"Status": state.get("Status", ""), "StartedAt": _epoch(state.get("StartedAt", "")),
+            "FinishedAt": _epoch(state.get("FinishedAt", "")),
+            "ExitCode": state.get("ExitCode", 0), "Health": health.get("Status", "")}
+
+
+def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Container:
+    """The manager's record of a container from the engine's list entry and inspect.
+
+    The list entry is kept as the engine gave it, plus STATE_KEY: the state's times, so
+    that the Status text can be recomputed when `docker ps` asks, not frozen."""
+    config = inspect.get("Config") or {}
+    host = inspect.get("HostConfig") or {}
+    state = inspect.get("State") or {}
+    created = summary.get("Created")
+    summary = dict(summary)
+    summary[STATE_KEY] = state_times(state)
+    return Container(
+        id=inspect["Id"],
+        name=(inspect.get("Name") or "").lstrip("/"),
+        node_id=node_id,
+        image=config.get("Image") or summary.get("Image", ""),
+        image_id=inspect.get("Image", ""),
+        labels=dict(config.get("Labels") or {}),
+        reserved_cpus=reserved_cpus(host),
+        reserved_memory=int(host.get("Memory") or 0),
+        state=state.get("Status") or summary.get("State") or "created",
+        ports=host_ports(config, host),
+        network_mode=host.get("NetworkMode", ""),
+        summary=summary,
+        created=float(created) if isinstance(created, int | float) else _epoch(
+            inspect.get("Created", "")),
+    )
+
+
+def summary_from_inspect(inspect: dict) -> dict:
+    """A list entry built from inspect, for when the list call misses the container."""
+    config = inspect.get("Config") or {}
+    return {
+        "Id": inspect.get("Id", ""), "Names": [inspect.get("Name", "")],
+        "Image": config.get("Image", ""), "ImageID": inspect.get("Image", ""),
+        "Command": " ".join([inspect.get("Path", ""), *(inspect.get("Args") or [])]).strip(),
+        "Created": int(_epoch(inspect.get("Created", ""))), "Ports": [],
+        "Labels": config.get("Labels") or {},
+        "State": (inspect.get("State") or {}).get("Status", ""), "Status": "",
+        "HostConfig": {"NetworkMode": (inspect.get("HostConfig") or {}).get("NetworkMode", "")},
+        "NetworkSettings": {"Networks": (inspect.get("NetworkSettings") or {}).get(
+            "Networks") or {}},
+        "Mounts": inspect.get("Mounts") or [],
+    }
+
+
+def image_refs(images: list) -> list[str]:
+    refs: list[str] = []
+    for image in images:
+        if not isinstance(image, dict):
+            continue
+        refs.extend(t for t in image.get("RepoTags") or [] if t != "<none>:<none>")
+        refs.extend(d for d in image.get("RepoDigests") or [] if not d.startswith("<none>"))
+        if image.get("Id"):
+            refs.append(image["Id"])
+    return refs
+
+
+def event_target(event: dict) -> tuple[str, str, str]:
+    """(type, action, id) of a Docker event, new (Type/Action/Actor) or old (status/id)."""
+    kind = event.get("Type") or ("container" if event.get("from") else "image")
+    action = (event.get("Action") or event.get("status") or "").split(":", 1)[0].strip()
+    actor = event.get("Actor") or {}
+    return kind, action, actor.get("ID") or event.get("id") or ""
+
+
+# ------------------------------------------------------------------ one node
+class NodeSync:
+    """The manager's link to one agent address."""
+
+    def __init__(self, watcher: NodeWatcher, addr: str) -> None:
+        self.watcher = watcher
+        self.addr = addr
+        self.client = watcher.client_factory(addr)
+        self.node_id: str | None = None
+        self.failures = 0
+        self.beats = 0
+        self.first_round = asyncio.Event()
+        self._loaded = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._events: asyncio.Task | None = None
+
+    @property
+    def state(self) -> ClusterState:
+        return self.watcher.state
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"sync {self.addr}")
+
+    async def stop(self) -> None:
+        for task in (self._events, self._task):
+            if task is not None:
+                task.cancel()
+        for task in (self._events, self._task):
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await task
+        if self.node_id is not None:
+            self.state.remove_node(self.node_id)
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a bug here must not stop the node's sync
+                log.exception("refreshing %s failed", self.addr)
+            self.first_round.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.watcher.next_delay())
+            self._wake.clear()
+
+    async def beat(self) -> None:
+        if not self._loaded:
+            await self.connect()
+            return
+        try:
+            reply = await self.client.heartbeat(timeout=self.watcher.rpc_timeout)
+            self.beats += 1
+            if self.beats % INFO_EVERY == 0:
+                await self._refresh_info()
+        except AgentError as exc:
+            self.fail(exc)
+            return
+        self.failures = 0
+        node = self.state.node(self.node_id)
+        if node is None:
+            return
+        node.updated_at = time.time()
+        if node.health != HEALTHY:
+            # Back from a failure: whatever happened meanwhile, read it all again.
+            self._loaded = False
+            await self.connect()
+            return
+        try:
+            if reply.containers != len(self.state.containers(self.node_id)):
+                await self.watcher.load_containers(self.node_id)
+            if reply.images != node.images:
+                await self.watcher.load_images(self.node_id)
+        except AgentError as exc:
+            self.fail(exc)
+
+    async def connect(self) -> None:
+        """Info, then a full load of containers and images; healthy when all worked."""
+        try:
+            info = await self.client.info(timeout=self.watcher.rpc_timeout * 2)
+        except AgentError as exc:
+            self.fail(exc)
+            return
+        node = node_from_info(info, self.addr)
+        self._adopt(node)
+        self._ensure_events()
+        try:
+            await self.watcher.load_containers(node.id)
+            await self.watcher.load_images(node.id)
+        except AgentError as exc:
+            self.fail(exc)
+            return
+        self.failures = 0
+        self._loaded = True
+        self.state.set_health(node.id, HEALTHY)
+        log.info("node %s (%s) is healthy", node.name, self.addr)
+
+    async def _refresh_info(self) -> None:
+        info = await self.client.info(timeout=self.watcher.rpc_timeout * 2)
+        node = node_from_info(info, self.addr)
+        old = self.state.node(self.node_id) if self.node_id else None
+        if old is not None:
+            node.health, node.error, node.images = old.health, old.error, old.images
+        self._adopt(node)
+
+    def _adopt(self, node: Node) -> None:
+        """Put `node` in the state, replacing a placeholder or an older identity."""
+        if self.node_id is not None and self.node_id != node.id:
+            self.state.remove_node(self.node_id)
+            self.watcher.forget(self.node_id)
+        old = self.state.node(node.id)
+        if old is not None and self._loaded:
+            node.health, node.error = old.health, old.error
+        self.node_id = node.id
+        self.watcher.adopt(node.id, self)
+        self.state.upsert_node(node)
+
+    def fail(self, exc: Exception) -> None:
+        self.failures += 1
+        self._loaded = self._loaded and self.failures < self.watcher.failure_retry
+        if self.node_id is None:
+            placeholder = Node(id=self.addr, name=self.addr, addr=self.addr,
+                               health=UNHEALTHY, error=str(exc))
+            self.node_id = placeholder.id
+            self.watcher.adopt(placeholder.id, self)
+            self.state.upsert_node(placeholder)
+            log.warning("%s", exc)
+            return
+        if self.failures >= self.watcher.failure_retry:
+            node = self.state.node(self.node_id)
+            if node is not None and node.health != UNHEALTHY:
+                log.warning("node %s (%s) is unhealthy: %s", node.name, self.addr, exc)
+            self.state.set_health(self.node_id, UNHEALTHY, str(exc))
+
+    def _ensure_events(self) -> None:
+        if self._events is None or self._events.done():
+            self._events = asyncio.create_task(self._follow(), name=f"events {self.addr}")
+
+    async def _follow(self) -> None:
+        since = time.time() - 1
+        while True:
+            try:
+                async for event in self.client.events(since=since):
+                    since = max(since, float(event.get("time") or 0))
+                    await self._on_event(event)
+            except asyncio.CancelledError:
+                raise
+            except AgentError as exc:
+                log.debug("events of %s broke: %s", self.addr, exc)
+            except Exception:  # noqa: BLE001 - keep following whatever went wrong
+                log.exception("events of %s failed", self.addr)
+            self.wake()  # heartbeat now: the agent may be gone
+            await asyncio.sleep(1 + random.random())
+
+    async def _on_event(self, event: dict) -> None:
+        node_id = self.node_id
+        if node_id is None:
+            return
+        kind, action, target = event_target(event)
+        try:
+            if kind == "container" and target:
+                if action == "destroy":
+                    self.watcher.forget_container(target)
+                elif action in CONTAINER_ACTIONS:
+                    await self.watcher.refresh_container(node_id, target)
+            elif kind == "image" and action in IMAGE_ACTIONS:
+                await self.watcher.load_images(node_id)
+        except AgentError as exc:
+            log.debug("event %s %s on %s: %s", action, target, self.addr, exc)
+
+
+# ------------------------------------------------------------------ all nodes
+class NodeWatcher:
+    """Discovery poll + one NodeSync per agent address."""
+
+    def __init__(self, state: ClusterState, backend, heartbeat: float = 20.0,
+                 failure_retry: int = 3,
+                 client_factory: Callable[[str], AgentClient] = AgentClient) -> None:
+        self.state = state
+        self.backend = backend
+        self.heartbeat = heartbeat
+        self.failure_retry = max(1, failure_retry)
+        self.client_factory = client_factory
+        self.rpc_timeout = max(1.0, min(5.0, heartbeat))
+        self._syncs: dict[str, NodeSync] = {}
+        self._by_node: dict[str, NodeSync] = {}
+        self._destroyed: OrderedDict[str, None] = OrderedDict()
+        self._touched: dict[str, float] = {}
+        self._task: asyncio.Task | None = None
+
+    def next_delay(self) -> float:
+        """The heartbeat, jittered by ±20% so nodes drift apart instead of beating together."""
+        return self.heartbeat * random.uniform(0.8, 1.2)
+
+    async def start(self, wait: float = 10.0) -> None:
+        """First discovery round, waiting up to `wait` seconds for its nodes to load."""
+        await self.poll()
+        pending = [s.first_round.wait() for s in self._syncs.values()]
+        if pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*pending), wait)
+        self._task = asyncio.create_task(self._loop(), name="discovery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+        await asyncio.gather(*(s.stop() for s in self._syncs.values()))
+        self._syncs.clear()
+        self._by_node.clear()
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.next_delay())
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - discovery away: keep the nodes we know
+                log.exception("discovery poll failed")
+
+    async def poll(self) -> None:
+        """Diff discovery against the known addresses: start new, drop gone."""
+        try:
+            addrs = list(dict.fromkeys(await self.backend.fetch()))
+        except Exception as exc:  # noqa: BLE001 - keep the nodes we know
+            log.warning("discovery failed, keeping %d nodes: %s", len(self._syncs), exc)
+            return
+        for addr in addrs:
+            if addr not in self._syncs:
+                sync = NodeSync(self, addr)
+                self._syncs[addr] = sync
+                sync.start()
+        for addr in [a for a in self._syncs if a not in addrs]:
+            sync = self._syncs.pop(addr)
+            if sync.node_id is not None:
+                self.forget(sync.node_id)
+            log.info("agent %s left discovery", addr)
+            await sync.stop()
+
+    # ---------------------------------------------------------------- lookups
+    def client(self, node_id: str) -> AgentClient | None:
+        sync = self._by_node.get(node_id)
+        return sync.client if sync is not None else None
+
+    def adopt(self, node_id: str, sync: NodeSync) -> None:
+        self._by_node[node_id] = sync
+
+    def forget(self, node_id: str) -> None:
+        self._by_node.pop(node_id, None)
+
+    def wake(self, node_id: str) -> None:
+        sync = self._by_node.get(node_id)
+        if sync is not None:
+            sync.wake()
+
+    # ---------------------------------------------------------------- loaders
+    def forget_container(self, container_id: str) -> None:
+        """The container is gone for good: drop it, and ignore late refreshes of it."""
+        self._destroyed[container_id] = None
+        while len(self._destroyed) > 10_000:
+            self._destroyed.popitem(last=False)
+        self._touched.pop(container_id, None)
+        self.state.remove_container(container_id)
+
+    def _store(self, container: Container) -> None:
+        if container.id in self._destroyed or self.state.node(container.node_id) is None:
+            return
+        self._touched[container.id] = time.monotonic()
+        self.state.upsert_container(container)
+
+    async def refresh_container(self, node_id: str, container_id: str) -> Container | None:
+        """Re-read one container from its node (list entry + inspect) into the state."""
+        client = self.client(node_id)
+        if client is None:
+            return None
+        status, inspect = await client.request_json("GET", f"/containers/{container_id}/json")
+        if status == 404:
+            if self.state.container(container_id) is not None:
+                self.forget_container(container_id)
+            return None
+        if status != 200 or not isinstance(inspect, dict):
+            log.warning("inspect %s on %s: %s %s", container_id, client.addr, status, inspect)
+            return None
+        query = "all=1&filters=" + urllib.parse.quote(json.dumps({"id": [inspect["Id"]]}))
+        status, listing = await client.request_json("GET", "/containers/json", query)
+        summary = None
+        if status == 200 and isinstance(listing, list):
+            summary = next((c for c in listing if c.get("Id") == inspect["Id"]), None)
+        container = container_from_engine(
+            node_id, summary or summary_from_inspect(inspect), inspect)
+        self._store(container)
+        return container
+
+    async def load_containers(self, node_id: str) -> None:
+        """Read every container of a node; drop the records the node no longer has."""
+        client = self.client(node_id)
+        if client is None:
+            return
+        started = time.monotonic()
+        status, listing = await client.request_json("GET", "/containers/json", "all=1")
+        if status != 200 or not isinstance(listing, list):
+            raise AgentError(f"agent {client.addr}: listing containers answered {status}")
+        gate = asyncio.Semaphore(LOAD_PARALLEL)
+
+        async def inspect(summary: dict) -> Container | None:
+            async with gate:
+                code, data = await client.request_json("GET", f"/containers/{summary['Id']}/json")
+            if code != 200 or not isinstance(data, dict):
+                return None
+            return container_from_engine(node_id, summary, data)
+
+        found = await asyncio.gather(*(inspect(s) for s in listing if s.get("Id")))
+        fresh = {c.id: c for c in found if c is not None}
+        for old in self.state.containers(node_id):
+            if old.id not in fresh and self._touched.get(old.id, 0) < started:
+                self._touched.pop(old.id, None)
+                self.state.remove_container(old.id)
+        for container in fresh.values():
+            if self._touched.get(container.id, 0) < started:
+                self._store(container)
+
+    async def load_images(self, node_id: str) -> None:
+        client = self.client(node_id)
+        if client is None:
+            return
+        # all=1: the count then matches the engine's own (heartbeat) Images figure.
+        status, images = await client.request_json("GET", "/images/json", "all=1")
+        if status != 200 or not isinstance(images, list):
+            raise AgentError(f"agent {client.addr}: listing images answered {status}")
+        node = self.state.node(node_id)
+        if node is None:
+            return
+        self.state.set_node_images(node_id, image_refs(images))
+        node.images = len(images)
+        self.state.upsert_node(node)
