@@ -70,13 +70,53 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
 
     async def Docker(self, request_iterator, context):  # noqa: N802
-        exchange = http_bridge.forward(self.runtime.socket_path, request_iterator)
+        frames = _TrackedFrames(request_iterator)
+        exchange = http_bridge.forward(self.runtime.socket_path, frames)
         try:
             async with contextlib.aclosing(exchange):
                 async for frame in exchange:
                     yield frame
         except http_bridge.BridgeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        # Ending the call before the manager has half-closed makes the manager's pending
+        # half-close fail, and grpc's asyncio client then replaces the real status with
+        # "INTERNAL: Internal error from Core" (grpc/grpc#36066). So the call ends only
+        # after the manager's side has: a plain request half-closes as soon as it is
+        # sent; a hijacked one is told the output is over and then cancels the call.
+        if frames.hijack:
+            yield agent_pb2.DockerFrame(close_write=True)
+        await frames.drain()
+
+
+class _TrackedFrames:
+    """The manager's frames, remembering whether its side of the stream has ended."""
+
+    def __init__(self, frames) -> None:
+        self._it = frames.__aiter__()
+        self.ended = False
+        self.hijack = False
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        if self.ended:
+            raise StopAsyncIteration
+        try:
+            frame = await anext(self._it)
+        except StopAsyncIteration:
+            self.ended = True
+            raise
+        if frame.WhichOneof("kind") == "request":
+            self.hijack = frame.request.hijack
+        return frame
+
+    async def drain(self) -> None:
+        while not self.ended:
+            try:
+                await self.__anext__()
+            except StopAsyncIteration:
+                return
 
 
 def make_server(service: AgentService, listen: str) -> tuple[grpc.aio.Server, int]:

@@ -127,8 +127,9 @@ class DockerExchange:
     async def close_write(self) -> None:
         """Hijacked: half-close towards the container (stdin EOF); output still flows."""
         async with self._write_lock:
+            # The end of the stream is the half-close: one operation, so there is no
+            # window in which the agent can finish between two of them (grpc#36066).
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await self._call.write(agent_pb2.DockerFrame(close_write=True))
                 await self._call.done_writing()
 
     def cancel(self) -> None:
@@ -218,7 +219,6 @@ class AgentClient:
                 for frame in _frames(body or b""):
                     await call.write(frame)
             elif body is None:
-                await call.write(agent_pb2.DockerFrame(close_write=True))
                 await call.done_writing()
             else:
                 body_task = asyncio.create_task(_send_body(call, body))
@@ -283,7 +283,6 @@ async def _send_body(call, body: bytes | AsyncIterator[bytes]) -> None:
             async for chunk in body:
                 for frame in _frames(bytes(chunk)):
                     await call.write(frame)
-        await call.write(agent_pb2.DockerFrame(close_write=True))
         await call.done_writing()
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
         pass
