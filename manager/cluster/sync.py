@@ -24,6 +24,7 @@ from datetime import datetime
 
 from manager.cluster.agent_client import AgentClient, AgentError
 from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
+from manager.cluster.reschedule import create_body, wants_reschedule
 from manager.cluster.state import ClusterState
 
 log = logging.getLogger("flock.manager.sync")
@@ -133,6 +134,7 @@ def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Contain
         summary=summary,
         created=float(created) if isinstance(created, int | float) else _epoch(
             inspect.get("Created", "")),
+        create_config=create_body(inspect) if wants_reschedule(config.get("Labels")) else None,
     )
 
 
@@ -301,17 +303,26 @@ class NodeSync:
         self.failures += 1
         self._loaded = self._loaded and self.failures < self.watcher.failure_retry
         if self.node_id is None:
+            # Discovered but never reached: Pending (with the error) until it has
+            # failed `failure_retry` times, like a known node.
             placeholder = Node(id=self.addr, name=self.addr, addr=self.addr,
-                               health=UNHEALTHY, error=str(exc))
+                               health=PENDING, error=str(exc))
             self.node_id = placeholder.id
             self.watcher.adopt(placeholder.id, self)
             self.state.upsert_node(placeholder)
             log.warning("%s", exc)
+        node = self.state.node(self.node_id)
+        if node is None:
             return
-        if self.failures >= self.watcher.failure_retry:
-            node = self.state.node(self.node_id)
-            if node is not None and node.health != UNHEALTHY:
-                log.warning("node %s (%s) is unhealthy: %s", node.name, self.addr, exc)
+        if self.failures < self.watcher.failure_retry:
+            if node.health != HEALTHY:
+                self.state.set_health(self.node_id, node.health, str(exc))
+            return
+        if node.health != UNHEALTHY:
+            log.warning("node %s (%s) is unhealthy: %s", node.name, self.addr, exc)
+            self.state.set_health(self.node_id, UNHEALTHY, str(exc))
+            self.watcher.node_failed(self.node_id)
+        else:
             self.state.set_health(self.node_id, UNHEALTHY, str(exc))
 
     def _ensure_events(self) -> None:
@@ -344,7 +355,7 @@ class NodeSync:
                 if action == "destroy":
                     self.watcher.forget_container(target)
                 elif action in CONTAINER_ACTIONS:
-                    await self.watcher.refresh_container(node_id, target)
+                    self.watcher.refresh_soon(node_id, target)
             elif kind == "image" and action in IMAGE_ACTIONS:
                 await self.watcher.load_images(node_id)
         except AgentError as exc:
@@ -368,7 +379,12 @@ class NodeWatcher:
         self._by_node: dict[str, NodeSync] = {}
         self._destroyed: OrderedDict[str, None] = OrderedDict()
         self._touched: dict[str, float] = {}
+        self._soon: dict[str, asyncio.Task] = {}
+        self._again: set[str] = set()
         self._task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+        # Set by the manager: told when a node fails, asked about duplicate copies.
+        self.rescheduler = None
 
     def next_delay(self) -> float:
         """The heartbeat, jittered by ±20% so nodes drift apart instead of beating together."""
@@ -382,12 +398,20 @@ class NodeWatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.gather(*pending), wait)
         self._task = asyncio.create_task(self._loop(), name="discovery")
+        if hasattr(self.backend, "watch"):
+            self._watch_task = asyncio.create_task(self._watch(), name="discovery watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+        for task in (self._task, self._watch_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if hasattr(self.backend, "close"):
+            with contextlib.suppress(Exception):
+                await self.backend.close()
+        for task in list(self._soon.values()):
+            task.cancel()
         await asyncio.gather(*(s.stop() for s in self._syncs.values()))
         self._syncs.clear()
         self._by_node.clear()
@@ -402,6 +426,23 @@ class NodeWatcher:
             except Exception:  # noqa: BLE001 - discovery away: keep the nodes we know
                 log.exception("discovery poll failed")
 
+    async def _watch(self) -> None:
+        """Follow a backend that can be watched (etcd) for prompt joins and leaves; the
+        poll stays as the fallback. When the watch breaks, retry with a backoff."""
+        backoff = 0.5
+        while True:
+            try:
+                async for addrs in self.backend.watch():
+                    backoff = 0.5
+                    await self.apply(list(dict.fromkeys(addrs)))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - etcd away: keep the nodes we know
+                log.warning("discovery watch broke, keeping %d nodes: %s; retrying in %.1fs",
+                            len(self._syncs), exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, max(self.heartbeat, 1.0))
+
     async def poll(self) -> None:
         """Diff discovery against the known addresses: start new, drop gone."""
         try:
@@ -409,6 +450,10 @@ class NodeWatcher:
         except Exception as exc:  # noqa: BLE001 - keep the nodes we know
             log.warning("discovery failed, keeping %d nodes: %s", len(self._syncs), exc)
             return
+        await self.apply(addrs)
+
+    async def apply(self, addrs: list[str]) -> None:
+        """Start a sync for each new address, stop those of addresses gone."""
         for addr in addrs:
             if addr not in self._syncs:
                 sync = NodeSync(self, addr)
@@ -437,6 +482,10 @@ class NodeWatcher:
         if sync is not None:
             sync.wake()
 
+    def node_failed(self, node_id: str) -> None:
+        if self.rescheduler is not None:
+            self.rescheduler.node_failed(node_id)
+
     # ---------------------------------------------------------------- loaders
     def forget_container(self, container_id: str) -> None:
         """The container is gone for good: drop it, and ignore late refreshes of it."""
@@ -445,6 +494,35 @@ class NodeWatcher:
             self._destroyed.popitem(last=False)
         self._touched.pop(container_id, None)
         self.state.remove_container(container_id)
+
+    def refresh_soon(self, node_id: str, container_id: str) -> None:
+        """Re-read a container now, in the background, once for a burst of reasons: a
+        `docker run` sends create, start (and often die) events and the API front asks
+        too. Reasons that arrive while a read is under way make one more read after it,
+        not one each, so the engine is not kept busy on the path of the run."""
+        if container_id in self._soon:
+            self._again.add(container_id)
+            return
+
+        async def run() -> None:
+            try:
+                while True:
+                    self._again.discard(container_id)
+                    try:
+                        await self.refresh_container(node_id, container_id)
+                    except AgentError as exc:
+                        log.debug("refresh %s on %s: %s", container_id, node_id, exc)
+                    if container_id not in self._again:
+                        return
+            finally:
+                self._soon.pop(container_id, None)
+
+        self._soon[container_id] = asyncio.create_task(run())
+
+    def record(self, container: Container) -> None:
+        """Write a record the caller already knows to be true (e.g. right after a create
+        on the node answered), without a round trip to the node."""
+        self._store(container)
 
     def _store(self, container: Container) -> None:
         if container.id in self._destroyed or self.state.node(container.node_id) is None:
@@ -495,6 +573,9 @@ class NodeWatcher:
 
         found = await asyncio.gather(*(inspect(s) for s in listing if s.get("Id")))
         fresh = {c.id: c for c in found if c is not None}
+        if self.rescheduler is not None:
+            for gone in await self.rescheduler.remove_stale(node_id, list(fresh.values())):
+                fresh.pop(gone, None)
         for old in self.state.containers(node_id):
             if old.id not in fresh and self._touched.get(old.id, 0) < started:
                 self._touched.pop(old.id, None)

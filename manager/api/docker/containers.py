@@ -18,12 +18,13 @@ from dataclasses import replace
 
 from aiohttp import web
 
-from manager.api.docker import hijack, proxy
+from manager.api.docker import hijack, placement, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from manager.api.docker.ps import node_ip, parse_filters, select
 from manager.cluster.agent_client import AgentError
 from manager.cluster.model import Container, Node
+from manager.cluster.records import after_action, created_record
 from manager.scheduler.rules import parse_rule
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.spec import (
@@ -103,6 +104,12 @@ async def refresh(call: Call, node: Node, container_id: str) -> None:
         log.warning("refreshing %s on %s: %s", container_id, node.name, exc)
 
 
+def refresh_later(call: Call, node: Node, container_id: str) -> None:
+    """Re-read a container in the background: the answer to the client does not wait
+    for it (the record written at once is right for what the client asked)."""
+    call.manager.watcher.refresh_soon(node.id, container_id)
+
+
 # ------------------------------------------------------------------ list / create
 async def list_containers(call: Call) -> web.StreamResponse:
     try:
@@ -125,12 +132,15 @@ async def create(call: Call) -> web.StreamResponse:
         raise bad_parameter("config cannot be empty in order to create a container")
     if not isinstance(body, dict):
         raise bad_parameter("invalid container config: expected a JSON object")
+    body, pinned = await placement.pins(call, body)
     try:
         spec = spec_from_create(body, name)
     except RuleError as exc:
         raise bad_parameter(str(exc)) from None
     state = call.state
     placing, implicit = with_image_affinity(state, spec)
+    if pinned:
+        placing = replace(placing, constraints=[*placing.constraints, *pinned])
     try:
         decision = call.manager.scheduler.place(state, placing)
     except NoNodeAvailable as exc:
@@ -138,12 +148,14 @@ async def create(call: Call) -> web.StreamResponse:
     node = decision.node
     token = state.reserve(node.id, name, spec.cpus, spec.memory, spec.ports)
     try:
-        payload = json.dumps(prepare_create_body(body, spec)).encode()
+        prepared = prepare_create_body(body, spec)
+        payload = json.dumps(prepared).encode()
         exchange, data = await proxy.forward_buffered(call, node, body=payload)
         if exchange.status != 201:
             return proxy.buffered_response(exchange, data)
         answer = json.loads(data)
-        await refresh(call, node, answer["Id"])
+        call.manager.watcher.record(created_record(node.id, answer["Id"], name, prepared))
+        refresh_later(call, node, answer["Id"])
     finally:
         state.release(token)
     dropped = [rule for rule in decision.dropped_soft if rule != implicit]
@@ -199,9 +211,15 @@ async def passthrough(call: Call) -> web.StreamResponse:
 async def change(call: Call) -> web.StreamResponse:
     """start, stop, kill, restart, pause, unpause, update: record the result first."""
     container, node = resolve(call)
-    exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
+    path = node_path(call, container)
+    exchange, data = await proxy.forward_buffered(call, node, path)
     if exchange.status < 300:
-        await refresh(call, node, container.id)
+        updated = after_action(container, path.rsplit("/", 1)[-1])
+        if updated is None:
+            await refresh(call, node, container.id)
+        else:
+            call.manager.watcher.record(updated)
+            refresh_later(call, node, container.id)
     elif exchange.status == 404:
         call.manager.watcher.forget_container(container.id)
     return proxy.buffered_response(exchange, data)

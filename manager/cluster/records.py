@@ -1,0 +1,62 @@
+"""Records the manager can write without asking the engine again.
+
+Re-reading a container from its node after every create or start puts two more round
+trips on the path of each `docker run`, which is most of what a manager adds to a plain
+engine. The manager already knows what it asked for and what the engine answered, so it
+writes that at once and lets a background refresh (and the node's event stream) fill in
+the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from manager.cluster.model import Container
+from manager.cluster.sync import STATE_KEY, container_from_engine, summary_from_inspect
+
+# What a successful call leaves a container in, for the calls whose result is certain
+# without asking: stop, kill and restart are not here, since the exit code they leave
+# is the engine's to tell (and they are slow anyway).
+STATE_AFTER = {
+    "start": "running",
+    "unpause": "running",
+    "pause": "paused",
+}
+
+
+def created_record(node_id: str, container_id: str, name: str, body: dict) -> Container:
+    """The record of a container just created from `body` (the create request as sent
+    to the node)."""
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    cmd = body.get("Cmd") or []
+    inspect = {
+        "Id": container_id,
+        "Name": f"/{name}" if name else "",
+        "Created": now,
+        "Path": (body.get("Entrypoint") or cmd[:1] or [""])[0] if isinstance(cmd, list) else "",
+        "Args": cmd[1:] if isinstance(cmd, list) else [],
+        "Config": body,
+        "HostConfig": body.get("HostConfig") or {},
+        "State": {"Status": "created"},
+        "Image": "",
+    }
+    return container_from_engine(node_id, summary_from_inspect(inspect), inspect)
+
+
+def after_action(container: Container, action: str) -> Container | None:
+    """The record after `action` succeeded, or None when the action says nothing
+    certain about the state (update, resize, ...)."""
+    status = STATE_AFTER.get(action)
+    if status is None:
+        return None
+    summary = dict(container.summary)
+    times = dict(summary.get(STATE_KEY) or {})
+    now = time.time()
+    if status == "running" and container.state != "paused":
+        times["StartedAt"] = now
+    times["Status"] = status
+    summary[STATE_KEY] = times
+    summary["State"] = status
+    return replace(container, state=status, summary=summary)
