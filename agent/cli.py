@@ -47,8 +47,11 @@ def register(subparsers) -> None:
     parser.add_argument("--name", default=None, help="node name (default: the engine's)")
     parser.add_argument("--label", action="append", default=[], metavar="K=V",
                         help="node label (repeatable)")
-    parser.add_argument("--heartbeat", default="20s", help="discovery refresh period")
-    parser.add_argument("--ttl", default="60s", help="discovery registration lifetime")
+    parser.add_argument("--heartbeat", default="5s", help="discovery refresh period (default 5s)")
+    parser.add_argument("--ttl", default="15s",
+                        help="discovery registration lifetime (default 15s)")
+    parser.add_argument("--discovery-url", default=None, metavar="URL",
+                        help="token service for token:// (default $FLOCK_DISCOVERY_URL)")
     parser.set_defaults(func=main)
 
 
@@ -81,17 +84,39 @@ def _durations(args) -> tuple[float, float]:
     return values[0], values[1]
 
 
-async def _register_loop(url: str, advertise: str, heartbeat: float, ttl: float) -> None:
-    """Keep the registration fresh; failures are logged and retried, never fatal."""
-    import discovery  # written separately; only needed with a discovery URL
-
-    backend = discovery.open_backend(url)
+async def _register_loop(backend, url: str, advertise: str, heartbeat: float,
+                         ttl: float) -> None:
+    """Keep the registration fresh. When discovery is away (etcd down, token service
+    unreachable) retry with a backoff capped at the heartbeat; never fatal: the agent
+    keeps serving its containers meanwhile."""
+    backoff = 0.0
     while True:
         try:
             await backend.register(advertise, ttl)
-        except Exception as exc:  # noqa: BLE001 - discovery away: retry next heartbeat
-            log.warning("cannot register %s in %s: %s", advertise, url, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - discovery away: retry
+            backoff = min(heartbeat, max(0.5, backoff * 2))
+            log.warning("cannot register %s in %s: %s; retrying in %.1fs",
+                        advertise, url, exc, backoff)
+            await asyncio.sleep(backoff)
+            continue
+        if backoff:
+            log.info("registered %s in %s again", advertise, url)
+        backoff = 0.0
         await asyncio.sleep(heartbeat)
+
+
+def _open_discovery(args):
+    """The discovery backend of `args`, or None; JoinError for a URL that cannot work."""
+    if not args.discovery:
+        return None
+    import discovery
+
+    try:
+        return discovery.open_backend(args.discovery, getattr(args, "discovery_url", None))
+    except ValueError as exc:
+        raise JoinError(f"invalid discovery {args.discovery!r}: {exc}") from None
 
 
 async def run_agent(args, stop: asyncio.Event | None = None) -> None:
@@ -101,13 +126,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     listen = check_address("--listen", args.listen) if args.listen else advertise
     heartbeat, ttl = _durations(args)
     labels = parse_labels(args.label)
-    if args.discovery:
-        import discovery
-
-        try:
-            discovery.open_backend(args.discovery)  # a bad URL fails now, not in the loop
-        except ValueError as exc:
-            raise JoinError(f"invalid discovery {args.discovery!r}: {exc}") from None
+    backend = _open_discovery(args)  # a bad URL fails now, not in the loop
     try:
         runtime = make_runtime(args.runtime, docker_host=args.docker_host,
                                state_dir=Path(args.state_dir).expanduser(),
@@ -127,15 +146,20 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         await server.start()
         log.info("agent %s (runtime %s, %s) listening on port %d",
                  advertise, runtime.name, runtime.socket_path, port)
-        if args.discovery:
+        if backend is not None:
             tasks.append(asyncio.create_task(
-                _register_loop(args.discovery, advertise, heartbeat, ttl)))
+                _register_loop(backend, args.discovery, advertise, heartbeat, ttl)))
         await stop.wait()
         log.info("agent stopping; containers keep running")
         await server.stop(grace=2)
     finally:
         for task in tasks:
             task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        if backend is not None and hasattr(backend, "close"):
+            with contextlib.suppress(Exception):
+                await backend.close()
         for sig in signals:
             loop.remove_signal_handler(sig)
         await runtime.stop()

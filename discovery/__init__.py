@@ -2,8 +2,10 @@
 
 Backends are chosen by the URL's scheme, as in classic Swarm: `nodes://h:p,h:p` (or a
 bare `h:p,h:p` list) for a static list, `file:///path` for a file of addresses. Both
-accept ranges such as `10.0.0.[10:200]:2375`. Agents call `register` every heartbeat;
-the manager calls `fetch` every heartbeat and diffs the answer against what it has.
+accept ranges such as `10.0.0.[10:200]:2375`. `etcd://h:p,h:p/prefix` keeps agents
+under TTL leases and can be watched; `token://<id>` asks Flock's token service. Agents
+call `register` every heartbeat; the manager calls `fetch` every heartbeat (and follows
+`watch()` where a backend has one) and diffs the answer against what it has.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from discovery.nodes import NodesBackend
 __all__ = ["Backend", "DiscoveryError", "FileBackend", "NodesBackend", "open_backend"]
 
 
-def open_backend(url: str) -> Backend:
-    """The backend for a discovery URL; raises DiscoveryError when it does not parse."""
+def open_backend(url: str, discovery_url: str | None = None) -> Backend:
+    """The backend for a discovery URL; raises DiscoveryError when it does not parse.
+    `discovery_url` is the token service for token:// (default $FLOCK_DISCOVERY_URL)."""
     url = (url or "").strip()
     if not url:
         raise DiscoveryError("no discovery URL given: use nodes://HOST:PORT,... or file:///PATH")
@@ -27,7 +30,15 @@ def open_backend(url: str) -> Backend:
         return NodesBackend.from_list(rest)
     if scheme == "file":
         return FileBackend(rest)
+    if scheme == "etcd":
+        from discovery.etcd import EtcdBackend  # grpc stubs: loaded only when used
+
+        return EtcdBackend.from_url(rest)
+    if scheme == "token":
+        from discovery.token import TokenBackend
+
+        return TokenBackend(rest.strip("/"), discovery_url)
     raise DiscoveryError(
         f"unsupported discovery URL {url!r}: use nodes://HOST:PORT,..., "
-        "a bare HOST:PORT,... list, or file:///PATH"
+        "a bare HOST:PORT,... list, file:///PATH, etcd://HOST:PORT/PREFIX or token://TOKEN"
     )

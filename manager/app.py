@@ -16,8 +16,10 @@ from aiohttp import web
 import discovery
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from manager.cluster.agent_client import AgentClient
+from manager.cluster.reschedule import Rescheduler
 from manager.cluster.state import ClusterState
 from manager.cluster.sync import NodeWatcher
+from manager.ha import Replication
 from manager.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("flock.manager")
@@ -37,6 +39,10 @@ class ManagerConfig:
     overcommit: float = 0.05
     failure_retry: int = 3
     name: str = ""  # shown by `docker info`; the host name by default
+    discovery_url: str | None = None  # the token service, for token://
+    replication: bool = False
+    advertise: str = ""  # HOST:PORT other managers reach this one's API on
+    replication_ttl: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -72,9 +78,10 @@ class Manager:
         self.config = config
         self.listens = [parse_host(h) for h in config.hosts]
         try:
-            self.backend = discovery.open_backend(config.discovery)
+            self.backend = discovery.open_backend(config.discovery, config.discovery_url)
         except ValueError as exc:
             raise ConfigError(f"discovery: {exc}") from None
+        self.ha = self._replication(config)
         try:
             self.scheduler = Scheduler(config.strategy, config.filters, config.overcommit)
         except ValueError as exc:
@@ -83,9 +90,46 @@ class Manager:
         self.state = ClusterState()
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry)
+        self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
+                                       interval=config.heartbeat, is_leader=self.is_primary)
+        self.watcher.rescheduler = self.rescheduler
+        if self.ha is not None:
+            self.ha.knows = self._knows
         self.exec_nodes: dict[str, str] = {}  # exec ID -> node ID
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
+
+    def _replication(self, config: ManagerConfig) -> Replication | None:
+        if not config.replication:
+            return None
+        from discovery.etcd import EtcdBackend
+
+        if not isinstance(self.backend, EtcdBackend):
+            raise ConfigError("--replication needs etcd:// discovery: the managers elect "
+                              "their primary in etcd")
+        if not config.advertise:
+            raise ConfigError("--replication needs --advertise HOST:PORT: the address "
+                              "other managers forward writes to")
+        from discovery.etcd_client import EtcdClient
+
+        client = EtcdClient([e.addr for e in self.backend.client.endpoints])
+        return Replication(client, self.backend.prefix, config.advertise,
+                           config.replication_ttl)
+
+    def _knows(self, ref: str) -> bool:
+        try:
+            self.state.resolve(ref)
+        except LookupError:
+            return False
+        return True
+
+    def is_primary(self) -> bool:
+        """Whether this manager makes the cluster's decisions (always, without --replication)."""
+        return self.ha is None or self.ha.is_primary
+
+    def role_rows(self) -> list[list[str]]:
+        """`docker info`'s Role (and, replicated, Primary) lines."""
+        return self.ha.role_rows() if self.ha is not None else [["Role", "primary"]]
 
     def client(self, node_id: str) -> AgentClient | None:
         return self.watcher.client(node_id)
@@ -96,7 +140,10 @@ class Manager:
         return min(versions, key=version_tuple) if versions else DEFAULT_API_VERSION
 
     async def start(self) -> None:
+        if self.ha is not None:
+            await self.ha.start()
         await self.watcher.start()
+        self.rescheduler.start()
         self._runner = web.AppRunner(build_app(self), handler_cancellation=True,
                                      access_log=None)
         await self._runner.setup()
@@ -133,6 +180,9 @@ class Manager:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.rescheduler.stop()
+        if self.ha is not None:
+            await self.ha.stop()
         await self.watcher.stop()
         for listen in self.listens:
             if listen.scheme == "unix" and os.path.exists(listen.path):

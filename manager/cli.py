@@ -23,18 +23,28 @@ def register(subparsers) -> None:
         "manage", help="run a manager: one Docker API over the cluster's nodes",
         description="Serve the Docker Remote API for the cluster found in <discovery>.",
     )
-    parser.add_argument("discovery", help="nodes://HOST:PORT,..., HOST:PORT,... or file:///PATH")
+    parser.add_argument("discovery", help="nodes://HOST:PORT,..., HOST:PORT,..., file:///PATH, "
+                                          "etcd://HOST:PORT/PREFIX or token://TOKEN")
     parser.add_argument("-H", "--host", action="append", default=[], metavar="URL",
                         help=f"address to serve on, repeatable (default {DEFAULT_HOST})")
     parser.add_argument("--strategy", default="spread",
                         choices=["spread", "binpack", "random"], help="placement strategy")
     parser.add_argument("-f", "--filter", action="append", default=None, metavar="NAME",
                         help="scheduler filter, repeatable; replaces the default chain")
-    parser.add_argument("--heartbeat", default="20s", help="node refresh period (e.g. 20s)")
+    parser.add_argument("--heartbeat", default="5s", help="node refresh period (default 5s)")
     parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
                         help="failed refreshes in a row before a node is unhealthy")
     parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="e.g. swarm.overcommit=0.05")
+    parser.add_argument("--discovery-url", default=None, metavar="URL",
+                        help="token service for token:// (default $FLOCK_DISCOVERY_URL)")
+    parser.add_argument("--replication", action="store_true",
+                        help="run several managers: one primary elected in etcd, replicas "
+                             "forward writes to it")
+    parser.add_argument("--advertise", "--addr", default="", metavar="HOST:PORT",
+                        help="this manager's API address for the other managers")
+    parser.add_argument("--replication-ttl", default="15s",
+                        help="leader lease: a dead primary is replaced within about this")
     parser.set_defaults(func=main)
 
 
@@ -48,6 +58,16 @@ def config_from_args(args) -> ManagerConfig:
         raise ConfigError("--heartbeat must be positive")
     if args.engine_failure_retry < 1:
         raise ConfigError("--engine-failure-retry must be at least 1")
+    try:
+        replication_ttl = parse_duration(args.replication_ttl)
+    except ValueError as exc:
+        raise ConfigError(f"--replication-ttl: {exc}") from None
+    if replication_ttl < 1:
+        raise ConfigError("--replication-ttl must be at least 1s")
+    if args.advertise:
+        host, sep, port = args.advertise.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"invalid --advertise {args.advertise!r}: expected HOST:PORT")
     overcommit = 0.05
     for item in args.cluster_opt:
         key, sep, value = item.partition("=")
@@ -63,7 +83,9 @@ def config_from_args(args) -> ManagerConfig:
     return ManagerConfig(
         discovery=args.discovery, hosts=args.host or [DEFAULT_HOST], strategy=args.strategy,
         filters=args.filter, heartbeat=heartbeat, overcommit=overcommit,
-        failure_retry=args.engine_failure_retry,
+        failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
+        replication=args.replication, advertise=args.advertise,
+        replication_ttl=replication_ttl,
     )
 
 

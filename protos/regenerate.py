@@ -18,8 +18,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 def generate(out_dir: pathlib.Path) -> list[pathlib.Path]:
     """Compile every .proto in this folder into `out_dir`; return the files written."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     protos = sorted(HERE.glob("*.proto"))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need, then run the whole suite.
 #   Debian packages: docker.io (dockerd), busybox-static (the test image), iproute2
-#   (bridges for the test engines), python3-venv; Python packages: flock[test] in .venv.
+#   (bridges for the test engines), etcd-server, docker-registry, docker-compose,
+#   python3-venv; Python packages: flock[test] in .venv.
 # Run as root (the tests start real Docker Engines). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,9 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v docker-compose >/dev/null || need+=(docker-compose)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "== installing Debian packages: ${need[*]}"

@@ -61,3 +61,6 @@ class Container:
     # `docker ps` answers from memory. Names inside it are the engine's own.
     summary: dict = field(default_factory=dict)
     created: float = 0.0
+    # The create body (Config + HostConfig) read from inspect, kept only for containers
+    # with a reschedule policy so that they can be recreated when their node fails.
+    create_config: dict | None = None

@@ -15,16 +15,20 @@ containers), container label -> nodes, host port -> nodes using it. Nodes and
 containers must change through these methods (`upsert_node`, `set_health`,
 `upsert_container`, ...) for the indexes to stay right; accounting uses a snapshot
 of what was indexed, so re-upserting an object mutated in place is safe.
+
+Consumers with views of their own (the scheduler's ranking buckets) `attach` a listener
+that hears of every change to a node's usage or to the containers, so that they too
+stay current without rescanning.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, TypeVar
 
 from manager.cluster.model import HEALTHY, Container, Node
 
@@ -59,6 +63,19 @@ class Pending:
     ports: list[tuple[int, str]]
 
 
+class Listener(Protocol):
+    """A consumer's incremental view of the state (see `ClusterState.attach`)."""
+
+    def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
+        """A node was added or removed (node None), or its totals or usage changed."""
+
+    def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
+        """A container was accounted (added) or unaccounted on `node_id`."""
+
+
+ListenerT = TypeVar("ListenerT", bound=Listener)
+
+
 class ResourceClass(NamedTuple):
     """What a node's CPU and memory scores depend on (reserved: pending included)."""
 
@@ -87,6 +104,7 @@ class ClusterState:
     def __init__(self) -> None:
         self._nodes: dict[str, Node] = {}
         self._node_by_name: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # node ID -> the name indexed (nodes mutate in place)
         self._containers: dict[str, Container] = {}
         self._by_name: dict[str, str] = {}
         self._by_node: dict[str, set[str]] = defaultdict(set)
@@ -114,14 +132,25 @@ class ClusterState:
         self._by_count: dict[int, set[str]] = {}
         # (total CPUs, total memory, reserved CPUs, reserved memory) -> node IDs
         self._by_class: dict[ResourceClass, set[str]] = {}
+        # containerslots=N of the nodes with an integer label; those with N or more
+        # containers (pending included) are full.
+        self._slot_limit: dict[str, int] = {}
+        self._slots_full: set[str] = set()
+        self._listeners: dict[str, Listener] = {}
         # Bumped on every change; lets callers cache derived views cheaply.
         self.generation = 0
+        # Bumped only when nodes come or go, or a node's name or labels change: views
+        # derived from node labels and names stay valid across usage changes.
+        self.node_generation = 0
 
     # ---------------------------------------------------------------- nodes
     def upsert_node(self, node: Node) -> None:
-        old = self._nodes.get(node.id)
-        if old is not None and old.name != node.name:
-            self._node_by_name.pop(old.name, None)
+        old_name = self._names.get(node.id)
+        if old_name != node.name:
+            if old_name is not None and self._node_by_name.get(old_name) == node.id:
+                del self._node_by_name[old_name]
+            self.node_generation += 1
+        self._names[node.id] = node.name
         self._nodes[node.id] = node
         self._node_by_name[node.name] = node.id
         self._index_labels(node.id, dict(node.labels))
@@ -138,7 +167,7 @@ class ClusterState:
         self._unhealthy.discard(node_id)
         _move(self._by_count, self._count_of.pop(node_id, None), None, node_id)
         _move(self._by_class, self._class_of.pop(node_id, None), None, node_id)
-        self._node_by_name.pop(node.name, None)
+        self._node_by_name.pop(self._names.pop(node_id, node.name), None)
         dropped = [self._containers[cid] for cid in list(self._by_node.get(node_id, ()))]
         for container in dropped:
             self.remove_container(container.id)
@@ -148,7 +177,11 @@ class ClusterState:
         self._usage.pop(node_id, None)
         self._index_labels(node_id, {})
         self.set_node_images(node_id, ())
+        self._slots_full.discard(node_id)
         self.generation += 1
+        self.node_generation += 1
+        for listener in self._listeners.values():
+            listener.node_changed(node_id, None, None)
         return dropped
 
     def set_health(self, node_id: str, health: str, error: str = "") -> None:
@@ -214,6 +247,19 @@ class ClusterState:
         """Container count (pending included) -> IDs of the nodes with that many; lets a
         strategy find the emptiest or fullest nodes without visiting every node."""
         return MappingProxyType(self._by_count)
+
+    def slot_full_node_ids(self) -> set[str]:
+        """IDs of the nodes labelled containerslots=N that hold N or more containers
+        (pending included). Do not mutate."""
+        return self._slots_full
+
+    def attach(self, key: str, factory: Callable[[ClusterState], ListenerT]) -> ListenerT:
+        """The consumer view `key`, built by `factory(self)` on first use and told of
+        every change from then on (its `node_changed` / `container_changed`)."""
+        listener = self._listeners.get(key)
+        if listener is None:
+            listener = self._listeners[key] = factory(self)
+        return listener  # type: ignore[return-value]
 
     def label_values(self, key: str) -> Mapping[str, set[str]]:
         """Node label `key`: value -> IDs of the nodes with that value. Do not mutate."""
@@ -397,6 +443,8 @@ class ClusterState:
             self._count_image(alias, acc.node_id, 1)
         for key, value in acc.labels:
             self._count_container_label(key, value, acc.node_id, 1)
+        for listener in self._listeners.values():
+            listener.container_changed(container.id, acc.name, acc.node_id, True)
 
     def _unaccount(self, container: Container) -> None:
         acc = self._accounted.pop(container.id)
@@ -413,6 +461,8 @@ class ClusterState:
             self._count_image(alias, acc.node_id, -1)
         for key, value in acc.labels:
             self._count_container_label(key, value, acc.node_id, -1)
+        for listener in self._listeners.values():
+            listener.container_changed(container.id, acc.name, acc.node_id, False)
 
     def _add_ports(self, node_id: str, usage: NodeUsage, ports: Iterable[tuple[int, str]]) -> None:
         for port in ports:
@@ -463,6 +513,16 @@ class ClusterState:
         if old_cls != cls:
             _move(self._by_class, old_cls, cls, node_id)
             self._class_of[node_id] = cls
+        self._check_slots(node_id, count)
+        for listener in self._listeners.values():
+            listener.node_changed(node_id, node, usage)
+
+    def _check_slots(self, node_id: str, count: int) -> None:
+        limit = self._slot_limit.get(node_id)
+        if limit is not None and count >= limit:
+            self._slots_full.add(node_id)
+        else:
+            self._slots_full.discard(node_id)
 
     def _index_labels(self, node_id: str, labels: dict[str, str]) -> None:
         old = self._node_labels.pop(node_id, {})
@@ -480,6 +540,12 @@ class ClusterState:
                 self._labels.setdefault(key, {}).setdefault(value, set()).add(node_id)
         if labels:
             self._node_labels[node_id] = labels
+        if old != labels:
+            self.node_generation += 1
+        try:
+            self._slot_limit[node_id] = int(labels[SLOTS_LABEL])
+        except (KeyError, ValueError):
+            self._slot_limit.pop(node_id, None)
 
     def _count_image(self, alias: str, node_id: str, delta: int) -> None:
         _bump(self._images, alias, node_id, delta)
@@ -491,6 +557,7 @@ class ClusterState:
             del self._container_labels[key]
 
 
+SLOTS_LABEL = "containerslots"
 _EMPTY: Mapping = MappingProxyType({})
 _EMPTY_SET: frozenset = frozenset()
 

@@ -111,6 +111,13 @@ def _compile(value: str, kind: str, text: str) -> re.Pattern[str] | None:
             raise RuleError(
                 f'invalid {kind} "{text}": bad regular expression /{body}/: {exc}'
             ) from None
+    if value[0] == "/":
+        # Classic Swarm took "/abc" as plain text; a value that opens a regular
+        # expression and never closes it is far more often a typo than a label value.
+        raise RuleError(
+            f'invalid {kind} "{text}": the regular expression {value} is not closed '
+            "(write /regex/)"
+        )
     if "*" in value or "?" in value:
         return re.compile(_glob_to_regex(value), re.DOTALL)
     return None

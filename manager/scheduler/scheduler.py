@@ -8,16 +8,23 @@ Order of a decision:
    classic Swarm drops them all at once — and the dropped ones are reported;
 4. the strategy picks one node.
 When a step leaves nothing, NoNodeAvailable lists every condition that removed nodes.
+
+`place` reaches the same node without building candidate sets (fast.py): the conditions
+become membership tests over the state's live indexes and the strategy walks nodes in
+rank order until the first candidate. Only when that finds nothing does the chain run
+step by step, to say which condition removed which nodes; `explain` always does.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from manager.cluster.model import Node
 from manager.cluster.state import ClusterState
+from manager.scheduler.fast import FastPath
 from manager.scheduler.filters import DEFAULT_FILTERS, FILTERS, Filter, Removal
 from manager.scheduler.spec import ContainerSpec
 from manager.scheduler.strategies import STRATEGIES, Fit, fit
@@ -40,8 +47,26 @@ class NoNodeAvailable(Exception):
 class Decision:
     node: Node
     dropped_soft: list[str]  # soft rules dropped to find a node, as given: "constraint:k==~v"
-    removals: list[Removal] = field(default_factory=list)  # hard conditions, what they removed
-    candidates: int = 0  # nodes the strategy chose among
+    # Computed on first use (the filter chain, from the state as it is then):
+    # `removals`, the hard conditions and what they removed; `candidates`, how many
+    # nodes the strategy chose among. Deciding does not need them.
+    details: Callable[[], tuple[list[Removal], int]] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _known: tuple[list[Removal], int] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def removals(self) -> list[Removal]:
+        return self._details()[0]
+
+    @property
+    def candidates(self) -> int:
+        return self._details()[1]
+
+    def _details(self) -> tuple[list[Removal], int]:
+        if self._known is None:
+            self._known = self.details() if self.details is not None else ([], 0)
+        return self._known
 
 
 @dataclass
@@ -86,17 +111,31 @@ class Scheduler:
         self.filter_names = names
         self.filters: list[Filter] = [FILTERS[name]() for name in names]
         self.overcommit = float(overcommit)
+        self.fast = FastPath(self.filters, self.strategy_name, self.overcommit, self.rng)
 
     def place(self, state: ClusterState, spec: ContainerSpec) -> Decision:
         """The node for `spec`; raises NoNodeAvailable with every failing condition."""
+        found = self.fast.place(state, spec)
+        if found is None:
+            return self.place_by_chain(state, spec)  # raises NoNodeAvailable
+        node_id, dropped = found
+        return Decision(state.node_map()[node_id], dropped, lambda: self._details(state, spec))
+
+    def place_by_chain(self, state: ClusterState, spec: ContainerSpec) -> Decision:
+        """The same decision through the filter chain, step by step: slower, but it
+        knows what removed which node (the error) and it is the reference the fast path
+        is tested against."""
         outcome = self._narrow(state, spec)
         node_id = self.strategy.choose(state, outcome.candidates, outcome.fit)
-        return Decision(
-            state.node_map()[node_id],
-            outcome.dropped_soft,
-            outcome.removals,
-            len(outcome.candidates),
-        )
+        known = (outcome.removals, len(outcome.candidates))
+        return Decision(state.node_map()[node_id], outcome.dropped_soft, _known=known)
+
+    def _details(self, state: ClusterState, spec: ContainerSpec) -> tuple[list[Removal], int]:
+        try:
+            outcome = self._narrow(state, spec)
+        except NoNodeAvailable as exc:
+            return exc.removals, 0
+        return outcome.removals, len(outcome.candidates)
 
     def explain(self, state: ClusterState, spec: ContainerSpec, limit: int = 20) -> Explanation:
         """What each filter removed and the strategy's ranking (best `limit` nodes)."""

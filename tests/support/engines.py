@@ -63,8 +63,14 @@ def _free_subnet() -> str:
     raise RuntimeError("no free test subnet in 10.213.0.0/16")
 
 
-def start_engine(root: pathlib.Path, bridge: bool = True, timeout: float = 60) -> Engine:
-    """Start a dockerd under `root`. With bridge=False it runs with --bridge=none."""
+def start_engine(
+    root: pathlib.Path,
+    bridge: bool = True,
+    timeout: float = 60,
+    labels: dict[str, str] | None = None,
+) -> Engine:
+    """Start a dockerd under `root`. With bridge=False it runs with --bridge=none;
+    `labels` become engine labels (`--label k=v`)."""
     root.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     bridge_name = None
@@ -79,6 +85,8 @@ def start_engine(root: pathlib.Path, bridge: bool = True, timeout: float = 60) -
         "--containerd-namespace", f"flk{tag}",
         "--containerd-plugins-namespace", f"flk{tag}p",
     ]
+    for key, value in (labels or {}).items():
+        args += ["--label", f"{key}={value}"]
     if bridge:
         bridge_name = f"flk{tag}"
         subnet = _free_subnet()

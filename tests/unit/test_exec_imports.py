@@ -13,7 +13,8 @@ from agent.runtimes.exec.errors import ApiError
 from agent.runtimes.exec.filters import parse_filters
 from agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
 from agent.runtimes.exec.signals import parse_signal
-from agent.runtimes.exec.timefmt import human_duration, parse_rfc3339nano, rfc3339nano
+from agent.runtimes.exec.timefmt import parse_rfc3339nano, rfc3339nano
+from docker_compat.humanize import human_duration
 
 
 def test_changes_json_and_shell_forms():

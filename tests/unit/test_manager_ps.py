@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from docker_compat.humanize import human_duration
 from manager.api.docker.errors import DockerError
 from manager.api.docker.ps import (
-    human_duration,
     live_status,
     parse_filters,
     present,

@@ -107,6 +107,8 @@ def test_parse_rules_keeps_order_and_kind():
         ("node==/[/", "bad regular expression /[/"),
         ("node==/(?P<x/", "bad regular expression"),
         ("node==//", "the regular expression // is empty"),
+        ("node==/web-[0-9]+", "the regular expression /web-[0-9]+ is not closed"),
+        ("node==~/", "the regular expression / is not closed"),
     ],
 )
 def test_bad_rules_name_the_rule_and_the_problem(text, fragment):

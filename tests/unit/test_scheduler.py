@@ -269,6 +269,14 @@ def test_only_the_soft_rules_that_cannot_be_met_are_dropped_in_order():
         assert d.dropped_soft == ["constraint:disk==~hdd"]
 
 
+def test_a_dropped_soft_rule_does_not_hold_back_the_next_one():
+    spec = spec_from_create(body("constraint:zone==~9", "constraint:disk==~hdd"))
+    for seed in range(5):
+        d = Scheduler(rng=random.Random(seed)).place(_zones(), spec)
+        assert d.node.id == "b"
+        assert d.dropped_soft == ["constraint:zone==~9"]
+
+
 def test_soft_affinities_come_before_soft_constraints_in_chain_order():
     state = _zones()
     state.upsert_container(Container("w", "web", "b"))

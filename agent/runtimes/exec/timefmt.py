@@ -41,31 +41,3 @@ def parse_client_time(value: str, default: int) -> int:
         return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9] or 0)
     except ValueError:
         return parse_rfc3339nano(value)
-
-
-def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration, as used in `Up 3 seconds` / `Exited (0) 2 minutes ago`."""
-    s = int(seconds)
-    if s < 1:
-        return "Less than a second"
-    if s == 1:
-        return "1 second"
-    if s < 60:
-        return f"{s} seconds"
-    minutes = s // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(s / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"

@@ -10,7 +10,8 @@ from agent.runtimes.exec.containers import ContainerManager
 from agent.runtimes.exec.errors import bad_request
 from agent.runtimes.exec.store import ContainerRecord
 from agent.runtimes.exec.supervisor import RunState
-from agent.runtimes.exec.timefmt import human_duration, parse_rfc3339nano
+from agent.runtimes.exec.timefmt import parse_rfc3339nano
+from docker_compat.humanize import human_duration
 
 LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
                 "volume", "network", "health", "publish", "expose", "isolation", "is-task"}

@@ -125,10 +125,18 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 def build_router() -> Router:
-    from manager.api.docker import containers, events, exec, images, system
+    from manager.api.docker import (
+        containers,
+        events,
+        exec,
+        images,
+        networks,
+        system,
+        volumes,
+    )
 
     router = Router()
-    for module in (system, events, exec, containers, images):
+    for module in (system, events, exec, containers, images, networks, volumes):
         router.add_all(module.ROUTES)
     return router
 
@@ -137,6 +145,9 @@ def build_app(manager: Manager) -> web.Application:
     """The aiohttp Application serving the Docker API for `manager`."""
     app = web.Application(client_max_size=MAX_BODY)
     app[MANAGER_KEY] = manager
+    ha = getattr(manager, "ha", None)
+    if ha is not None:  # a replica forwards writes to the primary (manager/ha.py)
+        app.middlewares.append(ha.middleware)
     router = build_router()
 
     async def dispatch(request: web.Request) -> web.StreamResponse:

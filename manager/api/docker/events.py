@@ -17,7 +17,7 @@ from aiohttp import web
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
 from manager.api.docker.ps import node_ip
-from manager.cluster.agent_client import AgentError
+from manager.cluster.agent_client import AgentError, DockerExchange
 from manager.cluster.model import Node
 
 log = logging.getLogger("flock.manager.events")
@@ -31,18 +31,17 @@ def tag_event(event: dict, node: Node) -> dict:
     return out
 
 
-async def _follow(call: Call, node: Node, out: asyncio.Queue) -> None:
+async def _open(call: Call, node: Node) -> DockerExchange | None:
     try:
-        exchange = await proxy.open_exchange(call, node, body=None)
+        return await proxy.open_exchange(call, node, body=None)
     except Exception as exc:  # noqa: BLE001 - one node away must not end the stream
         log.info("events of %s unavailable: %s", node.name, exc)
-        out.put_nowait(None)
-        return
+        return None
+
+
+async def _follow(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> None:
     buffer = b""
     try:
-        if exchange.status != 200:
-            out.put_nowait(("error", exchange.status, await exchange.body()))
-            return
         async for chunk in exchange:
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
@@ -60,32 +59,39 @@ async def _follow(call: Call, node: Node, out: asyncio.Queue) -> None:
 
 
 async def events(call: Call) -> web.StreamResponse:
+    """The head goes out as soon as every node's stream is open, before any event: old
+    clients (API < 1.30 `docker run`) wait for it before they start the container."""
     nodes = call.state.healthy_nodes()
+    opened = await asyncio.gather(*(_open(call, node) for node in nodes))
+    live = [(node, ex) for node, ex in zip(nodes, opened, strict=True) if ex is not None]
+    refused = next((ex for _, ex in live if ex.status != 200), None)
+    if refused is not None:  # a bad filter: every node says the same
+        body = await refused.body()
+        for _, exchange in live:
+            exchange.cancel()
+        return web.Response(status=refused.status, body=body, content_type="application/json")
     queue: asyncio.Queue = asyncio.Queue()
-    tasks = [asyncio.create_task(_follow(call, node, queue)) for node in nodes]
+    tasks = [asyncio.create_task(_follow(node, ex, queue)) for node, ex in live]
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     try:
-        first = await queue.get() if tasks else None
-        if isinstance(first, tuple):  # a bad filter: every node says the same
-            _, status, body = first
-            return web.Response(status=status, body=body, content_type="application/json")
         await response.prepare(call.request)
         open_streams = len(tasks)
-        item = first
         while True:
+            item = await queue.get() if open_streams > 0 else None
             if item is None:
                 open_streams -= 1
                 if open_streams <= 0:
                     if call.query.get("until"):
                         break
                     await asyncio.Event().wait()  # no node left: hold the stream open
-            elif isinstance(item, bytes):
+            else:
                 await response.write(item + b"\n")
-            item = await queue.get()
     finally:
         for task in tasks:
             task.cancel()
+        for _, exchange in live:
+            exchange.cancel()
     return response
 
 

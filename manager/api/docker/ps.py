@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 
+from docker_compat.humanize import human_duration
 from manager.api.docker.errors import DockerError, json_error
 from manager.cluster.model import Container, Node
 from manager.cluster.sync import STATE_KEY
@@ -186,34 +187,6 @@ def matches(container: Container, node: Node | None, filters: Mapping[str, list[
         if key == "is-task" and "true" in values:
             return False
     return True
-
-
-def human_duration(seconds: float) -> str:
-    """Go's units.HumanDuration, as the Engine words container ages."""
-    seconds = int(seconds)
-    if seconds < 1:
-        return "Less than a second"
-    if seconds == 1:
-        return "1 second"
-    if seconds < 60:
-        return f"{seconds} seconds"
-    minutes = seconds // 60
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = round(seconds / 3600)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def live_status(times: Mapping, now: float, fallback: str = "") -> str:

@@ -64,11 +64,13 @@ def node_status(node: Node, containers: list[Container], used_cpus: float,
     return rows
 
 
-def system_status(state, strategy: str, filters: list[str]) -> list[list[str]]:
-    """Classic Swarm's SystemStatus: role, strategy, filters, then every node by name."""
+def system_status(state, strategy: str, filters: list[str],
+                  role: list[list[str]] | None = None) -> list[list[str]]:
+    """Classic Swarm's SystemStatus: role, strategy, filters, then every node by name.
+    `role`: the Role (and Primary) rows of a replicated manager."""
     nodes = sorted(state.nodes(), key=lambda n: (n.name, n.addr))
-    rows = [["Role", "primary"], ["Strategy", strategy], ["Filters", ", ".join(filters)],
-            ["Nodes", str(len(nodes))]]
+    rows = [*(role or [["Role", "primary"]]), ["Strategy", strategy],
+            ["Filters", ", ".join(filters)], ["Nodes", str(len(nodes))]]
     for node in nodes:
         usage = state.usage(node.id)
         rows += node_status(node, state.containers(node.id), usage.cpus, usage.memory)
@@ -89,7 +91,8 @@ def info_body(call: Call) -> dict:
         "Images": sum(n.images for n in nodes),
         "Driver": "", "DriverStatus": [],
         "SystemStatus": system_status(state, manager.scheduler.strategy_name,
-                                      manager.scheduler.filter_names),
+                                      manager.scheduler.filter_names,
+                                      getattr(manager, "role_rows", lambda: None)()),
         "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
         "NCPU": sum(n.cpus for n in nodes), "MemTotal": sum(n.memory for n in nodes),
         "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": uname.machine,

@@ -6,7 +6,9 @@ that label there)."""
 from __future__ import annotations
 
 from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NodeIds, RuleFilter, keep, value_hits
+from manager.scheduler.filters.base import NONE, RuleFilter, value_hits
+from manager.scheduler.index import index_for
+from manager.scheduler.query import IdCollection
 from manager.scheduler.rules import Rule
 from manager.scheduler.spec import ContainerSpec
 
@@ -21,28 +23,20 @@ class AffinityFilter(RuleFilter):
         """Classic Swarm prints affinities as `key==value (soft=false)`."""
         return f"{rule.condition} (soft={'true' if rule.soft else 'false'})"
 
-    def apply_rule(
-        self, state: ClusterState, spec: ContainerSpec, rule: Rule, candidates: NodeIds
-    ) -> NodeIds:
+    def hits(self, state: ClusterState, rule: Rule) -> tuple[IdCollection, bool]:
         if rule.key == "container":
-            hits = _container_hits(state, rule)
-        elif rule.key == "image":
-            hits = value_hits(rule, state.image_index())
-        else:
-            hits = value_hits(rule, state.container_label_values(rule.key))
-        return keep(candidates, hits, rule.positive)
+            return _container_hits(state, rule), rule.positive
+        by_value = state.image_index() if rule.key == "image" else (
+            state.container_label_values(rule.key))
+        if rule.literal is not None:
+            return by_value.get(rule.literal, NONE), rule.positive
+        return value_hits(rule, by_value), rule.positive
 
 
-def _container_hits(state: ClusterState, rule: Rule) -> set[str]:
-    """IDs of the nodes holding a container whose name or ID matches."""
+def _container_hits(state: ClusterState, rule: Rule) -> IdCollection:
+    """IDs of the nodes holding a container whose name or ID matches (a literal also
+    finds a container being created, or one by ID prefix)."""
     if rule.literal is not None:
         node_id = state.container_node(rule.literal)
-        return {node_id} if node_id is not None else set()
-    containers = state.container_map()
-    hits = {
-        containers[cid].node_id
-        for name, cid in state.container_names().items()
-        if rule.matches(name)
-    }
-    hits.update(c.node_id for cid, c in containers.items() if rule.matches(cid))
-    return hits
+        return {node_id} if node_id is not None else NONE
+    return index_for(state).container_hits(rule)

@@ -13,10 +13,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from manager.cluster.state import ClusterState
+from manager.scheduler.query import IdCollection, Query
 from manager.scheduler.rules import Rule
 from manager.scheduler.spec import ContainerSpec
 
 NodeIds = AbstractSet[str]  # candidate node IDs: a set, or the live keys of the node map
+NONE: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -40,8 +42,10 @@ class FilterResult:
 
 
 class Filter:
-    """A named step of the chain. Subclasses implement `apply` for hard conditions;
-    rule filters also expose their soft rules, tried one at a time by the scheduler."""
+    """A named step of the chain. Subclasses implement `apply` for hard conditions
+    (the chain form, which says what removed which node) and `restrict` (the same
+    conditions as membership tests, for the fast path); rule filters also expose their
+    soft rules, tried one at a time by the scheduler."""
 
     name = ""
 
@@ -50,13 +54,23 @@ class Filter:
         is removed the same set may come back."""
         raise NotImplementedError
 
+    def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
+        """Add the hard conditions to `query`: the nodes it admits are the survivors
+        `apply` would leave of every node."""
+        raise NotImplementedError
+
     def soft_rules(self, spec: ContainerSpec) -> list[Rule]:
         return []
+
+    def hits(self, state: ClusterState, rule: Rule) -> tuple[IdCollection, bool]:
+        """The node IDs a rule is about, and whether it keeps them (True) or the rest."""
+        raise NotImplementedError
 
     def apply_rule(
         self, state: ClusterState, spec: ContainerSpec, rule: Rule, candidates: NodeIds
     ) -> NodeIds:
-        raise NotImplementedError
+        ids, keep_them = self.hits(state, rule)
+        return keep(candidates, ids, keep_them)
 
 
 class RuleFilter(Filter):
@@ -80,6 +94,11 @@ class RuleFilter(Filter):
                 result.removals.append(Removal(self.condition(rule), removed))
                 result.survivors = survivors
         return result
+
+    def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
+        for rule in self.rules(spec):
+            if not rule.soft:
+                query.add(*self.hits(state, rule))
 
     def soft_rules(self, spec: ContainerSpec) -> list[Rule]:
         return [rule for rule in self.rules(spec) if rule.soft]

@@ -5,8 +5,11 @@ in classic Swarm, so `region!=eu` keeps unlabelled nodes."""
 
 from __future__ import annotations
 
+from manager.cluster.model import HEALTHY
 from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NodeIds, RuleFilter, keep, value_hits, value_misses
+from manager.scheduler.filters.base import NONE, RuleFilter, value_hits, value_misses
+from manager.scheduler.index import index_for
+from manager.scheduler.query import IdCollection
 from manager.scheduler.rules import Rule
 from manager.scheduler.spec import ContainerSpec
 
@@ -17,23 +20,23 @@ class ConstraintFilter(RuleFilter):
     def rules(self, spec: ContainerSpec) -> list[Rule]:
         return spec.constraints
 
-    def apply_rule(
-        self, state: ClusterState, spec: ContainerSpec, rule: Rule, candidates: NodeIds
-    ) -> NodeIds:
+    def hits(self, state: ClusterState, rule: Rule) -> tuple[IdCollection, bool]:
         if rule.key == "node":
-            return keep(candidates, _node_hits(state, rule), rule.positive)
+            return _node_hits(state, rule), rule.positive
         if rule.key == "health":
-            nodes = state.node_map()
-            hits = {nid for nid in candidates if rule.matches(nodes[nid].health)}
-            return keep(candidates, hits, rule.positive)
+            return _health_hits(state, rule)
         by_value = state.label_values(rule.key)
+        if rule.literal is not None:
+            return by_value.get(rule.literal, NONE), rule.positive
+        index = index_for(state)
         if rule.matches(""):
             # Unlabelled nodes match too: narrow by the nodes whose value does not.
-            return keep(candidates, value_misses(rule, by_value), not rule.positive)
-        return keep(candidates, value_hits(rule, by_value), rule.positive)
+            misses = index.node_hits("label-", rule, lambda: value_misses(rule, by_value))
+            return misses, not rule.positive
+        return index.node_hits("label", rule, lambda: value_hits(rule, by_value)), rule.positive
 
 
-def _node_hits(state: ClusterState, rule: Rule) -> set[str]:
+def _node_hits(state: ClusterState, rule: Rule) -> IdCollection:
     """IDs of the nodes whose name or ID matches."""
     nodes = state.node_map()
     if rule.literal is not None:
@@ -42,4 +45,17 @@ def _node_hits(state: ClusterState, rule: Rule) -> set[str]:
         if named is not None:
             hits.add(named.id)
         return hits
-    return {nid for nid, node in nodes.items() if rule.matches(nid) or rule.matches(node.name)}
+    def compute() -> set[str]:
+        return {nid for nid, node in nodes.items() if rule.matches(nid) or rule.matches(node.name)}
+
+    return index_for(state).node_hits("node", rule, compute)
+
+
+def _health_hits(state: ClusterState, rule: Rule) -> tuple[IdCollection, bool]:
+    """Healthy nodes are many and all alike: only the others are visited."""
+    nodes = state.node_map()
+    others = state.unhealthy_node_ids()
+    if rule.matches(HEALTHY):
+        misses = {nid for nid in others if not rule.matches(nodes[nid].health)}
+        return misses, not rule.positive
+    return {nid for nid in others if rule.matches(nodes[nid].health)}, rule.positive

@@ -4,7 +4,8 @@ the node of what it depends on; all dependencies must be on one node."""
 from __future__ import annotations
 
 from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
+from manager.scheduler.filters.base import NONE, Filter, FilterResult, NodeIds, Removal
+from manager.scheduler.query import Query
 from manager.scheduler.spec import ContainerSpec
 
 
@@ -28,6 +29,11 @@ class DependencyFilter(Filter):
             if not result.survivors:
                 break
         return result
+
+    def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
+        for ref in spec.dependencies:
+            node_id = state.container_node(ref)
+            query.add({node_id} if node_id is not None else NONE, True)
 
 
 def _why(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from manager.cluster.state import ClusterState
 from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
+from manager.scheduler.query import Query
 from manager.scheduler.spec import ContainerSpec
 
 CONDITION = "healthy node"
@@ -22,3 +23,6 @@ class HealthFilter(Filter):
         else:
             survivors = candidates - removed
         return FilterResult(survivors, [Removal(CONDITION, removed)])
+
+    def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
+        query.add(state.healthy_node_ids(), True)

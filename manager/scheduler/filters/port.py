@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from manager.cluster.state import ClusterState
 from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal, keep
+from manager.scheduler.query import Query
 from manager.scheduler.spec import ContainerSpec
 
 
@@ -27,6 +28,10 @@ class PortFilter(Filter):
                 result.removals.append(Removal(condition(port, proto, host_mode), removed))
                 result.survivors = survivors
         return result
+
+    def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
+        for port, proto in spec.ports:
+            query.add(state.nodes_using_port(port, proto), False)
 
 
 def condition(port: int, proto: str, host_mode: bool) -> str:

@@ -1,10 +1,10 @@
-"""Resource fit and ranking with classic Swarm's arithmetic.
+"""Resource fit and ranking over an explicit candidate set, with classic Swarm's
+arithmetic (scores.py): the filter chain's form, used to explain a decision and to
+name what removed every node when nothing fits. `Scheduler.place` finds the same node
+through the ranking buckets (buckets.py) without building candidate sets.
 
-Per candidate: cpuScore = (usedCPUs + requested) * 100 / totalCPUs and
-memScore = (usedMemory + requested) * 100 / totalMemory, each 100 when nothing of that
-resource is requested; totals include the overcommit (total * (1 + overcommit)). A node
-where either score exceeds 100 lacks resources. Stopped containers and pending creates
-count in "used": ClusterState's usage totals hold all of them.
+Stopped containers and pending creates count in "used": ClusterState's usage totals
+hold all of them.
 """
 
 from __future__ import annotations
@@ -16,11 +16,8 @@ from dataclasses import dataclass, field
 
 from manager.cluster.state import ClusterState
 from manager.scheduler.filters.base import NodeIds
+from manager.scheduler.scores import LIMIT, NOTHING_REQUESTED, Request
 from manager.scheduler.spec import ContainerSpec
-
-# A score of exactly 100 fits; the slack absorbs float rounding of `total * (1 + oc)`.
-_LIMIT = 100 + 1e-9
-NOTHING_REQUESTED = 200.0  # the weight of every node when neither CPU nor memory is asked
 
 
 @dataclass
@@ -44,7 +41,7 @@ def fit(state: ClusterState, spec: ContainerSpec, candidates: NodeIds, overcommi
     each candidate when there are fewer candidates than classes."""
     if not spec.cpus and not spec.memory:
         return Fit(candidates, None)
-    scorer = _Scorer(spec.cpus, spec.memory, 1 + overcommit)
+    request = Request(spec.cpus, spec.memory, overcommit)
     classes = state.nodes_by_resource_class()
     result = Fit(set(), {})
     groups: dict[float, set[str]] = {}
@@ -52,7 +49,8 @@ def fit(state: ClusterState, spec: ContainerSpec, candidates: NodeIds, overcommi
         nodes, usage = state.node_map(), state.usage_map()
         for nid in candidates:
             node, used = nodes[nid], usage.get(nid)
-            weight = scorer.weigh(
+            weight = _weigh(
+                request,
                 node.cpus,
                 node.memory,
                 used.cpus if used else 0.0,
@@ -68,7 +66,7 @@ def fit(state: ClusterState, spec: ContainerSpec, candidates: NodeIds, overcommi
             members = ids if everyone else ids & candidates
             if not members:
                 continue
-            weight = scorer.weigh(*cls, result, members)
+            weight = _weigh(request, *cls, result, members)
             if weight is not None:
                 if weight in groups:
                     groups[weight] = groups[weight] | members
@@ -79,40 +77,25 @@ def fit(state: ClusterState, spec: ContainerSpec, candidates: NodeIds, overcommi
     return result
 
 
-class _Scorer:
-    """Classic Swarm's weight of one node (or one class of identical nodes)."""
-
-    def __init__(self, cpus: float, memory: int, factor: float) -> None:
-        self.cpus, self.memory, self.factor = cpus, memory, factor
-
-    def weigh(
-        self,
-        total_cpus: float,
-        total_memory: int,
-        used_cpus: float,
-        used_memory: int,
-        result: Fit,
-        ids: Iterable[str],
-    ) -> float | None:
-        """cpuScore + memScore, or None (the IDs noted as short) when either exceeds 100."""
-        cpu_score = mem_score = 100.0
-        if self.cpus:
-            cpu_score = _score(used_cpus, self.cpus, total_cpus * self.factor)
-            if cpu_score > _LIMIT:
-                result.short_cpus.update(ids)
-        if self.memory:
-            mem_score = _score(used_memory, self.memory, total_memory * self.factor)
-            if mem_score > _LIMIT:
-                result.short_memory.update(ids)
-        if cpu_score > _LIMIT or mem_score > _LIMIT:
-            return None
-        return round(cpu_score + mem_score, 9)  # equal weights must tie despite float noise
-
-
-def _score(used: float, requested: float, total: float) -> float:
-    if total <= 0:
-        return float("inf")
-    return (used + requested) * 100 / total
+def _weigh(
+    request: Request,
+    total_cpus: float,
+    total_memory: int,
+    used_cpus: float,
+    used_memory: int,
+    result: Fit,
+    ids: Iterable[str],
+) -> float | None:
+    """Request.weight, noting the IDs short of CPUs or memory (the error names both)."""
+    cpu = request.cpu_score(total_cpus, used_cpus)
+    memory = request.memory_score(total_memory, used_memory)
+    if cpu > LIMIT:
+        result.short_cpus.update(ids)
+    if memory > LIMIT:
+        result.short_memory.update(ids)
+    if cpu > LIMIT or memory > LIMIT:
+        return None
+    return round(cpu + memory, 9)
 
 
 class Strategy:

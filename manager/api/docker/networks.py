@@ -1,0 +1,189 @@
+"""Networks over the cluster: per-node resources, listed as `<node>/<name>`.
+
+Where a new network goes:
+- `node/name` in the create body's Name: on that node only;
+- a `com.docker.swarm.constraints` label (a JSON list of rules, as on containers): on
+  the one node the scheduler picks among those that satisfy it;
+- nothing: on every healthy node, under the same name. Classic Swarm put such a
+  network on one node, and the network then pinned every container using it to that
+  node — a Compose project (which creates its network first) could never spread. With
+  a copy on every node, replicas spread and still reach their network; containers on
+  different nodes are on different (same-named) bridges, as local networks always are.
+Built-in networks (bridge, host, none) exist on every node already.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from manager.api.docker import proxy
+from manager.api.docker.app import Call
+from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
+from manager.api.docker.pernode import (
+    Found,
+    each_node,
+    first_error,
+    match,
+    quote,
+    split_node,
+    targets,
+)
+from manager.cluster.agent_client import AgentError
+from manager.cluster.model import Node
+from manager.cluster.state import NotFound
+
+log = logging.getLogger("flock.manager.networks")
+
+BUILTIN = frozenset({"bridge", "host", "none"})
+
+
+async def node_networks(call: Call, nodes: list[Node], query: str = "") -> list[Found]:
+    """Every network of `nodes` (those that answer), in node order."""
+    found: list[Found] = []
+    for node, status, answer in await each_node(call, nodes, "GET", "/networks", query):
+        if status == 200 and isinstance(answer, list):
+            found += [Found(node, entry) for entry in answer if isinstance(entry, dict)]
+        elif status >= 400 and status != 503:
+            raise DockerError(status, proxy.message_of(answer))
+    return found
+
+
+async def find(call: Call, ref: str) -> list[Found]:
+    """The networks `ref` names: one, or the same name on several nodes; 404 if none."""
+    node, name = split_node(call, ref)
+    nodes = [node] if node is not None else call.state.healthy_nodes()
+    found = match(await node_networks(call, nodes), name, "Id")
+    if not found:
+        raise DockerError(404, f"network {ref} not found")
+    return found
+
+
+async def list_networks(call: Call) -> web.StreamResponse:
+    entries = []
+    for item in await node_networks(call, call.state.healthy_nodes(), call.query_string):
+        entries.append(dict(item.entry, Name=item.qualified))
+    return json_answer(entries)
+
+
+async def inspect(call: Call) -> web.StreamResponse:
+    item = (await find(call, call.params["id"]))[0]
+    return await proxy.forward(call, item.node, path=f"/networks/{quote(item.entry['Id'])}")
+
+
+def _create_body(raw: bytes) -> dict:
+    body = parse_json_body(raw)
+    if not isinstance(body, dict):
+        raise bad_parameter("invalid network config: expected a JSON object")
+    name = body.get("Name")
+    if not isinstance(name, str) or not name:
+        raise bad_parameter("network name is required: give Name in the create body")
+    return body
+
+
+async def create(call: Call) -> web.StreamResponse:
+    body = _create_body(await call.request.read())
+    nodes, name = targets(call, body["Name"], body.get("Labels"), "network")
+    results = await each_node(call, nodes, "POST", "/networks/create",
+                              body=dict(body, Name=name))
+    made = [(node, answer) for node, status, answer in results if status == 201]
+    if not made:
+        raise first_error(results, single=len(nodes) == 1)
+    answer = dict(made[0][1]) if isinstance(made[0][1], dict) else {}
+    refused = [f"{node.name}: {proxy.message_of(a)}" for node, s, a in results if s != 201]
+    warnings = [w for w in (answer.get("Warning"), *refused) if w]
+    answer["Warning"] = "; ".join(warnings)
+    return json_answer(answer, status=201)
+
+
+async def remove(call: Call) -> web.StreamResponse:
+    """A plain name shared by several nodes (a network made on every node) goes
+    everywhere; the first refusal is the answer."""
+    found = await find(call, call.params["id"])
+    results = []
+    for item in found:
+        results += await each_node(call, [item.node], "DELETE",
+                                   f"/networks/{quote(item.entry['Id'])}")
+    if any(status >= 300 for _, status, _ in results):
+        raise first_error(results, single=len(found) == 1)
+    return web.Response(status=204)
+
+
+async def _connection(call: Call, verb: str) -> web.StreamResponse:
+    """connect/disconnect: sent to the container's node, with that node's network."""
+    body = parse_json_body(await call.request.read()) or {}
+    if not isinstance(body, dict) or not isinstance(body.get("Container"), str):
+        raise bad_parameter("Container is required: give the container's name or ID")
+    ref = call.params["id"]
+    try:
+        container = call.state.resolve(body["Container"])
+    except NotFound:
+        if verb == "disconnect" and body.get("Force"):
+            return await _force_disconnect(call, ref, body)
+        raise
+    node = call.state.node(container.node_id)
+    if node is None:
+        raise DockerError(404, f"No such container: {body['Container']}")
+    chosen, name = split_node(call, ref)
+    if chosen is not None and chosen.id != node.id:
+        raise DockerError(
+            409, f"network {ref} is on node {chosen.name} but container {body['Container']} "
+            f"runs on {node.name}: a local network only reaches containers of its node")
+    found = match(await node_networks(call, [node]), name, "Id")
+    if not found:
+        raise DockerError(404, f"network {ref} not found on node {node.name}, where "
+                               f"container {body['Container']} runs")
+    status, answer = await proxy.node_json(
+        call, node, "POST", f"/networks/{quote(found[0].entry['Id'])}/{verb}",
+        body=dict(body, Container=container.id))
+    if status >= 300:
+        raise DockerError(status, proxy.message_of(answer))
+    try:
+        await call.manager.watcher.refresh_container(node.id, container.id)
+    except AgentError as exc:
+        log.warning("refreshing %s after %s: %s", container.id, verb, exc)
+    return web.Response(status=200)
+
+
+async def _force_disconnect(call: Call, ref: str, body: dict) -> web.StreamResponse:
+    """A container the manager does not know (gone): ask the network's nodes."""
+    results = []
+    for item in await find(call, ref):
+        results += await each_node(call, [item.node], "POST",
+                                   f"/networks/{quote(item.entry['Id'])}/disconnect",
+                                   body=body)
+    if all(status >= 300 for _, status, _ in results):
+        raise first_error(results, single=len(results) == 1)
+    return web.Response(status=200)
+
+
+async def connect(call: Call) -> web.StreamResponse:
+    return await _connection(call, "connect")
+
+
+async def disconnect(call: Call) -> web.StreamResponse:
+    return await _connection(call, "disconnect")
+
+
+async def prune(call: Call) -> web.StreamResponse:
+    deleted: list[str] = []
+    results = await each_node(call, call.state.healthy_nodes(), "POST", "/networks/prune",
+                              call.query_string)
+    for node, status, answer in results:
+        if status >= 400 and status != 503:
+            raise DockerError(status, proxy.message_of(answer))
+        if status == 200 and isinstance(answer, dict):
+            deleted += [f"{node.name}/{n}" for n in answer.get("NetworksDeleted") or []]
+    return json_answer({"NetworksDeleted": deleted or None})
+
+
+ROUTES = [
+    ("GET", "/networks", list_networks),
+    ("POST", "/networks/create", create),
+    ("POST", "/networks/prune", prune),
+    ("POST", "/networks/{id*}/connect", connect),
+    ("POST", "/networks/{id*}/disconnect", disconnect),
+    ("GET", "/networks/{id*}", inspect),
+    ("DELETE", "/networks/{id*}", remove),
+]

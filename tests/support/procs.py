@@ -1,0 +1,189 @@
+"""Flock programs as real processes for integration tests: agents (exec runtime),
+managers, the token service. Each is stopped by PID; `kill9` simulates a crash, and
+`kill_shims` the loss of the machine's containers with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from flock.busybox import busybox_rootfs_tar
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, step: float = 0.1):
+    """Poll `check` until it returns something true; AssertionError naming `what`."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Proc:
+    """One `python -m flock ...` child, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], folder: pathlib.Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.log = folder / f"{name}.log"
+        self.env = env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Proc:
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "flock", *self.args], cwd=REPO, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
+                     **self.env})
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def kill9(self) -> None:
+        if self.alive:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+
+
+class Agent(Proc):
+    """`flock join --runtime exec` with its own state dir."""
+
+    def __init__(self, name: str, folder: pathlib.Path, discovery: str,
+                 heartbeat: str = "1s", ttl: str = "4s", extra: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.state_dir = folder / name
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(name, [
+            "join", "--advertise", f"127.0.0.1:{self.port}", "--runtime", "exec",
+            "--name", name, "--state-dir", str(self.state_dir), "--heartbeat", heartbeat,
+            "--ttl", ttl, *(extra or []), discovery], folder, env)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def kill_shims(self) -> None:
+        """Kill every container (and its supervisor) of this agent: a machine failure."""
+        folder = self.state_dir / "containers"
+        for state in folder.glob("*/state.json") if folder.exists() else []:
+            try:
+                data = json.loads(state.read_text())
+            except ValueError:
+                continue
+            for key in ("Pid", "ShimPid"):
+                try:
+                    os.kill(int(data.get(key) or 0), signal.SIGKILL)
+                except (OSError, ValueError):
+                    pass
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.kill_shims()
+        time.sleep(0.2)
+        from agent.runtimes.exec.isolation import cgroup_dir
+
+        folder = self.state_dir / "containers"
+        for cid_dir in folder.iterdir() if folder.exists() else []:
+            for controller in ("memory", "cpu", "pids"):
+                try:
+                    cgroup_dir(controller, cid_dir.name).rmdir()
+                except OSError:
+                    pass
+
+
+class Manager(Proc):
+    def __init__(self, name: str, folder: pathlib.Path, discovery: str,
+                 extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        super().__init__(name, ["manage", "-H", f"tcp://127.0.0.1:{self.port}",
+                                "--heartbeat", "1s", *(extra or []), discovery], folder, env)
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def api(self, method: str, path: str, body: object | None = None,
+            raw: bytes | None = None, timeout: float = 30) -> tuple[int, object]:
+        return api(f"http://{self.addr}", method, path, body, raw, timeout)
+
+    def info(self) -> dict:
+        try:
+            status, info = self.api("GET", "/info", timeout=5)
+        except OSError:
+            return {}
+        return info if status == 200 and isinstance(info, dict) else {}
+
+    def nodes(self) -> dict[str, str]:
+        """Node name -> Status from `docker info`'s SystemStatus."""
+        rows = self.info().get("SystemStatus") or []
+        out, name = {}, None
+        for key, value in rows:
+            if key.startswith(" ") and not key.startswith("  "):
+                name = key.strip()
+            elif key.strip() == "└ Status" and name is not None:
+                out[name] = value
+        return out
+
+    def role(self) -> dict[str, str]:
+        rows = self.info().get("SystemStatus") or []
+        return {k: v for k, v in rows if k in ("Role", "Primary")}
+
+    def import_busybox(self) -> None:
+        status, answer = self.api("POST", "/images/create?fromSrc=-&repo=busybox&tag=latest",
+                                  raw=busybox_rootfs_tar(), timeout=120)
+        assert status == 200 and "error" not in str(answer), answer
+
+
+def api(base: str, method: str, path: str, body: object | None = None,
+        raw: bytes | None = None, timeout: float = 30) -> tuple[int, object]:
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            payload, status = answer.read(), answer.status
+    except urllib.error.HTTPError as err:
+        payload, status = err.read(), err.code
+    try:
+        return status, json.loads(payload) if payload else None
+    except ValueError:
+        return status, payload.decode(errors="replace")
