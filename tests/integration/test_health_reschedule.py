@@ -118,3 +118,34 @@ def test_health_goes_pending_to_unhealthy_and_back_to_healthy(tmp_path):
     finally:
         manager.stop()
         agent.cleanup()
+
+
+def test_a_node_whose_lease_runs_out_first_is_still_rescheduled(tmp_path):
+    """The agent's TTL (2s) is shorter than failure detection (3 missed 1s heartbeats):
+    the node leaves discovery before it is seen unhealthy. Its containers must still
+    move, and only then does the node go."""
+    etcd = Etcd(tmp_path / "etcd").start()
+    url = etcd.url("/lease")
+    agents = {name: Agent(name, tmp_path, url, ttl="2s").start() for name in ("m1", "m2")}
+    manager = Manager("manager", tmp_path, url, extra=["--engine-failure-retry", "3"])
+    try:
+        manager.start()
+        wait_for(lambda: list(manager.nodes().values()).count("Healthy") == 2, 30,
+                 "2 healthy nodes")
+        manager.import_busybox()
+        docker(manager, "run", "-d", "--name", "mover", "-e", "reschedule:on-node-failure",
+               "busybox", "sleep", "600")
+        node = next(k for k in ps(manager) if k.endswith("/mover")).split("/")[0]
+        other = ({"m1", "m2"} - {node}).pop()
+        agents[node].kill9()
+        agents[node].kill_shims()
+        wait_for(lambda: ps(manager).get(f"{other}/mover") == "running", 15,
+                 f"mover running again on {other}")
+        wait_for(lambda: node not in manager.nodes(), 15, f"{node} dropped after its grace")
+        assert [k for k in ps(manager) if k.endswith("/mover")] == [f"{other}/mover"]
+        docker(manager, "rm", "-f", "mover")
+    finally:
+        manager.stop()
+        for agent in agents.values():
+            agent.cleanup()
+        etcd.stop()

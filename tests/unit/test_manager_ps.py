@@ -12,8 +12,8 @@ from manager.api.docker.ps import (
     present,
     select,
 )
+from manager.cluster.convert import STATE_KEY
 from manager.cluster.model import Container, Node
-from manager.cluster.sync import STATE_KEY
 
 NOW = 1_800_000_000.0
 NODES = {"A|1": Node(id="A|1", name="node-a", addr="10.0.0.1:4000"),

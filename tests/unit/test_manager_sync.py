@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from manager.api.docker.images import merge_images, tag_progress
-from manager.cluster.sync import (
+from manager.cluster.convert import (
     STATE_KEY,
     container_from_engine,
     event_target,

@@ -193,10 +193,19 @@ async def inspect(call: Call) -> web.StreamResponse:
 
 
 async def on_one_holder(call: Call) -> web.StreamResponse:
-    """history, push, get (save): from the first node that has the image."""
-    name = call.params.get("name") or call.query.get("names", "")
-    node = (await holders(call, name))[0]
-    return await proxy.forward(call, node)
+    """history, push, get (save): from the first node that has the image (every image,
+    for a save of several)."""
+    names = [call.params["name"]] if "name" in call.params else call.query.getall("names", [])
+    if not names:
+        raise DockerError(400, "no image names given")
+    if call.path.endswith("/push") and call.query.get("tag"):
+        names = [f"{names[0]}:{call.query['tag']}"]  # push names the repository, tag apart
+    found = [{n.id: n for n in await holders(call, name)} for name in names]
+    common = [node for node_id, node in found[0].items() if all(node_id in f for f in found)]
+    if not common:
+        raise DockerError(404, "no single node holds all of " + ", ".join(names)
+                          + ": save them one at a time")
+    return await proxy.forward(call, common[0])
 
 
 async def on_every_holder(call: Call) -> web.StreamResponse:

@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 
 from docker_compat.humanize import human_duration
 from manager.api.docker.errors import DockerError, json_error
+from manager.cluster.convert import STATE_KEY
 from manager.cluster.model import Container, Node
-from manager.cluster.sync import STATE_KEY
 
 STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
                       "dead"})

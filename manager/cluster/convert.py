@@ -1,0 +1,150 @@
+"""What agents report, turned into the manager's records. Pure: no I/O.
+
+The engine's answers (inspect, the containers/json entry, /info through NodeInfo) carry
+more than the scheduler needs and in the engine's own shapes; these functions pick out
+reservations, host ports and names, and keep what `docker ps` must show later.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from manager.cluster.model import PENDING, Container, Node
+from manager.cluster.reschedule import create_body, wants_reschedule
+
+# Key of the state times kept inside a Container's summary (never shown to clients).
+STATE_KEY = "FlockState"
+
+
+def node_id(engine_id: str, addr: str) -> str:
+    """Classic Swarm's `ID|addr`: engines cloned from one image (or two engines on one
+    machine) share an engine ID, the address tells them apart and stays stable."""
+    return f"{engine_id}|{addr}" if engine_id else addr
+
+
+def node_from_info(info, addr: str) -> Node:
+    """A Node from the agent's NodeInfo; the standard label keys are filled in."""
+    labels = dict(info.labels)
+    for key, value in (("storagedriver", info.storage_driver),
+                       ("executiondriver", info.execution_driver),
+                       ("kernelversion", info.kernel_version),
+                       ("operatingsystem", info.os), ("ostype", info.ostype)):
+        if value:
+            labels.setdefault(key, value)
+    return Node(
+        id=node_id(info.id, addr), name=info.name or addr, addr=addr, cpus=int(info.cpus),
+        memory=int(info.memory), labels=labels, health=PENDING, runtime=info.runtime,
+        server_version=info.server_version, api_version=info.api_version,
+        min_api_version=info.min_api_version, updated_at=time.time(),
+        images=int(info.images),
+    )
+
+
+def reserved_cpus(host: dict) -> float:
+    """Classic semantics: `-c N` (CpuShares) reserves N CPUs; NanoCpus that many/1e9."""
+    shares = host.get("CpuShares") or 0
+    nano = host.get("NanoCpus") or 0
+    return float(max(shares, nano / 1e9))
+
+
+def host_ports(config: dict, host: dict) -> list[tuple[int, str]]:
+    """Host ports the container holds: fixed PortBindings, or ExposedPorts on --net=host."""
+    ports: list[tuple[int, str]] = []
+    if host.get("NetworkMode") == "host":
+        for key in config.get("ExposedPorts") or {}:
+            number, _, proto = key.partition("/")
+            if number.isdigit():
+                ports.append((int(number), proto or "tcp"))
+        return ports
+    for key, bindings in (host.get("PortBindings") or {}).items():
+        _, _, proto = key.partition("/")
+        for binding in bindings or []:
+            text = str((binding or {}).get("HostPort") or "")
+            if text.isdigit() and int(text) > 0:
+                ports.append((int(text), proto or "tcp"))
+    return list(dict.fromkeys(ports))
+
+
+def _epoch(text: str) -> float:
+    """Seconds since the epoch of an Engine timestamp; 0 for the zero time or junk."""
+    try:
+        value = datetime.fromisoformat(text[:26].rstrip("Z") + "+00:00").timestamp()
+    except (ValueError, TypeError):
+        return 0.0
+    return max(value, 0.0)
+
+
+def state_times(state: dict) -> dict:
+    """What `docker ps` needs to say "Up 5 minutes" at any later time (see STATE_KEY)."""
+    health = state.get("Health") or {}
+    return {"Status": state.get("Status", ""), "StartedAt": _epoch(state.get("StartedAt", "")),
+            "FinishedAt": _epoch(state.get("FinishedAt", "")),
+            "ExitCode": state.get("ExitCode", 0), "Health": health.get("Status", "")}
+
+
+def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Container:
+    """The manager's record of a container from the engine's list entry and inspect.
+
+    The list entry is kept as the engine gave it, plus STATE_KEY: the state's times, so
+    that the Status text can be recomputed when `docker ps` asks, not frozen."""
+    config = inspect.get("Config") or {}
+    host = inspect.get("HostConfig") or {}
+    state = inspect.get("State") or {}
+    created = summary.get("Created")
+    summary = dict(summary)
+    summary[STATE_KEY] = state_times(state)
+    return Container(
+        id=inspect["Id"],
+        name=(inspect.get("Name") or "").lstrip("/"),
+        node_id=node_id,
+        image=config.get("Image") or summary.get("Image", ""),
+        image_id=inspect.get("Image", ""),
+        labels=dict(config.get("Labels") or {}),
+        reserved_cpus=reserved_cpus(host),
+        reserved_memory=int(host.get("Memory") or 0),
+        state=state.get("Status") or summary.get("State") or "created",
+        ports=host_ports(config, host),
+        network_mode=host.get("NetworkMode", ""),
+        summary=summary,
+        created=float(created) if isinstance(created, int | float) else _epoch(
+            inspect.get("Created", "")),
+        create_config=create_body(inspect) if wants_reschedule(config.get("Labels")) else None,
+    )
+
+
+def summary_from_inspect(inspect: dict) -> dict:
+    """A list entry built from inspect, for when the list call misses the container."""
+    config = inspect.get("Config") or {}
+    return {
+        "Id": inspect.get("Id", ""), "Names": [inspect.get("Name", "")],
+        "Image": config.get("Image", ""), "ImageID": inspect.get("Image", ""),
+        "Command": " ".join([inspect.get("Path", ""), *(inspect.get("Args") or [])]).strip(),
+        "Created": int(_epoch(inspect.get("Created", ""))), "Ports": [],
+        "Labels": config.get("Labels") or {},
+        "State": (inspect.get("State") or {}).get("Status", ""), "Status": "",
+        "HostConfig": {"NetworkMode": (inspect.get("HostConfig") or {}).get("NetworkMode", "")},
+        "NetworkSettings": {"Networks": (inspect.get("NetworkSettings") or {}).get(
+            "Networks") or {}},
+        "Mounts": inspect.get("Mounts") or [],
+    }
+
+
+def image_refs(images: list) -> list[str]:
+    refs: list[str] = []
+    for image in images:
+        if not isinstance(image, dict):
+            continue
+        refs.extend(t for t in image.get("RepoTags") or [] if t != "<none>:<none>")
+        refs.extend(d for d in image.get("RepoDigests") or [] if not d.startswith("<none>"))
+        if image.get("Id"):
+            refs.append(image["Id"])
+    return refs
+
+
+def event_target(event: dict) -> tuple[str, str, str]:
+    """(type, action, id) of a Docker event, new (Type/Action/Actor) or old (status/id)."""
+    kind = event.get("Type") or ("container" if event.get("from") else "image")
+    action = (event.get("Action") or event.get("status") or "").split(":", 1)[0].strip()
+    actor = event.get("Actor") or {}
+    return kind, action, actor.get("ID") or event.get("id") or ""

@@ -1,0 +1,100 @@
+"""Images across the fleet with a real local registry (Debian's docker-registry):
+pull fans out with per-node progress, push from the node that has the image, rmi and
+load fan out, images merges, save and history come from one node."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+
+import pytest
+
+from tests.support.cluster import Cluster
+from tests.support.registry import have_registry, start_registry
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    if not have_registry():
+        pytest.fail("docker-registry is not installed: run scripts/test.sh")
+    made = start_registry(tmp_path_factory.mktemp("registry"))
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster(engine_pair, tmp_path_factory, registry):
+    made = Cluster(engine_pair, tmp_path_factory.mktemp("images"), ["node-a", "node-b"])
+    # The registry holds busybox as REG/busybox:1, pushed by an engine directly.
+    first = engine_pair[0]
+    first.docker("tag", "busybox:latest", registry.ref("busybox:1"))
+    first.docker("push", registry.ref("busybox:1"))
+    first.docker("rmi", registry.ref("busybox:1"))
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def cleanup(cluster, registry):
+    yield
+    for engine in cluster.engines:
+        out = engine.docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.decode()
+        mine = [ref for ref in out.split() if ref.startswith(registry.address)]
+        if mine:
+            engine.docker("rmi", "-f", *mine, check=False)
+
+
+def has(engine, ref: str) -> bool:
+    return engine.docker("image", "inspect", ref, check=False).returncode == 0
+
+
+def test_pull_runs_on_every_node_with_per_node_progress(cluster, registry, cleanup):
+    ref = registry.ref("busybox:1")
+    out = cluster.docker("pull", ref).stdout.decode()
+    assert "node-a: Status: Downloaded newer image" in out
+    assert "node-b: Status: Downloaded newer image" in out
+    assert all(has(engine, ref) for engine in cluster.engines)
+    listed = cluster.docker("images", "-a", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert listed.decode().split().count(ref) == 1  # one image ID: merged
+    only = cluster.docker("images", "--filter", f"reference={registry.address}/*",
+                          "--format", "{{.Repository}}:{{.Tag}}").stdout.decode().split()
+    assert only == [ref]
+    history = cluster.docker("history", "--format", "{{.Comment}}", ref).stdout.decode()
+    assert "Imported from -" in history
+
+
+def test_push_from_the_node_that_has_the_image(cluster, registry, cleanup):
+    pushed = registry.ref("pushed:2")
+    cluster.engines[1].docker("tag", "busybox:latest", pushed)  # only node-b has it
+    out = cluster.docker("push", pushed).stdout.decode()
+    assert "2: digest: sha256:" in out
+    assert registry.tags("pushed") == ["2"]
+    proc = cluster.docker("push", registry.ref("nosuch:1"), check=False)
+    assert proc.returncode != 0 and b"No such image" in proc.stderr
+
+
+def test_rmi_save_and_load_fan_out(cluster, registry, cleanup, tmp_path):
+    ref = registry.ref("busybox:1")
+    cluster.docker("pull", ref)
+    archive = tmp_path / "saved.tar"
+    cluster.docker("save", "-o", str(archive), ref)
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    assert manifest[0]["RepoTags"] == [ref]
+    out = cluster.docker("rmi", ref).stdout.decode()
+    assert f"Untagged: {ref}" in out
+    assert not any(has(engine, ref) for engine in cluster.engines)
+    out = cluster.docker("load", "-i", str(archive)).stdout.decode()
+    assert f"node-a: Loaded image: {ref}" in out and f"node-b: Loaded image: {ref}" in out
+    assert all(has(engine, ref) for engine in cluster.engines)
+
+
+def test_pull_of_a_missing_image_names_each_node(cluster, registry):
+    proc = cluster.docker("pull", registry.ref("nosuch:1"), check=False)
+    assert proc.returncode != 0
+    assert b"manifest unknown" in proc.stderr or b"not found" in proc.stderr
+    assert b"node-a" in proc.stderr or b"node-b" in proc.stderr
+    status, body, _ = cluster.api("POST", "/images/create")
+    assert status == 400 and body["message"] == "either fromImage or fromSrc must be given"
