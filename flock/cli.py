@@ -16,6 +16,7 @@ from flock import __version__
 
 def build_parser() -> argparse.ArgumentParser:
     from agent.cli import register as register_join
+    from certs.cli import register as register_certs
     from discovery.token_cli import register as register_token
     from flock.demo import register as register_demo
     from flock.listing import register as register_list
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_demo(commands)
     register_list(commands)
     register_token(commands)
+    register_certs(commands)
     return parser
 
 

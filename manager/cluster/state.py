@@ -66,11 +66,12 @@ class Pending:
 class Listener(Protocol):
     """A consumer's incremental view of the state (see `ClusterState.attach`)."""
 
-    def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
-        """A node was added or removed (node None), or its totals or usage changed."""
+    # A node was added or removed (node None), or its totals or usage changed.
+    def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None: ...
 
+    # A container was accounted (added) or unaccounted on `node_id`.
     def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
-        """A container was accounted (added) or unaccounted on `node_id`."""
+        ...
 
 
 ListenerT = TypeVar("ListenerT", bound=Listener)

@@ -56,7 +56,7 @@ def _as_list(value: object) -> list[str] | None:
     return [str(v) for v in value]  # type: ignore[union-attr]
 
 
-def _merge_env(*envs: list[str] | None) -> list[str]:
+def merge_env(*envs: list[str] | None) -> list[str]:
     merged: dict[str, str] = {}
     for env in envs:
         for item in env or []:
@@ -78,6 +78,8 @@ class ContainerManager:
         self.changes = Changes()
         self.exits: dict[str, int] = defaultdict(int)
         self.watching = {cid for cid in self.records if store.run_state(cid) is not None}
+        self.start_waiters: dict[str, list[asyncio.Future]] = defaultdict(list)
+        self.launching: set[str] = set()
 
     # --- lookup ----------------------------------------------------------------------
     def find(self, ref: str) -> ContainerRecord | None:
@@ -107,6 +109,10 @@ class ContainerManager:
     def _attributes(self, record: ContainerRecord, **extra: str) -> dict[str, str]:
         labels = record.config.get("Labels") or {}
         return {**labels, "image": record.image_ref, "name": record.name, **extra}
+
+    def event(self, record: ContainerRecord, action: str, **extra: str) -> None:
+        """Announce something done to the container outside this class (attach, exec)."""
+        self._event(record, action, **extra)
 
     def _event(self, record: ContainerRecord, action: str, **extra: str) -> None:
         self.bus.emit("container", action, record.id, self._attributes(record, **extra),
@@ -164,7 +170,7 @@ class ContainerManager:
         config.update(
             Hostname=body.get("Hostname") or cid[:12], Domainname=body.get("Domainname", ""),
             User=body.get("User") or image.get("User") or "",
-            Env=_merge_env(image.get("Env"), body.get("Env")), Cmd=cmd,
+            Env=merge_env(image.get("Env"), body.get("Env")), Cmd=cmd,
             Entrypoint=entrypoint, Image=body["Image"],
             WorkingDir=body.get("WorkingDir") or image.get("WorkingDir") or "",
             Labels={**(image.get("Labels") or {}), **(body.get("Labels") or {})},
@@ -196,12 +202,15 @@ class ContainerManager:
         if config.get("Tty"):
             extra.append("TERM=xterm")
         return {"id": record.id, "argv": [record.path, *record.args],
-                "env": _merge_env(extra, config.get("Env")),
+                "env": merge_env(extra, config.get("Env")),
                 "workdir": config.get("WorkingDir") or "/", "hostname": config["Hostname"],
                 "user": config.get("User") or "", "tty": bool(config.get("Tty")),
                 "isolated": self.isolated, "image_rootfs": self.images.rootfs(image),
                 "container_dir": str(self.store.dir(record.id)),
-                "cgroups": isolation.cgroup_settings(record.host_config)}
+                "cgroups": isolation.cgroup_settings(record.host_config),
+                "open_stdin": bool(config.get("OpenStdin")),
+                "stdin_once": bool(config.get("StdinOnce")),
+                "console_size": record.host_config.get("ConsoleSize") or [0, 0]}
 
     async def start(self, ref: str) -> None:
         record = self.get(ref)
@@ -211,7 +220,17 @@ class ContainerManager:
     async def _start(self, record: ContainerRecord) -> None:
         if self.state(record).running:
             raise NotModified()
-        report = await asyncio.to_thread(self.supervisor.launch, record.id, self._spec(record))
+        spec = self._spec(record)
+        waiters = self.start_waiters.pop(record.id, [])
+        spec["attach_hold"] = sum(1 for w in waiters if not w.done())
+        self.launching.add(record.id)
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+        try:
+            report = await asyncio.to_thread(self.supervisor.launch, record.id, spec)
+        finally:
+            self.launching.discard(record.id)
         if "error" in report:
             raise bad_request("OCI runtime create failed: unable to start container process: "
                               f"{report['error']}: unknown")
@@ -221,6 +240,18 @@ class ContainerManager:
         self._event(record, "start")
 
     # --- stop, kill, restart ---------------------------------------------------------
+    def expect_start(self, cid: str) -> asyncio.Future:
+        """Resolves with True when the container is being started (its shim then waits
+        for this attach before running the command), False when it is removed."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.start_waiters[cid].append(waiter)
+        return waiter
+
+    def forget_start(self, cid: str, waiter: asyncio.Future) -> None:
+        waiters = self.start_waiters.get(cid, [])
+        if waiter in waiters:
+            waiters.remove(waiter)
+
     async def stop(self, ref: str, timeout: int | None) -> None:
         record = self.get(ref)
         async with self.locks[record.id]:
@@ -291,6 +322,9 @@ class ContainerManager:
             return
         self.watching.discard(record.id)
         self.locks.pop(record.id, None)
+        for waiter in self.start_waiters.pop(record.id, []):
+            if not waiter.done():
+                waiter.set_result(False)
         isolation.remove_cgroups(record.id)
         self.store.remove(record.id)
         self._event(record, "destroy")

@@ -176,7 +176,7 @@ def prepare_root(spec: dict) -> str:
         return str(merged)
 
 
-def _mount_special(root: str) -> None:
+def _mount_special(root: str, tty: bool) -> None:
     proc = os.path.join(root, "proc")
     os.makedirs(proc, exist_ok=True)
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -194,6 +194,19 @@ def _mount_special(root: str) -> None:
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                        ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(link, os.path.join(dev, name))
+    if tty:
+        _mount_terminal(root)
+
+
+def _mount_terminal(root: str) -> None:
+    """The container's terminal (our stdin, a pty of the host) at its own path and as
+    /dev/console, so that ttyname() and tools like `tty` find it inside."""
+    host_path = os.ttyname(0)
+    for inside in (host_path, "/dev/console"):
+        target = root + inside
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "w").close()
+        mount(host_path, target, None, MS_BIND)
 
 
 def _lookup_user(user: str) -> tuple[int, int]:
@@ -242,7 +255,7 @@ def enter(spec: dict, cgroup_fds: list[int]) -> None:
     if spec["isolated"]:
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         root = prepare_root(spec)
-        _mount_special(root)
+        _mount_special(root, bool(spec.get("tty")))
         socket.sethostname(spec["hostname"])
         os.chroot(root)
         os.makedirs(workdir, exist_ok=True)

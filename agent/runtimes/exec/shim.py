@@ -18,12 +18,16 @@ import sys
 import termios
 import time
 
-from agent.runtimes.exec import isolation
+from agent.runtimes.exec import attach_socket, isolation
 from agent.runtimes.exec.store import write_json_atomic
+from agent.runtimes.exec.stream_hub import StreamHub
 from agent.runtimes.exec.timefmt import now_rfc, rfc3339nano
+from agent.runtimes.exec.tty import set_winsize
 
 LINE_MAX = 16 * 1024
 DRAIN_SECONDS = 2.0
+HOLD_SECONDS = 5.0  # longest wait for the attaches made before `start`
+STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 
 class SpawnError(Exception):
@@ -149,11 +153,33 @@ class LogWriter:
         self.fh.write(json.dumps(entry).encode() + b"\n")
 
 
-def supervise(pid: int, spec: dict, streams: dict[int, str], log: LogWriter) -> int:
-    """Copy output until the command ended and its pipes are drained; the exit code."""
-    sel = selectors.DefaultSelector()
+def supervise(pid: int, spec: dict, streams: dict[int, str], log: LogWriter,
+              hub: StreamHub) -> int:
+    """Copy output to the log and the attached clients until the command ended and its
+    pipes are drained; the exit code."""
+    sel = hub.sel
+    open_fds = set(streams)
+
+    def reader(fd: int):
+        def on_ready(mask: int) -> None:
+            try:
+                data = os.read(fd, 65536)
+            except OSError as exc:  # a pty answers EIO once the other side is gone
+                if exc.errno != errno.EIO:
+                    raise
+                data = b""
+            if data:
+                log.feed(streams[fd], data)
+                hub.broadcast(STREAM_IDS[streams[fd]], data)
+            else:
+                sel.unregister(fd)
+                os.close(fd)
+                open_fds.discard(fd)
+                log.flush(streams[fd])
+        return on_ready
+
     for fd in streams:
-        sel.register(fd, selectors.EVENT_READ)
+        sel.register(fd, selectors.EVENT_READ, reader(fd))
     status: int | None = None
     deadline = 0.0
     while True:
@@ -163,23 +189,10 @@ def supervise(pid: int, spec: dict, streams: dict[int, str], log: LogWriter) -> 
                 deadline = time.monotonic() + DRAIN_SECONDS
                 if not spec["isolated"]:
                     _kill_group(pid)
-        if status is not None and (not sel.get_map() or time.monotonic() > deadline):
+        if status is not None and (not open_fds or time.monotonic() > deadline):
             break
-        for key, _ in sel.select(0.1):
-            try:
-                data = os.read(key.fd, 65536)
-            except OSError as exc:  # a pty answers EIO once the other side is gone
-                if exc.errno != errno.EIO:
-                    raise
-                data = b""
-            if data:
-                log.feed(streams[key.fd], data)
-            else:
-                sel.unregister(key.fd)
-                os.close(key.fd)
-                log.flush(streams[key.fd])
-        if not sel.get_map() and status is None:
-            time.sleep(0.05)
+        for key, mask in sel.select(0.1):
+            key.data(mask)
     for stream in set(streams.values()):
         log.flush(stream)
     if status < 0:
@@ -208,16 +221,32 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-def _open_stdio(tty: bool) -> tuple[tuple[int, int, int], dict[int, str], list[int]]:
-    """(stdin, stdout, stderr) for the child, the read ends for the shim, and the fds to
-    close in the shim after the fork."""
-    if tty:
-        master, slave = os.openpty()
-        return (slave, slave, slave), {master: "stdout"}, [slave]
-    null = os.open(os.devnull, os.O_RDONLY)
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    return (null, out_w, err_w), {out_r: "stdout", err_r: "stderr"}, [null, out_w, err_w]
+class Stdio:
+    """The child's (stdin, stdout, stderr), the shim's read ends by stream name, the fds
+    to close in the shim after the fork, and the shim's end of the container's stdin."""
+
+    def __init__(self, spec: dict) -> None:
+        if spec.get("tty"):
+            master, slave = os.openpty()
+            size = spec.get("console_size") or [0, 0]
+            if size and all(size):
+                set_winsize(master, int(size[0]), int(size[1]))
+            self.child = (slave, slave, slave)
+            self.streams = {master: "stdout"}
+            self.to_close = [slave]
+            self.stdin = os.dup(master) if spec.get("open_stdin") else None
+            self.tty = master
+            return
+        if spec.get("open_stdin"):
+            stdin_r, self.stdin = os.pipe()
+        else:
+            stdin_r, self.stdin = os.open(os.devnull, os.O_RDONLY), None
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.child = (stdin_r, out_w, err_w)
+        self.streams = {out_r: "stdout", err_r: "stderr"}
+        self.to_close = [stdin_r, out_w, err_w]
+        self.tty = None
 
 
 def _report(message: dict) -> None:
@@ -239,10 +268,15 @@ def run(folder: pathlib.Path) -> None:
     except OSError as exc:
         print(f"cgroups not applied: {exc}", file=sys.stderr)
         cgroup_fds = []
-    stdio, streams, to_close = _open_stdio(bool(spec.get("tty")))
+    stdio = Stdio(spec)
+    hub = StreamHub(selectors.DefaultSelector(), attach_socket.listen(folder),
+                    tty=bool(spec.get("tty")), stdin_fd=stdio.stdin,
+                    stdin_once=bool(spec.get("stdin_once")), tty_fd=stdio.tty)
+    hub.hold(int(spec.get("attach_hold") or 0), HOLD_SECONDS)
     try:
-        pid = spawn(spec, stdio, cgroup_fds)
+        pid = spawn(spec, stdio.child, cgroup_fds)
     except SpawnError as exc:
+        hub.finish(attach_socket.path(folder))
         write_json_atomic(folder / "exit.json", {
             "ExitCode": exc.code, "Error": str(exc), "FinishedAt": now_rfc(),
             "StartFailed": True, "OOMKilled": False})
@@ -250,14 +284,15 @@ def run(folder: pathlib.Path) -> None:
         _cleanup_cgroups(cid)
         return
     finally:
-        for fd in to_close + cgroup_fds:
+        for fd in stdio.to_close + cgroup_fds:
             os.close(fd)
     write_json_atomic(folder / "state.json", {
         "Pid": pid, "PidStart": process_start_time(pid), "ShimPid": os.getpid(),
         "ShimStart": process_start_time(os.getpid()), "StartedAt": now_rfc()})
     _report({"pid": pid})
-    code = supervise(pid, spec, streams, LogWriter(folder / "container.log"))
+    code = supervise(pid, spec, stdio.streams, LogWriter(folder / "container.log"), hub)
     oom = code == 137 and isolation.oom_killed(cid)
+    hub.finish(attach_socket.path(folder))
     write_json_atomic(folder / "exit.json", {
         "ExitCode": code, "Error": "", "FinishedAt": now_rfc(), "OOMKilled": oom})
     _cleanup_cgroups(cid)

@@ -52,7 +52,9 @@ class Call:
 
     @property
     def query_string(self) -> str:
-        return self.request.query_string
+        """As the client encoded it: aiohttp's `query_string` is decoded, which breaks a
+        value holding a space or `&` (the SDK's JSON filters have spaces)."""
+        return self.request.rel_url.raw_query_string
 
     @property
     def state(self):

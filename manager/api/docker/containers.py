@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import re
+import urllib.parse
 from dataclasses import replace
 
 from aiohttp import web
@@ -22,11 +23,14 @@ from manager.api.docker import hijack, placement, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from manager.api.docker.ps import node_ip, parse_filters, select
+from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
+from manager.cluster.convert import reserved_cpus
 from manager.cluster.model import Container, Node
 from manager.cluster.records import after_action, created_record
 from manager.scheduler.rules import parse_rule
 from manager.scheduler.scheduler import NoNodeAvailable
+from manager.scheduler.scores import Request
 from manager.scheduler.spec import (
     ContainerSpec,
     RuleError,
@@ -225,6 +229,81 @@ async def change(call: Call) -> web.StreamResponse:
     return proxy.buffered_response(exchange, data)
 
 
+async def update(call: Call) -> web.StreamResponse:
+    """`docker update`: new reservations (-m, -c, --cpus) are checked against the node's
+    capacity with the scheduler's arithmetic and held while the engine applies them."""
+    container, node = resolve(call)
+    raw = await call.request.read()
+    body = parse_json_body(raw)
+    if not isinstance(body, dict):
+        raise bad_parameter("invalid update config: expected a JSON object")
+    cpus, memory = await _updated_reservation(call, container, node, body)
+    extra_cpus = max(cpus - container.reserved_cpus, 0.0)
+    extra_memory = max(memory - container.reserved_memory, 0)
+    state = call.state
+    if extra_cpus or extra_memory:
+        usage = state.usage(node.id)
+        request = Request(extra_cpus, extra_memory, call.manager.scheduler.overcommit)
+        if request.weight(node.cpus, node.memory, usage.cpus, usage.memory) is None:
+            raise DockerError(
+                409, f"Cannot update container {call.params['id']}: node {node.name} has "
+                f"{cpu_count(usage.cpus)} of {node.cpus} CPUs and {bytes_size(usage.memory)} of "
+                f"{bytes_size(node.memory)} reserved; {cpu_count(cpus)} CPUs and "
+                f"{bytes_size(memory)} for this container would not fit")
+    token = state.reserve(node.id, "", extra_cpus, extra_memory)
+    try:
+        exchange, data = await proxy.forward_buffered(call, node, node_path(call, container),
+                                                      body=raw)
+        if exchange.status < 300:
+            await refresh(call, node, container.id)
+    finally:
+        state.release(token)
+    return proxy.buffered_response(exchange, data)
+
+
+async def _updated_reservation(call: Call, container: Container, node: Node,
+                               body: dict) -> tuple[float, int]:
+    """(CPUs, memory) the container reserves once `body` applies; 0 or absent leaves a
+    value as it is, as in the Engine."""
+    for key in ("Memory", "CpuShares", "NanoCpus"):
+        value = body.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or value < 0):
+            raise bad_parameter(f"{key} must be a non-negative number, got {value!r}")
+    if not any(body.get(key) for key in ("Memory", "CpuShares", "NanoCpus")):
+        return container.reserved_cpus, container.reserved_memory
+    status, current = await proxy.node_json(call, node, "GET",
+                                            f"/containers/{container.id}/json")
+    if status != 200 or not isinstance(current, dict):
+        raise DockerError(status if status >= 400 else 500, proxy.message_of(current))
+    host = dict(current.get("HostConfig") or {})
+    host.update({k: body[k] for k in ("Memory", "CpuShares", "NanoCpus") if body.get(k)})
+    return reserved_cpus(host), int(host.get("Memory") or 0)
+
+
+async def commit(call: Call) -> web.StreamResponse:
+    """`docker commit`: on the container's node, so the new image exists there only."""
+    ref = call.query.get("container", "")
+    if not ref:
+        raise bad_parameter("the container to commit is required: give ?container=")
+    container = call.state.resolve(ref)
+    node = call.state.node(container.node_id)
+    if node is None:
+        raise DockerError(404, f"No such container: {ref}")
+    query = [(k, container.id if k == "container" else v) for k, v in call.query.items()]
+    exchange = await proxy.open_exchange(call, node, query=urllib.parse.urlencode(query))
+    try:
+        data = await exchange.body()
+    finally:
+        exchange.cancel()
+    if exchange.status < 300:
+        try:
+            await call.manager.watcher.load_images(node.id)
+        except AgentError as exc:
+            log.debug("images of %s after a commit: %s", node.name, exc)
+    return proxy.buffered_response(exchange, data)
+
+
 async def rename(call: Call) -> web.StreamResponse:
     container, node = resolve(call)
     new = call.query.get("name", "")
@@ -267,7 +346,9 @@ ROUTES = [
     ("POST", "/containers/{id*}/rename", rename),
     ("DELETE", "/containers/{id*}", remove),
     *(("POST", f"/containers/{{id*}}/{verb}", change)
-      for verb in ("start", "stop", "kill", "restart", "pause", "unpause", "update")),
+      for verb in ("start", "stop", "kill", "restart", "pause", "unpause")),
+    ("POST", "/containers/{id*}/update", update),
+    ("POST", "/commit", commit),
     *((method, f"/containers/{{id*}}/{verb}", passthrough) for method, verb in (
         ("GET", "logs"), ("GET", "top"), ("GET", "stats"), ("GET", "changes"),
         ("GET", "export"), ("POST", "wait"), ("POST", "resize"), ("GET", "archive"),

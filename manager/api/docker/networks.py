@@ -9,12 +9,14 @@ Where a new network goes:
   node — a Compose project (which creates its network first) could never spread. With
   a copy on every node, replicas spread and still reach their network; containers on
   different nodes are on different (same-named) bridges, as local networks always are.
+  The copies share a label (COPIES_LABEL): removing one by its ID removes them all.
 Built-in networks (bridge, host, none) exist on every node already.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 from aiohttp import web
 
@@ -37,6 +39,9 @@ from manager.cluster.state import NotFound
 log = logging.getLogger("flock.manager.networks")
 
 BUILTIN = frozenset({"bridge", "host", "none"})
+# On each copy of a network made on every node: one random value shared by the copies.
+# (Compose ignores com.docker.* labels when it compares a network with its file.)
+COPIES_LABEL = "com.docker.swarm.network.copies"
 
 
 async def node_networks(call: Call, nodes: list[Node], query: str = "") -> list[Found]:
@@ -85,8 +90,10 @@ def _create_body(raw: bytes) -> dict:
 async def create(call: Call) -> web.StreamResponse:
     body = _create_body(await call.request.read())
     nodes, name = targets(call, body["Name"], body.get("Labels"), "network")
-    results = await each_node(call, nodes, "POST", "/networks/create",
-                              body=dict(body, Name=name))
+    body = dict(body, Name=name)
+    if len(nodes) > 1:  # the copies know each other, so that rm by one's ID takes all
+        body["Labels"] = dict(body.get("Labels") or {}, **{COPIES_LABEL: secrets.token_hex(16)})
+    results = await each_node(call, nodes, "POST", "/networks/create", body=body)
     made = [(node, answer) for node, status, answer in results if status == 201]
     if not made:
         raise first_error(results, single=len(nodes) == 1)
@@ -98,9 +105,16 @@ async def create(call: Call) -> web.StreamResponse:
 
 
 async def remove(call: Call) -> web.StreamResponse:
-    """A plain name shared by several nodes (a network made on every node) goes
-    everywhere; the first refusal is the answer."""
-    found = await find(call, call.params["id"])
+    """A plain name shared by several nodes, or the ID of one copy of a network made
+    on every node, removes every copy; the first refusal is the answer."""
+    ref = call.params["id"]
+    found = await find(call, ref)
+    if split_node(call, ref)[0] is None:
+        groups = {_copies(item) for item in found} - {""}
+        if groups:
+            everything = await node_networks(call, call.state.healthy_nodes())
+            found += [item for item in everything if _copies(item) in groups
+                      and not any(item.entry["Id"] == f.entry["Id"] for f in found)]
     results = []
     for item in found:
         results += await each_node(call, [item.node], "DELETE",
@@ -108,6 +122,10 @@ async def remove(call: Call) -> web.StreamResponse:
     if any(status >= 300 for _, status, _ in results):
         raise first_error(results, single=len(found) == 1)
     return web.Response(status=204)
+
+
+def _copies(item: Found) -> str:
+    return str((item.entry.get("Labels") or {}).get(COPIES_LABEL, ""))
 
 
 async def _connection(call: Call, verb: str) -> web.StreamResponse:

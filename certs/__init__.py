@@ -1,0 +1,34 @@
+"""TLS certificates for every Flock link: the CA, server and client certs, loading and
+checking them at start, and the contexts the Docker API front and the agent link use.
+Shared by the manager, the agent and `flock machine`; `flock certs` is its command."""
+
+from certs.check import (
+    EXPIRY_WARNING_DAYS,
+    Identity,
+    expiry_warnings,
+    load_ca,
+    load_identity,
+)
+from certs.files import (
+    CertError,
+    TLSFiles,
+    default_cert_path,
+    write_ca,
+    write_file,
+    write_identity,
+)
+from certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sans_of
+from certs.tls import (
+    RoleRequired,
+    grpc_channel_credentials,
+    grpc_server_credentials,
+    server_ssl_context,
+)
+
+__all__ = [
+    "EXPIRY_WARNING_DAYS", "ROLES", "CertError", "Identity", "Issued", "RoleRequired",
+    "TLSFiles", "covers_host", "default_cert_path", "expiry_warnings",
+    "grpc_channel_credentials", "grpc_server_credentials", "issue", "load_ca",
+    "load_identity", "make_ca", "roles_of", "sans_of", "server_ssl_context", "write_ca",
+    "write_file", "write_identity",
+]
