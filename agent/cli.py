@@ -16,6 +16,8 @@ from pathlib import Path
 
 from agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
 from agent.server import AgentService, make_server
+from certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
+from certs.exposure import is_loopback, refusal
 from flock.durations import parse_duration
 
 log = logging.getLogger("flock.agent")
@@ -52,7 +54,46 @@ def register(subparsers) -> None:
                         help="discovery registration lifetime (default 15s)")
     parser.add_argument("--discovery-url", default=None, metavar="URL",
                         help="token service for token:// (default $FLOCK_DISCOVERY_URL)")
+    default = default_cert_path()
+    parser.add_argument("--tlsverify", action="store_true",
+                        help="mutual TLS: serve with --tlscert and answer only managers "
+                             "whose client cert (role manager) is signed by --tlscacert")
+    parser.add_argument("--tlscacert", default=None, metavar="FILE",
+                        help=f"CA of the managers' certs (default {default}/ca.pem)")
+    parser.add_argument("--tlscert", default=None, metavar="FILE",
+                        help="this agent's server cert; it must name the --advertise host "
+                             f"(default {default}/cert.pem)")
+    parser.add_argument("--tlskey", default=None, metavar="FILE",
+                        help=f"this agent's key (default {default}/key.pem)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow listening without TLS on a non-loopback address "
+                             "(anyone who reaches it controls this machine's containers)")
     parser.set_defaults(func=main)
+
+
+def load_tls(args, advertise: str, listen: str) -> Identity | None:
+    """The agent's checked TLS identity, or None for plaintext, which is allowed only on
+    loopback unless --insecure. JoinError names the file or flag that cannot work."""
+    verify = getattr(args, "tlsverify", False)
+    named = {k: getattr(args, f"tls{k}", None) for k in ("cacert", "cert", "key")}
+    if not verify:
+        if any(named.values()):
+            raise JoinError("--tlscacert/--tlscert/--tlskey given without --tlsverify: add "
+                            "--tlsverify to serve over mutual TLS")
+        host = listen.rpartition(":")[0]
+        if not is_loopback(host) and not getattr(args, "insecure", False):
+            flag = "--listen" if getattr(args, "listen", "") else "--advertise"
+            raise JoinError(refusal(flag, listen, "--tlsverify --tlscacert --tlscert --tlskey",
+                                    local="127.0.0.1"))
+        return None
+    base = default_cert_path()
+    files = TLSFiles(named["cacert"] or str(base / "ca.pem"),
+                     named["cert"] or str(base / "cert.pem"),
+                     named["key"] or str(base / "key.pem"))
+    try:
+        return load_identity(files, hosts=[advertise.rpartition(":")[0]], server=True)
+    except CertError as exc:
+        raise JoinError(str(exc)) from None
 
 
 def parse_labels(items: list[str]) -> dict[str, str]:
@@ -126,6 +167,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     listen = check_address("--listen", args.listen) if args.listen else advertise
     heartbeat, ttl = _durations(args)
     labels = parse_labels(args.label)
+    tls = load_tls(args, advertise, listen)
     backend = _open_discovery(args)  # a bad URL fails now, not in the loop
     try:
         runtime = make_runtime(args.runtime, docker_host=args.docker_host,
@@ -140,12 +182,17 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     tasks: list[asyncio.Task] = []
     try:
         try:
-            server, port = make_server(AgentService(runtime, advertise, args.name, labels), listen)
+            server, port = make_server(AgentService(runtime, advertise, args.name, labels),
+                                       listen, tls)
         except ValueError as exc:
             raise JoinError(str(exc)) from None
         await server.start()
-        log.info("agent %s (runtime %s, %s) listening on port %d",
-                 advertise, runtime.name, runtime.socket_path, port)
+        log.info("agent %s (runtime %s, %s) listening on port %d (%s)",
+                 advertise, runtime.name, runtime.socket_path, port,
+                 "mutual TLS, managers only" if tls else "no TLS")
+        if tls is None and not is_loopback(listen.rpartition(":")[0]):
+            log.warning("agent listening on %s without TLS (--insecure): anyone who can reach "
+                        "it controls this machine's containers", listen)
         if backend is not None:
             tasks.append(asyncio.create_task(
                 _register_loop(backend, args.discovery, advertise, heartbeat, ttl)))

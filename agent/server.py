@@ -12,6 +12,7 @@ import grpc
 from agent import engine_api, http_bridge
 from agent.node_info import fetch_node_info
 from agent.runtimes.base import Runtime
+from certs import Identity, RoleRequired, grpc_server_credentials
 from protos import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,19 @@ class _TrackedFrames:
                 return
 
 
-def make_server(service: AgentService, listen: str) -> tuple[grpc.aio.Server, int]:
+def make_server(service: AgentService, listen: str,
+                tls: Identity | None = None) -> tuple[grpc.aio.Server, int]:
     """A gRPC server for `service` bound to `listen` ("host:port"); (server, bound port).
-    ValueError when the address cannot be bound."""
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    With `tls`, mutual TLS: only callers with a client cert of the CA holding the manager
+    role are answered. ValueError when the address cannot be bound."""
+    interceptors = [RoleRequired("manager")] if tls is not None else []
+    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     try:
-        port = server.add_insecure_port(listen)
+        if tls is not None:
+            port = server.add_secure_port(listen, grpc_server_credentials(tls))
+        else:
+            port = server.add_insecure_port(listen)
     except RuntimeError as exc:
         raise ValueError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:

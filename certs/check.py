@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from certs.files import CertError, TLSFiles
@@ -68,7 +68,7 @@ def read_key(path: str, what: str = "private key") -> tuple[bytes, object]:
     except TypeError:
         raise CertError(f"{path}: the {what} is encrypted with a passphrase; Flock needs "
                         "it unencrypted (keep the file mode 0600)") from None
-    except (ValueError, serialization.UnsupportedAlgorithm):
+    except (ValueError, UnsupportedAlgorithm):
         raise CertError(f"{path}: not a PEM private key (the {what})") from None
 
 

@@ -25,8 +25,9 @@ def is_wildcard(host: str) -> bool:
     return host.strip("[]") in WILDCARDS
 
 
-def refusal(flag: str, address: str, tls_flags: str) -> str:
+def refusal(flag: str, address: str, tls_flags: str,
+            local: str = "127.0.0.1 or a unix socket") -> str:
     """The message for a plaintext listener on a reachable address."""
     return (f"refusing to listen on {address} ({flag}) without TLS: anyone who can reach "
-            f"it gets full control. Add {tls_flags}, listen on 127.0.0.1 or a unix socket, "
-            "or pass --insecure if this network is trusted")
+            f"it gets full control. Add {tls_flags}, listen on {local}, or pass --insecure "
+            "if this network is trusted")

@@ -6,14 +6,19 @@ the tests build one from a ManagerConfig and call `start()` / `stop()`.
 
 from __future__ import annotations
 
+import datetime
+import functools
 import logging
 import os
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+import certs
 import discovery
+from certs.exposure import is_loopback, is_wildcard, refusal
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from manager.cluster.agent_client import AgentClient
 from manager.cluster.reschedule import Rescheduler
@@ -43,6 +48,11 @@ class ManagerConfig:
     replication: bool = False
     advertise: str = ""  # HOST:PORT other managers reach this one's API on
     replication_ttl: float = 15.0
+    tls: bool = False  # --tls: the Docker API over TLS
+    tlsverify: bool = False  # --tlsverify: ... and only for clients with a cert of the CA
+    tls_files: certs.TLSFiles | None = None  # the front's CA, cert and key
+    agent_tls_files: certs.TLSFiles | None = None  # mutual TLS to agents; None: plaintext
+    insecure: bool = False  # allow a plaintext Docker API on a reachable address
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,15 @@ class Manager:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         self.name = config.name or socket.gethostname()
+        self.front_tls, self.agent_tls = self._load_tls(config)
+        self.insecure_listens = self._check_exposure(config)
+        self.ssl_context = self._ssl_context()
+        credentials = (certs.grpc_channel_credentials(self.agent_tls)
+                       if self.agent_tls is not None else None)
         self.state = ClusterState()
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
-                                   config.failure_retry)
+                                   config.failure_retry,
+                                   functools.partial(AgentClient, credentials=credentials))
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler
@@ -115,6 +131,59 @@ class Manager:
         client = EtcdClient([e.addr for e in self.backend.client.endpoints])
         return Replication(client, self.backend.prefix, config.advertise,
                            config.replication_ttl)
+
+    def _load_tls(self, config: ManagerConfig
+                  ) -> tuple[certs.Identity | None, certs.Identity | None]:
+        """Both identities, checked now so that a bad file stops the start with a message
+        naming it. The front's cert must name every specific address it is served on."""
+        front = agent = None
+        try:
+            if config.tls or config.tlsverify:
+                if config.tls_files is None:
+                    raise ConfigError("--tls/--tlsverify need --tlscert and --tlskey")
+                hosts = [lt.host for lt in self.listens
+                         if lt.scheme == "tcp" and not is_wildcard(lt.host)]
+                if config.advertise:
+                    hosts.append(config.advertise.rpartition(":")[0])
+                front = certs.load_identity(config.tls_files, hosts=list(dict.fromkeys(hosts)),
+                                            server=True, need_ca=config.tlsverify)
+            if config.agent_tls_files is not None:
+                agent = certs.load_identity(config.agent_tls_files, role="manager")
+        except certs.CertError as exc:
+            raise ConfigError(str(exc)) from None
+        return front, agent
+
+    def _check_exposure(self, config: ManagerConfig) -> list[str]:
+        """The plaintext TCP listeners other machines can reach: refused unless
+        --insecure, and then warned about at start and in `docker info`."""
+        exposed = [f"tcp://{lt.host}:{lt.port}" for lt in self.listens
+                   if lt.scheme == "tcp" and self.front_tls is None and not is_loopback(lt.host)]
+        if exposed and not config.insecure:
+            raise ConfigError(refusal("-H", exposed[0], "--tlsverify --tlscacert --tlscert "
+                                                        "--tlskey"))
+        return exposed
+
+    def tls_rows(self) -> list[list[str]]:
+        """`docker info` SystemStatus rows saying how each link is protected (none when
+        nothing is: the warnings say it then)."""
+        rows = []
+        if self.front_tls is not None:
+            mode = "verify client certs" if self.config.tlsverify else "clients not verified"
+            rows.append(["Docker API TLS", f"{mode}; {_expiry(self.front_tls)}"])
+        if self.agent_tls is not None:
+            rows.append(["Agent TLS", f"mutual; {_expiry(self.agent_tls)}"])
+        return rows
+
+    def security_warnings(self) -> list[str]:
+        """`docker info` Warnings: plaintext on a reachable address, unverified clients,
+        certs that expire within 30 days."""
+        out = [f"the Docker API on {addr} has no TLS (--insecure): anyone who can reach it "
+               "controls every node" for addr in self.insecure_listens]
+        if self.front_tls is not None and not self.config.tlsverify:
+            out.append("--tls without --tlsverify: the Docker API is encrypted but any "
+                       "client may use it")
+        idents = {"Docker API TLS": self.front_tls, "Agent TLS": self.agent_tls}
+        return out + certs.expiry_warnings({k: v for k, v in idents.items() if v is not None})
 
     def _knows(self, ref: str) -> bool:
         try:
@@ -153,8 +222,10 @@ class Manager:
         except BaseException:
             await self.stop()
             raise
-        log.info("manager %s serving the Docker API on %s", self.name,
-                 ", ".join(self.addresses))
+        log.info("manager %s serving the Docker API on %s (%s)", self.name,
+                 ", ".join(self.addresses), self._tls_mode())
+        for warning in self.security_warnings():
+            log.warning("%s", warning)
 
     async def _serve(self, listen: Listen) -> None:
         assert self._runner is not None
@@ -165,7 +236,8 @@ class Manager:
             await site.start()
             self.addresses.append(f"unix://{listen.path}")
             return
-        site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True)
+        site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         known = set(map(tuple, self._runner.addresses))
         try:
             await site.start()
@@ -175,6 +247,20 @@ class Manager:
         bound = [a for a in self._runner.addresses if tuple(a) not in known]
         port = bound[0][1] if bound else listen.port  # the real port when 0 was asked for
         self.addresses.append(f"tcp://{listen.host}:{port}")
+
+    def _tls_mode(self) -> str:
+        front = ("TLS, client certs verified" if self.config.tlsverify else "TLS"
+                 ) if self.front_tls is not None else "no TLS"
+        return f"{front}; agents over {'mutual TLS' if self.agent_tls else 'plaintext'}"
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if self.front_tls is None:
+            return None
+        try:
+            return certs.server_ssl_context(self.front_tls, self.config.tlsverify)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(f"{self.front_tls.files.cert}: cannot use it for TLS: "
+                              f"{getattr(exc, 'reason', None) or exc}") from None
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -187,3 +273,8 @@ class Manager:
         for listen in self.listens:
             if listen.scheme == "unix" and os.path.exists(listen.path):
                 os.unlink(listen.path)
+
+
+def _expiry(ident: certs.Identity) -> str:
+    left = ident.expires - datetime.datetime.now(datetime.UTC)
+    return f"cert expires {ident.expires:%Y-%m-%d} (in {max(left.days, 0)} days)"

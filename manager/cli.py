@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 
+from certs import TLSFiles, default_cert_path
 from flock.durations import parse_duration
 from manager.app import ConfigError, Manager, ManagerConfig
 
@@ -45,7 +46,54 @@ def register(subparsers) -> None:
                         help="this manager's API address for the other managers")
     parser.add_argument("--replication-ttl", default="15s",
                         help="leader lease: a dead primary is replaced within about this")
+    add_tls_arguments(parser)
     parser.set_defaults(func=main)
+
+
+def add_tls_arguments(parser) -> None:
+    """dockerd's TLS flags for the Docker API, and the same for the calls to agents."""
+    default = default_cert_path()
+    parser.add_argument("--tls", action="store_true",
+                        help="serve the Docker API over TLS (implied by --tlsverify)")
+    parser.add_argument("--tlsverify", action="store_true",
+                        help="TLS, and only clients with a cert signed by --tlscacert get in")
+    parser.add_argument("--tlscacert", default=None, metavar="FILE",
+                        help=f"CA that client certs must be signed by (default {default}/ca.pem)")
+    parser.add_argument("--tlscert", default=None, metavar="FILE",
+                        help=f"this manager's cert (default {default}/cert.pem)")
+    parser.add_argument("--tlskey", default=None, metavar="FILE",
+                        help=f"this manager's key (default {default}/key.pem)")
+    for name, what in (("cacert", "CA the agents' certs are signed by"),
+                       ("cert", "client cert (role manager) shown to agents"),
+                       ("key", "key of --agent-tlscert")):
+        parser.add_argument(f"--agent-tls{name}", default=None, metavar="FILE",
+                            help=f"mutual TLS to agents: {what} (default: --tls{name}; "
+                                 "on with --tlsverify or any --agent-tls* flag)")
+    parser.add_argument("--insecure", action="store_true",
+                        help="allow serving the Docker API without TLS on a non-loopback "
+                             "address (anyone who reaches it controls every node)")
+
+
+def tls_config(args) -> dict:
+    """The TLS fields of ManagerConfig from the flags; ConfigError when cert flags are
+    given without TLS being turned on (a plaintext API the user thinks is protected)."""
+    tls, verify = getattr(args, "tls", False), getattr(args, "tlsverify", False)
+    named = {k: getattr(args, f"tls{k}", None) for k in ("cacert", "cert", "key")}
+    agent = {k: getattr(args, f"agent_tls{k}", None) for k in ("cacert", "cert", "key")}
+    if any(named.values()) and not (tls or verify):
+        raise ConfigError("--tlscacert/--tlscert/--tlskey given without --tlsverify or "
+                          "--tls: add --tlsverify to require client certs (or --tls)")
+    base = default_cert_path()
+    front = TLSFiles(named["cacert"] or str(base / "ca.pem"),
+                     named["cert"] or str(base / "cert.pem"),
+                     named["key"] or str(base / "key.pem"))
+    agent_files = None
+    if verify or any(agent.values()):
+        agent_files = TLSFiles(agent["cacert"] or front.ca, agent["cert"] or front.cert,
+                               agent["key"] or front.key)
+    return {"tls": tls or verify, "tlsverify": verify,
+            "tls_files": front if (tls or verify) else None,
+            "agent_tls_files": agent_files, "insecure": getattr(args, "insecure", False)}
 
 
 def config_from_args(args) -> ManagerConfig:
@@ -85,7 +133,7 @@ def config_from_args(args) -> ManagerConfig:
         filters=args.filter, heartbeat=heartbeat, overcommit=overcommit,
         failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
         replication=args.replication, advertise=args.advertise,
-        replication_ttl=replication_ttl,
+        replication_ttl=replication_ttl, **tls_config(args),
     )
 
 

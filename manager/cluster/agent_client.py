@@ -40,11 +40,29 @@ class AgentUnavailable(AgentError):  # noqa: N818 - the name is part of the cont
     """The agent cannot be reached; the message names it and says why."""
 
 
-def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None) -> str:
+# What gRPC's TLS failures mean for the person reading `docker info`.
+_TLS_REASONS = (
+    ("hostname verification", "TLS: the agent's certificate does not name the address "
+                              "discovery announced"),
+    ("certificate_verify_failed", "TLS: the agent's certificate is not signed by this "
+                                  "manager's CA (--agent-tlscacert)"),
+    ("wrong_version_number", "TLS: the agent does not speak TLS (start it with --tlsverify, "
+                             "or run the manager without agent TLS)"),
+)
+
+
+def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None,
+            tls: bool = False) -> str:
     if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer in {timeout}s" if timeout else "no answer in time"
     details = err.details() or err.code().name
     lowered = details.lower()
+    for known, reason in _TLS_REASONS:
+        if known in lowered:
+            return reason
+    if tls and "socket closed" in lowered:
+        return ("socket closed (with TLS this usually means the agent does not accept "
+                "this manager's certificate: another CA, or no manager role)")
     for known in ("connection refused", "no route to host", "connection reset",
                   "name resolution", "dns resolution failed", "socket closed"):
         if known in lowered:
@@ -52,10 +70,11 @@ def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None) -> str:
     return details
 
 
-def map_error(addr: str, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
+def map_error(addr: str, err: grpc.aio.AioRpcError, timeout: float | None = None,
+              tls: bool = False) -> AgentError:
     """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
     if err.code() in _UNREACHABLE:
-        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout)}")
+        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout, tls)}")
     return AgentError(f"Agent {addr} failed: {err.code().name}: {err.details()}")
 
 
@@ -161,17 +180,20 @@ class AgentClient:
             self._stub = agent_pb2_grpc.AgentStub(self._channel)
         return self._stub
 
+    def _error(self, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
+        return map_error(self.addr, err, timeout, tls=self._credentials is not None)
+
     async def info(self, timeout: float = 10) -> agent_pb2.NodeInfo:
         try:
             return await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise map_error(self.addr, err, timeout) from None
+            raise self._error(err, timeout) from None
 
     async def heartbeat(self, timeout: float = 5) -> agent_pb2.HeartbeatReply:
         try:
             return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout)
         except grpc.aio.AioRpcError as err:
-            raise map_error(self.addr, err, timeout) from None
+            raise self._error(err, timeout) from None
 
     async def events(self, since: float = 0) -> AsyncIterator[dict]:
         """The node's Docker events as parsed objects, until the stream breaks
@@ -181,7 +203,7 @@ class AgentClient:
             async for event in call:
                 yield json.loads(event.json)
         except grpc.aio.AioRpcError as err:
-            raise map_error(self.addr, err) from None
+            raise self._error(err) from None
         finally:
             call.cancel()
 
@@ -225,7 +247,7 @@ class AgentClient:
             head = await call.read()
         except grpc.aio.AioRpcError as err:
             _stop(call, body_task)
-            raise map_error(self.addr, err) from None
+            raise self._error(err) from None
         except BaseException:
             _stop(call, body_task)
             raise

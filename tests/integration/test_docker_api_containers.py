@@ -109,7 +109,8 @@ def test_cp_both_ways_and_path_traversal_stays_inside(cluster, names, tmp_path):
 
 
 def test_export_diff_port_restart_top(cluster, names):
-    name = running(cluster, names, "misc", "-p", "18765:80")
+    # node-a: node-b runs with --bridge=none, where -p publishes nothing.
+    name = running(cluster, names, "misc", "-p", "18765:80", "-e", "constraint:node==node-a")
     cluster.docker("exec", name, "sh", "-c", "echo x > /tmp/new")
     assert "A /tmp/new" in cluster.docker("diff", name).stdout.decode()
     assert "80/tcp -> 0.0.0.0:18765" in cluster.docker("port", name).stdout.decode()

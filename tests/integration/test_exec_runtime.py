@@ -360,9 +360,11 @@ def test_bad_input_answers_like_the_engine(rt):
     status, _, body = raw(sock, "GET", "/v1.41/containers/nope/json")
     assert (status, json.loads(body)) == (404, {"message": "No such container: nope"})
     status, _, body = raw(sock, "POST", "/v1.41/containers/nope/attach?stream=1")
+    assert (status, json.loads(body)) == (404, {"message": "No such container: nope"})
+    status, _, body = raw(sock, "POST", "/v1.41/containers/nope/commit")
     assert status == 501
     assert json.loads(body)["message"] == ("the exec runtime does not support POST "
-                                           "/containers/nope/attach; use the docker runtime "
+                                           "/containers/nope/commit; use the docker runtime "
                                            "for it")
     assert raw(sock, "POST", "/build")[0] == 501
     assert raw(sock, "GET", "/containers/json?filters=%7B%22bogus%22%3A%5B%22x%22%5D%7D")[0] \

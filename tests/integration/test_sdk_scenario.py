@@ -73,7 +73,7 @@ def attach_round_trip(client: docker.DockerClient, name: str) -> list[tuple[int,
         data += chunk
     raw.close()
     api.wait(cid, timeout=20)
-    return demux(data)
+    return sorted(demux(data))  # the engine copies stdout and stderr independently
 
 
 def scenario(client: docker.DockerClient, registry) -> dict[str, object]:

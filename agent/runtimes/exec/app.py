@@ -8,7 +8,7 @@ import re
 
 from aiohttp import web
 
-from agent.runtimes.exec import attach, container_api, image_api, system
+from agent.runtimes.exec import attach, container_api, exec_api, image_api, monitor, system
 from agent.runtimes.exec.context import CORE
 from agent.runtimes.exec.errors import ApiError, bad_request
 from agent.runtimes.exec.events import handle_events
@@ -64,7 +64,8 @@ async def _engine_headers(request: web.Request, response: web.StreamResponse) ->
 def build_app(core: object) -> web.Application:
     app = web.Application(middlewares=[engine_errors], client_max_size=0)
     app[CORE] = core
-    table = [*system.routes(), *container_api.routes(), *attach.routes(), *image_api.routes(),
+    table = [*system.routes(), *container_api.routes(), *attach.routes(),
+             *exec_api.routes(), *monitor.routes(), *image_api.routes(),
              ("GET", "/events", handle_events)]
     for method, path, handler in table:
         app.router.add_route(method, path, handler)

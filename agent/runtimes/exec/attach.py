@@ -42,6 +42,9 @@ class Want:
         self.stdout = _flag(request, "stdout")
         self.stderr = _flag(request, "stderr")
         self.tty = bool(record.config.get("Tty"))
+        # The Engine's rule for the end of the client's stdin: with StdinOnce (and no
+        # TTY) the container's stdin closes and output goes on; otherwise the attach ends.
+        self.close_stdin = bool(record.config.get("StdinOnce")) and not self.tty
 
     def streams(self) -> set[str]:
         return {s for s, on in (("stdout", self.stdout), ("stderr", self.stderr)) if on}
@@ -119,8 +122,12 @@ async def _pump(link, inbound: Inbound, want: Want, response: web.StreamResponse
                 if want.stdin:
                     writer.write(data)
                     await writer.drain()
-            if want.stdin and writer.can_write_eof() and not writer.is_closing():
+            if not want.stdin or writer.is_closing():
+                return
+            if want.close_stdin and writer.can_write_eof():
                 writer.write_eof()
+            else:
+                writer.close()
 
     async def client_gone() -> None:
         await inbound.lost.wait()

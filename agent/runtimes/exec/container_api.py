@@ -89,6 +89,16 @@ async def restart(request: web.Request) -> web.Response:
     return _no_content()
 
 
+async def pause(request: web.Request) -> web.Response:
+    await _manager(request).pause(request.match_info["id"])
+    return _no_content()
+
+
+async def unpause(request: web.Request) -> web.Response:
+    await _manager(request).unpause(request.match_info["id"])
+    return _no_content()
+
+
 async def remove(request: web.Request) -> web.Response:
     if _flag(request, "link"):
         raise bad_request("the exec runtime has no links to remove")
@@ -142,6 +152,8 @@ def routes() -> list[tuple[str, str, object]]:
         ("POST", "/containers/{id}/kill", kill),
         ("POST", "/containers/{id}/restart", restart),
         ("POST", "/containers/{id}/rename", rename),
+        ("POST", "/containers/{id}/pause", pause),
+        ("POST", "/containers/{id}/unpause", unpause),
         ("POST", "/containers/{id}/wait", wait),
         ("GET", "/containers/{id}/logs", handle_logs),
         ("DELETE", "/containers/{id}", remove),

@@ -10,7 +10,7 @@ import secrets
 import signal
 from collections import defaultdict
 
-from agent.runtimes.exec import isolation
+from agent.runtimes.exec import freezer, isolation
 from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
 from agent.runtimes.exec.events import EventBus
 from agent.runtimes.exec.images import ImageManager
@@ -101,6 +101,17 @@ class ContainerManager:
 
     def state(self, record: ContainerRecord) -> RunState:
         return self.supervisor.state(record.id)
+
+    def paused(self, record: ContainerRecord) -> bool:
+        return freezer.frozen(record.id) and self.state(record).running
+
+    def rootfs_of(self, record: ContainerRecord) -> str:
+        """The image's root folder (what a container without isolation runs in)."""
+        assert self.images is not None
+        image = self.images.find(record.image_id)
+        if image is None:
+            raise ApiError(500, f"the image of container {record.id[:12]} is gone")
+        return str(self.images.rootfs(image))
 
     def users_of(self, image_id: str) -> list[tuple[str, bool]]:
         return [(r.id, self.state(r).running) for r in self.records.values()
@@ -266,6 +277,7 @@ class ContainerManager:
             timeout = int(record.config.get("StopTimeout") or 10)
         signum = parse_signal(record.config.get("StopSignal"), signal.SIGTERM)
         self._event(record, "kill", signal=str(signum))
+        await asyncio.to_thread(freezer.thaw_quietly, record.id)
         self.supervisor.signal(record.id, signum)
         if not await self._wait_exit(record, None if timeout < 0 else timeout):
             self._event(record, "kill", signal=str(int(signal.SIGKILL)))
@@ -281,6 +293,7 @@ class ContainerManager:
                 raise conflict(f"Cannot kill container: {ref}: Container {record.id} is not "
                                f"running")
             self._event(record, "kill", signal=str(signum))
+            await asyncio.to_thread(freezer.thaw_quietly, record.id)
             self.supervisor.signal(record.id, signum)
             if signum == signal.SIGKILL:
                 await self._wait_exit(record, 30)
@@ -303,6 +316,35 @@ class ContainerManager:
             await asyncio.sleep(0.05)
         return True
 
+    # --- pause, unpause ---------------------------------------------------------------
+    async def pause(self, ref: str) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if not self.state(record).running:
+                raise conflict(f"Container {record.id} is not running")
+            if self.paused(record):
+                raise conflict(f"Container {record.id} is already paused")
+            await self._freeze(record, "FROZEN")
+            self._event(record, "pause")
+
+    async def unpause(self, ref: str) -> None:
+        record = self.get(ref)
+        async with self.locks[record.id]:
+            if not self.paused(record):
+                raise conflict(f"Container {record.id} is not paused")
+            await self._freeze(record, "THAWED")
+            self._event(record, "unpause")
+
+    async def _freeze(self, record: ContainerRecord, wanted: str) -> None:
+        if not freezer.available():
+            raise ApiError(501, "the exec runtime cannot pause here: the cgroup freezer is "
+                                "not mounted")
+        try:
+            await asyncio.to_thread(freezer.set_state, record.id, wanted)
+        except OSError as exc:
+            raise ApiError(500, f"cannot {'pause' if wanted == 'FROZEN' else 'unpause'} "
+                                f"container {record.id}: {exc}") from None
+
     # --- remove, rename --------------------------------------------------------------
     async def remove(self, ref: str, force: bool) -> None:
         record = self.get(ref)
@@ -312,6 +354,7 @@ class ContainerManager:
                     raise conflict(f"You cannot remove a running container {record.id}. Stop "
                                    f"the container before attempting removal or force remove")
                 self._event(record, "kill", signal=str(int(signal.SIGKILL)))
+                await asyncio.to_thread(freezer.thaw_quietly, record.id)
                 self.supervisor.signal(record.id, signal.SIGKILL)
                 await self._wait_exit(record, 30)
                 self.notice_exit(record)

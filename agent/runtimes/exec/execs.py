@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import os
 import secrets
 import shutil
-import termios
 from dataclasses import dataclass, field
 
 from agent.runtimes.exec import isolation
 from agent.runtimes.exec.containers import ContainerManager, merge_env
-from agent.runtimes.exec.fdstream import FdStream
 from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
+from agent.runtimes.exec.fdstream import FdStream
 from agent.runtimes.exec.store import ContainerRecord
 from agent.runtimes.exec.tty import set_winsize
 
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+SETSID = shutil.which("setsid") or "/usr/bin/setsid"
+SHELL = "/bin/sh"
+JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
 NAMESPACE_FLAGS = ["--pid", "--mount", "--uts", "--ipc", "--root"]
-CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 KEEP_FINISHED = 256  # finished exec instances remembered for inspect
 
 
@@ -105,18 +105,13 @@ def _primary_gid(root: str, uid: int) -> int:
     return uid
 
 
-def _child_setup(cgroup_procs: list[str], tty: bool):
-    """Runs in the forked child before nsenter: join the container's cgroups and, with a
-    TTY, a session whose controlling terminal is the pty (so the shell gets job control
-    and SIGWINCH)."""
-    def setup() -> None:
-        for path in cgroup_procs:
-            with contextlib.suppress(OSError), open(path, "w") as fh:
-                fh.write("0")
-        if tty:
-            os.setsid()
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    return setup
+def _wrapped(argv: list[str], cgroup_procs: list[str], tty: bool) -> list[str]:
+    """The command behind small host tools that, in the child, join the container's
+    cgroups and, with a TTY, start a session whose controlling terminal is the pty (job
+    control, SIGWINCH). No Python runs between fork and exec: the runtime may be
+    multi-threaded (the agent's gRPC), where that is unsafe."""
+    joins = [SHELL, "-c", JOIN_SCRIPT, "join", *cgroup_procs, "--", *argv]
+    return [SETSID, "--ctty", *joins] if tty else joins
 
 
 class ExecManager:
@@ -205,8 +200,8 @@ class ExecManager:
 
     async def _spawn(self, inst: ExecInstance, record: ContainerRecord, argv: list[str],
                      cwd: str | None, attached: bool) -> asyncio.subprocess.Process:
-        procs = [str(isolation.cgroup_dir(c, record.id) / "cgroup.procs") for c in CONTROLLERS
-                 if isolation.cgroup_dir(c, record.id).is_dir()]
+        folders = [isolation.cgroup_dir(c, record.id) for c in isolation.CONTROLLERS]
+        procs = [str(folder / "cgroup.procs") for folder in folders if folder.is_dir()]
         env = dict(item.split("=", 1) if "=" in item else (item, "") for item in inst.env)
         env.setdefault("HOSTNAME", record.config.get("Hostname", ""))
         env.setdefault("HOME", "/root")
@@ -219,8 +214,8 @@ class ExecManager:
                 set_winsize(master, *inst.size)
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
-                    preexec_fn=_child_setup(procs, True))
+                    *_wrapped(argv, procs, True), stdin=slave, stdout=slave, stderr=slave,
+                    env=env, cwd=cwd)
             except OSError:
                 os.close(master)
                 raise
@@ -230,10 +225,11 @@ class ExecManager:
             inst.master = master
             return proc
         return await asyncio.create_subprocess_exec(
-            *argv, stdin=pipe if attached and inst.attach_stdin else devnull,
+            *_wrapped(argv, procs, False),
+            stdin=pipe if attached and inst.attach_stdin else devnull,
             stdout=pipe if attached and inst.attach_stdout else devnull,
             stderr=pipe if attached and inst.attach_stderr else devnull,
-            env=env, cwd=cwd, preexec_fn=_child_setup(procs, False))
+            env=env, cwd=cwd)
 
     async def _watch(self, inst: ExecInstance, record: ContainerRecord) -> None:
         assert inst.process is not None

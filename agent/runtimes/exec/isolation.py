@@ -24,6 +24,7 @@ PR_SET_CHILD_SUBREAPER = 36
 
 CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 CGROUP_PARENT = "flock-exec"
+CONTROLLERS = ("memory", "cpu", "pids", "freezer")
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -107,6 +108,8 @@ def cgroup_settings(host_config: dict) -> dict[str, dict[str, str]]:
             mem["memory.limit_in_bytes"] = str(int(host_config["Memory"]))
         if host_config.get("MemoryReservation"):
             mem["memory.soft_limit_in_bytes"] = str(int(host_config["MemoryReservation"]))
+    if cgroup_available("freezer"):
+        settings["freezer"] = {}  # for pause/unpause
     cpu: dict[str, str] = {}
     if host_config.get("CpuShares"):
         cpu["cpu.shares"] = str(int(host_config["CpuShares"]))
@@ -138,7 +141,7 @@ def setup_cgroups(cid: str, settings: dict[str, dict[str, str]]) -> list[pathlib
 
 def remove_cgroups(cid: str) -> None:
     """rmdir works only once the cgroup is empty; the caller retries after the exit."""
-    for controller in ("memory", "cpu", "pids"):
+    for controller in CONTROLLERS:
         try:
             cgroup_dir(controller, cid).rmdir()
         except OSError:
@@ -194,19 +197,25 @@ def _mount_special(root: str, tty: bool) -> None:
     for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                        ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(link, os.path.join(dev, name))
+    _mount_terminals(root, tty)
+
+
+def _mount_terminals(root: str, tty: bool) -> None:
+    """The host's pty folder, so that the container's terminal and those of `exec -t`
+    (ptys of the host) have a name inside for ttyname() and `tty`; with a TTY, the
+    container's own terminal as /dev/console too. (Containers run as root with all
+    capabilities, so this exposes nothing they could not reach anyway.)"""
+    pts = os.path.join(root, "dev", "pts")
+    os.makedirs(pts, exist_ok=True)
+    try:
+        mount("/dev/pts", pts, None, MS_BIND)
+        os.symlink("pts/ptmx", os.path.join(root, "dev", "ptmx"))
+    except OSError:
+        pass
     if tty:
-        _mount_terminal(root)
-
-
-def _mount_terminal(root: str) -> None:
-    """The container's terminal (our stdin, a pty of the host) at its own path and as
-    /dev/console, so that ttyname() and tools like `tty` find it inside."""
-    host_path = os.ttyname(0)
-    for inside in (host_path, "/dev/console"):
-        target = root + inside
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        open(target, "w").close()
-        mount(host_path, target, None, MS_BIND)
+        console = os.path.join(root, "dev", "console")
+        open(console, "w").close()
+        mount(os.ttyname(0), console, None, MS_BIND)
 
 
 def _lookup_user(user: str) -> tuple[int, int]:

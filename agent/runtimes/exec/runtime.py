@@ -17,6 +17,7 @@ from agent.runtimes.exec import isolation
 from agent.runtimes.exec.app import build_app
 from agent.runtimes.exec.containers import ContainerManager
 from agent.runtimes.exec.events import EventBus
+from agent.runtimes.exec.execs import ExecManager
 from agent.runtimes.exec.images import ImageManager
 from agent.runtimes.exec.store import ContainerStore, ImageStore, engine_id
 
@@ -36,6 +37,7 @@ class Core:
     containers: ContainerManager
     images: ImageManager
     cgroups_memory: bool
+    execs: ExecManager
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -71,7 +73,7 @@ class ExecRuntime:
         containers.images = images
         return Core(self.state_dir, self.node_name, self.labels, self.cpus, self.memory,
                     self.isolated, engine_id(self.state_dir), bus, containers, images,
-                    isolation.cgroup_available("memory"))
+                    isolation.cgroup_available("memory"), ExecManager(containers))
 
     async def start(self) -> None:
         """Serve on socket_path; containers from an earlier run are picked up from disk."""

@@ -3,7 +3,12 @@
 It detaches from the runtime (its own session, re-parented to init), so containers keep
 running when the agent restarts. It starts the command (isolated when the spec says so),
 tells the runtime the outcome with one JSON line on stdout, then copies the command's
-output into the json-file log and records the exit code and time in exit.json."""
+output into the json-file log and records the exit code and time in exit.json.
+
+It also owns the container's stdin (a pipe, or the pty with a TTY) and serves attaches
+on `attach.sock` in the container's folder (stream_hub), so that attaching, stdin and
+TTY resizing keep working for containers started before an agent restart. Attaches made
+before `start` (`docker run`) are waited for before the command runs."""
 
 from __future__ import annotations
 
@@ -301,7 +306,7 @@ def run(folder: pathlib.Path) -> None:
 def _cleanup_cgroups(cid: str) -> None:
     for _ in range(20):
         isolation.remove_cgroups(cid)
-        if not any(isolation.cgroup_dir(c, cid).exists() for c in ("memory", "cpu", "pids")):
+        if not any(isolation.cgroup_dir(c, cid).exists() for c in isolation.CONTROLLERS):
             return
         time.sleep(0.1)
 

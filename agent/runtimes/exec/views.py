@@ -28,11 +28,13 @@ def _network_settings() -> dict:
 
 def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
     state = manager.state(record)
+    paused = manager.paused(record)
     folder = manager.store.dir(record.id)
     return {
         "Id": record.id, "Created": record.created, "Path": record.path,
         "Args": record.args,
-        "State": {"Status": state.status, "Running": state.running, "Paused": False,
+        "State": {"Status": "paused" if paused else state.status, "Running": state.running,
+                  "Paused": paused,
                   "Restarting": False, "OOMKilled": state.oom_killed, "Dead": False,
                   "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
                   "StartedAt": state.started_at, "FinishedAt": state.finished_at},
@@ -77,8 +79,9 @@ def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> d
         "Id": record.id, "Names": [f"/{record.name}"], "Image": shown,
         "ImageID": record.image_id, "Command": " ".join([record.path, *record.args]),
         "Created": parse_rfc3339nano(record.created) // 10**9, "Ports": [],
-        "Labels": record.config.get("Labels") or {}, "State": state.status,
-        "Status": status_text(state),
+        "Labels": record.config.get("Labels") or {},
+        "State": "paused" if manager.paused(record) else state.status,
+        "Status": status_text(state) + (" (Paused)" if manager.paused(record) else ""),
         "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": {}}, "Mounts": [],
     }
@@ -100,7 +103,7 @@ def _matches(manager: ContainerManager, record: ContainerRecord, state: RunState
     checks = {
         "id": lambda v: record.id.startswith(v),
         "name": lambda v: re.search(v, f"/{record.name}") is not None,
-        "status": lambda v: state.status == v,
+        "status": lambda v: ("paused" if manager.paused(record) else state.status) == v,
         "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
         "ancestor": lambda v: _ancestor(manager, record, v),
         "health": lambda v: v == "none",

@@ -33,6 +33,8 @@ DEFAULT_API_VERSION = "1.41"
 MAX_BODY = 64 << 20
 MANAGER_KEY: web.AppKey = web.AppKey("manager", object)
 
+SWARM_MODE = frozenset({"services", "tasks", "nodes", "secrets", "configs",
+                        "plugins"})
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
 
 
@@ -159,20 +161,31 @@ def build_app(manager: Manager) -> web.Application:
     return app
 
 
+def unsupported(method: str, path: str) -> str:
+    """The 501 text; swarm-mode resources get a word on why they do not exist here."""
+    text = f"flock: {method} {path} is not supported by the manager"
+    if path.strip("/").split("/")[0] in SWARM_MODE:
+        text += (" (Flock is a classic Swarm: swarm-mode services, tasks, nodes, secrets, "
+                 "configs and plugins do not exist here; see `docker info` for the nodes)")
+    return text
+
+
 async def handle(router: Router, manager: Manager, request: web.Request) -> web.StreamResponse:
     version, path = split_version(request.path)
     try:
         check_version(version, manager.api_version())
         found = router.match(request.method, path)
         if found is None:
-            raise DockerError(
-                501, f"flock: {request.method} {path} is not supported by the manager")
+            raise DockerError(501, unsupported(request.method, path))
         handler, params = found
         return await handler(Call(request, manager, path, version, params))
     except DockerError as exc:
         return error_response(exc.status, exc.message)
     except (NotFound, Ambiguous) as exc:
         return error_response(404, str(exc).strip("'\""))
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, f"flock: request body too large: {request.method} {path} "
+                                   f"takes at most {MAX_BODY >> 20} MiB")
     except AgentUnavailable as exc:
         return error_response(503, f"{exc}. Check that the agent runs on that machine "
                                    "(flock join) or remove it from discovery.")

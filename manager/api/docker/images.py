@@ -178,18 +178,32 @@ async def load(call: Call) -> web.StreamResponse:
     return await fan_out(call, call.state.healthy_nodes(), await _read_all(call.request))
 
 
-async def holders(call: Call, name: str) -> list[Node]:
-    """The healthy nodes where image `name` exists; 404 when none."""
-    found = [node for node, answer in await _all_nodes_json(call, "GET", f"/images/{name}/json")
-             if not isinstance(answer, BaseException) and answer[0] == 200]
+async def inspections(call: Call, name: str) -> list[tuple[Node, dict]]:
+    """Image `name` as each healthy node that has it describes it; 404 when none."""
+    found = [(node, answer[1]) for node, answer
+             in await _all_nodes_json(call, "GET", f"/images/{name}/json")
+             if not isinstance(answer, BaseException) and answer[0] == 200
+             and isinstance(answer[1], dict)]
     if not found:
         raise DockerError(404, f"No such image: {name}")
     return found
 
 
+async def holders(call: Call, name: str) -> list[Node]:
+    """The healthy nodes where image `name` exists; 404 when none."""
+    return [node for node, _ in await inspections(call, name)]
+
+
 async def inspect(call: Call) -> web.StreamResponse:
-    node = (await holders(call, call.params["name"]))[0]
-    return await proxy.forward(call, node)
+    """The first holder's answer; the tags and digests are those of every node that
+    holds the same image ID, as `docker images` merges them."""
+    found = await inspections(call, call.params["name"])
+    answer = dict(found[0][1])
+    same = [image for _, image in found if image.get("Id") == answer.get("Id")]
+    for field in ("RepoTags", "RepoDigests"):
+        union = list(dict.fromkeys(t for image in same for t in image.get(field) or []))
+        answer[field] = union if union or answer.get(field) is not None else None
+    return json_answer(answer)
 
 
 async def on_one_holder(call: Call) -> web.StreamResponse:

@@ -65,11 +65,13 @@ def node_status(node: Node, containers: list[Container], used_cpus: float,
 
 
 def system_status(state, strategy: str, filters: list[str],
-                  role: list[list[str]] | None = None) -> list[list[str]]:
+                  role: list[list[str]] | None = None,
+                  security: list[list[str]] | None = None) -> list[list[str]]:
     """Classic Swarm's SystemStatus: role, strategy, filters, then every node by name.
-    `role`: the Role (and Primary) rows of a replicated manager."""
+    `role`: the Role (and Primary) rows of a replicated manager; `security`: the TLS
+    rows (cert expiry) of a manager with TLS on."""
     nodes = sorted(state.nodes(), key=lambda n: (n.name, n.addr))
-    rows = [*(role or [["Role", "primary"]]), ["Strategy", strategy],
+    rows = [*(role or [["Role", "primary"]]), *(security or []), ["Strategy", strategy],
             ["Filters", ", ".join(filters)], ["Nodes", str(len(nodes))]]
     for node in nodes:
         usage = state.usage(node.id)
@@ -92,19 +94,21 @@ def info_body(call: Call) -> dict:
         "Driver": "", "DriverStatus": [],
         "SystemStatus": system_status(state, manager.scheduler.strategy_name,
                                       manager.scheduler.filter_names,
-                                      getattr(manager, "role_rows", lambda: None)()),
-        "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": []},
+                                      getattr(manager, "role_rows", lambda: None)(),
+                                      getattr(manager, "tls_rows", lambda: None)()),
+        "Plugins": {"Volume": [], "Network": [], "Authorization": [], "Log": []},
         "NCPU": sum(n.cpus for n in nodes), "MemTotal": sum(n.memory for n in nodes),
         "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": uname.machine,
         "KernelVersion": uname.release, "IndexServerAddress": "https://index.docker.io/v1/",
         "Labels": [], "ExperimentalBuild": False, "DockerRootDir": "", "Debug": False,
         "NFd": 0, "NGoroutines": 0, "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                 time.gmtime()),
-        "LoggingDriver": "", "CgroupDriver": "", "NEventsListener": 0,
+        "LoggingDriver": "", "CgroupDriver": "none", "NEventsListener": 0,
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "SecurityOptions": [],
-        "Warnings": [f"node {n.name}: {n.error}" for n in nodes if n.error],
+        "Warnings": [f"node {n.name}: {n.error}" for n in nodes if n.error]
+        + getattr(manager, "security_warnings", list)(),
         "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
-                  "ControlAvailable": False, "Error": "", "RemoteManagers": None},
+                  "ControlAvailable": False, "Error": "", "RemoteManagers": []},
     }
 
 
