@@ -20,6 +20,7 @@ from certs.files import (
 from certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sans_of
 from certs.tls import (
     RoleRequired,
+    client_ssl_context,
     grpc_channel_credentials,
     grpc_server_credentials,
     server_ssl_context,
@@ -27,7 +28,7 @@ from certs.tls import (
 
 __all__ = [
     "EXPIRY_WARNING_DAYS", "ROLES", "CertError", "Identity", "Issued", "RoleRequired",
-    "TLSFiles", "covers_host", "default_cert_path", "expiry_warnings",
+    "TLSFiles", "client_ssl_context", "covers_host", "default_cert_path", "expiry_warnings",
     "grpc_channel_credentials", "grpc_server_credentials", "issue", "load_ca",
     "load_identity", "make_ca", "roles_of", "sans_of", "server_ssl_context", "write_ca",
     "write_file", "write_identity",

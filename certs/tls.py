@@ -28,6 +28,16 @@ def server_ssl_context(ident: Identity, verify: bool) -> ssl.SSLContext:
     return ctx
 
 
+def client_ssl_context(ident: Identity) -> ssl.SSLContext:
+    """For calling another Flock manager's HTTP front (a replica forwarding a write to
+    the primary): trust the CA, present our own cert."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=ident.ca_pem.decode())
+    ctx.load_cert_chain(ident.files.cert, ident.files.key)
+    return ctx
+
+
 def grpc_server_credentials(ident: Identity) -> grpc.ServerCredentials:
     """Mutual TLS: a caller without a cert of our CA does not finish the handshake."""
     return grpc.ssl_server_credentials([(ident.key_pem, ident.cert_pem)],

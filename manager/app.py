@@ -100,6 +100,8 @@ class Manager:
         self.front_tls, self.agent_tls = self._load_tls(config)
         self.insecure_listens = self._check_exposure(config)
         self.ssl_context = self._ssl_context()
+        if self.ha is not None and self.front_tls is not None:
+            self.ha.client_ssl = certs.client_ssl_context(self.front_tls)
         credentials = (certs.grpc_channel_credentials(self.agent_tls)
                        if self.agent_tls is not None else None)
         self.state = ClusterState()

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 
@@ -54,6 +55,9 @@ class Replication:
         self._renewed = 0.0  # monotonic time of the last good renewal
         self._task: asyncio.Task | None = None
         self._session: aiohttp.ClientSession | None = None
+        # Set by the manager when its front speaks TLS: the primary's front does too,
+        # and with --tlsverify it wants a cert of the CA, which ours is.
+        self.client_ssl: ssl.SSLContext | None = None
         self.elected = asyncio.Event()  # set whenever a primary is known
         # Set by the manager: whether its own view knows a container reference.
         self.knows: Callable[[str], bool] = lambda ref: True
@@ -154,12 +158,14 @@ class Replication:
         assert self._session is not None
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
         body = await request.read()
-        url = f"http://{leader}{request.rel_url}"
+        scheme = "https" if self.client_ssl is not None else "http"
+        url = f"{scheme}://{leader}{request.rel_url}"
         response: web.StreamResponse | None = None
         try:
             async with self._session.request(request.method, url, headers=headers,
                                              data=body if body else None,
-                                             allow_redirects=False) as answer:
+                                             allow_redirects=False,
+                                             ssl=self.client_ssl or True) as answer:
                 response = web.StreamResponse(status=answer.status, reason=answer.reason)
                 for key, value in answer.headers.items():
                     if key.lower() not in HOP_BY_HOP:

@@ -29,6 +29,7 @@ from flock.cli import build_parser
 from manager.app import ConfigError
 from manager.cli import config_from_args
 from manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
+from tests.support.etcd import Etcd, have_etcd
 from tests.support.procs import REPO, Agent, Manager, free_port, wait_for
 
 OUTPUTS: list[str] = []  # everything the CLI printed, scanned for key material at the end
@@ -399,3 +400,50 @@ def test_no_key_material_in_any_output(cluster, pki):
         for line in pathlib.Path(key).read_text().splitlines():
             if not line.startswith("-----"):
                 assert line not in haystack, f"a line of {key} appears in the output"
+
+
+# ------------------------------------------------------------------ replicated managers
+
+
+@pytest.mark.skipif(not have_etcd(), reason="etcd is not installed")
+def test_a_replica_forwards_writes_to_a_tls_primary(pki, tmp_path):
+    """Replicas forward writes to the primary's front, which speaks TLS and verifies
+    client certs: the replica presents its own manager cert."""
+    etcd = Etcd(tmp_path / "etcd").start()
+    url = etcd.url("/tls-ha")
+    agent = Agent("n1", tmp_path, url, extra=tls_flags(pki.agent)).start()
+    managers = []
+    for name in ("m1", "m2"):
+        manager = Manager(name, tmp_path, url,
+                          extra=[*tls_flags(pki.manager), "--replication",
+                                 "--replication-ttl", "3s"])
+        manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
+        managers.append(manager.start())
+    home, flags = tmp_path / "home", tls_flags(pki.client)
+    try:
+        def roles() -> dict[int, str]:
+            found = {}
+            for m in managers:
+                rows = dict(https_info(m.port, pki.client).get("SystemStatus") or [])
+                found[m.port] = rows.get("Role", "")
+            return found
+
+        wait_for(lambda: sorted(roles().values()) == ["primary", "replica"], 30,
+                 "one primary and one replica")
+        replica = next(port for port, role in roles().items() if role == "replica")
+        wait_for(lambda: all(healthy(https_info(m.port, pki.client)) == 1 for m in managers),
+                 30, "both managers to see the node")
+        docker_cli(replica, home, "import", "-", "busybox:latest", flags=flags,
+                   stdin=busybox_rootfs_tar())
+        docker_cli(replica, home, "run", "-d", "--name", "via-replica", "busybox",
+                   "sleep", "300", flags=flags)
+        for m in managers:
+            wait_for(lambda m=m: "n1/via-replica" in docker_cli(
+                m.port, home, "ps", "--format", "{{.Names}}", flags=flags).stdout.decode(),
+                15, "the container in every manager's view")
+        docker_cli(replica, home, "rm", "-f", "via-replica", flags=flags)
+    finally:
+        for m in managers:
+            m.stop()
+        agent.cleanup()
+        etcd.stop()
