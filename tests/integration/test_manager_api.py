@@ -4,8 +4,6 @@ real docker CLI and the Docker SDK."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -13,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
@@ -21,104 +18,18 @@ import uuid
 import docker
 import pytest
 
-from agent.cli import run_agent
 from manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
+from tests.support.cluster import Cluster, LoopThread, wait_for
 
 pytestmark = pytest.mark.docker
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-class LoopThread:
-    """An asyncio loop in a thread: agents and manager run there, tests drive them
-    from outside with the CLI, the SDK and plain HTTP."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro, timeout: float = 60):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def spawn(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def agent_args(engine, addr: str, name: str, state_dir: str) -> argparse.Namespace:
-    return argparse.Namespace(
-        advertise=addr, listen="", runtime="docker", docker_host=engine.url,
-        state_dir=state_dir, name=name, label=[f"zone={name}"], heartbeat="20s",
-        ttl="60s", discovery="")
-
-
-class Cluster:
-    def __init__(self, engines, tmp_path) -> None:
-        self.engines = engines
-        self.lt = LoopThread()
-        self.stops: list[asyncio.Event] = []
-        self.agent_futures = []
-        self.addrs = []
-        for engine, name in zip(engines, ("node-a", "node-b"), strict=True):
-            addr = f"127.0.0.1:{free_port()}"
-            stop = self.lt.run(_event())
-            self.stops.append(stop)
-            self.agent_futures.append(self.lt.spawn(run_agent(
-                agent_args(engine, addr, name, str(tmp_path / name)), stop)))
-            self.addrs.append(addr)
-        self.port = free_port()
-        self.url = f"tcp://127.0.0.1:{self.port}"
-        self.manager = Manager(ManagerConfig(
-            discovery="nodes://" + ",".join(self.addrs), hosts=[self.url], heartbeat=2.0,
-            failure_retry=1))
-        self.lt.run(self.manager.start())
-        wait_for(lambda: len(self.manager.state.healthy_nodes()) == 2, 30, "healthy nodes")
-
-    def docker(self, *args: str, check: bool = True, input: bytes | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["docker", "-H", self.url, *args], capture_output=True,
-                              input=input, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"docker {' '.join(args)} failed: {proc.stderr.decode()}")
-        return proc
-
-    def api(self, method: str, path: str, body: bytes | None = None,
-            headers: dict | None = None) -> tuple[int, object, dict]:
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=body,
-                                         method=method, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as answer:
-                raw, status, head = answer.read(), answer.status, dict(answer.headers)
-        except urllib.error.HTTPError as err:
-            raw, status, head = err.read(), err.code, dict(err.headers)
-        try:
-            return status, json.loads(raw) if raw else None, head
-        except ValueError:
-            return status, raw.decode(), head
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.lt.run(self.manager.stop())
-        for stop in self.stops:
-            self.lt.loop.call_soon_threadsafe(stop.set)
-        for future in self.agent_futures:
-            with contextlib.suppress(Exception):
-                future.result(15)
-        self.lt.close()
-
-
-async def _event() -> asyncio.Event:
-    return asyncio.Event()
-
-
 @pytest.fixture(scope="module")
 def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("manager"))
+    made = Cluster(engine_pair, tmp_path_factory.mktemp("manager"), ("node-a", "node-b"),
+                   labels=lambda name: [f"zone={name}"])
     yield made
     made.close()
 
@@ -151,16 +62,6 @@ def _ids(engine) -> list[str]:
 
 def node_of(cluster, name: str) -> str:
     return cluster.docker("inspect", "-f", "{{.Node.Name}}", name).stdout.decode().strip()
-
-
-def wait_for(predicate, timeout: float = 15, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 # ------------------------------------------------------------------ system

@@ -2,8 +2,8 @@
 one agent per engine with the docker runtime and one Manager, both in-process on an
 asyncio loop in a thread, driven from the test with the real docker CLI and plain HTTP.
 
-The same start-up as tests/integration/test_manager_api.py, shared so that other
-integration tests start clusters of their own (other node names, more engines).
+Shared by the integration tests so that each starts clusters of its own (node names,
+engine count, strategy, agent labels).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class Cluster:
     """Agents named `names` in front of `engines`, one Manager over them all."""
 
     def __init__(self, engines: Sequence[Engine], tmp_path, names: Sequence[str],
-                 strategy: str = "spread") -> None:
+                 strategy: str = "spread",
+                 labels: Callable[[str], Sequence[str]] = lambda name: ()) -> None:
         self.engines = list(engines)
         self.names = list(names)
         self.lt = LoopThread()
@@ -71,7 +72,8 @@ class Cluster:
                 stop = self.lt.run(_event())
                 self.stops.append(stop)
                 self.agent_futures.append(self.lt.spawn(run_agent(
-                    agent_args(engine, addr, name, str(tmp_path / name)), stop)))
+                    agent_args(engine, addr, name, str(tmp_path / name), labels(name)),
+                    stop)))
                 self.addrs.append(addr)
             self.port = free_port()
             self.url = f"tcp://127.0.0.1:{self.port}"
