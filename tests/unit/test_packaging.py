@@ -1,0 +1,51 @@
+"""A plain `pip install .` must be enough to run every program: the test extras that
+the suite itself runs with must not hide a missing runtime dependency."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import re
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+PRODUCT = ["flock", "manager", "agent", "provisioner", "discovery", "protos", "certs",
+           "docker_compat"]
+# Import name -> distribution name, for the third-party packages the programs use.
+DISTRIBUTION = {
+    "aiohttp": "aiohttp",
+    "grpc": "grpcio",
+    "google": "protobuf",
+    "etcd3": "python3-etcd3",
+    "cryptography": "cryptography",
+}
+# Imported only inside a function by a developer tool, never by the programs.
+DEV_ONLY = {"grpc_tools"}
+
+
+def imported_top_levels(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_third_party_import_is_a_runtime_dependency():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~\[ ]", dep, maxsplit=1)[0].lower()
+                for dep in project["dependencies"]}
+    missing: dict[str, set[str]] = {}
+    for package in PRODUCT:
+        for path in (ROOT / package).rglob("*.py"):
+            for name in imported_top_levels(path) - set(PRODUCT) - DEV_ONLY:
+                if name in sys.stdlib_module_names:
+                    continue
+                dist = DISTRIBUTION.get(name, name)
+                if dist.lower() not in declared:
+                    missing.setdefault(dist, set()).add(str(path.relative_to(ROOT)))
+    assert not missing, f"imported but not in [project].dependencies: {missing}"
