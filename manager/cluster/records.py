@@ -60,3 +60,14 @@ def after_action(container: Container, action: str) -> Container | None:
     summary[STATE_KEY] = times
     summary["State"] = status
     return replace(container, state=status, summary=summary)
+
+
+def exited(container: Container, code: int) -> Container:
+    """The record once a wait on the node answered: the container has exited with
+    `code` (the engine answers a wait only then)."""
+    summary = dict(container.summary)
+    times = dict(summary.get(STATE_KEY) or {})
+    times.update(Status="exited", FinishedAt=time.time(), ExitCode=code)
+    summary[STATE_KEY] = times
+    summary["State"] = "exited"
+    return replace(container, state="exited", summary=summary)

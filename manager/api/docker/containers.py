@@ -27,7 +27,7 @@ from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
 from manager.cluster.convert import reserved_cpus
 from manager.cluster.model import Container, Node
-from manager.cluster.records import after_action, created_record
+from manager.cluster.records import after_action, created_record, exited
 from manager.scheduler.rules import parse_rule
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.scores import Request
@@ -207,9 +207,36 @@ async def inspect(call: Call) -> web.StreamResponse:
 
 
 async def passthrough(call: Call) -> web.StreamResponse:
-    """Streamed as it comes: logs, stats, top, wait, export, archive, changes, resize."""
+    """Streamed as it comes: logs, stats, top, export, archive, changes, resize."""
     container, node = resolve(call)
     return await proxy.forward(call, node, node_path(call, container))
+
+
+async def wait(call: Call) -> web.StreamResponse:
+    """Streamed like the engine's (headers at once: `docker run` sends start only once
+    they are in), but the exit is recorded before the client reads it, so that the
+    `docker ps` a script runs next already shows the container exited."""
+    container, node = resolve(call)
+    exchange = await proxy.open_exchange(call, node, path=node_path(call, container))
+    seen = bytearray()
+
+    def record_exit(chunk: bytes) -> None:
+        seen.extend(chunk)
+        try:
+            answer = json.loads(seen)
+        except ValueError:
+            return
+        current = call.state.container(container.id)
+        if exchange.status != 200 or not isinstance(answer, dict) or current is None:
+            return
+        if call.query.get("condition") == "removed":
+            # `docker run --rm`: the engine answers only once the container is gone.
+            call.manager.watcher.forget_container(container.id)
+            return
+        call.manager.watcher.record(exited(current, int(answer.get("StatusCode") or 0)))
+        refresh_later(call, node, container.id)
+
+    return await proxy.relay(call, exchange, see=record_exit)
 
 
 async def change(call: Call) -> web.StreamResponse:
@@ -348,9 +375,10 @@ ROUTES = [
     *(("POST", f"/containers/{{id*}}/{verb}", change)
       for verb in ("start", "stop", "kill", "restart", "pause", "unpause")),
     ("POST", "/containers/{id*}/update", update),
+    ("POST", "/containers/{id*}/wait", wait),
     ("POST", "/commit", commit),
     *((method, f"/containers/{{id*}}/{verb}", passthrough) for method, verb in (
         ("GET", "logs"), ("GET", "top"), ("GET", "stats"), ("GET", "changes"),
-        ("GET", "export"), ("POST", "wait"), ("POST", "resize"), ("GET", "archive"),
+        ("GET", "export"), ("POST", "resize"), ("GET", "archive"),
         ("HEAD", "archive"), ("PUT", "archive"))),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from types import EllipsisType
 
 from aiohttp import web
@@ -80,14 +80,18 @@ def answer_headers(exchange: DockerExchange) -> list[tuple[str, str]]:
     return [(k, v) for k, v in exchange.headers if k.lower() not in _DROP_ANSWER]
 
 
-async def relay(call: Call, exchange: DockerExchange) -> web.StreamResponse:
-    """Stream the exchange's answer to the client as it comes, flushing each chunk."""
+async def relay(call: Call, exchange: DockerExchange,
+                see: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+    """Stream the exchange's answer to the client as it comes, flushing each chunk.
+    `see` is shown each chunk before the client gets it."""
     response = web.StreamResponse(status=exchange.status)
     for name, value in answer_headers(exchange):
         response.headers.add(name, value)
     try:
         await response.prepare(call.request)
         while (chunk := await exchange.read()) is not None:
+            if see is not None:
+                see(chunk)
             await response.write(chunk)
     except (AgentError, ConnectionError) as exc:
         # The head is out; all we can do is end the answer early and say why in the log.
