@@ -123,6 +123,21 @@ def test_connect_and_disconnect_go_to_the_containers_node(cluster, clean):
     assert proc.returncode != 0 and f"runs on {node}".encode() in proc.stderr
 
 
+def test_connect_by_the_id_create_answered_reaches_every_nodes_copy(cluster, clean):
+    """`docker network create` answers one copy's ID; connecting a container on any node
+    by that ID (what the SDK does) uses that node's copy."""
+    net = clean("byid")
+    net_id = cluster.docker("network", "create", net).stdout.decode().strip()
+    for node in ("node-a", "node-b"):
+        name = clean(node)
+        cluster.docker("run", "-d", "--name", name, "-e", f"constraint:node=={node}",
+                       "busybox", "sleep", "300")
+        cluster.docker("network", "connect", net_id, name)
+        nets = cluster.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}",
+                              name).stdout
+        assert net in json.loads(nets), f"{name} on {node} not on {net}"
+
+
 def test_network_prune_fans_out(cluster, clean):
     net = clean("prn")
     cluster.docker("network", "create", net)

@@ -148,7 +148,13 @@ async def _connection(call: Call, verb: str) -> web.StreamResponse:
         raise DockerError(
             409, f"network {ref} is on node {chosen.name} but container {body['Container']} "
             f"runs on {node.name}: a local network only reaches containers of its node")
-    found = match(await node_networks(call, [node]), name, "Id")
+    local = await node_networks(call, [node])
+    found = match(local, name, "Id")
+    if not found and chosen is None:
+        # The ID of another node's copy of a network made on every node (what a create
+        # answered): this node's copy is the one with the same copies label.
+        groups = {_copies(item) for item in await find(call, ref)} - {""}
+        found = [item for item in local if _copies(item) in groups]
     if not found:
         raise DockerError(404, f"network {ref} not found on node {node.name}, where "
                                f"container {body['Container']} runs")
