@@ -46,6 +46,14 @@ def register(subparsers) -> None:
                         help="the local engine's socket for the docker runtime")
     parser.add_argument("--state-dir", default=str(Path.home() / ".flock" / "agent"),
                         help="state folder of the exec runtime")
+    parser.add_argument("--hollow-cpus", type=int, default=None, metavar="N",
+                        help="hollow runtime: CPUs the node reports (default 2)")
+    parser.add_argument("--hollow-memory", default=None, metavar="SIZE",
+                        help="hollow runtime: memory the node reports, e.g. 2g (default 2g)")
+    parser.add_argument("--hollow-images", default=None, metavar="REF,REF",
+                        help="hollow runtime: the images present (default busybox:latest)")
+    parser.add_argument("--hollow-any-image", action="store_true",
+                        help="hollow runtime: create with any image, as if pulled first")
     parser.add_argument("--name", default=None, help="node name (default: the engine's)")
     parser.add_argument("--label", action="append", default=[], metavar="K=V",
                         help="node label (repeatable)")
@@ -104,6 +112,28 @@ def parse_labels(items: list[str]) -> dict[str, str]:
             raise JoinError(f"invalid --label {item!r}: expected key=value")
         labels[key] = value
     return labels
+
+
+def hollow_options(args) -> dict:
+    """The --hollow-* flags as make_runtime options (absent ones are left out)."""
+    from agent.runtimes.hollow.sizes import parse_memory
+
+    opts: dict = {}
+    cpus = getattr(args, "hollow_cpus", None)
+    if cpus is not None:
+        if cpus < 1:
+            raise JoinError(f"invalid --hollow-cpus {cpus}: must be at least 1")
+        opts["cpus"] = cpus
+    if getattr(args, "hollow_memory", None):
+        try:
+            opts["memory"] = parse_memory(args.hollow_memory)
+        except ValueError as exc:
+            raise JoinError(f"--hollow-memory: {exc}") from None
+    if getattr(args, "hollow_images", None):
+        opts["images"] = [r.strip() for r in args.hollow_images.split(",") if r.strip()]
+    if getattr(args, "hollow_any_image", False):
+        opts["any_image"] = True
+    return opts
 
 
 def check_address(flag: str, text: str) -> str:
@@ -172,7 +202,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     try:
         runtime = make_runtime(args.runtime, docker_host=args.docker_host,
                                state_dir=Path(args.state_dir).expanduser(),
-                               node_name=args.name, labels=labels)
+                               node_name=args.name, labels=labels, **hollow_options(args))
     except ValueError as exc:
         raise JoinError(str(exc)) from None
     await runtime.start()

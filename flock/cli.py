@@ -18,7 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.cli import register as register_join
     from certs.cli import register as register_certs
     from discovery.token_cli import register as register_token
+    from flock.cluster_cli import register as register_cluster
     from flock.demo import register as register_demo
+    from flock.hollow import register as register_hollow
     from flock.listing import register as register_list
     from flock.up import register as register_up
     from manager.cli import register as register_manage
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_list(commands)
     register_token(commands)
     register_certs(commands)
+    register_cluster(commands)
+    register_hollow(commands)
     return parser
 
 

@@ -53,6 +53,7 @@ class ManagerConfig:
     tls_files: certs.TLSFiles | None = None  # the front's CA, cert and key
     agent_tls_files: certs.TLSFiles | None = None  # mutual TLS to agents; None: plaintext
     insecure: bool = False  # allow a plaintext Docker API on a reachable address
+    grpc_addr: str = ""  # --grpc-addr HOST:PORT: serve ClusterService there; "" off
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,8 @@ class Manager:
         self.exec_nodes: dict[str, str] = {}  # exec ID -> node ID
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
+        self.grpc_server = None  # ClusterService (manager/api/grpc.py), with --grpc-addr
+        self.grpc_address = ""
 
     def _replication(self, config: ManagerConfig) -> Replication | None:
         if not config.replication:
@@ -224,6 +227,16 @@ class Manager:
         except BaseException:
             await self.stop()
             raise
+        if self.config.grpc_addr:
+            from manager.api.grpc import start_server
+
+            try:
+                self.grpc_server, self.grpc_address = await start_server(
+                    self, self.config.grpc_addr)
+            except BaseException:
+                await self.stop()
+                raise
+            log.info("ClusterService on %s", self.grpc_address)
         log.info("manager %s serving the Docker API on %s (%s)", self.name,
                  ", ".join(self.addresses), self._tls_mode())
         for warning in self.security_warnings():
@@ -265,6 +278,9 @@ class Manager:
                               f"{getattr(exc, 'reason', None) or exc}") from None
 
     async def stop(self) -> None:
+        if self.grpc_server is not None:
+            await self.grpc_server.stop(0)
+            self.grpc_server = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

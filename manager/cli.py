@@ -44,6 +44,9 @@ def register(subparsers) -> None:
                              "forward writes to it")
     parser.add_argument("--advertise", "--addr", default="", metavar="HOST:PORT",
                         help="this manager's API address for the other managers")
+    parser.add_argument("--grpc-addr", default="", metavar="HOST:PORT",
+                        help="also serve the gRPC ClusterService (flock nodes/ps/explain) "
+                             "there; loopback only without TLS (default: off)")
     parser.add_argument("--replication-ttl", default="15s",
                         help="leader lease: a dead primary is replaced within about this")
     add_tls_arguments(parser)
@@ -133,7 +136,8 @@ def config_from_args(args) -> ManagerConfig:
         filters=args.filter, heartbeat=heartbeat, overcommit=overcommit,
         failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
         replication=args.replication, advertise=args.advertise,
-        replication_ttl=replication_ttl, **tls_config(args),
+        replication_ttl=replication_ttl, grpc_addr=getattr(args, "grpc_addr", ""),
+        **tls_config(args),
     )
 
 

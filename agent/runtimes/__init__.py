@@ -12,13 +12,15 @@ __all__ = ["Runtime", "RuntimeUnavailable", "make_runtime", "RUNTIME_NAMES"]
 
 log = logging.getLogger(__name__)
 
-RUNTIME_NAMES = ("auto", "docker", "exec")
+RUNTIME_NAMES = ("auto", "docker", "exec", "hollow")
 
 
 def make_runtime(name: str, **opts) -> Runtime:
     """The runtime called `name`.
 
-    Options: docker_host (docker); state_dir, node_name, labels, cpus, memory (exec).
+    Options: docker_host (docker); state_dir, node_name, labels, cpus, memory (exec and
+    hollow); images, any_image (hollow: the images present, and whether others are
+    pulled on create).
     "auto" takes the local engine when it answers and the embedded runtime otherwise,
     so `flock join` works the same on machines with and without Docker.
     """
@@ -34,6 +36,8 @@ def make_runtime(name: str, **opts) -> Runtime:
         return DockerRuntime(docker_host)
     if name == "exec":
         return _exec_runtime(opts)
+    if name == "hollow":
+        return _hollow_runtime(opts)
     raise ValueError(f"unknown runtime {name!r}: expected one of {', '.join(RUNTIME_NAMES)}")
 
 
@@ -47,4 +51,19 @@ def _exec_runtime(opts: dict) -> Runtime:
         labels=opts.get("labels"),
         cpus=opts.get("cpus"),
         memory=opts.get("memory"),
+    )
+
+
+def _hollow_runtime(opts: dict) -> Runtime:
+    from agent.runtimes.hollow import HollowRuntime
+
+    state_dir = opts.get("state_dir")
+    return HollowRuntime(
+        Path(state_dir) if state_dir else None,
+        node_name=opts.get("node_name"),
+        labels=opts.get("labels"),
+        cpus=opts.get("cpus"),
+        memory=opts.get("memory"),
+        images=opts.get("images"),
+        any_image=bool(opts.get("any_image")),
     )

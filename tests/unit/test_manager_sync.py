@@ -92,9 +92,9 @@ def test_merge_images_dedupes_by_id():
 
 
 def test_implicit_image_affinity_only_when_some_node_has_the_image():
-    from manager.api.docker.containers import with_image_affinity
     from manager.cluster.model import Node
     from manager.cluster.state import ClusterState
+    from manager.placing import with_image_affinity
     from manager.scheduler.spec import spec_from_create
 
     state = ClusterState()

@@ -15,7 +15,6 @@ import json
 import logging
 import re
 import urllib.parse
-from dataclasses import replace
 
 from aiohttp import web
 
@@ -27,14 +26,12 @@ from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
 from manager.cluster.convert import reserved_cpus
 from manager.cluster.model import Container, Node
-from manager.cluster.records import after_action, created_record, exited
-from manager.scheduler.rules import parse_rule
+from manager.cluster.records import after_action, exited
+from manager.placing import place_and_create
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.scores import Request
 from manager.scheduler.spec import (
-    ContainerSpec,
     RuleError,
-    prepare_create_body,
     spec_from_create,
 )
 
@@ -85,21 +82,6 @@ def node_object(node: Node) -> dict:
             "Cpus": node.cpus, "Memory": node.memory, "Labels": dict(node.labels)}
 
 
-def with_image_affinity(state, spec: ContainerSpec) -> tuple[ContainerSpec, str]:
-    """Classic Swarm's implicit soft affinity: prefer the nodes that already have the
-    image (a built or imported image may exist on one node only). Used for placement
-    only; the container's labels keep the user's own rules."""
-    if (not spec.image or any(r.key == "image" for r in spec.affinities)
-            or any(r.key == "node" for r in spec.constraints)
-            or not state.nodes_with_image(spec.image)):
-        return spec, ""
-    try:
-        rule = parse_rule(f"image==~{spec.image}", "affinity")
-    except RuleError:
-        return spec, ""
-    return replace(spec, affinities=[*spec.affinities, rule]), rule.source
-
-
 async def refresh(call: Call, node: Node, container_id: str) -> None:
     """Re-read a container after a change; the event stream will catch up if this fails."""
     try:
@@ -141,31 +123,20 @@ async def create(call: Call) -> web.StreamResponse:
         spec = spec_from_create(body, name)
     except RuleError as exc:
         raise bad_parameter(str(exc)) from None
-    state = call.state
-    placing, implicit = with_image_affinity(state, spec)
-    if pinned:
-        placing = replace(placing, constraints=[*placing.constraints, *pinned])
+
+    async def send(node: Node, payload: bytes):
+        exchange, data = await proxy.forward_buffered(call, node, body=payload)
+        return exchange.status, data, exchange
+
     try:
-        decision = call.manager.scheduler.place(state, placing)
+        placed = await place_and_create(call.manager, body, spec, name, send, pinned)
     except NoNodeAvailable as exc:
         raise DockerError(500, str(exc)) from None
-    node = decision.node
-    token = state.reserve(node.id, name, spec.cpus, spec.memory, spec.ports)
-    try:
-        prepared = prepare_create_body(body, spec)
-        payload = json.dumps(prepared).encode()
-        exchange, data = await proxy.forward_buffered(call, node, body=payload)
-        if exchange.status != 201:
-            return proxy.buffered_response(exchange, data)
-        answer = json.loads(data)
-        call.manager.watcher.record(created_record(node.id, answer["Id"], name, prepared))
-        refresh_later(call, node, answer["Id"])
-    finally:
-        state.release(token)
-    dropped = [rule for rule in decision.dropped_soft if rule != implicit]
-    if dropped:
-        answer["Warnings"] = list(answer.get("Warnings") or []) + [
-            f"soft rule dropped to place the container: {rule}" for rule in dropped]
+    if placed.status != 201:
+        return proxy.buffered_response(placed.extra, placed.data)
+    answer = json.loads(placed.data)
+    if placed.warnings:
+        answer["Warnings"] = list(answer.get("Warnings") or []) + placed.warnings
     return json_answer(answer, status=201)
 
 

@@ -1,8 +1,11 @@
-"""health: only healthy nodes are candidates (pending and unhealthy ones are not)."""
+"""health: only healthy nodes are candidates (pending and unhealthy ones are not), and
+only those not drained (`flock drain`)."""
 
 from __future__ import annotations
 
 from manager.cluster.state import ClusterState
+from manager.scheduler.drain import CONDITION as DRAINED
+from manager.scheduler.drain import drained
 from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
 from manager.scheduler.query import Query
 from manager.scheduler.spec import ContainerSpec
@@ -14,6 +17,15 @@ class HealthFilter(Filter):
     name = "health"
 
     def apply(self, state: ClusterState, spec: ContainerSpec, candidates: NodeIds) -> FilterResult:
+        result = self._healthy(state, candidates)
+        ids = drained(state).ids
+        removed = {nid for nid in ids if nid in result.survivors}
+        if removed:
+            result = FilterResult(result.survivors - removed,
+                                  [*result.removals, Removal(DRAINED, removed)])
+        return result
+
+    def _healthy(self, state: ClusterState, candidates: NodeIds) -> FilterResult:
         unhealthy = state.unhealthy_node_ids()
         removed = {nid for nid in unhealthy if nid in candidates}
         if not removed:
@@ -26,3 +38,6 @@ class HealthFilter(Filter):
 
     def restrict(self, state: ClusterState, spec: ContainerSpec, query: Query) -> None:
         query.add(state.healthy_node_ids(), True)
+        ids = drained(state).ids
+        if ids:
+            query.add(ids, False)

@@ -1,0 +1,352 @@
+"""Scale benchmark: N hollow agents, one manager, K containers through the Docker API.
+
+Starts `flock hollow --agents N` and `flock manage` as child processes, the agents
+registered through a file:// discovery, then creates and starts K containers with C in
+flight (aiohttp), lists them (`ps -a`), asks `info`, and removes them. Prints the
+registration time, placements/s, p50/p99 create+start latency, `ps -a` and `info`
+latency, the manager's RSS and the spread quality (containers per node).
+
+    python bench/scale.py --agents 1000 --containers 30000 --concurrency 32
+
+The integration test tests/integration/test_hollow_scale.py drives the same Stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pathlib
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+IMAGE = "busybox"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def healthy_nodes(info: dict) -> int:
+    return sum(1 for key, value in info.get("SystemStatus") or []
+               if key.strip() == "└ Status" and value == "Healthy")
+
+
+@dataclass
+class Stack:
+    """A hollow fleet and a manager as child processes in `folder`; stop() kills both."""
+
+    agents: int
+    folder: pathlib.Path
+    cpus: int = 2
+    memory: str = "2g"
+    heartbeat: str = "5s"
+    manager_args: list[str] = field(default_factory=list)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        with open(self.folder / f"{name}.log", "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flock", *args], cwd=REPO, stdout=out,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+        self.procs[name] = proc
+        return proc
+
+    def log(self, name: str, lines: int = 20) -> str:
+        path = self.folder / f"{name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _check(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
+
+    async def start(self, progress: Callable[[str], None] = print,
+                    timeout: float = 600) -> dict[str, float]:
+        """Start both; the seconds until the fleet served and until every node was
+        healthy in the manager (registration)."""
+        discovery = self.folder / "cluster"
+        discovery.write_text("")
+        started = time.monotonic()
+        self._spawn("hollow", ["hollow", "--agents", str(self.agents), "--cpus",
+                               str(self.cpus), "--memory", self.memory,
+                               "--discovery", f"file://{discovery}"])
+        self.port = _free_port()
+        self._spawn("manager", ["manage", "-H", f"tcp://127.0.0.1:{self.port}",
+                                "--heartbeat", self.heartbeat, *self.manager_args,
+                                f"file://{discovery}"])
+        fleet_ready = await self._wait(lambda: "ready " in self.log("hollow", 3), timeout,
+                                       "hollow agents serving")
+        progress(f"{self.agents} hollow agents serving after {fleet_ready - started:.1f}s")
+        seen = -1
+        async with aiohttp.ClientSession() as session:
+            async def all_healthy() -> bool:
+                nonlocal seen
+                try:
+                    _, info, _ = await call(session, self.url, "GET", "/info")
+                except aiohttp.ClientError:
+                    return False
+                count = healthy_nodes(info) if isinstance(info, dict) else 0
+                if count != seen:
+                    progress(f"  {count}/{self.agents} nodes healthy")
+                    seen = count
+                return count == self.agents
+
+            done = await self._wait(all_healthy, timeout, "all nodes healthy", step=1.0)
+        return {"fleet": fleet_ready - started, "registration": done - fleet_ready}
+
+    async def _wait(self, check, timeout: float, what: str, step: float = 0.2) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check()
+            ok = check()
+            if asyncio.iscoroutine(ok):
+                ok = await ok
+            if ok:
+                return time.monotonic()
+            await asyncio.sleep(step)
+        raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}:\n"
+                           f"{self.log('manager')}")
+
+    def manager_rss(self) -> int:
+        return rss_bytes(self.procs["manager"].pid)
+
+    def stop(self) -> None:
+        for name in ("manager", "hollow"):
+            proc = self.procs.pop(name, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+
+async def call(session: aiohttp.ClientSession, base: str, method: str, path: str,
+               body: object | None = None) -> tuple[int, object, float]:
+    """(status, parsed JSON or None, seconds)."""
+    began = time.perf_counter()
+    async with session.request(method, base + path, json=body) as resp:
+        raw = await resp.read()
+        status = resp.status
+    took = time.perf_counter() - began
+    return status, (json.loads(raw) if raw else None), took
+
+
+def container_body(memory: int = 0, cpus: float = 0, ports: list[int] | None = None) -> dict:
+    host: dict = {}
+    if memory:
+        host["Memory"] = memory
+    if cpus:
+        host["NanoCpus"] = int(cpus * 1e9)
+    if ports:
+        host["PortBindings"] = {f"{p}/tcp": [{"HostPort": str(p)}] for p in ports}
+    body: dict = {"Image": IMAGE, "Cmd": ["sleep", "1d"], "HostConfig": host}
+    if ports:
+        body["ExposedPorts"] = {f"{p}/tcp": {} for p in ports}
+    return body
+
+
+@dataclass
+class LoadResult:
+    ids: list[str]
+    failures: list[tuple[int, object]]
+    latencies: list[float]
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return len(self.ids) / self.seconds if self.seconds else 0.0
+
+
+async def create_and_start(base: str, count: int, concurrency: int, body: dict,
+                           prefix: str = "c", progress: Callable[[str], None] | None = None
+                           ) -> LoadResult:
+    """`count` containers named PREFIX-i, create then start, `concurrency` in flight."""
+    ids: list[str] = []
+    failures: list[tuple[int, object]] = []
+    latencies: list[float] = []
+    queue = iter(range(count))
+    began = time.perf_counter()
+    step = max(1, count // 10)
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for index in queue:
+            start = time.perf_counter()
+            status, answer, _ = await call(session, base, "POST",
+                                           f"/containers/create?name={prefix}-{index}", body)
+            if status != 201:
+                failures.append((status, answer))
+                continue
+            cid = answer["Id"]
+            status, answer, _ = await call(session, base, "POST", f"/containers/{cid}/start")
+            if status != 204:
+                failures.append((status, answer))
+                continue
+            latencies.append(time.perf_counter() - start)
+            ids.append(cid)
+            if progress and len(ids) % step == 0:
+                elapsed = time.perf_counter() - began
+                progress(f"  {len(ids)}/{count} started, {len(ids) / elapsed:.0f}/s")
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return LoadResult(ids, failures, latencies, time.perf_counter() - began)
+
+
+async def remove_all(base: str, ids: list[str], concurrency: int) -> tuple[int, float]:
+    """(how many removals failed, seconds)."""
+    queue = iter(ids)
+    failed = 0
+    began = time.perf_counter()
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal failed
+        for cid in queue:
+            status, _, _ = await call(session, base, "DELETE", f"/containers/{cid}?force=1")
+            failed += status != 204
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return failed, time.perf_counter() - began
+
+
+def node_of(entry: dict) -> str:
+    """The node part of a classic `ps` name, "/node/container"."""
+    return entry["Names"][0].split("/")[1]
+
+
+def per_node(listing: list[dict], nodes: list[str] | None = None) -> Counter:
+    counts = Counter({name: 0 for name in nodes or []})
+    counts.update(node_of(entry) for entry in listing)
+    return counts
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# ------------------------------------------------------------------ the benchmark
+async def bench(args) -> dict:
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="flock-scale-"))
+    stack = Stack(args.agents, folder, cpus=args.cpus, memory=args.memory,
+                  heartbeat=args.heartbeat)
+    out: dict = {"agents": args.agents, "containers": args.containers,
+                 "concurrency": args.concurrency}
+    try:
+        out.update(await stack.start(progress=print))
+        print(f"registration: {out['registration']:.1f}s; manager RSS "
+              f"{stack.manager_rss() / 2**20:.0f} MiB")
+        out["rss_idle_mib"] = stack.manager_rss() / 2**20
+        result = await create_and_start(stack.url, args.containers, args.concurrency,
+                                        container_body(), progress=print)
+        out.update(placed=len(result.ids), failed=len(result.failures),
+                   rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
+                   p99_ms=percentile(result.latencies, .99) * 1e3)
+        if result.failures:
+            print("first failure:", result.failures[0])
+        out["rss_full_mib"] = stack.manager_rss() / 2**20
+        async with aiohttp.ClientSession() as session:
+            status, listing, out["ps_s"] = await call(session, stack.url, "GET",
+                                                      "/containers/json?all=1")
+            _, _, out["info_s"] = await call(session, stack.url, "GET", "/info")
+        counts = per_node(listing if status == 200 else [])
+        values = list(counts.values()) or [0]
+        out.update(ps_count=len(listing) if status == 200 else -1, node_min=min(values),
+                   node_max=max(values), node_stdev=statistics.pstdev(values))
+        print("removing ...")
+        failed, seconds = await remove_all(stack.url, result.ids, args.concurrency)
+        out.update(remove_failed=failed, remove_rate=len(result.ids) / seconds)
+        out["rss_end_mib"] = stack.manager_rss() / 2**20
+    finally:
+        stack.stop()
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            print(f"logs kept in {folder}")
+    return out
+
+
+def report(out: dict) -> None:
+    rows = [
+        ("hollow fleet up", f"{out.get('fleet', 0):.1f} s"),
+        ("registration (all healthy)", f"{out.get('registration', 0):.1f} s"),
+        ("placed / failed", f"{out.get('placed')} / {out.get('failed')}"),
+        ("create+start rate", f"{out.get('rate', 0):.0f} /s"),
+        ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms"),
+        ("ps -a", f"{out.get('ps_s', 0) * 1e3:.0f} ms ({out.get('ps_count')} rows)"),
+        ("info", f"{out.get('info_s', 0) * 1e3:.0f} ms"),
+        ("manager RSS idle / full / end",
+         f"{out.get('rss_idle_mib', 0):.0f} / {out.get('rss_full_mib', 0):.0f} / "
+         f"{out.get('rss_end_mib', 0):.0f} MiB"),
+        ("per node min / max / stdev",
+         f"{out.get('node_min')} / {out.get('node_max')} / {out.get('node_stdev', 0):.2f}"),
+        ("remove rate (failed)",
+         f"{out.get('remove_rate', 0):.0f} /s ({out.get('remove_failed')})"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    print(f"\n{out['agents']} agents x {out['containers']} containers, "
+          f"{out['concurrency']} in flight")
+    for name, value in rows:
+        print(f"  {name:<{width}}  {value}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--containers", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--memory", default="2g")
+    parser.add_argument("--heartbeat", default="5s", help="manager heartbeat")
+    parser.add_argument("--keep", action="store_true", help="keep the logs folder")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    args = parser.parse_args()
+    out = asyncio.run(bench(args))
+    report(out)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

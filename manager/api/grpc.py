@@ -1,0 +1,390 @@
+"""ClusterService: the cluster as typed gRPC calls (protos/cluster.proto), beside the
+Docker API front.
+
+Placement goes through the same functions as `POST /containers/create` (spec_from_create,
+the implicit image affinity, `scheduler.place` then `state.reserve` with no await in
+between, prepare_create_body), so a Run lands where `docker run` would and a bad rule
+gets the Docker API's message. Errors map the Engine's status codes to gRPC codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from certs.exposure import is_loopback, refusal
+from manager.api.docker.ps import present
+from manager.cluster.agent_client import AgentError, AgentUnavailable
+from manager.cluster.model import Container, Node
+from manager.cluster.records import after_action
+from manager.cluster.reschedule import wants_reschedule
+from manager.cluster.state import Ambiguous, NotFound
+from manager.placing import place_and_create, with_image_affinity
+from manager.scheduler.drain import drained, set_drained
+from manager.scheduler.scheduler import NoNodeAvailable
+from manager.scheduler.spec import RuleError, spec_from_create
+from protos import cluster_pb2 as pb
+from protos import cluster_pb2_grpc
+
+if TYPE_CHECKING:
+    from manager.app import Manager
+
+log = logging.getLogger("flock.manager.grpc")
+
+CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 404: grpc.StatusCode.NOT_FOUND,
+         409: grpc.StatusCode.FAILED_PRECONDITION, 501: grpc.StatusCode.UNIMPLEMENTED,
+         503: grpc.StatusCode.UNAVAILABLE}
+
+
+LIVE = ("running", "paused", "restarting")  # what `docker ps` shows without -a
+
+
+class Failure(Exception):
+    """An answer that is an error: a gRPC code and the message the client shows."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def failure_for(status: int, answer: object) -> Failure:
+    message = answer.get("message") if isinstance(answer, dict) else None
+    return Failure(CODES.get(status, grpc.StatusCode.INTERNAL), str(message or answer))
+
+
+# ------------------------------------------------------------------ conversions
+def node_status(manager: Manager, node: Node) -> pb.NodeStatus:
+    usage = manager.state.usage(node.id)
+    return pb.NodeStatus(
+        id=node.id, name=node.name, address=node.addr, health=node.health, error=node.error,
+        drained=node.id in drained(manager.state).ids, cpus=node.cpus, memory=node.memory,
+        reserved_cpus=usage.cpus, reserved_memory=usage.memory, containers=usage.containers,
+        labels=node.labels, runtime=node.runtime)
+
+
+def container_info(manager: Manager, container: Container) -> pb.ContainerInfo:
+    node = manager.state.node(container.node_id)
+    return pb.ContainerInfo(
+        id=container.id, name=container.name, node=node.name if node else "",
+        node_id=container.node_id, image=container.image, state=container.state,
+        status=str(present(container, node).get("Status") or container.state),
+        reserved_cpus=container.reserved_cpus, reserved_memory=container.reserved_memory,
+        labels=container.labels, created=container.created)
+
+
+def _parsed(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")
+
+
+def create_body(spec: pb.ContainerSpec) -> dict:
+    """The Docker create JSON `docker run` would send for the same options."""
+    if not spec.image:
+        raise Failure(grpc.StatusCode.INVALID_ARGUMENT, "an image is required")
+    host: dict = {}
+    if spec.memory < 0 or spec.cpus < 0:
+        raise Failure(grpc.StatusCode.INVALID_ARGUMENT, "memory and cpus must not be negative")
+    if spec.memory:
+        host["Memory"] = spec.memory
+    if spec.cpus:
+        host["NanoCpus"] = int(spec.cpus * 1e9)
+    exposed, bindings = {}, {}
+    for text in spec.ports:
+        outside, sep, inside = text.rpartition(":")
+        port, _, proto = inside.partition("/")
+        if not sep or not outside.isdigit() or not port.isdigit() or proto not in ("", "tcp",
+                                                                                    "udp"):
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT,
+                          f'invalid port "{text}": expected HOST:CONTAINER[/tcp|/udp]')
+        key = f"{port}/{proto or 'tcp'}"
+        exposed[key] = {}
+        bindings.setdefault(key, []).append({"HostIp": "", "HostPort": outside})
+    if bindings:
+        host["PortBindings"] = bindings
+    body: dict = {"Image": spec.image, "Env": list(spec.env), "Labels": dict(spec.labels),
+                  "HostConfig": host}
+    if spec.cmd:
+        body["Cmd"] = list(spec.cmd)
+    if exposed:
+        body["ExposedPorts"] = exposed
+    return body
+
+
+# ------------------------------------------------------------------ the service
+class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
+    def __init__(self, manager: Manager) -> None:
+        self.manager = manager
+        self.watchers: set[asyncio.Queue] = set()  # open Events streams
+
+    @property
+    def state(self):
+        return self.manager.state
+
+    async def ListNodes(self, request, context) -> pb.ListNodesReply:
+        nodes = sorted(self.state.nodes(), key=lambda n: n.name)
+        return pb.ListNodesReply(nodes=[node_status(self.manager, n) for n in nodes])
+
+    async def ListContainers(self, request, context) -> pb.ListContainersReply:
+        found = [c for c in self.state.containers() if request.all or c.state in LIVE]
+        found.sort(key=lambda c: c.created, reverse=True)
+        return pb.ListContainersReply(
+            containers=[container_info(self.manager, c) for c in found])
+
+    async def InspectContainer(self, request, context) -> pb.ContainerInfo:
+        return await _answer(context, self._inspect(request.ref))
+
+    async def _inspect(self, ref: str) -> pb.ContainerInfo:
+        return container_info(self.manager, self._container(ref)[0])
+
+    async def Run(self, request, context) -> pb.RunReply:
+        return await _answer(context, self._run(request.spec))
+
+    async def Stop(self, request, context) -> pb.ContainerInfo:
+        query = f"t={request.timeout}" if request.timeout else ""
+        return await _answer(context, self._act(request.ref, "stop", query))
+
+    async def Remove(self, request, context) -> pb.RemoveReply:
+        return await _answer(context, self._remove(request.ref, request.force))
+
+    async def Explain(self, request, context) -> pb.Explanation:
+        return await _answer(context, self._explain(request))
+
+    async def Drain(self, request, context) -> pb.DrainReply:
+        return await _answer(context, self._drain_node(request.ref, request.reschedule))
+
+    async def Activate(self, request, context) -> pb.NodeStatus:
+        return await _answer(context, self._drain(request.ref, False))
+
+    async def Events(self, request, context) -> AsyncIterator[pb.Event]:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
+        self.watchers.add(queue)
+        since = time.time()
+        tasks = [asyncio.create_task(self._follow(node, since, queue))
+                 for node in self.state.healthy_nodes()]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self.watchers.discard(queue)
+            for task in tasks:
+                task.cancel()
+
+    # ------------------------------------------------------------- the work
+    def _primary_only(self) -> None:
+        """Changes are the primary's to make (replicated managers); the Docker front
+        forwards them, this service says where to go instead."""
+        if self.manager.is_primary():
+            return
+        leader = self.manager.ha.leader if self.manager.ha is not None else ""
+        where = f"the primary (Docker API {leader})" if leader else "the primary, once elected"
+        raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
+                      f"this manager is a replica: send changes to {where}")
+
+    def _container(self, ref: str) -> tuple[Container, Node]:
+        try:
+            container = self.state.resolve(ref)
+        except Ambiguous as exc:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+        except NotFound as exc:
+            raise Failure(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+        node = self.state.node(container.node_id)
+        if node is None:
+            raise Failure(grpc.StatusCode.NOT_FOUND, f"No such container: {ref}")
+        return container, node
+
+    def _node(self, ref: str) -> Node:
+        try:
+            return self.state.find_node(ref)
+        except NotFound as exc:
+            raise Failure(grpc.StatusCode.NOT_FOUND, str(exc)) from None
+
+    async def _call(self, node: Node, method: str, path: str, query: str = "",
+                    body: object | None = None) -> tuple[int, object]:
+        client = self.manager.client(node.id)
+        if client is None:
+            raise Failure(grpc.StatusCode.UNAVAILABLE, f"node {node.name} is not connected")
+        try:
+            return await client.request_json(method, path, query, body)
+        except AgentUnavailable as exc:
+            raise Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+
+    def _spec(self, request: pb.ContainerSpec):
+        body = create_body(request)
+        try:
+            return body, spec_from_create(body, request.name)
+        except RuleError as exc:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+
+    async def _run(self, request: pb.ContainerSpec) -> pb.RunReply:
+        self._primary_only()
+        name = request.name.lstrip("/")
+        if name and self.state.name_taken(name):
+            raise Failure(grpc.StatusCode.ALREADY_EXISTS,
+                          f'Conflict. The container name "/{name}" is already in use.')
+        body, spec = self._spec(request)
+        query = urllib.parse.urlencode({"name": name}) if name else ""
+
+        async def send(node: Node, payload: bytes):
+            client = self.manager.client(node.id)
+            if client is None:
+                raise Failure(grpc.StatusCode.UNAVAILABLE, f"node {node.name} is not connected")
+            exchange = await client.request("POST", "/containers/create", query,
+                                            [("Content-Type", "application/json")], payload)
+            return exchange.status, await exchange.body(), None
+
+        try:
+            placed = await place_and_create(self.manager, body, spec, name, send)
+        except NoNodeAvailable as exc:
+            raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        except AgentError as exc:
+            raise Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+        if placed.record is None:
+            raise failure_for(placed.status, _parsed(placed.data))
+        node, record = placed.node, placed.record
+        status, answer = await self._call(node, "POST", f"/containers/{record.id}/start")
+        if status >= 300:
+            raise failure_for(status, answer)
+        started = after_action(record, "start") or record
+        self.manager.watcher.record(started)
+        self.manager.watcher.refresh_soon(node.id, record.id)
+        return pb.RunReply(container=container_info(self.manager, started),
+                           warnings=placed.warnings)
+
+    async def _act(self, ref: str, action: str, query: str = "") -> pb.ContainerInfo:
+        self._primary_only()
+        container, node = self._container(ref)
+        status, answer = await self._call(node, "POST", f"/containers/{container.id}/{action}",
+                                          query)
+        if status >= 300 and status != 304:
+            raise failure_for(status, answer)
+        with contextlib.suppress(AgentError):
+            container = await self.manager.watcher.refresh_container(
+                node.id, container.id) or container
+        return container_info(self.manager, container)
+
+    async def _remove(self, ref: str, force: bool) -> pb.RemoveReply:
+        self._primary_only()
+        container, node = self._container(ref)
+        status, answer = await self._call(node, "DELETE", f"/containers/{container.id}",
+                                          "force=1" if force else "")
+        if status >= 300 and status != 404:
+            raise failure_for(status, answer)
+        self.manager.watcher.forget_container(container.id)
+        return pb.RemoveReply(id=container.id)
+
+    async def _explain(self, request: pb.ContainerSpec) -> pb.Explanation:
+        _, spec = self._spec(request)
+        placing, _ = with_image_affinity(self.state, spec)
+        scheduler = self.manager.scheduler
+        found = scheduler.explain(self.state, placing)
+        nodes = self.state.node_map()
+
+        def names(ids: set[str]) -> list[str]:
+            return sorted(nodes[i].name if i in nodes else i for i in ids)
+
+        return pb.Explanation(
+            removals=[pb.Removal(condition=r.condition, nodes=names(r.removed), detail=r.detail)
+                      for r in found.removals],
+            dropped_soft=found.dropped_soft,
+            ranking=[pb.RankedNode(node=n.name, weight=w, containers=c)
+                     for n, w, c in found.ranking],
+            error=found.error, strategy=scheduler.strategy_name, filters=scheduler.filter_names)
+
+    async def _drain(self, ref: str, value: bool) -> pb.NodeStatus:
+        self._primary_only()
+        node = self._node(ref)
+        if set_drained(self.state, node.id, value):
+            action = "drain" if value else "activate"
+            log.info("node %s: %s", node.name, action)
+            self._publish(pb.Event(kind="node", action=action, node=node.name, id=node.id,
+                                   time=time.time()))
+        return node_status(self.manager, node)
+
+    async def _drain_node(self, ref: str, reschedule: bool) -> pb.DrainReply:
+        status = await self._drain(ref, True)
+        reply = pb.DrainReply(node=status)
+        if not reschedule:
+            return reply
+        rescheduler = self.manager.rescheduler
+        for container in self.state.containers(status.id):
+            if not wants_reschedule(container.labels):
+                continue
+            label = container.name or container.id[:12]
+            moved = await rescheduler.move(container)
+            (reply.moved if moved else reply.stayed).append(label)
+        reply.node.CopyFrom(node_status(self.manager, self._node(status.id)))
+        return reply
+
+    def _publish(self, event: pb.Event) -> None:
+        for queue in self.watchers:
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    async def _follow(self, node: Node, since: float, queue: asyncio.Queue) -> None:
+        """One node's container events into one Events stream, until it ends."""
+        client = self.manager.client(node.id)
+        if client is None:
+            return
+        try:
+            async for event in client.events(since=since):
+                actor = event.get("Actor") or {}
+                queue.put_nowait(pb.Event(
+                    kind=str(event.get("Type") or "container"), action=str(event.get("Action")
+                                                                           or ""),
+                    node=node.name, id=str(actor.get("ID") or event.get("id") or ""),
+                    time=float(event.get("time") or 0), raw=json.dumps(event).encode()))
+        except (AgentError, asyncio.QueueFull) as exc:
+            log.info("events of %s for a ClusterService stream ended: %s", node.name, exc)
+
+
+async def _answer(context: grpc.aio.ServicerContext, work):
+    """Await `work`; a Failure ends the call with its code and message."""
+    try:
+        return await work
+    except Failure as exc:
+        await context.abort(exc.code, str(exc))
+
+
+# ------------------------------------------------------------------ serving
+def server_credentials(manager: Manager) -> grpc.ServerCredentials | None:
+    """The Docker front's identity; client certs are required as with --tlsverify."""
+    ident = manager.front_tls
+    if ident is None:
+        return None
+    verify = manager.config.tlsverify
+    return grpc.ssl_server_credentials(
+        [(ident.key_pem, ident.cert_pem)],
+        root_certificates=ident.ca_pem if verify else None, require_client_auth=verify)
+
+
+async def start_server(manager: Manager, addr: str) -> tuple[grpc.aio.Server, str]:
+    """Serve ClusterService on HOST:PORT; returns the server and the address bound
+    (the real port when 0 was asked for). Plaintext only on loopback unless --insecure."""
+    from manager.app import ConfigError
+
+    host, sep, port = addr.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"invalid --grpc-addr {addr!r}: expected HOST:PORT")
+    credentials = server_credentials(manager)
+    if credentials is None and not is_loopback(host.strip("[]")) and not manager.config.insecure:
+        raise ConfigError(refusal("--grpc-addr", addr, "--tlsverify --tlscacert --tlscert "
+                                                       "--tlskey"))
+    server = grpc.aio.server()
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(manager), server)
+    try:
+        bound = (server.add_secure_port(addr, credentials) if credentials is not None
+                 else server.add_insecure_port(addr))
+    except RuntimeError as exc:
+        raise ConfigError(f"cannot listen on {addr} (--grpc-addr): {exc}") from None
+    await server.start()
+    return server, f"{host}:{bound}"

@@ -1,0 +1,82 @@
+"""Placing one new container: schedule, hold the node's resources, create it there,
+record it. The Docker API's `create` and the ClusterService's `Run` both go through
+here, so a container gets the same rules, labels and bookkeeping whichever door it
+came in by.
+
+The decision and the reservation happen with no `await` in between, so concurrent
+creates never see the same free resources twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from manager.cluster.model import Container, Node
+from manager.cluster.records import created_record
+from manager.scheduler.rules import Rule, RuleError, parse_rule
+from manager.scheduler.spec import ContainerSpec, prepare_create_body
+
+if TYPE_CHECKING:
+    from manager.app import Manager
+    from manager.cluster.state import ClusterState
+
+T = TypeVar("T")
+# Sends the create request (JSON bytes) to the node; returns (status, answer bytes, and
+# whatever the caller wants back, e.g. the exchange to relay a refusal as it came).
+Send = Callable[[Node, bytes], Awaitable[tuple[int, bytes, T]]]
+
+
+@dataclass
+class Placed(Generic[T]):
+    node: Node
+    status: int  # the node's answer to the create
+    data: bytes  # its body
+    extra: T  # what `send` returned beside them
+    record: Container | None  # the new container's record, on a 201
+    warnings: list[str]  # soft rules dropped to find a node
+
+
+def with_image_affinity(state: ClusterState, spec: ContainerSpec
+                        ) -> tuple[ContainerSpec, str]:
+    """Classic Swarm's implicit soft affinity: prefer the nodes that already have the
+    image (a built or imported image may exist on one node only). Used for placement
+    only; the container's labels keep the user's own rules. Returns the spec to place
+    and the added rule's text ("" when none was added)."""
+    if (not spec.image or any(r.key == "image" for r in spec.affinities)
+            or any(r.key == "node" for r in spec.constraints)
+            or not state.nodes_with_image(spec.image)):
+        return spec, ""
+    try:
+        rule = parse_rule(f"image==~{spec.image}", "affinity")
+    except RuleError:
+        return spec, ""
+    return replace(spec, affinities=[*spec.affinities, rule]), rule.source
+
+
+async def place_and_create(manager: Manager, body: dict, spec: ContainerSpec, name: str,
+                           send: Send[T], pinned: list[Rule] | None = None) -> Placed[T]:
+    """Raises the scheduler's NoNodeAvailable when nothing fits; nothing is created
+    then."""
+    state = manager.state
+    placing, implicit = with_image_affinity(state, spec)
+    if pinned:
+        placing = replace(placing, constraints=[*placing.constraints, *pinned])
+    decision = manager.scheduler.place(state, placing)
+    node = decision.node
+    token = state.reserve(node.id, name, spec.cpus, spec.memory, spec.ports)
+    record = None
+    try:
+        prepared = prepare_create_body(body, spec)
+        status, data, extra = await send(node, json.dumps(prepared).encode())
+        if status == 201:
+            record = created_record(node.id, json.loads(data)["Id"], name, prepared)
+            manager.watcher.record(record)
+            manager.watcher.refresh_soon(node.id, record.id)
+    finally:
+        state.release(token)
+    warnings = [f"soft rule dropped to place the container: {rule}"
+                for rule in decision.dropped_soft if rule != implicit]
+    return Placed(node, status, data, extra, record, warnings)

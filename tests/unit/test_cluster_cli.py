@@ -1,0 +1,99 @@
+"""The pure parts of the `flock` cluster commands and of ClusterService's Run body."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from flock import client
+from flock.cluster_cli import node_row, verdicts
+from manager.api.grpc import ClusterService, Failure, create_body
+from manager.app import Manager, ManagerConfig
+from protos import cluster_pb2 as pb
+
+
+@pytest.mark.parametrize("text,size", [("0", 0), ("512", 512), ("64m", 64 << 20),
+                                       ("1g", 1 << 30), ("1.5GiB", 3 << 29), ("2k", 2048)])
+def test_sizes_as_docker_takes_them(text, size):
+    assert client.parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "lots", "1x", "-1g"])
+def test_bad_sizes_are_named(text):
+    with pytest.raises(client.ClientError, match="invalid size"):
+        client.parse_size(text)
+
+
+def test_host_from_flag_environment_or_default(monkeypatch):
+    monkeypatch.delenv("FLOCK_HOST", raising=False)
+    assert client.target(None) == client.DEFAULT_HOST
+    monkeypatch.setenv("FLOCK_HOST", "tcp://10.0.0.1:2377")
+    assert client.target(None) == "10.0.0.1:2377"
+    assert client.target("h:1") == "h:1"
+    for bad in ("h", "unix:///x.sock", "h:port"):
+        with pytest.raises(client.ClientError, match="invalid host"):
+            client.target(bad)
+
+
+def test_a_missing_cert_file_is_named(tmp_path):
+    args = client.argparse.Namespace(host="h:1", tlsverify=True, tlscacert=str(tmp_path / "ca"),
+                                     tlscert=None, tlskey=None)
+    with pytest.raises(client.ClientError, match=f"cannot read {tmp_path / 'ca'}"):
+        client.channel(args)
+
+
+def test_node_row_shows_reservations_as_percentages():
+    node = pb.NodeStatus(name="n1", address="h:1", health="healthy", drained=True, cpus=4,
+                         reserved_cpus=1, memory=8 << 30, reserved_memory=2 << 30,
+                         containers=3, labels={"zone": "a", "ostype": "linux"})
+    assert node_row(node) == ["n1", "h:1", "healthy (drained)", "3", "1/4 25%",
+                              "2.0/8.0 GiB 25%", "zone=a"]
+
+
+def test_verdicts_say_chosen_ranked_or_what_removed_a_node():
+    nodes = [pb.NodeStatus(name=n) for n in ("a", "b", "c", "d")]
+    found = pb.Explanation(
+        removals=[pb.Removal(condition="port 80 (Bridge mode)", nodes=["c"]),
+                  pb.Removal(condition="healthy node", nodes=["d"], detail="x")],
+        ranking=[pb.RankedNode(node="b", weight=1, containers=0),
+                 pb.RankedNode(node="a", weight=2, containers=1)])
+    assert [row[:2] for row in verdicts(nodes, found)] == [
+        ["b", "chosen"], ["a", "ranked 2"], ["c", "removed by [port 80 (Bridge mode)]"],
+        ["d", "removed by [healthy node] (x)"]]
+
+
+def test_run_body_is_what_docker_run_sends():
+    body = create_body(pb.ContainerSpec(image="busybox", cmd=["top"], env=["a=1"],
+                                        memory=64 << 20, cpus=1.5, ports=["8080:80/udp"]))
+    assert body == {
+        "Image": "busybox", "Cmd": ["top"], "Env": ["a=1"], "Labels": {},
+        "ExposedPorts": {"80/udp": {}},
+        "HostConfig": {"Memory": 64 << 20, "NanoCpus": 1_500_000_000,
+                       "PortBindings": {"80/udp": [{"HostIp": "", "HostPort": "8080"}]}}}
+
+
+@pytest.mark.parametrize("spec,message", [
+    (pb.ContainerSpec(), "an image is required"),
+    (pb.ContainerSpec(image="b", memory=-1), "must not be negative"),
+    (pb.ContainerSpec(image="b", ports=["80"]), 'invalid port "80"'),
+    (pb.ContainerSpec(image="b", ports=["1:2/sctp"]), 'invalid port "1:2/sctp"'),
+])
+def test_bad_run_bodies_are_invalid_arguments(spec, message):
+    with pytest.raises(Failure, match=message) as err:
+        create_body(spec)
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_a_replica_refuses_changes_and_says_where_to_go():
+    manager = Manager(ManagerConfig(discovery="etcd://127.0.0.1:1/flock", replication=True,
+                                    advertise="127.0.0.1:2375"))
+    manager.ha.leader = "10.0.0.9:2375"  # what an election would have set
+    service = ClusterService(manager)
+    for work in (service._drain("n", True), service._remove("c", False),
+                 service._run(pb.ContainerSpec(image="busybox"))):
+        with pytest.raises(Failure, match=r"replica: send changes to the primary \(Docker "
+                                          r"API 10.0.0.9:2375\)") as err:
+            asyncio.run(work)
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
