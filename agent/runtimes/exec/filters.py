@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from agent.runtimes.exec.errors import bad_request
 
@@ -28,3 +29,38 @@ def parse_filters(text: str, allowed: set[str]) -> dict[str, list[str]]:
         else:
             result[key] = [str(values)]
     return result
+
+
+def label_ok(labels: dict, wanted: list[str]) -> bool:
+    """`label=k` (present) and `label=k=v` (equal) filters, all of them."""
+    return all(labels.get(w.partition("=")[0]) == w.partition("=")[2] if "=" in w
+               else w in labels for w in wanted)
+
+
+# What a container of a runtime without health checks, tasks or isolation modes answers.
+STATIC_CHECKS: dict[str, Callable[[str], bool]] = {
+    "health": lambda v: v == "none",
+    "is-task": lambda v: v.lower() in ("false", "0"),
+    "isolation": lambda v: v == "default",
+}
+
+
+def container_matches(filters: dict[str, list[str]], checks: dict[str, Callable[[str], bool]],
+                      labels: dict) -> bool:
+    """The Engine's `containers/json` filter semantics: the values of one key are
+    alternatives, different keys must all hold. `checks` answers per key and value;
+    before/since are applied by the caller; keys the runtime does not model (volume,
+    network, publish, expose) match nothing."""
+    checks = {**STATIC_CHECKS, **checks}
+    for key, values in filters.items():
+        if key == "label":
+            if not label_ok(labels, values):
+                return False
+        elif key in ("before", "since"):
+            continue
+        elif key in checks:
+            if not any(checks[key](v) for v in values):
+                return False
+        elif values:
+            return False
+    return True

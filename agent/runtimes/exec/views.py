@@ -8,6 +8,7 @@ import time
 
 from agent.runtimes.exec.containers import ContainerManager
 from agent.runtimes.exec.errors import bad_request
+from agent.runtimes.exec.filters import container_matches
 from agent.runtimes.exec.store import ContainerRecord
 from agent.runtimes.exec.supervisor import RunState
 from agent.runtimes.exec.timefmt import parse_rfc3339nano
@@ -18,7 +19,7 @@ LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before",
 STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
-def _network_settings() -> dict:
+def network_settings() -> dict:
     return {"Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
@@ -45,7 +46,7 @@ def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
         "HostConfig": record.host_config,
         "GraphDriver": {"Name": "exec", "Data": {"UpperDir": str(folder / "upper"),
                                                  "MergedDir": str(folder / "rootfs")}},
-        "Mounts": [], "Config": record.config, "NetworkSettings": _network_settings(),
+        "Mounts": [], "Config": record.config, "NetworkSettings": network_settings(),
     }
 
 
@@ -92,36 +93,15 @@ def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> d
     return entry
 
 
-def _label_ok(labels: dict, wanted: list[str]) -> bool:
-    return all(labels.get(w.partition("=")[0]) == w.partition("=")[2] if "=" in w
-               else w in labels for w in wanted)
-
-
 def _matches(manager: ContainerManager, record: ContainerRecord, state: RunState,
              filters: dict[str, list[str]]) -> bool:
-    """Values of one key are alternatives; different keys must all hold."""
-    checks = {
+    return container_matches(filters, {
         "id": lambda v: record.id.startswith(v),
         "name": lambda v: re.search(v, f"/{record.name}") is not None,
         "status": lambda v: ("paused" if manager.paused(record) else state.status) == v,
         "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
         "ancestor": lambda v: _ancestor(manager, record, v),
-        "health": lambda v: v == "none",
-        "is-task": lambda v: v.lower() in ("false", "0"),
-        "isolation": lambda v: v == "default",
-    }
-    for key, values in filters.items():
-        if key == "label":
-            if not _label_ok(record.config.get("Labels") or {}, values):
-                return False
-        elif key in ("before", "since"):
-            continue
-        elif key in checks:
-            if not any(checks[key](v) for v in values):
-                return False
-        elif values:  # volume, network, publish, expose: the exec runtime has none
-            return False
-    return True
+    }, record.config.get("Labels") or {})
 
 
 def _ancestor(manager: ContainerManager, record: ContainerRecord, ref: str) -> bool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import re
 
 from agent.runtimes.exec.errors import bad_request
+from agent.runtimes.exec.filters import container_matches
 from agent.runtimes.exec.supervisor import RunState
-from agent.runtimes.exec.views import STATUSES, _label_ok, _network_settings, status_text
+from agent.runtimes.exec.views import STATUSES, network_settings, status_text
 from agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
 
 
@@ -30,7 +31,7 @@ def _ports(c: HollowContainer) -> dict:
 
 def inspect(c: HollowContainer) -> dict:
     cmd = c.command()
-    network = _network_settings()
+    network = network_settings()
     network["Ports"] = _ports(c)
     return {
         "Id": c.id, "Created": c.created, "Path": cmd[0] if cmd else "",
@@ -64,29 +65,13 @@ def summary(c: HollowContainer) -> dict:
 
 
 def _matches(c: HollowContainer, filters: dict[str, list[str]]) -> bool:
-    """Values of one key are alternatives; different keys must all hold."""
-    checks = {
+    return container_matches(filters, {
         "id": lambda v: c.id.startswith(v),
         "name": lambda v: re.search(v, f"/{c.name}") is not None,
         "status": lambda v: c.status == v,
         "exited": lambda v: c.status == "exited" and str(c.exit_code) == v,
         "ancestor": lambda v: v in (c.image, image_id(c.image)),
-        "health": lambda v: v == "none",
-        "is-task": lambda v: v.lower() in ("false", "0"),
-        "isolation": lambda v: v == "default",
-    }
-    for key, values in filters.items():
-        if key == "label":
-            if not _label_ok(c.config.get("Labels") or {}, values):
-                return False
-        elif key in ("before", "since"):
-            continue
-        elif key in checks:
-            if not any(checks[key](v) for v in values):
-                return False
-        elif values:  # volume, network, publish, expose: not modelled
-            return False
-    return True
+    }, c.config.get("Labels") or {})
 
 
 def listing(node: HollowNode, all_: bool, limit: int,
