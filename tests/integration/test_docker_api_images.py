@@ -4,9 +4,11 @@ load fan out, images merges, save and history come from one node."""
 
 from __future__ import annotations
 
+import io
 import json
 import tarfile
 
+import docker
 import pytest
 
 from tests.support.cluster import Cluster
@@ -98,3 +100,40 @@ def test_pull_of_a_missing_image_names_each_node(cluster, registry):
     assert b"node-a" in proc.stderr or b"node-b" in proc.stderr
     status, body, _ = cluster.api("POST", "/images/create")
     assert status == 400 and body["message"] == "either fromImage or fromSrc must be given"
+
+
+def test_build_goes_where_its_build_arg_constraints_say(cluster):
+    """Classic Swarm's form: `--build-arg constraint:node==node-b`. The rule picks the
+    node and is not passed on to the engine as a build arg."""
+    dockerfile = b"FROM busybox:latest\nRUN echo built > /built\n"
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        tar.addfile(info, io.BytesIO(dockerfile))
+    client = docker.APIClient(base_url=cluster.url.replace("tcp://", "http://"))
+    try:
+        for target in ("node-b", "node-a"):
+            tag = f"built-on-{target}:1"
+            context.seek(0)
+            lines = list(client.build(fileobj=context, custom_context=True, tag=tag,
+                                      buildargs={"constraint:node": f"={target}"},
+                                      decode=True))
+            assert not any("error" in line for line in lines), lines
+            assert not any("not consumed" in str(line) for line in lines), lines
+            holders = [name for name, engine in zip(cluster.names, cluster.engines,
+                                                    strict=True) if has(engine, tag)]
+            assert holders == [target]
+        context.seek(0)
+        with pytest.raises(docker.errors.APIError) as failed:
+            list(client.build(fileobj=context, custom_context=True, tag="nowhere:1",
+                              buildargs={"constraint:node": "=mars"}, decode=True))
+        assert "Unable to find a node" in str(failed.value)
+        context.seek(0)
+        with pytest.raises(docker.errors.APIError) as bad:
+            list(client.build(fileobj=context, custom_context=True, tag="bad:1",
+                              buildargs={"constraint:node": "=~/[/"}, decode=True))
+        assert bad.value.status_code == 400
+    finally:
+        for engine in cluster.engines:
+            engine.docker("rmi", "-f", "built-on-node-a:1", "built-on-node-b:1", check=False)

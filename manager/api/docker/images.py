@@ -8,14 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.parse
 
 from aiohttp import web
 
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError, json_answer
+from manager.api.docker.errors import DockerError, bad_parameter, json_answer
 from manager.cluster.agent_client import AgentError, DockerExchange
 from manager.cluster.model import Node
+from manager.scheduler.scheduler import NoNodeAvailable
+from manager.scheduler.spec import RuleError, spec_from_create
 
 log = logging.getLogger("flock.manager.images")
 
@@ -251,17 +254,54 @@ async def on_every_holder(call: Call) -> web.StreamResponse:
     return json_answer(merged)
 
 
-async def build(call: Call) -> web.StreamResponse:
-    """`docker build` runs on one node: the healthy one holding the fewest containers."""
-    state = call.state
-    nodes = sorted(state.healthy_nodes(), key=lambda n: (state.usage(n.id).containers, n.name))
-    if not nodes:
-        raise DockerError(500, "no healthy node to build on: check `docker info`")
-    response = await proxy.forward(call, nodes[0])
+RULE_PREFIXES = ("constraint:", "affinity:")
+
+
+def build_rules(query: str) -> tuple[list[str], str]:
+    """Classic Swarm's scheduling of a build: `--build-arg constraint:KEY==VALUE` (the
+    arg's name is `constraint:KEY`, its value `=VALUE`) and likewise `affinity:`. Returns
+    the rules as environment entries and the query without those build args, so that
+    the engine does not warn about args no Dockerfile consumes."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    raw = next((v for k, v in pairs if k == "buildargs"), "")
+    if not raw:
+        return [], query
     try:
-        await call.manager.watcher.load_images(nodes[0].id)
+        args = json.loads(raw)
+    except ValueError:
+        raise bad_parameter(f"invalid buildargs: {raw[:80]}") from None
+    if not isinstance(args, dict):
+        raise bad_parameter("invalid buildargs: expected a JSON object")
+    rules = [f"{k}={v}" for k, v in args.items() if k.startswith(RULE_PREFIXES)]
+    kept = {k: v for k, v in args.items() if not k.startswith(RULE_PREFIXES)}
+    pairs = [(k, json.dumps(kept) if k == "buildargs" else v) for k, v in pairs]
+    return rules, urllib.parse.urlencode(pairs)
+
+
+async def build(call: Call) -> web.StreamResponse:
+    """`docker build` runs on one node: the one the scheduler picks for the build args'
+    constraints and affinities, else the healthy one holding the fewest containers."""
+    state = call.state
+    rules, query = build_rules(call.query_string)
+    if rules:
+        try:
+            spec = spec_from_create({"Image": "", "Env": rules})
+            node = call.manager.scheduler.place(state, spec).node
+        except RuleError as exc:
+            raise bad_parameter(str(exc)) from None
+        except NoNodeAvailable as exc:
+            raise DockerError(500, str(exc)) from None
+    else:
+        nodes = sorted(state.healthy_nodes(),
+                       key=lambda n: (state.usage(n.id).containers, n.name))
+        if not nodes:
+            raise DockerError(500, "no healthy node to build on: check `docker info`")
+        node = nodes[0]
+    response = await proxy.forward(call, node, query=query)
+    try:
+        await call.manager.watcher.load_images(node.id)
     except AgentError as exc:
-        log.debug("images of %s after a build: %s", nodes[0].name, exc)
+        log.debug("images of %s after a build: %s", node.name, exc)
     return response
 
 
