@@ -21,15 +21,17 @@ def flock(*args: str, **kwargs) -> subprocess.CompletedProcess:
                           text=True, timeout=240, **kwargs)
 
 
-def shim_processes() -> set[int]:
-    out = subprocess.run(["pgrep", "-f", "agent.runtimes.exec.shim"], capture_output=True,
-                         text=True).stdout
+def shim_processes(state_dir) -> set[int]:
+    """The container supervisors of this cluster only (other runs may have their own)."""
+    out = subprocess.run(["pgrep", "-f", f"agent.runtimes.exec.shim {state_dir}"],
+                         capture_output=True, text=True).stdout
     return {int(pid) for pid in out.split()}
 
 
 def test_demo_spreads_containers_and_cleans_up(tmp_path):
-    before = shim_processes()
-    result = flock("demo", "--agents", "2", "--runtime", "exec", "--containers", "4")
+    state = tmp_path / "demo"
+    result = flock("demo", "--agents", "2", "--runtime", "exec", "--containers", "4",
+                   "--state-dir", str(state))
     assert result.returncode == 0, result.stderr + result.stdout
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("hello-")]
     assert len(rows) == 4
@@ -37,7 +39,11 @@ def test_demo_spreads_containers_and_cleans_up(tmp_path):
     assert sorted(nodes) == ["node-1", "node-1", "node-2", "node-2"], result.stdout
     assert all(row[2] == "0" for row in rows)
     assert all(row[3] == "hello" for row in rows), result.stdout  # "hello from <id>"
-    assert shim_processes() <= before, "container supervisors left behind"
+    assert not shim_processes(state), "container supervisors left behind"
+    left = [path.name for path in state.glob("node-*/containers/*")]
+    assert not left, f"the demo's containers were not removed: {left}"
+    assert not subprocess.run(["pgrep", "-f", str(state)], capture_output=True).stdout, \
+        "agents or manager still running after the demo"
 
 
 def test_up_serves_the_docker_cli_and_stops_on_ctrl_c(tmp_path):

@@ -107,15 +107,30 @@ def doomed(cluster, engine_pair, tmp_path):
     manager = Manager(ManagerConfig(discovery=f"{cluster.addrs[0]},{addr}",
                                     hosts=[f"tcp://127.0.0.1:{port}"], heartbeat=30.0,
                                     failure_retry=3))
+    started = False
     try:
+        # The manager's first look at node-k must find it up: with a 30 s heartbeat a
+        # miss would only be retried after the wait below has given up.
+        wait_for(lambda: _listening(addr), 30, "the node-k agent to listen")
         cluster.lt.run(manager.start())
+        started = True
         wait_for(lambda: len(manager.state.healthy_nodes()) == 2, 30, "node-k healthy")
         yield f"tcp://127.0.0.1:{port}", agent
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(agent.pid, signal.SIGKILL)
         agent.wait(10)
-        cluster.lt.run(manager.stop())
+        if started:
+            cluster.lt.run(manager.stop())
+
+
+def _listening(addr: str) -> bool:
+    host, _, port = addr.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 def test_node_dying_during_a_hijacked_session_and_a_pull(cluster, names, doomed, tmp_path):
