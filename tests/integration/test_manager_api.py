@@ -54,6 +54,15 @@ def names(cluster):
     # next test's placements start from empty nodes.
     state = cluster.manager.state
     wait_for(lambda: not any(state.container(cid) for cid in gone), what="events")
+    # ...and let it agree with the engines on everything, so that no late record of
+    # this test's containers shows up in the next test's counts.
+    wait_for(lambda: _converged(cluster), what="the manager's view to match the engines")
+
+
+def _converged(cluster) -> bool:
+    state = cluster.manager.state
+    known = {c.id for c in state.containers()}
+    return known == {cid for engine in cluster.engines for cid in _ids(engine)}
 
 
 def _ids(engine) -> list[str]:
