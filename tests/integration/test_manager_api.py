@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -285,18 +286,32 @@ def test_binpack_fills_one_node_first(cluster, names, tmp_path):
         cluster.lt.run(manager.stop())
 
 
+def _node_block(cluster, node: str) -> dict[str, str]:
+    _, info, _ = cluster.api("GET", "/info")
+    pairs = info["SystemStatus"]
+    row = pairs.index([" " + node, cluster.addrs[0 if node == "node-a" else 1]])
+    return dict(pairs[row + 1: row + 10])
+
+
+def _counts(text: str) -> list[int]:
+    """"2 (1 Running, 0 Paused, 1 Stopped)" -> [2, 1, 0, 1]"""
+    return [int(n) for n in re.findall(r"\d+", text)]
+
+
 def test_info_shows_reservations(cluster, names):
+    # The engines are shared with other test modules, which may have left stopped
+    # containers (they count, as in classic Swarm): compare with the count before.
+    before = {node: _counts(_node_block(cluster, node)["  └ Containers"])
+              for node in ("node-a", "node-b")}
     name = names("res")
     cluster.docker("run", "-d", "--cpus", "1", "-m", "512m", "--name", name, "busybox",
                    "sleep", "300")
     node = node_of(cluster, name)
-    _, info, _ = cluster.api("GET", "/info")
-    pairs = info["SystemStatus"]
-    row = pairs.index([" " + node, cluster.addrs[0 if node == "node-a" else 1]])
-    block = dict(pairs[row + 1: row + 10])
+    block = _node_block(cluster, node)
     assert block["  └ Reserved CPUs"].startswith("1 / ")
     assert block["  └ Reserved Memory"].startswith("512 MiB / ")
-    assert block["  └ Containers"] == "1 (1 Running, 0 Paused, 0 Stopped)"
+    total, running, paused, stopped = before[node]
+    assert _counts(block["  └ Containers"]) == [total + 1, running + 1, paused, stopped]
 
 
 def test_ps_filters_and_bad_filters(cluster, names):
