@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from agent.server import AgentService, make_server
 from certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
 from certs.exposure import is_loopback, refusal
 from flock.durations import parse_duration
+from flock.signals import stop_on_signals
 
 log = logging.getLogger("flock.agent")
 
@@ -208,7 +208,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     await runtime.start()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = [s for s in (signal.SIGINT, signal.SIGTERM) if _on_signal(loop, s, stop)]
+    signals = stop_on_signals(loop, stop)
     tasks: list[asyncio.Task] = []
     try:
         try:
@@ -241,12 +241,6 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
             loop.remove_signal_handler(sig)
         await runtime.stop()
 
-
-def _on_signal(loop: asyncio.AbstractEventLoop, sig: int, stop: asyncio.Event) -> bool:
-    with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-        loop.add_signal_handler(sig, stop.set)
-        return True
-    return False
 
 
 def main(args) -> int:

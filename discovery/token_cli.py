@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from pathlib import Path
 
 from discovery.backend import DiscoveryError
 from discovery.token import ENV_URL, create_token
 from discovery.token_service import serve
+from flock.signals import stop_on_signals
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,9 +59,7 @@ async def _serve(host: str, port: int, state: Path | None) -> None:
     print(f"token service on http://{host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(loop, stop)
     try:
         await stop.wait()
     finally:

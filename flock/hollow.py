@@ -15,7 +15,6 @@ import logging
 import os
 import random
 import shutil
-import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from agent.runtimes.hollow.service import HollowAgentService
 from agent.runtimes.hollow.sizes import parse_memory
 from agent.server import make_server
 from flock.durations import parse_duration
+from flock.signals import stop_on_signals
 
 log = logging.getLogger("flock.hollow")
 
@@ -218,9 +218,7 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event | None = None) -> N
     """Serve until SIGINT/SIGTERM (or `stop` is set)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    stop_on_signals(loop, stop)
     fleet = HollowFleet(config)
     try:
         await fleet.start(progress=lambda text: log.info("%s", text))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import sys
 
 from certs import TLSFiles, default_cert_path
 from flock.durations import parse_duration
+from flock.signals import stop_on_signals
 from manager.app import ConfigError, Manager, ManagerConfig
 
 log = logging.getLogger("flock.manager")
@@ -146,11 +145,7 @@ async def run_manager(args, stop: asyncio.Event | None = None) -> None:
     manager = Manager(config_from_args(args))
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    signals = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
-            signals.append(sig)
+    signals = stop_on_signals(loop, stop)
     try:
         await manager.start()
         await stop.wait()

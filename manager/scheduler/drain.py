@@ -20,11 +20,14 @@ class Drained:
     def __init__(self, state: ClusterState) -> None:
         self.ids: set[str] = set()
 
+    # ClusterState tells every attached index of changes; a drain is the operator's
+    # word and lasts until Activate, whatever happens to the node's record, so these
+    # notifications change nothing here.
     def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
-        pass  # drain is kept until Activate, whatever happens to the record
+        return None
 
     def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
-        pass
+        return None
 
 
 def drained(state: ClusterState) -> Drained:
