@@ -2,7 +2,8 @@
 # Install everything the tests need, then run the whole suite.
 #   Debian packages: docker.io (dockerd), busybox-static (the test image), iproute2
 #   (bridges for the test engines), etcd-server, docker-registry, docker-compose,
-#   python3-venv; Python packages: flock[test] in .venv.
+#   python3-venv, openssh-server, libvirt + QEMU, debootstrap; Python packages:
+#   flock[test] in .venv.
 # Run as root (the tests start real Docker Engines). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,13 @@ command -v ip >/dev/null || need+=(iproute2)
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v docker-compose >/dev/null || need+=(docker-compose)
+# flock machine: a real sshd for the generic driver, libvirt + QEMU for the libvirt driver
+# (libvirt-dev and pkg-config build libvirt-python), debootstrap for the VM image.
+command -v sshd >/dev/null || need+=(openssh-server openssh-client)
+command -v libvirtd >/dev/null || need+=(libvirt-daemon-system libvirt-clients dnsmasq-base)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86 qemu-utils)
+pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "== installing Debian packages: ${need[*]}"

@@ -1,0 +1,43 @@
+"""The drivers, by name.
+
+Driver modules import their provider's library (libvirt-python, boto3) inside the methods
+that need it, through `require`, so that every driver's flags are known to `create --help`
+even where the library is not installed, and using it says which extra to install.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from provisioner.drivers.base import Driver, SSHDetails
+from provisioner.errors import MachineError
+
+# name -> (module, class, pip extra that provides its library)
+DRIVERS: dict[str, tuple[str, str, str]] = {
+    "none": ("provisioner.drivers.none", "NoneDriver", ""),
+    "generic": ("provisioner.drivers.generic", "GenericDriver", ""),
+    "libvirt": ("provisioner.drivers.libvirt", "LibvirtDriver", "libvirt"),
+    "amazonec2": ("provisioner.drivers.amazonec2", "AmazonEC2Driver", "aws"),
+}
+
+
+def driver_class(name: str) -> type[Driver]:
+    try:
+        module, cls, extra = DRIVERS[name]
+    except KeyError:
+        raise MachineError(f'Driver "{name}" not found: use one of '
+                           f"{', '.join(DRIVERS)}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def require(module: str, driver: str):
+    """Import a provider library, or say which extra brings it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        extra = DRIVERS[driver][2]
+        raise MachineError(f"the {driver} driver needs the Python module {module}: "
+                           f"pip install 'flock[{extra}]'") from None
+
+
+__all__ = ["DRIVERS", "Driver", "SSHDetails", "driver_class", "require"]
