@@ -212,8 +212,9 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     tasks: list[asyncio.Task] = []
     try:
         try:
-            server, port = make_server(AgentService(runtime, advertise, args.name, labels),
-                                       listen, tls)
+            service = AgentService(runtime, advertise, args.name, labels,
+                                   state_dir=Path(args.state_dir).expanduser())
+            server, port = make_server(service, listen, tls)
         except ValueError as exc:
             raise JoinError(str(exc)) from None
         await server.start()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from pathlib import Path
 
 import grpc
 
 from agent import engine_api, http_bridge
 from agent.node_info import fetch_node_info
+from agent.node_spec import NodeSpecStore
 from agent.runtimes.base import Runtime
 from certs import Identity, RoleRequired, grpc_server_credentials
 from protos import agent_pb2, agent_pb2_grpc
@@ -31,23 +33,53 @@ SERVER_OPTIONS = [
 
 
 class AgentService(agent_pb2_grpc.AgentServicer):
-    """One node's agent. `name` and `labels` are the --name/--label overrides."""
+    """One node's agent. `name` and `labels` are the --name/--label overrides;
+    `state_dir` keeps the run-time node spec (UpdateNode) across restarts."""
 
     def __init__(self, runtime: Runtime, address: str, name: str | None = None,
-                 labels: dict[str, str] | None = None) -> None:
+                 labels: dict[str, str] | None = None, state_dir: Path | None = None) -> None:
         self.runtime = runtime
         self.address = address
         self.name = name
         self.labels = dict(labels or {})
+        self.node_specs = NodeSpecStore(state_dir)
+
+    async def node_info(self) -> agent_pb2.NodeInfo:
+        """The runtime's facts; engine_api.EngineError when it does not answer."""
+        return await fetch_node_info(
+            self.runtime.socket_path, runtime=self.runtime.name, address=self.address,
+            name=self.name, extra_labels=self.labels,
+        )
 
     async def Info(self, request, context):  # noqa: N802 - gRPC method name
         try:
-            return await fetch_node_info(
-                self.runtime.socket_path, runtime=self.runtime.name, address=self.address,
-                name=self.name, extra_labels=self.labels,
-            )
+            info = await self.node_info()
         except engine_api.EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        return self._with_spec(info)
+
+    async def UpdateNode(self, request, context):  # noqa: N802
+        try:
+            info = await self.node_info()
+            spec = self.node_specs.update(info.id, dict(request.labels_add),
+                                          list(request.labels_remove), request.availability)
+        except engine_api.EngineError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except OSError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"cannot keep the node spec in {self.node_specs.folder}: {exc}")
+        log.info("node %s: spec now %s", info.name, spec)
+        return self._with_spec(info)
+
+    def _with_spec(self, info: agent_pb2.NodeInfo) -> agent_pb2.NodeInfo:
+        spec = self.node_specs.get(info.id)
+        labels = spec.apply(dict(info.labels))
+        info.ClearField("labels")
+        info.labels.update(labels)
+        info.availability = spec.availability
+        return info
 
     async def Heartbeat(self, request, context):  # noqa: N802
         try:

@@ -1,4 +1,5 @@
-"""`flock nodes|ps|explain|drain|activate|events`: looking at and steering a cluster
+"""`flock nodes|ps|run|explain|drain|activate|node update|events`: looking at and
+steering a cluster
 through the manager's ClusterService (manager/api/grpc.py).
 
 Listings print a plain table, or with `--format json` a JSON list for scripts.
@@ -38,18 +39,40 @@ def register(commands: argparse._SubParsersAction) -> None:
     ps.add_argument("-a", "--all", action="store_true", help="stopped containers too")
     ps.set_defaults(func=_command(show_containers))
 
-    explain = commands.add_parser("explain", parents=[conn, fmt],
+    spec = argparse.ArgumentParser(add_help=False)
+    spec.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                      help="environment, incl. constraint:..., affinity:... rules")
+    spec.add_argument("-m", "--memory", default="0", help="memory to reserve (512m, 1g)")
+    spec.add_argument("-c", "--cpus", type=float, default=0.0, help="CPUs to reserve")
+    spec.add_argument("-p", "--publish", action="append", default=[],
+                      metavar="HOST:CONTAINER", help="host port to bind")
+    spec.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    spec.add_argument("--name", default="")
+    spec.add_argument("image")
+
+    explain = commands.add_parser("explain", parents=[conn, fmt, spec],
                                   help="why each node would or would not get a container")
-    explain.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                         help="environment, incl. constraint:..., affinity:... rules")
-    explain.add_argument("-m", "--memory", default="0", help="memory to reserve (512m, 1g)")
-    explain.add_argument("-c", "--cpus", type=float, default=0.0, help="CPUs to reserve")
-    explain.add_argument("-p", "--publish", action="append", default=[],
-                         metavar="HOST:CONTAINER", help="host port to bind")
-    explain.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
-    explain.add_argument("--name", default="")
-    explain.add_argument("image")
-    explain.set_defaults(func=_command(show_explanation))
+    explain.set_defaults(func=_command(show_explanation), cmd=[])
+
+    run = commands.add_parser("run", parents=[conn, fmt, spec],
+                              help="schedule, create and start a container in the background")
+    run.add_argument("--global", dest="global_", action="store_true",
+                     help="one copy on every eligible node, named NAME.NODE, and on each "
+                          "eligible node that joins later (needs --name)")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, help="command and arguments")
+    run.set_defaults(func=_command(run_container))
+
+    node = commands.add_parser("node", help="change a node (labels at run time)")
+    node_commands = node.add_subparsers(dest="node_command", metavar="COMMAND")
+    node_commands.required = True
+    update = node_commands.add_parser(
+        "update", parents=[conn, fmt],
+        help="add or remove node labels; the next decision honours them and the node's "
+             "agent keeps them across restarts")
+    update.add_argument("--label-add", action="append", default=[], metavar="KEY=VALUE")
+    update.add_argument("--label-rm", action="append", default=[], metavar="KEY")
+    update.add_argument("node", help="node name, ID or address")
+    update.set_defaults(func=_command(update_node))
 
     for verb, what in (("drain", "take no new containers"), ("activate", "take containers "
                                                                            "again")):
@@ -133,7 +156,46 @@ def spec_from_args(args: argparse.Namespace) -> pb.ContainerSpec:
     labels = dict(item.partition("=")[::2] for item in args.label)
     return pb.ContainerSpec(image=args.image, name=args.name, env=args.env,
                             memory=client.parse_size(args.memory), cpus=args.cpus,
-                            labels=labels, ports=args.publish)
+                            labels=labels, ports=args.publish, cmd=args.cmd)
+
+
+def run_container(args: argparse.Namespace) -> int:
+    request = pb.RunRequest(spec=spec_from_args(args), **{"global": args.global_})
+    reply = client.stub(args).Run(request, timeout=300)
+    placed = list(reply.placed) or [reply.container]
+    if args.format == "json":
+        _json(placed)
+        return 0
+    for warning in reply.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print_table(["CONTAINER ID", "NAME", "NODE", "STATUS"],
+                [[c.id[:12], c.name, c.node, c.status] for c in placed])
+    for skipped in reply.skipped:
+        print(f"no copy on {skipped}", file=sys.stderr)
+    return 0
+
+
+def parse_label_args(items: list[str]) -> dict[str, str]:
+    """KEY=VALUE pairs; a bad one is a usage error before anything is sent."""
+    labels = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key or not sep:
+            raise client.ClientError(f"invalid label {item!r}: expected KEY=VALUE")
+        labels[key] = value
+    return labels
+
+
+def update_node(args: argparse.Namespace) -> int:
+    request = pb.UpdateNodeRequest(ref=args.node, labels_add=parse_label_args(args.label_add),
+                                   labels_remove=args.label_rm)
+    node = client.stub(args).UpdateNode(request, timeout=30)
+    if args.format == "json":
+        _json([node])
+    else:
+        print_table(["NAME", "ADDRESS", "HEALTH", "CONTAINERS", "CPUS", "MEMORY", "LABELS"],
+                    [node_row(node)])
+    return 0
 
 
 def verdicts(nodes: list[pb.NodeStatus], found: pb.Explanation) -> list[list[str]]:

@@ -24,6 +24,7 @@ from manager.cluster.agent_client import AgentClient
 from manager.cluster.reschedule import Rescheduler
 from manager.cluster.state import ClusterState
 from manager.cluster.sync import NodeWatcher
+from manager.global_placement import GlobalReconciler
 from manager.ha import Replication
 from manager.scheduler.scheduler import Scheduler
 
@@ -112,6 +113,8 @@ class Manager:
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler
+        self.global_copies = GlobalReconciler(self, interval=max(5.0, 5 * config.heartbeat))
+        self.watcher.on_healthy.append(self.global_copies.node_ready)
         if self.ha is not None:
             self.ha.knows = self._knows
         self.exec_nodes: dict[str, str] = {}  # exec ID -> node ID
@@ -218,6 +221,7 @@ class Manager:
             await self.ha.start()
         await self.watcher.start()
         self.rescheduler.start()
+        self.global_copies.start()
         self._runner = web.AppRunner(build_app(self), handler_cancellation=True,
                                      access_log=None)
         await self._runner.setup()
@@ -285,6 +289,7 @@ class Manager:
             await self._runner.cleanup()
             self._runner = None
         await self.rescheduler.stop()
+        await self.global_copies.stop()
         if self.ha is not None:
             await self.ha.stop()
         await self.watcher.stop()

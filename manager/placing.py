@@ -10,12 +10,14 @@ creates never see the same free resources twice.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from manager.cluster.agent_client import AgentUnavailable
 from manager.cluster.model import Container, Node
-from manager.cluster.records import created_record
+from manager.cluster.records import after_action, created_record
 from manager.scheduler.rules import Rule, RuleError, parse_rule
 from manager.scheduler.spec import ContainerSpec, prepare_create_body
 
@@ -80,3 +82,49 @@ async def place_and_create(manager: Manager, body: dict, spec: ContainerSpec, na
     warnings = [f"soft rule dropped to place the container: {rule}"
                 for rule in decision.dropped_soft if rule != implicit]
     return Placed(node, status, data, extra, record, warnings)
+
+
+class Refused(Exception):
+    """The node answered the create or start with an error: its status and body."""
+
+    def __init__(self, status: int, answer: object) -> None:
+        super().__init__(f"{status}: {answer}")
+        self.status = status
+        self.answer = answer
+
+
+def _parsed(data: bytes) -> object:
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")
+
+
+async def run_container(manager: Manager, body: dict, spec: ContainerSpec, name: str,
+                        pinned: list[Rule] | None = None) -> Placed[None]:
+    """Place, create and start (the ClusterService's Run and global copies). Raises
+    NoNodeAvailable, AgentError (node unreachable) or Refused (the node said no)."""
+    query = urllib.parse.urlencode({"name": name}) if name else ""
+
+    async def send(node: Node, payload: bytes) -> tuple[int, bytes, None]:
+        client = manager.client(node.id)
+        if client is None:
+            raise AgentUnavailable(f"node {node.name} is not connected")
+        exchange = await client.request("POST", "/containers/create", query,
+                                        [("Content-Type", "application/json")], payload)
+        return exchange.status, await exchange.body(), None
+
+    placed = await place_and_create(manager, body, spec, name, send, pinned)
+    if placed.record is None:
+        raise Refused(placed.status, _parsed(placed.data))
+    client = manager.client(placed.node.id)
+    if client is None:
+        raise AgentUnavailable(f"node {placed.node.name} is not connected")
+    status, answer = await client.request_json("POST", f"/containers/{placed.record.id}/start")
+    if status >= 300:
+        raise Refused(status, answer)
+    started = after_action(placed.record, "start") or placed.record
+    manager.watcher.record(started)
+    manager.watcher.refresh_soon(placed.node.id, started.id)
+    placed.record = started
+    return placed

@@ -24,37 +24,43 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x0e\x66lock.agent.v1\"\r\n\x0bInfoRequest\"\xd7\x03\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04\x63pus\x18\x04 \x01(\x03\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.flock.agent.v1.NodeInfo.LabelsEntry\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\t \x01(\t\x12\x17\n\x0fmin_api_version\x18\n \x01(\t\x12\n\n\x02os\x18\x0b \x01(\t\x12\x0e\n\x06ostype\x18\x0c \x01(\t\x12\x16\n\x0ekernel_version\x18\r \x01(\t\x12\x16\n\x0estorage_driver\x18\x0e \x01(\t\x12\x18\n\x10\x65xecution_driver\x18\x0f \x01(\t\x12\x12\n\ncontainers\x18\x10 \x01(\x03\x12\x0e\n\x06images\x18\x11 \x01(\x03\x12\x15\n\ragent_version\x18\x12 \x01(\t\x12\x13\n\x0b\x65ngine_info\x18\x13 \x01(\x0c\x12\x10\n\x08warnings\x18\x14 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10HeartbeatRequest\"N\n\x0eHeartbeatReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontainers\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\x1e\n\rEventsRequest\x12\r\n\x05since\x18\x01 \x01(\x01\"\x15\n\x05\x45vent\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9e\x01\n\rDockerRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\'\n\x07headers\x18\x04 \x03(\x0b\x32\x16.flock.agent.v1.Header\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x0e\n\x06hijack\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"I\n\x0e\x44ockerResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\'\n\x07headers\x18\x02 \x03(\x0b\x32\x16.flock.agent.v1.Header\"\xa2\x01\n\x0b\x44ockerFrame\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequestH\x00\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponseH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind2\x9f\x02\n\x05\x41gent\x12=\n\x04Info\x12\x1b.flock.agent.v1.InfoRequest\x1a\x18.flock.agent.v1.NodeInfo\x12M\n\tHeartbeat\x12 .flock.agent.v1.HeartbeatRequest\x1a\x1e.flock.agent.v1.HeartbeatReply\x12@\n\x06\x45vents\x12\x1d.flock.agent.v1.EventsRequest\x1a\x15.flock.agent.v1.Event0\x01\x12\x46\n\x06\x44ocker\x12\x1b.flock.agent.v1.DockerFrame\x1a\x1b.flock.agent.v1.DockerFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x0e\x66lock.agent.v1\"\xb8\x01\n\x11UpdateNodeRequest\x12\x44\n\nlabels_add\x18\x01 \x03(\x0b\x32\x30.flock.agent.v1.UpdateNodeRequest.LabelsAddEntry\x12\x15\n\rlabels_remove\x18\x02 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x03 \x01(\t\x1a\x30\n\x0eLabelsAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\r\n\x0bInfoRequest\"\xed\x03\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04\x63pus\x18\x04 \x01(\x03\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.flock.agent.v1.NodeInfo.LabelsEntry\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\t \x01(\t\x12\x17\n\x0fmin_api_version\x18\n \x01(\t\x12\n\n\x02os\x18\x0b \x01(\t\x12\x0e\n\x06ostype\x18\x0c \x01(\t\x12\x16\n\x0ekernel_version\x18\r \x01(\t\x12\x16\n\x0estorage_driver\x18\x0e \x01(\t\x12\x18\n\x10\x65xecution_driver\x18\x0f \x01(\t\x12\x12\n\ncontainers\x18\x10 \x01(\x03\x12\x0e\n\x06images\x18\x11 \x01(\x03\x12\x15\n\ragent_version\x18\x12 \x01(\t\x12\x13\n\x0b\x65ngine_info\x18\x13 \x01(\x0c\x12\x10\n\x08warnings\x18\x14 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x15 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10HeartbeatRequest\"N\n\x0eHeartbeatReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontainers\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x0c\n\x04time\x18\x04 \x01(\x01\"\x1e\n\rEventsRequest\x12\r\n\x05since\x18\x01 \x01(\x01\"\x15\n\x05\x45vent\x12\x0c\n\x04json\x18\x01 \x01(\x0c\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9e\x01\n\rDockerRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\'\n\x07headers\x18\x04 \x03(\x0b\x32\x16.flock.agent.v1.Header\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x0e\n\x06hijack\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"I\n\x0e\x44ockerResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\'\n\x07headers\x18\x02 \x03(\x0b\x32\x16.flock.agent.v1.Header\"\xa2\x01\n\x0b\x44ockerFrame\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequestH\x00\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponseH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind2\xea\x02\n\x05\x41gent\x12=\n\x04Info\x12\x1b.flock.agent.v1.InfoRequest\x1a\x18.flock.agent.v1.NodeInfo\x12M\n\tHeartbeat\x12 .flock.agent.v1.HeartbeatRequest\x1a\x1e.flock.agent.v1.HeartbeatReply\x12@\n\x06\x45vents\x12\x1d.flock.agent.v1.EventsRequest\x1a\x15.flock.agent.v1.Event0\x01\x12\x46\n\x06\x44ocker\x12\x1b.flock.agent.v1.DockerFrame\x1a\x1b.flock.agent.v1.DockerFrame(\x01\x30\x01\x12I\n\nUpdateNode\x12!.flock.agent.v1.UpdateNodeRequest\x1a\x18.flock.agent.v1.NodeInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._loaded_options = None
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_options = b'8\001'
   _globals['_NODEINFO_LABELSENTRY']._loaded_options = None
   _globals['_NODEINFO_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_INFOREQUEST']._serialized_start=31
-  _globals['_INFOREQUEST']._serialized_end=44
-  _globals['_NODEINFO']._serialized_start=47
-  _globals['_NODEINFO']._serialized_end=518
-  _globals['_NODEINFO_LABELSENTRY']._serialized_start=473
-  _globals['_NODEINFO_LABELSENTRY']._serialized_end=518
-  _globals['_HEARTBEATREQUEST']._serialized_start=520
-  _globals['_HEARTBEATREQUEST']._serialized_end=538
-  _globals['_HEARTBEATREPLY']._serialized_start=540
-  _globals['_HEARTBEATREPLY']._serialized_end=618
-  _globals['_EVENTSREQUEST']._serialized_start=620
-  _globals['_EVENTSREQUEST']._serialized_end=650
-  _globals['_EVENT']._serialized_start=652
-  _globals['_EVENT']._serialized_end=673
-  _globals['_HEADER']._serialized_start=675
-  _globals['_HEADER']._serialized_end=712
-  _globals['_DOCKERREQUEST']._serialized_start=715
-  _globals['_DOCKERREQUEST']._serialized_end=873
-  _globals['_DOCKERRESPONSE']._serialized_start=875
-  _globals['_DOCKERRESPONSE']._serialized_end=948
-  _globals['_DOCKERFRAME']._serialized_start=951
-  _globals['_DOCKERFRAME']._serialized_end=1113
-  _globals['_AGENT']._serialized_start=1116
-  _globals['_AGENT']._serialized_end=1403
+  _globals['_UPDATENODEREQUEST']._serialized_start=32
+  _globals['_UPDATENODEREQUEST']._serialized_end=216
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_start=168
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_end=216
+  _globals['_INFOREQUEST']._serialized_start=218
+  _globals['_INFOREQUEST']._serialized_end=231
+  _globals['_NODEINFO']._serialized_start=234
+  _globals['_NODEINFO']._serialized_end=727
+  _globals['_NODEINFO_LABELSENTRY']._serialized_start=682
+  _globals['_NODEINFO_LABELSENTRY']._serialized_end=727
+  _globals['_HEARTBEATREQUEST']._serialized_start=729
+  _globals['_HEARTBEATREQUEST']._serialized_end=747
+  _globals['_HEARTBEATREPLY']._serialized_start=749
+  _globals['_HEARTBEATREPLY']._serialized_end=827
+  _globals['_EVENTSREQUEST']._serialized_start=829
+  _globals['_EVENTSREQUEST']._serialized_end=859
+  _globals['_EVENT']._serialized_start=861
+  _globals['_EVENT']._serialized_end=882
+  _globals['_HEADER']._serialized_start=884
+  _globals['_HEADER']._serialized_end=921
+  _globals['_DOCKERREQUEST']._serialized_start=924
+  _globals['_DOCKERREQUEST']._serialized_end=1082
+  _globals['_DOCKERRESPONSE']._serialized_start=1084
+  _globals['_DOCKERRESPONSE']._serialized_end=1157
+  _globals['_DOCKERFRAME']._serialized_start=1160
+  _globals['_DOCKERFRAME']._serialized_end=1322
+  _globals['_AGENT']._serialized_start=1325
+  _globals['_AGENT']._serialized_end=1687
 # @@protoc_insertion_point(module_scope)

@@ -6,12 +6,29 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class UpdateNodeRequest(_message.Message):
+    __slots__ = ("labels_add", "labels_remove", "availability")
+    class LabelsAddEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LABELS_ADD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    labels_add: _containers.ScalarMap[str, str]
+    labels_remove: _containers.RepeatedScalarFieldContainer[str]
+    availability: str
+    def __init__(self, labels_add: _Optional[_Mapping[str, str]] = ..., labels_remove: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ...) -> None: ...
+
 class InfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings")
+    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +56,7 @@ class NodeInfo(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_INFO_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -59,7 +77,8 @@ class NodeInfo(_message.Message):
     agent_version: str
     engine_info: bytes
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    availability: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ()

@@ -54,6 +54,11 @@ class AgentStub:
                 request_serializer=agent__pb2.DockerFrame.SerializeToString,
                 response_deserializer=agent__pb2.DockerFrame.FromString,
                 _registered_method=True)
+        self.UpdateNode = channel.unary_unary(
+                '/flock.agent.v1.Agent/UpdateNode',
+                request_serializer=agent__pb2.UpdateNodeRequest.SerializeToString,
+                response_deserializer=agent__pb2.NodeInfo.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -93,6 +98,15 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateNode(self, request, context):
+        """The operator's word on this node, changed at run time: labels added or removed
+        (over the engine's and --label's) and availability. The agent keeps it in its
+        state folder, so it outlives agent and manager restarts; answers the new NodeInfo.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Docker,
                     request_deserializer=agent__pb2.DockerFrame.FromString,
                     response_serializer=agent__pb2.DockerFrame.SerializeToString,
+            ),
+            'UpdateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNode,
+                    request_deserializer=agent__pb2.UpdateNodeRequest.FromString,
+                    response_serializer=agent__pb2.NodeInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +244,33 @@ class Agent:
             '/flock.agent.v1.Agent/Docker',
             agent__pb2.DockerFrame.SerializeToString,
             agent__pb2.DockerFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.agent.v1.Agent/UpdateNode',
+            agent__pb2.UpdateNodeRequest.SerializeToString,
+            agent__pb2.NodeInfo.FromString,
             options,
             channel_credentials,
             insecure,

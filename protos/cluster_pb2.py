@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x10\x66lock.cluster.v1\"\x12\n\x10ListNodesRequest\"\xc3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07\x64rained\x18\x06 \x01(\x08\x12\x0c\n\x04\x63pus\x18\x07 \x01(\x03\x12\x0e\n\x06memory\x18\x08 \x01(\x03\x12\x15\n\rreserved_cpus\x18\t \x01(\x01\x12\x17\n\x0freserved_memory\x18\n \x01(\x03\x12\x12\n\ncontainers\x18\x0b \x01(\x03\x12\x38\n\x06labels\x18\x0c \x03(\x0b\x32(.flock.cluster.v1.NodeStatus.LabelsEntry\x12\x0f\n\x07runtime\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x0eListNodesReply\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.flock.cluster.v1.NodeStatus\"$\n\x15ListContainersRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"\xa3\x02\n\rContainerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x15\n\rreserved_cpus\x18\x08 \x01(\x01\x12\x17\n\x0freserved_memory\x18\t \x01(\x03\x12;\n\x06labels\x18\n \x03(\x0b\x32+.flock.cluster.v1.ContainerInfo.LabelsEntry\x12\x0f\n\x07\x63reated\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x13ListContainersReply\x12\x33\n\ncontainers\x18\x01 \x03(\x0b\x32\x1f.flock.cluster.v1.ContainerInfo\"\x1b\n\x0c\x43ontainerRef\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xdf\x01\n\rContainerSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03\x65nv\x18\x04 \x03(\t\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x0c\n\x04\x63pus\x18\x06 \x01(\x01\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.flock.cluster.v1.ContainerSpec.LabelsEntry\x12\r\n\x05ports\x18\x08 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\";\n\nRunRequest\x12-\n\x04spec\x18\x01 \x01(\x0b\x32\x1f.flock.cluster.v1.ContainerSpec\"P\n\x08RunReply\x12\x32\n\tcontainer\x18\x01 \x01(\x0b\x32\x1f.flock.cluster.v1.ContainerInfo\x12\x10\n\x08warnings\x18\x02 \x03(\t\"+\n\x0bStopRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x05\"+\n\rRemoveRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x19\n\x0bRemoveReply\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x07Removal\x12\x11\n\tcondition\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\">\n\nRankedNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x12\n\ncontainers\x18\x03 \x01(\x03\"\xb1\x01\n\x0b\x45xplanation\x12+\n\x08removals\x18\x01 \x03(\x0b\x32\x19.flock.cluster.v1.Removal\x12\x14\n\x0c\x64ropped_soft\x18\x02 \x03(\t\x12-\n\x07ranking\x18\x03 \x03(\x0b\x32\x1c.flock.cluster.v1.RankedNode\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x0f\n\x07\x66ilters\x18\x06 \x03(\t\"\x16\n\x07NodeRef\x12\x0b\n\x03ref\x18\x01 \x01(\t\"/\n\x0c\x44rainRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x12\n\nreschedule\x18\x02 \x01(\x08\"W\n\nDrainReply\x12*\n\x04node\x18\x01 \x01(\x0b\x32\x1c.flock.cluster.v1.NodeStatus\x12\r\n\x05moved\x18\x02 \x03(\t\x12\x0e\n\x06stayed\x18\x03 \x03(\t\"\x0f\n\rEventsRequest\"Z\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0b\n\x03raw\x18\x06 \x01(\x0c\x32\x8a\x06\n\x0e\x43lusterService\x12Q\n\tListNodes\x12\".flock.cluster.v1.ListNodesRequest\x1a .flock.cluster.v1.ListNodesReply\x12`\n\x0eListContainers\x12\'.flock.cluster.v1.ListContainersRequest\x1a%.flock.cluster.v1.ListContainersReply\x12S\n\x10InspectContainer\x12\x1e.flock.cluster.v1.ContainerRef\x1a\x1f.flock.cluster.v1.ContainerInfo\x12?\n\x03Run\x12\x1c.flock.cluster.v1.RunRequest\x1a\x1a.flock.cluster.v1.RunReply\x12\x46\n\x04Stop\x12\x1d.flock.cluster.v1.StopRequest\x1a\x1f.flock.cluster.v1.ContainerInfo\x12H\n\x06Remove\x12\x1f.flock.cluster.v1.RemoveRequest\x1a\x1d.flock.cluster.v1.RemoveReply\x12I\n\x07\x45xplain\x12\x1f.flock.cluster.v1.ContainerSpec\x1a\x1d.flock.cluster.v1.Explanation\x12\x45\n\x05\x44rain\x12\x1e.flock.cluster.v1.DrainRequest\x1a\x1c.flock.cluster.v1.DrainReply\x12\x43\n\x08\x41\x63tivate\x12\x19.flock.cluster.v1.NodeRef\x1a\x1c.flock.cluster.v1.NodeStatus\x12\x44\n\x06\x45vents\x12\x1f.flock.cluster.v1.EventsRequest\x1a\x17.flock.cluster.v1.Event0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x10\x66lock.cluster.v1\"\x12\n\x10ListNodesRequest\"\xc3\x02\n\nNodeStatus\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0e\n\x06health\x18\x04 \x01(\t\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12\x0f\n\x07\x64rained\x18\x06 \x01(\x08\x12\x0c\n\x04\x63pus\x18\x07 \x01(\x03\x12\x0e\n\x06memory\x18\x08 \x01(\x03\x12\x15\n\rreserved_cpus\x18\t \x01(\x01\x12\x17\n\x0freserved_memory\x18\n \x01(\x03\x12\x12\n\ncontainers\x18\x0b \x01(\x03\x12\x38\n\x06labels\x18\x0c \x03(\x0b\x32(.flock.cluster.v1.NodeStatus.LabelsEntry\x12\x0f\n\x07runtime\x18\r \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"=\n\x0eListNodesReply\x12+\n\x05nodes\x18\x01 \x03(\x0b\x32\x1c.flock.cluster.v1.NodeStatus\"$\n\x15ListContainersRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"\xa3\x02\n\rContainerInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x0f\n\x07node_id\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x15\n\rreserved_cpus\x18\x08 \x01(\x01\x12\x17\n\x0freserved_memory\x18\t \x01(\x03\x12;\n\x06labels\x18\n \x03(\x0b\x32+.flock.cluster.v1.ContainerInfo.LabelsEntry\x12\x0f\n\x07\x63reated\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"J\n\x13ListContainersReply\x12\x33\n\ncontainers\x18\x01 \x03(\x0b\x32\x1f.flock.cluster.v1.ContainerInfo\"\x1b\n\x0c\x43ontainerRef\x12\x0b\n\x03ref\x18\x01 \x01(\t\"\xdf\x01\n\rContainerSpec\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0b\n\x03\x65nv\x18\x04 \x03(\t\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x0c\n\x04\x63pus\x18\x06 \x01(\x01\x12;\n\x06labels\x18\x07 \x03(\x0b\x32+.flock.cluster.v1.ContainerSpec.LabelsEntry\x12\r\n\x05ports\x18\x08 \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\nRunRequest\x12-\n\x04spec\x18\x01 \x01(\x0b\x32\x1f.flock.cluster.v1.ContainerSpec\x12\x0e\n\x06global\x18\x02 \x01(\x08\"\x92\x01\n\x08RunReply\x12\x32\n\tcontainer\x18\x01 \x01(\x0b\x32\x1f.flock.cluster.v1.ContainerInfo\x12\x10\n\x08warnings\x18\x02 \x03(\t\x12/\n\x06placed\x18\x03 \x03(\x0b\x32\x1f.flock.cluster.v1.ContainerInfo\x12\x0f\n\x07skipped\x18\x04 \x03(\t\"\xb1\x01\n\x11UpdateNodeRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x46\n\nlabels_add\x18\x02 \x03(\x0b\x32\x32.flock.cluster.v1.UpdateNodeRequest.LabelsAddEntry\x12\x15\n\rlabels_remove\x18\x03 \x03(\t\x1a\x30\n\x0eLabelsAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"+\n\x0bStopRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x0f\n\x07timeout\x18\x02 \x01(\x05\"+\n\rRemoveRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"\x19\n\x0bRemoveReply\x12\n\n\x02id\x18\x01 \x01(\t\";\n\x07Removal\x12\x11\n\tcondition\x18\x01 \x01(\t\x12\r\n\x05nodes\x18\x02 \x03(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\">\n\nRankedNode\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x12\n\ncontainers\x18\x03 \x01(\x03\"\xb1\x01\n\x0b\x45xplanation\x12+\n\x08removals\x18\x01 \x03(\x0b\x32\x19.flock.cluster.v1.Removal\x12\x14\n\x0c\x64ropped_soft\x18\x02 \x03(\t\x12-\n\x07ranking\x18\x03 \x03(\x0b\x32\x1c.flock.cluster.v1.RankedNode\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x0f\n\x07\x66ilters\x18\x06 \x03(\t\"\x16\n\x07NodeRef\x12\x0b\n\x03ref\x18\x01 \x01(\t\"/\n\x0c\x44rainRequest\x12\x0b\n\x03ref\x18\x01 \x01(\t\x12\x12\n\nreschedule\x18\x02 \x01(\x08\"W\n\nDrainReply\x12*\n\x04node\x18\x01 \x01(\x0b\x32\x1c.flock.cluster.v1.NodeStatus\x12\r\n\x05moved\x18\x02 \x03(\t\x12\x0e\n\x06stayed\x18\x03 \x03(\t\"\x0f\n\rEventsRequest\"Z\n\x05\x45vent\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\n\n\x02id\x18\x04 \x01(\t\x12\x0c\n\x04time\x18\x05 \x01(\x01\x12\x0b\n\x03raw\x18\x06 \x01(\x0c\x32\xdb\x06\n\x0e\x43lusterService\x12Q\n\tListNodes\x12\".flock.cluster.v1.ListNodesRequest\x1a .flock.cluster.v1.ListNodesReply\x12`\n\x0eListContainers\x12\'.flock.cluster.v1.ListContainersRequest\x1a%.flock.cluster.v1.ListContainersReply\x12S\n\x10InspectContainer\x12\x1e.flock.cluster.v1.ContainerRef\x1a\x1f.flock.cluster.v1.ContainerInfo\x12?\n\x03Run\x12\x1c.flock.cluster.v1.RunRequest\x1a\x1a.flock.cluster.v1.RunReply\x12\x46\n\x04Stop\x12\x1d.flock.cluster.v1.StopRequest\x1a\x1f.flock.cluster.v1.ContainerInfo\x12H\n\x06Remove\x12\x1f.flock.cluster.v1.RemoveRequest\x1a\x1d.flock.cluster.v1.RemoveReply\x12I\n\x07\x45xplain\x12\x1f.flock.cluster.v1.ContainerSpec\x1a\x1d.flock.cluster.v1.Explanation\x12\x45\n\x05\x44rain\x12\x1e.flock.cluster.v1.DrainRequest\x1a\x1c.flock.cluster.v1.DrainReply\x12\x43\n\x08\x41\x63tivate\x12\x19.flock.cluster.v1.NodeRef\x1a\x1c.flock.cluster.v1.NodeStatus\x12O\n\nUpdateNode\x12#.flock.cluster.v1.UpdateNodeRequest\x1a\x1c.flock.cluster.v1.NodeStatus\x12\x44\n\x06\x45vents\x12\x1f.flock.cluster.v1.EventsRequest\x1a\x17.flock.cluster.v1.Event0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,6 +37,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINERINFO_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_CONTAINERSPEC_LABELSENTRY']._loaded_options = None
   _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._loaded_options = None
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_options = b'8\001'
   _globals['_LISTNODESREQUEST']._serialized_start=35
   _globals['_LISTNODESREQUEST']._serialized_end=53
   _globals['_NODESTATUS']._serialized_start=56
@@ -60,31 +62,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_start=334
   _globals['_CONTAINERSPEC_LABELSENTRY']._serialized_end=379
   _globals['_RUNREQUEST']._serialized_start=1107
-  _globals['_RUNREQUEST']._serialized_end=1166
-  _globals['_RUNREPLY']._serialized_start=1168
-  _globals['_RUNREPLY']._serialized_end=1248
-  _globals['_STOPREQUEST']._serialized_start=1250
-  _globals['_STOPREQUEST']._serialized_end=1293
-  _globals['_REMOVEREQUEST']._serialized_start=1295
-  _globals['_REMOVEREQUEST']._serialized_end=1338
-  _globals['_REMOVEREPLY']._serialized_start=1340
-  _globals['_REMOVEREPLY']._serialized_end=1365
-  _globals['_REMOVAL']._serialized_start=1367
-  _globals['_REMOVAL']._serialized_end=1426
-  _globals['_RANKEDNODE']._serialized_start=1428
-  _globals['_RANKEDNODE']._serialized_end=1490
-  _globals['_EXPLANATION']._serialized_start=1493
-  _globals['_EXPLANATION']._serialized_end=1670
-  _globals['_NODEREF']._serialized_start=1672
-  _globals['_NODEREF']._serialized_end=1694
-  _globals['_DRAINREQUEST']._serialized_start=1696
-  _globals['_DRAINREQUEST']._serialized_end=1743
-  _globals['_DRAINREPLY']._serialized_start=1745
-  _globals['_DRAINREPLY']._serialized_end=1832
-  _globals['_EVENTSREQUEST']._serialized_start=1834
-  _globals['_EVENTSREQUEST']._serialized_end=1849
-  _globals['_EVENT']._serialized_start=1851
-  _globals['_EVENT']._serialized_end=1941
-  _globals['_CLUSTERSERVICE']._serialized_start=1944
-  _globals['_CLUSTERSERVICE']._serialized_end=2722
+  _globals['_RUNREQUEST']._serialized_end=1182
+  _globals['_RUNREPLY']._serialized_start=1185
+  _globals['_RUNREPLY']._serialized_end=1331
+  _globals['_UPDATENODEREQUEST']._serialized_start=1334
+  _globals['_UPDATENODEREQUEST']._serialized_end=1511
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_start=1463
+  _globals['_UPDATENODEREQUEST_LABELSADDENTRY']._serialized_end=1511
+  _globals['_STOPREQUEST']._serialized_start=1513
+  _globals['_STOPREQUEST']._serialized_end=1556
+  _globals['_REMOVEREQUEST']._serialized_start=1558
+  _globals['_REMOVEREQUEST']._serialized_end=1601
+  _globals['_REMOVEREPLY']._serialized_start=1603
+  _globals['_REMOVEREPLY']._serialized_end=1628
+  _globals['_REMOVAL']._serialized_start=1630
+  _globals['_REMOVAL']._serialized_end=1689
+  _globals['_RANKEDNODE']._serialized_start=1691
+  _globals['_RANKEDNODE']._serialized_end=1753
+  _globals['_EXPLANATION']._serialized_start=1756
+  _globals['_EXPLANATION']._serialized_end=1933
+  _globals['_NODEREF']._serialized_start=1935
+  _globals['_NODEREF']._serialized_end=1957
+  _globals['_DRAINREQUEST']._serialized_start=1959
+  _globals['_DRAINREQUEST']._serialized_end=2006
+  _globals['_DRAINREPLY']._serialized_start=2008
+  _globals['_DRAINREPLY']._serialized_end=2095
+  _globals['_EVENTSREQUEST']._serialized_start=2097
+  _globals['_EVENTSREQUEST']._serialized_end=2112
+  _globals['_EVENT']._serialized_start=2114
+  _globals['_EVENT']._serialized_end=2204
+  _globals['_CLUSTERSERVICE']._serialized_start=2207
+  _globals['_CLUSTERSERVICE']._serialized_end=3066
 # @@protoc_insertion_point(module_scope)

@@ -134,16 +134,38 @@ class ContainerSpec(_message.Message):
 class RunRequest(_message.Message):
     __slots__ = ("spec",)
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_FIELD_NUMBER: _ClassVar[int]
     spec: ContainerSpec
-    def __init__(self, spec: _Optional[_Union[ContainerSpec, _Mapping]] = ...) -> None: ...
+    def __init__(self, spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., **kwargs) -> None: ...
 
 class RunReply(_message.Message):
-    __slots__ = ("container", "warnings")
+    __slots__ = ("container", "warnings", "placed", "skipped")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    PLACED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
     container: ContainerInfo
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, container: _Optional[_Union[ContainerInfo, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    placed: _containers.RepeatedCompositeFieldContainer[ContainerInfo]
+    skipped: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container: _Optional[_Union[ContainerInfo, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., placed: _Optional[_Iterable[_Union[ContainerInfo, _Mapping]]] = ..., skipped: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateNodeRequest(_message.Message):
+    __slots__ = ("ref", "labels_add", "labels_remove")
+    class LabelsAddEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REF_FIELD_NUMBER: _ClassVar[int]
+    LABELS_ADD_FIELD_NUMBER: _ClassVar[int]
+    LABELS_REMOVE_FIELD_NUMBER: _ClassVar[int]
+    ref: str
+    labels_add: _containers.ScalarMap[str, str]
+    labels_remove: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ref: _Optional[str] = ..., labels_add: _Optional[_Mapping[str, str]] = ..., labels_remove: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class StopRequest(_message.Message):
     __slots__ = ("ref", "timeout")

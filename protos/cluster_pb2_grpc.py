@@ -79,6 +79,11 @@ class ClusterServiceStub:
                 request_serializer=cluster__pb2.NodeRef.SerializeToString,
                 response_deserializer=cluster__pb2.NodeStatus.FromString,
                 _registered_method=True)
+        self.UpdateNode = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/UpdateNode',
+                request_serializer=cluster__pb2.UpdateNodeRequest.SerializeToString,
+                response_deserializer=cluster__pb2.NodeStatus.FromString,
+                _registered_method=True)
         self.Events = channel.unary_stream(
                 '/flock.cluster.v1.ClusterService/Events',
                 request_serializer=cluster__pb2.EventsRequest.SerializeToString,
@@ -137,7 +142,7 @@ class ClusterServiceServicer:
     def Drain(self, request, context):
         """A drained node takes no new containers; with `reschedule`, its containers that
         allow it (reschedule:on-node-failure) are moved to other nodes. Activate takes it
-        back. Drain is kept in the manager's memory (not across a manager restart).
+        back. The node's agent keeps the drain, so it outlives manager and agent restarts.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +150,14 @@ class ClusterServiceServicer:
 
     def Activate(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateNode(self, request, context):
+        """Labels changed at run time (`flock node update --label-add k=v NODE`): the next
+        decision honours them, and the node's agent keeps them across restarts.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -203,6 +216,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
             'Activate': grpc.unary_unary_rpc_method_handler(
                     servicer.Activate,
                     request_deserializer=cluster__pb2.NodeRef.FromString,
+                    response_serializer=cluster__pb2.NodeStatus.SerializeToString,
+            ),
+            'UpdateNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateNode,
+                    request_deserializer=cluster__pb2.UpdateNodeRequest.FromString,
                     response_serializer=cluster__pb2.NodeStatus.SerializeToString,
             ),
             'Events': grpc.unary_stream_rpc_method_handler(
@@ -453,6 +471,33 @@ class ClusterService:
             target,
             '/flock.cluster.v1.ClusterService/Activate',
             cluster__pb2.NodeRef.SerializeToString,
+            cluster__pb2.NodeStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/UpdateNode',
+            cluster__pb2.UpdateNodeRequest.SerializeToString,
             cluster__pb2.NodeStatus.FromString,
             options,
             channel_credentials,

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import time
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -24,11 +23,11 @@ from certs.exposure import is_loopback, refusal
 from manager.api.docker.ps import present
 from manager.cluster.agent_client import AgentError, AgentUnavailable
 from manager.cluster.model import Container, Node
-from manager.cluster.records import after_action
 from manager.cluster.reschedule import wants_reschedule
 from manager.cluster.state import Ambiguous, NotFound
-from manager.placing import place_and_create, with_image_affinity
-from manager.scheduler.drain import drained, set_drained
+from manager.global_placement import GLOBAL_LABEL, run_global
+from manager.placing import Refused, run_container, with_image_affinity
+from manager.scheduler.drain import ACTIVE, DRAIN, drained, set_drained
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.spec import RuleError, spec_from_create
 from protos import cluster_pb2 as pb
@@ -147,6 +146,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         return container_info(self.manager, self._container(ref)[0])
 
     async def Run(self, request, context) -> pb.RunReply:
+        if getattr(request, "global"):
+            return await _answer(context, self._run_global(request.spec))
         return await _answer(context, self._run(request.spec))
 
     async def Stop(self, request, context) -> pb.ContainerInfo:
@@ -165,18 +166,36 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def Activate(self, request, context) -> pb.NodeStatus:
         return await _answer(context, self._drain(request.ref, False))
 
+    async def UpdateNode(self, request, context) -> pb.NodeStatus:
+        return await _answer(context, self._update_node(
+            request.ref, dict(request.labels_add), list(request.labels_remove)))
+
     async def Events(self, request, context) -> AsyncIterator[pb.Event]:
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
         self.watchers.add(queue)
         since = time.time()
-        tasks = [asyncio.create_task(self._follow(node, since, queue))
-                 for node in self.state.healthy_nodes()]
+        tasks: dict[str, asyncio.Task] = {}
+
+        def follow(node_id: str) -> None:
+            """Follow a node once per stream, including nodes that turn healthy later
+            (a node coming back gets a new follower, from the moment it returned)."""
+            node = self.state.node(node_id)
+            old = tasks.get(node_id)
+            if node is None or (old is not None and not old.done()):
+                return
+            tasks[node_id] = asyncio.create_task(
+                self._follow(node, since if old is None else time.time(), queue))
+
+        for node in self.state.healthy_nodes():
+            follow(node.id)
+        self.manager.watcher.on_healthy.append(follow)
         try:
             while True:
                 yield await queue.get()
         finally:
+            self.manager.watcher.on_healthy.remove(follow)
             self.watchers.discard(queue)
-            for task in tasks:
+            for task in tasks.values():
                 task.cancel()
 
     # ------------------------------------------------------------- the work
@@ -232,33 +251,34 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise Failure(grpc.StatusCode.ALREADY_EXISTS,
                           f'Conflict. The container name "/{name}" is already in use.')
         body, spec = self._spec(request)
-        query = urllib.parse.urlencode({"name": name}) if name else ""
-
-        async def send(node: Node, payload: bytes):
-            client = self.manager.client(node.id)
-            if client is None:
-                raise Failure(grpc.StatusCode.UNAVAILABLE, f"node {node.name} is not connected")
-            exchange = await client.request("POST", "/containers/create", query,
-                                            [("Content-Type", "application/json")], payload)
-            return exchange.status, await exchange.body(), None
-
         try:
-            placed = await place_and_create(self.manager, body, spec, name, send)
+            placed = await run_container(self.manager, body, spec, name)
         except NoNodeAvailable as exc:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         except AgentError as exc:
             raise Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
-        if placed.record is None:
-            raise failure_for(placed.status, _parsed(placed.data))
-        node, record = placed.node, placed.record
-        status, answer = await self._call(node, "POST", f"/containers/{record.id}/start")
-        if status >= 300:
-            raise failure_for(status, answer)
-        started = after_action(record, "start") or record
-        self.manager.watcher.record(started)
-        self.manager.watcher.refresh_soon(node.id, record.id)
-        return pb.RunReply(container=container_info(self.manager, started),
+        except Refused as exc:
+            raise failure_for(exc.status, exc.answer) from None
+        return pb.RunReply(container=container_info(self.manager, placed.record),
                            warnings=placed.warnings)
+
+    async def _run_global(self, request: pb.ContainerSpec) -> pb.RunReply:
+        self._primary_only()
+        group = request.name.lstrip("/")
+        if not group:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT,
+                          "a global run needs a name: its copies are named NAME.NODE")
+        if self.state.container_label_values(GLOBAL_LABEL).get(group):
+            raise Failure(grpc.StatusCode.ALREADY_EXISTS,
+                          f'global group "{group}" already exists: remove its copies first')
+        body, spec = self._spec(request)
+        ran = await run_global(self.manager, body, spec, group)
+        if not ran.placed:
+            raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
+                          "no node can take a copy: " + "; ".join(ran.skipped or
+                                                                 ["there are no healthy nodes"]))
+        placed = [container_info(self.manager, c) for c in ran.placed]
+        return pb.RunReply(container=placed[0], placed=placed, skipped=ran.skipped)
 
     async def _act(self, ref: str, action: str, query: str = "") -> pb.ContainerInfo:
         self._primary_only()
@@ -300,10 +320,42 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
                      for n, w, c in found.ranking],
             error=found.error, strategy=scheduler.strategy_name, filters=scheduler.filter_names)
 
+    async def _tell_node(self, node: Node, add: dict[str, str], remove: list[str],
+                         availability: str = "") -> Node:
+        """Have the node's agent keep the change, then take its answer into the state."""
+        client = self.manager.client(node.id)
+        if client is None:
+            raise Failure(grpc.StatusCode.UNAVAILABLE,
+                          f"node {node.name} is not connected: its agent keeps the change, "
+                          "so retry once it is healthy again")
+        try:
+            info = await client.update_node(add, remove, availability)
+        except AgentError as exc:
+            code = (grpc.StatusCode.INVALID_ARGUMENT if "invalid" in str(exc)
+                    else grpc.StatusCode.UNAVAILABLE)
+            raise Failure(code, str(exc)) from None
+        return self.manager.watcher.take_info(node.id, info) or node
+
+    async def _update_node(self, ref: str, add: dict[str, str],
+                           remove: list[str]) -> pb.NodeStatus:
+        self._primary_only()
+        if not add and not remove:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT,
+                          "nothing to change: give --label-add KEY=VALUE or --label-rm KEY")
+        node = await self._tell_node(self._node(ref), add, remove)
+        log.info("node %s: labels now %s", node.name, node.labels)
+        self.manager.global_copies.node_ready(node.id)  # it may be eligible now
+        self._publish(pb.Event(kind="node", action="update", node=node.name, id=node.id,
+                               time=time.time()))
+        return node_status(self.manager, node)
+
     async def _drain(self, ref: str, value: bool) -> pb.NodeStatus:
         self._primary_only()
         node = self._node(ref)
-        if set_drained(self.state, node.id, value):
+        was = node.id in drained(self.state).ids
+        node = await self._tell_node(node, {}, [], DRAIN if value else ACTIVE)
+        set_drained(self.state, node.id, value)
+        if was != value:
             action = "drain" if value else "activate"
             log.info("node %s: %s", node.name, action)
             self._publish(pb.Event(kind="node", action=action, node=node.name, id=node.id,

@@ -189,6 +189,16 @@ class AgentClient:
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
+    async def update_node(self, add: dict[str, str], remove: list[str], availability: str = "",
+                          timeout: float = 10) -> agent_pb2.NodeInfo:
+        """Change the node's run-time labels/availability; the agent keeps them."""
+        request = agent_pb2.UpdateNodeRequest(labels_add=add, labels_remove=remove,
+                                              availability=availability)
+        try:
+            return await self.stub.UpdateNode(request, timeout=timeout)
+        except grpc.aio.AioRpcError as err:
+            raise self._error(err, timeout) from None
+
     async def heartbeat(self, timeout: float = 5) -> agent_pb2.HeartbeatReply:
         try:
             return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout)

@@ -37,7 +37,7 @@ def node_from_info(info, addr: str) -> Node:
         memory=int(info.memory), labels=labels, health=PENDING, runtime=info.runtime,
         server_version=info.server_version, api_version=info.api_version,
         min_api_version=info.min_api_version, updated_at=time.time(),
-        images=int(info.images),
+        images=int(info.images), availability=info.availability or "active",
     )
 
 

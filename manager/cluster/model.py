@@ -34,6 +34,7 @@ class Node:
     min_api_version: str = ""
     updated_at: float = 0.0  # seconds since the epoch of the last good refresh
     images: int = 0  # image count reported by the node
+    availability: str = "active"  # active | drain, kept by the node's agent (UpdateNode)
 
     @property
     def healthy(self) -> bool:

@@ -147,14 +147,21 @@ class NodeSync:
         self._loaded = True
         self.state.set_health(node.id, HEALTHY)
         log.info("node %s (%s) is healthy", node.name, self.addr)
+        for callback in self.watcher.on_healthy:
+            callback(node.id)
 
     async def _refresh_info(self) -> None:
-        info = await self.client.info(timeout=self.watcher.rpc_timeout * 2)
+        self.take_info(await self.client.info(timeout=self.watcher.rpc_timeout * 2))
+
+    def take_info(self, info) -> Node:
+        """A fresh NodeInfo (a refresh, or an UpdateNode answer) into the state; health
+        and image count stay as the sync loop knows them."""
         node = node_from_info(info, self.addr)
         old = self.state.node(self.node_id) if self.node_id else None
         if old is not None:
             node.health, node.error, node.images = old.health, old.error, old.images
         self._adopt(node)
+        return node
 
     def _adopt(self, node: Node) -> None:
         """Put `node` in the state, replacing a placeholder or an older identity."""
@@ -253,6 +260,8 @@ class NodeWatcher:
         self._again: set[str] = set()
         self._task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
+        # Called with a node's ID each time it turns healthy (global copies, manager/app).
+        self.on_healthy: list[Callable[[str], None]] = []
         # Set by the manager: told when a node fails, asked about duplicate copies.
         self.rescheduler = None
 
@@ -368,6 +377,11 @@ class NodeWatcher:
 
     def forget(self, node_id: str) -> None:
         self._by_node.pop(node_id, None)
+
+    def take_info(self, node_id: str, info) -> Node | None:
+        """An UpdateNode answer into the state at once, so the next decision sees it."""
+        sync = self._by_node.get(node_id)
+        return sync.take_info(info) if sync is not None else None
 
     def wake(self, node_id: str) -> None:
         sync = self._by_node.get(node_id)

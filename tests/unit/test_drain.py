@@ -41,9 +41,23 @@ def test_draining_every_node_says_so():
         Scheduler().place(state, spec_from_create({"Image": "busybox"}))
 
 
-def test_drain_outlives_a_refresh_of_the_node_record():
+def test_drain_follows_what_the_agent_reports_in_each_refresh():
+    """The agent keeps the drain (UpdateNode) and reports it; the record says so."""
     state = state_of("a", "b")
     set_drained(state, "a", True)
-    state.upsert_node(Node("a", "a", "a:1", cpus=8, memory=1 << 30, health=HEALTHY))
+    state.upsert_node(Node("a", "a", "a:1", cpus=8, memory=1 << 30, health=HEALTHY,
+                           availability="drain"))
     assert drained(state).ids == {"a"}
     assert Scheduler().place(state, spec_from_create({"Image": "busybox"})).node.id == "b"
+    state.remove_node("a")  # gone for a while: the drain waits for its return
+    assert drained(state).ids == {"a"}
+    state.upsert_node(Node("a", "a", "a:1", cpus=8, memory=1 << 30, health=HEALTHY,
+                           availability="active"))  # activated while the manager was away
+    assert drained(state).ids == set()
+
+
+def test_a_state_loaded_with_drained_nodes_knows_them_from_the_start():
+    state = ClusterState()
+    state.upsert_node(Node("a", "a", "a:1", cpus=1, memory=1, health=HEALTHY,
+                           availability="drain"))
+    assert drained(state).ids == {"a"}

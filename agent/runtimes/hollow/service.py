@@ -20,7 +20,7 @@ from protos import agent_pb2
 class HollowAgentService(AgentService):
     runtime: HollowRuntime
 
-    async def Info(self, request, context):  # noqa: N802 - gRPC method name
+    async def node_info(self) -> agent_pb2.NodeInfo:
         info = info_body(self.runtime.core)
         return build_node_info(info, version_body(), json.dumps(info).encode(),
                                runtime=self.runtime.name, address=self.address,
