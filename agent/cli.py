@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from agent.metrics import AgentMetrics, serve_metrics
 from agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
 from agent.server import AgentService, make_server
 from certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
@@ -73,6 +74,9 @@ def register(subparsers) -> None:
                              f"(default {default}/cert.pem)")
     parser.add_argument("--tlskey", default=None, metavar="FILE",
                         help=f"this agent's key (default {default}/key.pem)")
+    parser.add_argument("--metrics-addr", default="", metavar="HOST:PORT",
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                             "(default: off)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow listening without TLS on a non-loopback address "
                              "(anyone who reaches it controls this machine's containers)")
@@ -195,6 +199,9 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     when the options or the runtime cannot work."""
     advertise = check_address("--advertise", args.advertise)
     listen = check_address("--listen", args.listen) if args.listen else advertise
+    metrics_addr = getattr(args, "metrics_addr", "")
+    if metrics_addr:
+        check_address("--metrics-addr", metrics_addr)
     heartbeat, ttl = _durations(args)
     labels = parse_labels(args.label)
     tls = load_tls(args, advertise, listen)
@@ -210,13 +217,16 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     signals = stop_on_signals(loop, stop)
     tasks: list[asyncio.Task] = []
+    metrics, metrics_runner = AgentMetrics(), None
     try:
         try:
             service = AgentService(runtime, advertise, args.name, labels,
                                    state_dir=Path(args.state_dir).expanduser())
-            server, port = make_server(service, listen, tls)
+            server, port = make_server(service, listen, tls, metrics)
         except ValueError as exc:
             raise JoinError(str(exc)) from None
+        if metrics_addr:  # before the agent serves: a bad address stops nothing running
+            metrics_runner = await _serve_metrics(metrics, metrics_addr)
         await server.start()
         log.info("agent %s (runtime %s, %s) listening on port %d (%s)",
                  advertise, runtime.name, runtime.socket_path, port,
@@ -230,6 +240,8 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("agent stopping; containers keep running")
         await server.stop(grace=2)
+        if service.calls is not None:
+            await service.calls.close()
     finally:
         for task in tasks:
             task.cancel()
@@ -240,8 +252,20 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
                 await backend.close()
         for sig in signals:
             loop.remove_signal_handler(sig)
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await runtime.stop()
 
+
+
+async def _serve_metrics(metrics: AgentMetrics, addr: str):
+    try:
+        runner, port = await serve_metrics(metrics, addr)
+    except OSError as exc:
+        raise JoinError(f"cannot listen on {addr} for --metrics-addr: "
+                        f"{exc.strerror or exc}") from None
+    log.info("metrics on http://%s:%d/metrics", addr.rpartition(":")[0], port)
+    return runner
 
 
 def main(args) -> int:

@@ -8,12 +8,16 @@ import logging
 import time
 from pathlib import Path
 
+import aiohttp
 import grpc
 
 from agent import engine_api, http_bridge
+from agent.http_bridge import BridgeError
+from agent.metrics import AgentMetrics
 from agent.node_info import fetch_node_info
 from agent.node_spec import NodeSpecStore
 from agent.runtimes.base import Runtime
+from agent.unary_calls import AnswerTooLarge, RuntimeCalls
 from certs import Identity, RoleRequired, grpc_server_credentials
 from protos import agent_pb2, agent_pb2_grpc
 
@@ -43,6 +47,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.name = name
         self.labels = dict(labels or {})
         self.node_specs = NodeSpecStore(state_dir)
+        self.calls = RuntimeCalls(runtime.socket_path) if runtime is not None else None
 
     async def node_info(self) -> agent_pb2.NodeInfo:
         """The runtime's facts; engine_api.EngineError when it does not answer."""
@@ -102,6 +107,17 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         # The runtime ended its stream (it is stopping): tell the manager to resubscribe.
         await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
 
+    async def DockerCall(self, request, context):  # noqa: N802
+        try:
+            return await self.calls.call(request.request, request.body)
+        except BridgeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except AnswerTooLarge as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        except (aiohttp.ClientError, OSError) as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"runtime at {self.runtime.socket_path} does not answer: {exc}")
+
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)
         exchange = http_bridge.forward(self.runtime.socket_path, frames)
@@ -152,12 +168,15 @@ class _TrackedFrames:
                 return
 
 
-def make_server(service: AgentService, listen: str,
-                tls: Identity | None = None) -> tuple[grpc.aio.Server, int]:
+def make_server(service: AgentService, listen: str, tls: Identity | None = None,
+                metrics: AgentMetrics | None = None) -> tuple[grpc.aio.Server, int]:
     """A gRPC server for `service` bound to `listen` ("host:port"); (server, bound port).
     With `tls`, mutual TLS: only callers with a client cert of the CA holding the manager
-    role are answered. ValueError when the address cannot be bound."""
-    interceptors = [RoleRequired("manager")] if tls is not None else []
+    role are answered. Every call is counted in `metrics` and logged with the manager's
+    request ID (agent/metrics.py). ValueError when the address cannot be bound."""
+    interceptors = [(metrics or AgentMetrics()).interceptor()]  # outermost: sees denials
+    if tls is not None:
+        interceptors.append(RoleRequired("manager"))
     server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=interceptors)
     agent_pb2_grpc.add_AgentServicer_to_server(service, server)
     try:

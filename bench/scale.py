@@ -51,6 +51,26 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def agent_rpcs(base: str) -> Counter:
+    """The manager's agent RPCs so far by method, from its /metrics (empty without)."""
+    counts: Counter = Counter()
+    prefix = 'flock_agent_rpc_duration_seconds_count{method="'
+    async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as resp:
+        text = await resp.text() if resp.status == 200 else ""
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            method, _, rest = line[len(prefix):].partition('"')
+            counts[method] += int(float(rest.rpartition(" ")[2]))
+    return counts
+
+
 def healthy_nodes(info: dict) -> int:
     return sum(1 for key, value in info.get("SystemStatus") or []
                if key.strip() == "└ Status" and value == "Healthy")
@@ -141,6 +161,22 @@ class Stack:
 
     def manager_rss(self) -> int:
         return rss_bytes(self.procs["manager"].pid)
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each child process."""
+        return {name: cpu_seconds(proc.pid) for name, proc in self.procs.items()}
+
+    def profile(self, folder: pathlib.Path) -> list[subprocess.Popen]:
+        """py-spy recorders on both processes until stopped (SIGINT); raw stacks go to
+        FOLDER/<name>.txt. Empty when py-spy is not installed next to this Python."""
+        spy = pathlib.Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            return []
+        return [subprocess.Popen([str(spy), "record", "--pid", str(proc.pid), "--format",
+                                  "raw", "--rate", "200", "--nonblocking", "-o",
+                                  str(folder / f"{name}.txt")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                for name, proc in self.procs.items()]
 
     def stop(self) -> None:
         for name in ("manager", "hollow"):
@@ -276,8 +312,25 @@ async def bench(args) -> dict:
         print(f"registration: {out['registration']:.1f}s; manager RSS "
               f"{stack.manager_rss() / 2**20:.0f} MiB")
         out["rss_idle_mib"] = stack.manager_rss() / 2**20
+        if args.profile:
+            pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
+        spies = stack.profile(pathlib.Path(args.profile)) if args.profile else []
+        rpcs_before = await agent_rpcs(stack.url)
+        cpu_before = stack.cpu()
         result = await create_and_start(stack.url, args.containers, args.concurrency,
                                         container_body(), progress=print)
+        cpu_after = stack.cpu()
+        rpcs = await agent_rpcs(stack.url)
+        rpcs.subtract(rpcs_before)
+        out["rpcs_per_container"] = {k: round(v / max(1, len(result.ids)), 2)
+                                     for k, v in rpcs.items() if v}
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+        for spy in spies:
+            spy.wait(timeout=60)
+        for name in cpu_after:
+            out[f"cpu_ms_{name}"] = ((cpu_after[name] - cpu_before[name]) * 1e3
+                                     / max(1, len(result.ids)))
         out.update(placed=len(result.ids), failed=len(result.failures),
                    rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
                    p99_ms=percentile(result.latencies, .99) * 1e3)
@@ -314,6 +367,11 @@ def report(out: dict) -> None:
         ("placed / failed", f"{out.get('placed')} / {out.get('failed')}"),
         ("create+start rate", f"{out.get('rate', 0):.0f} /s"),
         ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms"),
+        ("CPU per create+start",
+         f"manager {out.get('cpu_ms_manager', 0):.2f} ms, hollow "
+         f"{out.get('cpu_ms_hollow', 0):.2f} ms"),
+        ("agent RPCs per container", ", ".join(
+            f"{k} {v}" for k, v in sorted(out.get("rpcs_per_container", {}).items()))),
         ("ps -a", f"{out.get('ps_s', 0) * 1e3:.0f} ms ({out.get('ps_count')} rows)"),
         ("info", f"{out.get('info_s', 0) * 1e3:.0f} ms"),
         ("manager RSS idle / full / end",
@@ -341,6 +399,9 @@ def main() -> None:
     parser.add_argument("--heartbeat", default="5s", help="manager heartbeat")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--json", default="", help="also write the figures to this file")
+    parser.add_argument("--profile", default="", metavar="DIR",
+                        help="py-spy both processes during the create+start phase; raw "
+                             "stacks in DIR/manager.txt and DIR/hollow.txt")
     args = parser.parse_args()
     out = asyncio.run(bench(args))
     report(out)

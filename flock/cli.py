@@ -8,10 +8,9 @@ message and an exit code.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
-from flock import __version__
+from flock.logs import setup_logging
+from flock.version import VersionAction
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,16 +23,19 @@ def build_parser() -> argparse.ArgumentParser:
     from flock.listing import register as register_list
     from flock.up import register as register_up
     from manager.cli import register as register_manage
+    from provisioner.cli import register as register_machine
 
     parser = argparse.ArgumentParser(
         prog="flock",
         description="One Docker API over many machines: a cluster scheduler and provisioner.",
     )
-    parser.add_argument("--version", action="version", version=f"flock {__version__}")
+    parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
         "-l", "--log-level", default="info",
         choices=["debug", "info", "warning", "error"], help="log level (default: info)",
     )
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text lines, or one JSON object per line (default: text)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     register_manage(commands)
@@ -45,17 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     register_certs(commands)
     register_cluster(commands)
     register_hollow(commands)
+    register_machine(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

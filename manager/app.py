@@ -19,6 +19,7 @@ from aiohttp import web
 import certs
 import discovery
 from certs.exposure import is_loopback, is_wildcard, refusal
+from docker_compat.tls_half_close import HalfCloseTLSSite
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from manager.cluster.agent_client import AgentClient
 from manager.cluster.reschedule import Rescheduler
@@ -26,6 +27,7 @@ from manager.cluster.state import ClusterState
 from manager.cluster.sync import NodeWatcher
 from manager.global_placement import GlobalReconciler
 from manager.ha import Replication
+from manager.observability import ManagerMetrics
 from manager.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("flock.manager")
@@ -107,9 +109,12 @@ class Manager:
         credentials = (certs.grpc_channel_credentials(self.agent_tls)
                        if self.agent_tls is not None else None)
         self.state = ClusterState()
+        self.metrics = ManagerMetrics(self.state, self.scheduler.filter_names)
+        self.scheduler.observer = self.metrics
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
-                                   functools.partial(AgentClient, credentials=credentials))
+                                   functools.partial(AgentClient, credentials=credentials,
+                                                     observer=self.metrics.agent_rpc))
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler
@@ -118,6 +123,7 @@ class Manager:
         if self.ha is not None:
             self.ha.knows = self._knows
         self.exec_nodes: dict[str, str] = {}  # exec ID -> node ID
+        self._api_version: tuple[int, str] = (-1, DEFAULT_API_VERSION)
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
         self.grpc_server = None  # ClusterService (manager/api/grpc.py), with --grpc-addr
@@ -212,9 +218,14 @@ class Manager:
         return self.watcher.client(node_id)
 
     def api_version(self) -> str:
-        """The lowest API version among healthy nodes (what every node understands)."""
-        versions = [n.api_version for n in self.state.healthy_nodes() if n.api_version]
-        return min(versions, key=version_tuple) if versions else DEFAULT_API_VERSION
+        """The lowest API version among healthy nodes (what every node understands).
+        Asked on every request: cached until the healthy set or a version changes."""
+        key = self.state.health_generation
+        if self._api_version[0] != key:
+            versions = [n.api_version for n in self.state.healthy_nodes() if n.api_version]
+            self._api_version = (key, min(versions, key=version_tuple) if versions
+                                 else DEFAULT_API_VERSION)
+        return self._api_version[1]
 
     async def start(self) -> None:
         if self.ha is not None:
@@ -255,8 +266,11 @@ class Manager:
             await site.start()
             self.addresses.append(f"unix://{listen.path}")
             return
-        site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True,
-                           ssl_context=self.ssl_context)
+        if self.ssl_context is not None:  # a client's close_notify is a half-close
+            site = HalfCloseTLSSite(self._runner, listen.host, listen.port,
+                                    ssl_context=self.ssl_context)
+        else:
+            site = web.TCPSite(self._runner, listen.host, listen.port, reuse_address=True)
         known = set(map(tuple, self._runner.addresses))
         try:
             await site.start()

@@ -142,6 +142,22 @@ class DockerResponse(_message.Message):
     headers: _containers.RepeatedCompositeFieldContainer[Header]
     def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
 
+class DockerCallRequest(_message.Message):
+    __slots__ = ("request", "body")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    request: DockerRequest
+    body: bytes
+    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
+class DockerCallReply(_message.Message):
+    __slots__ = ("response", "body")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    response: DockerResponse
+    body: bytes
+    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+
 class DockerFrame(_message.Message):
     __slots__ = ("request", "response", "data", "close_write")
     REQUEST_FIELD_NUMBER: _ClassVar[int]

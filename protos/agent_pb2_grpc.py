@@ -54,6 +54,11 @@ class AgentStub:
                 request_serializer=agent__pb2.DockerFrame.SerializeToString,
                 response_deserializer=agent__pb2.DockerFrame.FromString,
                 _registered_method=True)
+        self.DockerCall = channel.unary_unary(
+                '/flock.agent.v1.Agent/DockerCall',
+                request_serializer=agent__pb2.DockerCallRequest.SerializeToString,
+                response_deserializer=agent__pb2.DockerCallReply.FromString,
+                _registered_method=True)
         self.UpdateNode = channel.unary_unary(
                 '/flock.agent.v1.Agent/UpdateNode',
                 request_serializer=agent__pb2.UpdateNodeRequest.SerializeToString,
@@ -98,6 +103,17 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DockerCall(self, request, context):
+        """One short Docker API exchange in one message each way, for requests whose answers
+        are small and never streamed (create, start, stop, inspect, rm...): a stream costs
+        several times the CPU of a unary call on both sides, and these calls are most of
+        what a busy manager sends. Not for hijacked or streamed requests; the answer body
+        is capped at MAX_CALL_BODY (the manager falls back to Docker for larger ones).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateNode(self, request, context):
         """The operator's word on this node, changed at run time: labels added or removed
         (over the engine's and --label's) and availability. The agent keeps it in its
@@ -129,6 +145,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.Docker,
                     request_deserializer=agent__pb2.DockerFrame.FromString,
                     response_serializer=agent__pb2.DockerFrame.SerializeToString,
+            ),
+            'DockerCall': grpc.unary_unary_rpc_method_handler(
+                    servicer.DockerCall,
+                    request_deserializer=agent__pb2.DockerCallRequest.FromString,
+                    response_serializer=agent__pb2.DockerCallReply.SerializeToString,
             ),
             'UpdateNode': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateNode,
@@ -244,6 +265,33 @@ class Agent:
             '/flock.agent.v1.Agent/Docker',
             agent__pb2.DockerFrame.SerializeToString,
             agent__pb2.DockerFrame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DockerCall(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.agent.v1.Agent/DockerCall',
+            agent__pb2.DockerCallRequest.SerializeToString,
+            agent__pb2.DockerCallReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ CONFIG_VERSION = 1
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):  # fullmatch: `$` alone lets "a\n" through
         raise InvalidName(name)
     return name
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -76,17 +77,25 @@ class Store:
         return out
 
     def create(self, host: Host) -> Path:
-        """A new machine folder; MachineExists if the name is taken."""
+        """A new machine folder; MachineExists if the name is taken, even by another
+        process creating the same name at the same moment (the config is linked into
+        place, which fails if one is there)."""
         folder = self.machine_dir(host.name)
         if (folder / CONFIG).exists():
             raise MachineExists(host.name)
         folder.mkdir(parents=True, exist_ok=True)
-        self.save(host)
+        tmp = folder / f".{CONFIG}.{os.getpid()}.{threading.get_ident()}.new"
+        write_file(tmp, _config_bytes(host), PUBLIC_MODE)
+        try:
+            os.link(tmp, folder / CONFIG)
+        except FileExistsError:
+            raise MachineExists(host.name) from None
+        finally:
+            tmp.unlink(missing_ok=True)
         return folder
 
     def save(self, host: Host) -> None:
-        data = json.dumps(host.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
-        write_file(self.machine_dir(host.name) / CONFIG, data, PUBLIC_MODE)
+        write_file(self.machine_dir(host.name) / CONFIG, _config_bytes(host), PUBLIC_MODE)
 
     def load_secrets(self, name: str) -> dict[str, Any]:
         path = self.machine_dir(name) / SECRETS
@@ -104,3 +113,7 @@ class Store:
 
     def remove(self, name: str) -> None:
         shutil.rmtree(self.machine_dir(name), ignore_errors=True)
+
+
+def _config_bytes(host: Host) -> bytes:
+    return json.dumps(host.to_dict(), indent=2, sort_keys=True).encode() + b"\n"

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import grpc
 
+from flock.logs import METADATA_KEY, current_request_id
 from protos import agent_pb2, agent_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
@@ -30,6 +33,14 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 _UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+# Told of each RPC: method name, seconds, whether it succeeded (the manager's metrics).
+RpcObserver = Callable[[str, float, bool], None]
+
+
+def _metadata() -> tuple[tuple[str, str], ...] | None:
+    """The current request's ID for the agent's logs (flock/logs.py), if inside one."""
+    request_id = current_request_id()
+    return ((METADATA_KEY, request_id),) if request_id else None
 
 
 class AgentError(Exception):
@@ -159,14 +170,53 @@ class DockerExchange:
         self._call.cancel()
 
 
+class BufferedExchange(DockerExchange):
+    """An exchange whose whole answer came in one DockerCall reply."""
+
+    def __init__(self, addr: str, status: int, headers: list[tuple[str, str]],
+                 data: bytes) -> None:
+        self.addr, self.status, self.headers = addr, status, headers
+        self._data: bytes | None = data
+
+    async def read(self) -> bytes | None:
+        data, self._data = self._data, None
+        return data or None
+
+    async def write(self, data: bytes) -> None:
+        raise AgentError(f"Agent {self.addr}: the exchange is already over")
+
+    async def close_write(self) -> None:
+        return None
+
+    def cancel(self) -> None:
+        self._data = None
+
+
+# Requests whose answers are short and never streamed: sent as one DockerCall.
+_UNARY = re.compile(
+    r"^(?:POST /containers/create"
+    r"|POST /containers/[^/]+/(?:start|stop|restart|kill|pause|unpause|rename|update|resize)"
+    r"|GET /containers/[^/]+/json|DELETE /containers/[^/]+|GET /containers/json"
+    r"|GET /(?:_ping|version|info)|HEAD /_ping"
+    r"|GET /images/json|GET /networks|GET /volumes)$")
+
+
+def is_unary(method: str, path: str, hijack: bool, body: object) -> bool:
+    return (not hijack and (body is None or isinstance(body, bytes))
+            and _UNARY.match(f"{method.upper()} {path}") is not None)
+
+
 class AgentClient:
     """The Agent service of one agent at `addr` ("host:port")."""
 
-    def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None) -> None:
+    def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None,
+                 observer: RpcObserver | None = None) -> None:
         self.addr = addr
         self._credentials = credentials
+        self._observer = observer
         self._channel: grpc.aio.Channel | None = None
         self._stub: agent_pb2_grpc.AgentStub | None = None
+        self._unary = True  # DockerCall for short requests, until the agent says no
 
     @property
     def stub(self) -> agent_pb2_grpc.AgentStub:
@@ -183,9 +233,24 @@ class AgentClient:
     def _error(self, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
         return map_error(self.addr, err, timeout, tls=self._credentials is not None)
 
+    @contextlib.contextmanager
+    def _timed(self, method: str) -> Iterator[None]:
+        """Report the RPC inside to the observer (ok unless it raised)."""
+        if self._observer is None:
+            yield
+            return
+        start, ok = time.perf_counter(), False
+        try:
+            yield
+            ok = True
+        finally:
+            self._observer(method, time.perf_counter() - start, ok)
+
     async def info(self, timeout: float = 10) -> agent_pb2.NodeInfo:
         try:
-            return await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout)
+            with self._timed("Info"):
+                return await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout,
+                                            metadata=_metadata())
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
@@ -195,20 +260,23 @@ class AgentClient:
         request = agent_pb2.UpdateNodeRequest(labels_add=add, labels_remove=remove,
                                               availability=availability)
         try:
-            return await self.stub.UpdateNode(request, timeout=timeout)
+            with self._timed("UpdateNode"):
+                return await self.stub.UpdateNode(request, timeout=timeout, metadata=_metadata())
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
     async def heartbeat(self, timeout: float = 5) -> agent_pb2.HeartbeatReply:
         try:
-            return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout)
+            with self._timed("Heartbeat"):
+                return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout,
+                                                 metadata=_metadata())
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
     async def events(self, since: float = 0) -> AsyncIterator[dict]:
         """The node's Docker events as parsed objects, until the stream breaks
         (AgentUnavailable) or the caller stops iterating."""
-        call = self.stub.Events(agent_pb2.EventsRequest(since=since))
+        call = self.stub.Events(agent_pb2.EventsRequest(since=since), metadata=_metadata())
         try:
             async for event in call:
                 yield json.loads(event.json)
@@ -240,21 +308,26 @@ class AgentClient:
             headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
         req = agent_pb2.DockerRequest(
             method=method, path=path, query=query, api_version=api_version, hijack=hijack,
-            request_id=request_id,
+            request_id=request_id or current_request_id(),
             headers=[agent_pb2.Header(name=k, value=v) for k, v in headers],
         )
-        call = self.stub.Docker()
+        if self._unary and is_unary(method, path, hijack, body):
+            exchange = await self._call(req, body or b"")
+            if exchange is not None:
+                return exchange
+        call = self.stub.Docker(metadata=_metadata())
         body_task = None
         try:
-            await call.write(agent_pb2.DockerFrame(request=req))
-            if hijack:
-                for frame in _frames(body or b""):
-                    await call.write(frame)
-            elif body is None:
-                await call.done_writing()
-            else:
-                body_task = asyncio.create_task(_send_body(call, body))
-            head = await call.read()
+            with self._timed("Docker"):
+                await call.write(agent_pb2.DockerFrame(request=req))
+                if hijack:
+                    for frame in _frames(body or b""):
+                        await call.write(frame)
+                elif body is None:
+                    await call.done_writing()
+                else:
+                    body_task = asyncio.create_task(_send_body(call, body))
+                head = await call.read()
         except grpc.aio.AioRpcError as err:
             _stop(call, body_task)
             raise self._error(err) from None
@@ -267,6 +340,31 @@ class AgentClient:
         answer = [(h.name, h.value) for h in head.response.headers
                   if h.name.lower() not in HOP_BY_HOP]
         return DockerExchange(self.addr, call, head.response.status, answer, body_task)
+
+    async def _call(self, req: agent_pb2.DockerRequest,
+                    body: bytes) -> BufferedExchange | None:
+        """One DockerCall; None when the stream must do it (an agent without DockerCall,
+        or an answer too large for one message)."""
+        # Timed inline rather than with _timed: this is the hot path of every create and
+        # start, and a generator-based context manager costs as much as the rest here.
+        observer, start, ok = self._observer, time.perf_counter(), False
+        try:
+            reply = await self.stub.DockerCall(
+                agent_pb2.DockerCallRequest(request=req, body=body), metadata=_metadata())
+            ok = True
+        except grpc.aio.AioRpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+                self._unary = False  # an older agent: streams from now on
+                return None
+            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                return None
+            raise self._error(err) from None
+        finally:
+            if observer is not None:
+                observer("DockerCall", time.perf_counter() - start, ok)
+        answer = [(h.name, h.value) for h in reply.response.headers
+                  if h.name.lower() not in HOP_BY_HOP]
+        return BufferedExchange(self.addr, reply.response.status, answer, reply.body)
 
     async def request_json(
         self, method: str, path: str, query: str = "", body: object | None = None,

@@ -23,6 +23,7 @@ stay current without rescanning.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -143,9 +144,15 @@ class ClusterState:
         # Bumped only when nodes come or go, or a node's name or labels change: views
         # derived from node labels and names stay valid across usage changes.
         self.node_generation = 0
+        # Bumped when the set of healthy nodes or a node's API version changes: what
+        # the whole cluster speaks (Manager.api_version) is cached on it.
+        self.health_generation = 0
 
     # ---------------------------------------------------------------- nodes
     def upsert_node(self, node: Node) -> None:
+        old = self._nodes.get(node.id)
+        if old is None or old.api_version != node.api_version:
+            self.health_generation += 1
         old_name = self._names.get(node.id)
         if old_name != node.name:
             if old_name is not None and self._node_by_name.get(old_name) == node.id:
@@ -166,6 +173,7 @@ class ClusterState:
             return []
         self._healthy.discard(node_id)
         self._unhealthy.discard(node_id)
+        self.health_generation += 1
         _move(self._by_count, self._count_of.pop(node_id, None), None, node_id)
         _move(self._by_class, self._class_of.pop(node_id, None), None, node_id)
         self._node_by_name.pop(self._names.pop(node_id, node.name), None)
@@ -487,9 +495,13 @@ class ClusterState:
 
     def _index_health(self, node: Node) -> None:
         if node.health == HEALTHY:
+            if node.id not in self._healthy:
+                self.health_generation += 1
             self._healthy.add(node.id)
             self._unhealthy.discard(node.id)
         else:
+            if node.id in self._healthy:
+                self.health_generation += 1
             self._healthy.discard(node.id)
             self._unhealthy.add(node.id)
 
@@ -587,8 +599,10 @@ def _bump(index: dict[str, dict[str, int]], key: str, node_id: str, delta: int) 
             del index[key]
 
 
+@functools.lru_cache(maxsize=4096)
 def image_aliases(ref: str) -> tuple[str, ...]:
-    """The names an affinity `image==…` may use for image `ref` (see `image_index`)."""
+    """The names an affinity `image==…` may use for image `ref` (see `image_index`).
+    Cached: every container record written computes them, and clusters run few images."""
     if not ref:
         return ()
     if ref.startswith("sha256:"):

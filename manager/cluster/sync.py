@@ -42,6 +42,8 @@ CONTAINER_ACTIONS = frozenset({
 IMAGE_ACTIONS = frozenset({"pull", "import", "tag", "delete", "untag", "load", "push"})
 INFO_EVERY = 5
 LOAD_PARALLEL = 16
+# A create and the start that follows it (and their events) are usually this close.
+REFRESH_DELAY = 0.3
 
 
 # ------------------------------------------------------------------ one node
@@ -55,6 +57,7 @@ class NodeSync:
         self.node_id: str | None = None
         self.failures = 0
         self.beats = 0
+        self.count_drift = 0  # consecutive beats whose container count differed from ours
         self.first_round = asyncio.Event()
         self._loaded = False
         self._wake = asyncio.Event()
@@ -120,7 +123,12 @@ class NodeSync:
             await self.connect()
             return
         try:
-            if reply.containers != len(self.state.containers(self.node_id)):
+            # A count that differs once is usually a create in flight (the engine has it,
+            # its record is on the way); differing on two beats in a row is drift.
+            drifted = reply.containers != len(self.state.containers(self.node_id))
+            self.count_drift = self.count_drift + 1 if drifted else 0
+            if self.count_drift >= 2:
+                self.count_drift = 0
                 await self.watcher.load_containers(self.node_id)
             if reply.images != node.images:
                 await self.watcher.load_images(self.node_id)
@@ -138,7 +146,7 @@ class NodeSync:
         self._adopt(node)
         self._ensure_events()
         try:
-            await self.watcher.load_containers(node.id)
+            await self.watcher.load_containers(node.id, known_too=True)
             await self.watcher.load_images(node.id)
         except AgentError as exc:
             self.fail(exc)
@@ -256,6 +264,8 @@ class NodeWatcher:
         self._destroyed: OrderedDict[str, None] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._soon: dict[str, asyncio.Task] = {}
+        # How long a background re-read waits for more reasons (see refresh_soon).
+        self.refresh_delay = REFRESH_DELAY
         self._departed: dict[str, float] = {}  # address -> when it left discovery
         self._again: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -402,17 +412,23 @@ class NodeWatcher:
         self.state.remove_container(container_id)
 
     def refresh_soon(self, node_id: str, container_id: str) -> None:
-        """Re-read a container now, in the background, once for a burst of reasons: a
-        `docker run` sends create, start (and often die) events and the API front asks
-        too. Reasons that arrive while a read is under way make one more read after it,
-        not one each, so the engine is not kept busy on the path of the run."""
+        """Re-read a container shortly, in the background, once for a burst of reasons:
+        a `docker run` is a create and a start, each answered (the API front writes the
+        record it is sure of) and each echoed by an event. The read waits
+        `refresh_delay` so that the whole burst makes one read; reasons that arrive
+        while a read is under way make one more read after it, not one each, so the
+        engine is not kept busy on the path of the run."""
         if container_id in self._soon:
             self._again.add(container_id)
             return
+        if container_id in self._destroyed:
+            return  # a late event of a removed container (`rm -f`: kill, die, destroy)
 
         async def run() -> None:
             try:
-                while True:
+                if self.refresh_delay > 0:
+                    await asyncio.sleep(self.refresh_delay)
+                while container_id not in self._destroyed:
                     self._again.discard(container_id)
                     try:
                         await self.refresh_container(node_id, container_id)
@@ -459,8 +475,10 @@ class NodeWatcher:
         self._store(container)
         return container
 
-    async def load_containers(self, node_id: str) -> None:
-        """Read every container of a node; drop the records the node no longer has."""
+    async def load_containers(self, node_id: str, known_too: bool = False) -> None:
+        """Read every container of a node; drop the records the node no longer has.
+        Containers already known in the same state are not inspected again unless
+        `known_too` (a full load, when a node is first reached or comes back)."""
         client = self.client(node_id)
         if client is None:
             return
@@ -477,8 +495,16 @@ class NodeWatcher:
                 return None
             return container_from_engine(node_id, summary, data)
 
-        found = await asyncio.gather(*(inspect(s) for s in listing if s.get("Id")))
-        fresh = {c.id: c for c in found if c is not None}
+        def current(summary: dict) -> Container | None:
+            old = self.state.container(summary["Id"])
+            if known_too or old is None or old.state != summary.get("State"):
+                return None
+            return old
+
+        kept = [c for s in listing if s.get("Id") and (c := current(s)) is not None]
+        found = await asyncio.gather(*(inspect(s) for s in listing
+                                       if s.get("Id") and current(s) is None))
+        fresh = {c.id: c for c in [*kept, *found] if c is not None}
         if self.rescheduler is not None:
             for gone in await self.rescheduler.remove_stale(node_id, list(fresh.values())):
                 fresh.pop(gone, None)

@@ -21,6 +21,8 @@ import random
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Protocol
 
 from manager.cluster.model import Node
 from manager.cluster.state import ClusterState
@@ -31,6 +33,16 @@ from manager.scheduler.strategies import STRATEGIES, Fit, fit
 
 HEADER = "Unable to find a node that satisfies the following conditions"
 NO_NODES = "[no nodes in the cluster]"
+
+
+class DecisionObserver(Protocol):
+    """Told of every `place` outcome with its duration in seconds (manager/observability)."""
+
+    def placed(self, seconds: float) -> None: ...
+
+    def no_node(self, seconds: float, removals: list[Removal]) -> None: ...
+
+    def failed(self, seconds: float) -> None: ...
 
 
 class NoNodeAvailable(Exception):
@@ -112,9 +124,26 @@ class Scheduler:
         self.filters: list[Filter] = [FILTERS[name]() for name in names]
         self.overcommit = float(overcommit)
         self.fast = FastPath(self.filters, self.strategy_name, self.overcommit, self.rng)
+        self.observer: DecisionObserver | None = None  # set by the manager (metrics)
 
     def place(self, state: ClusterState, spec: ContainerSpec) -> Decision:
-        """The node for `spec`; raises NoNodeAvailable with every failing condition."""
+        """The node for `spec`; raises NoNodeAvailable with every failing condition.
+        With an `observer` (the manager's metrics), each decision is timed and counted."""
+        if self.observer is None:
+            return self._place(state, spec)
+        start = perf_counter()
+        try:
+            decision = self._place(state, spec)
+        except NoNodeAvailable as exc:
+            self.observer.no_node(perf_counter() - start, exc.removals)
+            raise
+        except Exception:
+            self.observer.failed(perf_counter() - start)
+            raise
+        self.observer.placed(perf_counter() - start)
+        return decision
+
+    def _place(self, state: ClusterState, spec: ContainerSpec) -> Decision:
         found = self.fast.place(state, spec)
         if found is None:
             return self.place_by_chain(state, spec)  # raises NoNodeAvailable
@@ -161,6 +190,8 @@ class Scheduler:
         removals: list[Removal] = []
         for step in self.filters:
             result = step.apply(state, spec, candidates)
+            for removal in result.removals:
+                removal.filter = step.name
             removals.extend(result.removals)
             candidates = result.survivors
             if not candidates:
@@ -185,10 +216,12 @@ def _shortages(spec: ContainerSpec, resources: Fit) -> list[Removal]:
     names the resource and the amount asked for."""
     out = []
     if resources.short_cpus:
-        out.append(Removal("available CPUs", resources.short_cpus, f"{spec.cpus:g} requested"))
+        out.append(Removal("available CPUs", resources.short_cpus, f"{spec.cpus:g} requested",
+                           filter="resources"))
     if resources.short_memory:
         out.append(
-            Removal("available Memory", resources.short_memory, f"{_bytes(spec.memory)} requested")
+            Removal("available Memory", resources.short_memory,
+                    f"{_bytes(spec.memory)} requested", filter="resources")
         )
     return out
 

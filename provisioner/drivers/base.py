@@ -46,7 +46,7 @@ class Driver(ABC):
         self.machine_dir = Path(machine_dir)
 
     # --- flags and records -------------------------------------------------------------
-    @classmethod
+    @classmethod  # noqa: B027 - an optional hook: no flags by default
     def add_flags(cls, parser: argparse.ArgumentParser) -> None:
         """Add this driver's `--<driver>-*` flags to `flock machine create`. Defaults must
         be None or the documented default; environment variables are read in from_flags."""
@@ -71,7 +71,7 @@ class Driver(ABC):
         """The driver of a stored machine, from to_dict() and secrets()."""
 
     # --- lifecycle ---------------------------------------------------------------------
-    def pre_create_check(self) -> None:
+    def pre_create_check(self) -> None:  # noqa: B027 - optional hook, nothing by default
         """Fail early (bad credentials, missing image, taken name at the provider) before
         anything is made."""
 

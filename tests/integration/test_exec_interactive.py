@@ -357,6 +357,8 @@ def test_through_the_manager_with_two_exec_agents():
         removed = docker(host, "run", "--rm", "--name", "brief", "busybox", "echo", "hi")
         assert (removed.returncode, removed.stdout) == (0, b"hi\n")
         assert b"brief" not in docker(host, "ps", "-a").stdout
+        # --rm waits for the removal: the exit code must outlive the container's files.
+        assert docker(host, "run", "--rm", "busybox", "sh", "-c", "exit 5").returncode == 5
         assert docker(host, "run", "-dit", "--name", "box", "busybox", "sh").returncode == 0
         ran = docker(host, "exec", "box", "echo", "hi")
         assert (ran.returncode, ran.stdout) == (0, b"hi\n")

@@ -204,6 +204,21 @@ def test_the_tls_cluster_runs_a_container_end_to_end(cluster, pki):
     assert not any(n.endswith("/tls-hello") for n in names)
 
 
+def test_attached_run_and_exec_keep_their_output_after_the_client_half_closes(cluster, pki):
+    """The CLI ends its input with CloseWrite (close_notify on TLS) and keeps reading:
+    output that comes after must still arrive, as with dockerd."""
+    manager, _, folder = cluster
+    home, flags = folder / "home", tls_flags(pki.client)
+    done = docker_cli(manager.port, home, "run", "--rm", "busybox", "sh", "-c",
+                      "sleep 1; echo late output over tls; exit 3", flags=flags, check=False)
+    assert done.returncode == 3, done.stderr
+    assert b"late output over tls" in done.stdout
+    piped = docker_cli(manager.port, home, "run", "--rm", "-i", "busybox", "sh", "-c",
+                       "cat; sleep 1; echo after stdin ended", flags=flags, check=False,
+                       stdin=b"from stdin\n")
+    assert piped.stdout == b"from stdin\nafter stdin ended\n", piped.stderr
+
+
 # ------------------------------------------------------------------ the agent link
 async def _heartbeat(addr: str, ident: certs.Identity | None):
     client = AgentClient(addr, certs.grpc_channel_credentials(ident) if ident else None)

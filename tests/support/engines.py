@@ -68,9 +68,13 @@ def start_engine(
     bridge: bool = True,
     timeout: float = 60,
     labels: dict[str, str] | None = None,
+    tls: tuple[str, str, str] | None = None,
+    tcp: str | None = None,
 ) -> Engine:
     """Start a dockerd under `root`. With bridge=False it runs with --bridge=none;
-    `labels` become engine labels (`--label k=v`)."""
+    `labels` become engine labels (`--label k=v`). `tcp` ("IP:PORT") also listens there,
+    with `tls` (CA, server cert, server key) as --tlsverify: clients need a cert signed
+    by that CA."""
     root.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     bridge_name = None
@@ -87,6 +91,11 @@ def start_engine(
     ]
     for key, value in (labels or {}).items():
         args += ["--label", f"{key}={value}"]
+    if tcp:
+        args += ["-H", f"tcp://{tcp}"]
+    if tls:
+        ca, cert, key = tls
+        args += ["--tlsverify", "--tlscacert", ca, "--tlscert", cert, "--tlskey", key]
     if bridge:
         bridge_name = f"flk{tag}"
         subnet = _free_subnet()
@@ -130,8 +139,17 @@ def _stop_engine(engine: Engine) -> None:
         pass
     if engine.bridge:
         subprocess.run(["ip", "link", "del", engine.bridge], capture_output=True)
-    subprocess.run(["umount", "-R", "-l", str(engine.root / "exec")], capture_output=True)
-    subprocess.run(["umount", "-R", "-l", str(engine.root / "data")], capture_output=True)
+    unmount_below(engine.root)
+
+
+def unmount_below(root: pathlib.Path) -> None:
+    """Unmount everything dockerd left under `root` (netns bind mounts of --network host
+    containers included), deepest first, so the folder can be removed."""
+    prefix = str(root.resolve()) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1].replace("\\040", " ") for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
 
 
 def _all_containers(engine: Engine) -> list[str]:

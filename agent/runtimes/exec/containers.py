@@ -77,6 +77,7 @@ class ContainerManager:
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.changes = Changes()
         self.exits: dict[str, int] = defaultdict(int)
+        self.final: dict[str, RunState] = {}  # the last state of removed containers
         self.watching = {cid for cid in self.records if store.run_state(cid) is not None}
         self.start_waiters: dict[str, list[asyncio.Future]] = defaultdict(list)
         self.launching: set[str] = set()
@@ -361,8 +362,14 @@ class ContainerManager:
             self._destroy(record)
 
     def _destroy(self, record: ContainerRecord) -> None:
-        if self.records.pop(record.id, None) is None:
+        if record.id not in self.records:
             return
+        # `wait?condition=removed` (docker run --rm) answers the exit code once the
+        # files it is read from are gone: keep the last state for the waiters.
+        self.final[record.id] = self.state(record)
+        while len(self.final) > 1000:
+            self.final.pop(next(iter(self.final)))
+        del self.records[record.id]
         self.watching.discard(record.id)
         self.locks.pop(record.id, None)
         for waiter in self.start_waiters.pop(record.id, []):
@@ -396,8 +403,9 @@ class ContainerManager:
         record = self.get(ref)
         seen = self.exits[record.id]
         while True:
-            current = self.state(record)
             gone = record.id not in self.records
+            current = self.final.get(record.id) if gone else None
+            current = current or self.state(record)
             if condition == "removed" and gone:
                 return current
             if condition == "not-running" and (not current.running or gone):

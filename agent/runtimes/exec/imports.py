@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import bz2
+import copy
 import gzip
 import hashlib
 import json
@@ -150,7 +151,16 @@ def _confine(member: tarfile.TarInfo, root: str) -> tarfile.TarInfo | None:
     if member.islnk():
         link = [p for p in member.linkname.split("/") if p not in ("", ".")]
         changes["linkname"] = "/".join(_resolve(root, link[:-1]) + link[-1:])
-    return member.replace(**changes, deep=False)
+    if hasattr(member, "replace"):
+        return member.replace(**changes, deep=False)
+    safe = copy.copy(member)   # Python < 3.11.4 (Debian 12's 3.11.2): no TarInfo.replace
+    for key, value in changes.items():
+        setattr(safe, key, value)
+    return safe
+
+
+# Entries are confined above; extraction filters exist from Python 3.11.4 on only.
+_TRUSTED = {"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}
 
 
 def extract_rootfs(tar_path: str, dest: str) -> tuple[str, int]:
@@ -167,8 +177,7 @@ def extract_rootfs(tar_path: str, dest: str) -> tuple[str, int]:
                     if safe is None:
                         continue
                     size += safe.size
-                    tar.extract(safe, root, set_attrs=not safe.issym(),
-                                filter="fully_trusted")
+                    tar.extract(safe, root, set_attrs=not safe.issym(), **_TRUSTED)
         except (tarfile.TarError, EOFError, OSError, lzma.LZMAError) as exc:
             raise bad_request(f"Error processing tar file: {exc}") from None
         reader.drain()

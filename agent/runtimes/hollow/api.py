@@ -11,15 +11,13 @@ from aiohttp import web
 
 from agent.runtimes.exec import system
 from agent.runtimes.exec.app import VERSION_PREFIX, engine_errors
-from agent.runtimes.exec.container_api import _flag, _int, json_body
+from agent.runtimes.exec.container_api import _flag
 from agent.runtimes.exec.context import CORE
 from agent.runtimes.exec.errors import ApiError, bad_request
 from agent.runtimes.exec.events import handle_events
-from agent.runtimes.exec.filters import parse_filters
 from agent.runtimes.exec.jsonresp import json_response
 from agent.runtimes.exec.timefmt import now_rfc
-from agent.runtimes.exec.views import LIST_FILTERS
-from agent.runtimes.hollow import shapes
+from agent.runtimes.hollow import ops
 from agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
 
 VERSION = "flock-hollow/0.1.0"
@@ -34,48 +32,28 @@ def _container(request: web.Request) -> HollowContainer:
     return _node(request).get(request.match_info["id"])
 
 
-async def create(request: web.Request) -> web.Response:
-    body = await json_body(request)
-    if not isinstance(body, dict):
-        raise bad_request("config cannot be empty in order to create a container"
-                          if body is None else "the container config must be a JSON object")
-    container = _node(request).create(request.query.get("name", ""), body)
-    return json_response({"Id": container.id, "Warnings": []}, status=201)
+def _operation(op: ops.Operation):
+    """An aiohttp handler around one of ops' transport-free operations."""
+    async def handler(request: web.Request) -> web.Response:
+        ask = ops.Ask(request.query, request.match_info.get("id", ""),
+                      await request.read() if request.body_exists else b"")
+        status, payload = op(_node(request), ask)
+        if payload is None:
+            return web.Response(status=status)
+        return json_response(payload, status=status)
+
+    handler.__name__ = op.__name__
+    return handler
 
 
-async def list_containers(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query.get("filters", ""), LIST_FILTERS)
-    limit = _int(request, "limit", -1) or -1
-    return json_response(shapes.listing(_node(request), _flag(request, "all"), limit, filters))
-
-
-async def inspect(request: web.Request) -> web.Response:
-    return json_response(shapes.inspect(_container(request)))
-
-
-def _done(changed: bool) -> web.Response:
-    return web.Response(status=204 if changed else 304)
-
-
-async def start(request: web.Request) -> web.Response:
-    return _done(_node(request).start(_container(request)))
-
-
-async def stop(request: web.Request) -> web.Response:
-    _int(request, "t", None)  # validated like the Engine; a hollow stop is instant
-    return _done(_node(request).stop(_container(request)))
-
-
-async def restart(request: web.Request) -> web.Response:
-    node, container = _node(request), _container(request)
-    node.stop(container)
-    node.start(container)
-    return web.Response(status=204)
-
-
-async def kill(request: web.Request) -> web.Response:
-    _node(request).kill(_container(request), request.query.get("signal", ""))
-    return web.Response(status=204)
+create = _operation(ops.create)
+list_containers = _operation(ops.list_containers)
+inspect = _operation(ops.inspect)
+start = _operation(ops.start)
+stop = _operation(ops.stop)
+restart = _operation(ops.restart)
+kill = _operation(ops.kill)
+remove = _operation(ops.remove)
 
 
 async def wait(request: web.Request) -> web.StreamResponse:
@@ -95,11 +73,6 @@ async def wait(request: web.Request) -> web.StreamResponse:
     await response.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
     await response.write_eof()
     return response
-
-
-async def remove(request: web.Request) -> web.Response:
-    _node(request).remove(_container(request), _flag(request, "force"))
-    return web.Response(status=204)
 
 
 async def logs(request: web.Request) -> web.Response:

@@ -1,20 +1,30 @@
-"""The agent service for hollow nodes: `Info` and `Heartbeat` answered from memory.
+"""The agent service for hollow nodes: node facts, liveness, events and the short Docker
+requests answered in process.
 
-The manager calls these for every node every few seconds; answering them through the
-runtime's socket (a new HTTP connection each time) is most of what a thousand idle
-hollow agents would cost. Docker requests and events still go through the socket and
-the agent's one bridge, so what the manager sees is the same as with any runtime."""
+The manager calls Info and Heartbeat for every node every few seconds, and a create or
+a start is a few DockerCalls each; answering them through the runtime's socket (an HTTP
+round trip to an aiohttp app in this very process) was most of what a thousand hollow
+agents cost. What the manager receives is the same as through the socket, which still
+serves everything else (the Docker stream: logs, wait, attach, ...) and any request the
+in-process path does not take (calls.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
+import grpc
+
+from agent.http_bridge import BridgeError, build_request_head
 from agent.node_info import build_node_info
+from agent.runtimes.hollow import calls
 from agent.runtimes.hollow.api import info_body, version_body
 from agent.runtimes.hollow.runtime import HollowRuntime
 from agent.server import AgentService
 from protos import agent_pb2
+
+_CLOSED = object()  # put in an Events queue when the runtime stops
 
 
 class HollowAgentService(AgentService):
@@ -31,3 +41,34 @@ class HollowAgentService(AgentService):
         return agent_pb2.HeartbeatReply(id=self.runtime.core.engine_id,
                                         containers=counts["total"],
                                         images=len(self.runtime.node.images), time=time.time())
+
+    async def DockerCall(self, request, context):  # noqa: N802
+        try:
+            build_request_head(request.request, "length", len(request.body))
+        except BridgeError:
+            return await super().DockerCall(request, context)  # refused there, same words
+        reply = calls.answer(self.runtime.node, request.request, request.body)
+        if reply is None:
+            return await super().DockerCall(request, context)
+        return reply
+
+    async def Events(self, request, context):  # noqa: N802
+        """The node's events from its bus, as the socket's /events would stream them:
+        the kept ones since `since`, then each as it happens, until the runtime stops."""
+        bus = self.runtime.node.bus
+        queue: asyncio.Queue = asyncio.Queue()
+        bus.queues.add(queue)
+        closing = asyncio.ensure_future(bus.closing.wait())
+        closing.add_done_callback(lambda _: queue.put_nowait(_CLOSED))
+        try:
+            if request.since > 0:
+                since = int(request.since * 1e9)
+                for event in list(bus.history):
+                    if event["timeNano"] >= since:
+                        yield agent_pb2.Event(json=json.dumps(event).encode())
+            while (event := await queue.get()) is not _CLOSED:
+                yield agent_pb2.Event(json=json.dumps(event).encode())
+        finally:
+            bus.queues.discard(queue)
+            closing.cancel()
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")

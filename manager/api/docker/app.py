@@ -22,6 +22,9 @@ from multidict import MultiDictProxy
 from manager.api.docker.errors import DockerError, error_response
 from manager.cluster.agent_client import AgentError, AgentUnavailable
 from manager.cluster.state import Ambiguous, NotFound
+from manager.observability import echo_request_id, metrics_middleware, request_id_middleware
+from manager.observability.metrics import UNMATCHED
+from manager.ui.routes import register as register_ui
 
 if TYPE_CHECKING:
     from manager.app import Manager
@@ -99,23 +102,34 @@ class Router:
     """(method, path template) -> handler; `{name}` matches one segment, `{name*}` any."""
 
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
 
     def add(self, method: str, template: str, handler: Handler) -> None:
-        self._routes.append((method, _compile(template), handler))
+        self._routes.append((method, _compile(template), handler, template))
 
     def add_all(self, routes: Iterable[tuple[str, str, Handler]]) -> None:
         for method, template, handler in routes:
             self.add(method, template, handler)
 
     def match(self, method: str, path: str) -> tuple[Handler, dict[str, str]] | None:
-        for route_method, pattern, handler in self._routes:
+        found = self.match_route(method, path)
+        return None if found is None else found[:2]
+
+    def match_route(self, method: str, path: str
+                    ) -> tuple[Handler, dict[str, str], str] | None:
+        """(handler, path parameters, the route's template) or None."""
+        for route_method, pattern, handler, template in self._routes:
             if route_method != method:
                 continue
             found = pattern.match(path)
             if found is not None:
-                return handler, found.groupdict()
+                return handler, found.groupdict(), template
         return None
+
+    def template(self, method: str, path: str) -> str | None:
+        """The template of the route `path` takes: a metrics label without IDs."""
+        found = self.match_route(method, path)
+        return None if found is None else found[2]
 
 
 def _compile(template: str) -> re.Pattern[str]:
@@ -149,16 +163,32 @@ def build_app(manager: Manager) -> web.Application:
     """The aiohttp Application serving the Docker API for `manager`."""
     app = web.Application(client_max_size=MAX_BODY)
     app[MANAGER_KEY] = manager
+    router = build_router()
+    router.add("GET", "/metrics", _metrics)
+
+    def endpoint(request: web.Request) -> str:
+        return router.template(request.method, split_version(request.path)[1]) or UNMATCHED
+
+    app.middlewares.append(request_id_middleware)  # outermost: all that follows is bound
+    app.middlewares.append(metrics_middleware(manager.metrics, endpoint))
+    app.on_response_prepare.append(echo_request_id)
     ha = getattr(manager, "ha", None)
     if ha is not None:  # a replica forwards writes to the primary (manager/ha.py)
         app.middlewares.append(ha.middleware)
-    router = build_router()
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         return await handle(router, manager, request)
 
+
+    register_ui(app, manager)  # the cluster page at /ui, before the catch-all
+    register_ui(app, manager)  # the cluster page at /ui, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
+
+
+async def _metrics(call: Call) -> web.StreamResponse:
+    """Prometheus scrapes (manager/observability/metrics.py)."""
+    return call.manager.metrics.response()
 
 
 def unsupported(method: str, path: str) -> str:

@@ -21,7 +21,8 @@ from aiohttp import web
 from manager.api.docker import hijack, placement, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
-from manager.api.docker.ps import node_ip, parse_filters, select
+from manager.api.docker.ps import node_ip, parse_filters
+from manager.api.docker.ps_json import listing_json
 from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
 from manager.cluster.convert import reserved_cpus
@@ -102,10 +103,9 @@ async def list_containers(call: Call) -> web.StreamResponse:
         limit = int(call.query.get("limit") or -1)
     except ValueError:
         raise bad_parameter(f"invalid limit: {call.query.get('limit')}") from None
-    state = call.state
-    entries = select(state.containers(), state.node_map(), show_all=_flag(call, "all"),
-                     limit=limit, filters=parse_filters(call.query.get("filters", "")))
-    return json_answer(entries)
+    body = listing_json(call.state, call.state.node_map(), show_all=_flag(call, "all"),
+                        limit=limit, filters=parse_filters(call.query.get("filters", "")))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def create(call: Call) -> web.StreamResponse:

@@ -237,9 +237,20 @@ def present(container: Container, node: Node | None, now: float | None = None) -
 
 
 def select(containers: list[Container], nodes: Mapping[str, Node], *, show_all: bool,
-           limit: int, filters: Mapping[str, list[str]]) -> list[dict]:
+           limit: int, filters: Mapping[str, list[str]], now: float | None = None
+           ) -> list[dict]:
     """`GET /containers/json`: newest first, running only unless `all`, `limit` (which,
-    like a status filter, implies all), then the filters."""
+    like a status filter, implies all), then the filters; Status as of `now`."""
+    now = time.time() if now is None else now
+    return [present(c, nodes.get(c.node_id), now)
+            for c in select_containers(containers, nodes, show_all=show_all, limit=limit,
+                                       filters=filters)]
+
+
+def select_containers(containers: list[Container], nodes: Mapping[str, Node], *,
+                      show_all: bool, limit: int,
+                      filters: Mapping[str, list[str]]) -> list[Container]:
+    """The containers `select` lists, in its order."""
     validate(filters)
     show_all = show_all or limit > 0 or bool(filters.get("status"))
     ordered = sorted(containers, key=lambda c: c.created, reverse=True)
@@ -247,9 +258,10 @@ def select(containers: list[Container], nodes: Mapping[str, Node], *, show_all: 
     for container in ordered:
         if not show_all and container.state not in ("running", "paused", "restarting"):
             continue
-        if not matches(container, nodes.get(container.node_id), filters, ordered):
+        if filters and not matches(container, nodes.get(container.node_id), filters,
+                                   ordered):
             continue
-        chosen.append(present(container, nodes.get(container.node_id)))
+        chosen.append(container)
         if 0 < limit <= len(chosen):
             break
     return chosen

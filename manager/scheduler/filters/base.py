@@ -28,6 +28,9 @@ class Removal:
     condition: str  # classic Swarm's text, e.g. "port 80 (Bridge mode)"
     removed: set[str]
     detail: str = ""  # Flock addition: why, when the count alone does not say
+    # The chain step that removed them (set by the scheduler; "resources" for CPU or
+    # memory shortages): the label of the filter-rejection metric.
+    filter: str = field(default="", compare=False)
 
     def line(self) -> str:
         count = len(self.removed)

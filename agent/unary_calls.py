@@ -1,0 +1,77 @@
+"""Short Docker API exchanges answered in one message (the DockerCall RPC).
+
+The Docker stream (http_bridge) opens a new connection to the runtime for every request
+and streams frames both ways; for a create or an inspect that is most of the cost. Here
+the agent keeps a few keep-alive connections to the runtime's socket and hands back
+the whole answer at once. Requests are checked exactly as the bridge checks them.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head
+from protos import agent_pb2
+
+MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
+_SKIP_REQUEST = HOP_BY_HOP | {"host", "upgrade", "te", "trailer", "expect", "proxy-connection"}
+
+
+class AnswerTooLarge(Exception):
+    """The runtime's answer does not fit one message; use the Docker stream."""
+
+
+class RuntimeCalls:
+    """A keep-alive HTTP client to one runtime socket, made on first use."""
+
+    def __init__(self, socket_path: str, connections: int = 16,
+                 max_body: int = MAX_CALL_BODY) -> None:
+        self.socket_path = socket_path
+        self.connections = connections
+        self.max_body = max_body
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=self.socket_path,
+                                                limit=self.connections),
+                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def call(self, req: agent_pb2.DockerRequest,
+                   body: bytes) -> agent_pb2.DockerCallReply:
+        """Raises BridgeError (a malformed request), AnswerTooLarge, and aiohttp's or the
+        OS's errors when the runtime does not answer."""
+        if req.hijack:
+            raise BridgeError("a hijacked request needs the Docker stream")
+        build_request_head(req, "length", len(body))  # the bridge's checks, same messages
+        target = req.path
+        if req.api_version:
+            target = f"/v{req.api_version.removeprefix('v')}{target}"
+        headers = {h.name: h.value for h in req.headers if h.name.lower() not in _SKIP_REQUEST}
+        async with self._client().request(
+                req.method.upper(), f"http://docker{target}" + (f"?{req.query}" if req.query
+                                                                else ""),
+                headers=headers, data=body if body or req.method.upper() not in
+                ("GET", "HEAD", "DELETE") else None,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type")) as resp:
+            if (resp.content_length or 0) > self.max_body:
+                raise AnswerTooLarge(f"answer of {resp.content_length} bytes")
+            chunks, size = [], 0
+            async for chunk in resp.content.iter_any():
+                size += len(chunk)
+                if size > self.max_body:
+                    raise AnswerTooLarge(f"answer over {self.max_body} bytes")
+                chunks.append(chunk)
+            data = b"".join(chunks)
+            answer = [agent_pb2.Header(name=k, value=v) for k, v in resp.headers.items()
+                      if k.lower() not in HOP_BY_HOP]
+            return agent_pb2.DockerCallReply(
+                response=agent_pb2.DockerResponse(status=resp.status, headers=answer),
+                body=data)

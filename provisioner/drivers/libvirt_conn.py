@@ -1,0 +1,131 @@
+"""Talking to libvirt: the lazily imported module, connections with errors that say what
+to do, and the choice of domain type (KVM only when it is proven to work here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from provisioner.drivers import libvirt_xml as lx
+from provisioner.errors import DriverError, MachineError
+
+DOMAIN_TYPES = ("auto", "qemu", "kvm")
+KVM_CHECK_TIMEOUT = 15.0
+_module: Any = None
+
+
+def libvirt_module() -> Any:
+    """libvirt-python, imported on first use, with its default error handler (which
+    prints every failed call to stderr, even those the driver expects) silenced: errors
+    reach the user once, as MachineError messages."""
+    global _module
+    if _module is None:
+        from provisioner.drivers import require
+        mod = require("libvirt", "libvirt")
+        mod.registerErrorHandler(lambda _ctx, _err: None, None)
+        _module = mod
+    return _module
+
+
+def error_text(exc: Exception) -> str:
+    get = getattr(exc, "get_error_message", None)
+    return (get() if get else None) or str(exc)
+
+
+def connect(uri: str) -> Any:
+    libvirt = libvirt_module()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        hint = ("is libvirtd running (libvirtd -d, or systemctl start libvirtd) and are you "
+                "root or in the libvirt group?")
+        if "://" not in uri:
+            hint = "give a libvirt URI such as qemu:///system"
+        raise DriverError(f"cannot connect to libvirt at --libvirt-uri {uri}: "
+                          f"{error_text(exc)}; {hint}") from None
+    if conn is None:
+        raise DriverError(f"cannot connect to libvirt at --libvirt-uri {uri}")
+    return conn
+
+
+def is_local(uri: str) -> bool:
+    """Whether the hypervisor runs on this host (no host part in the URI)."""
+    return not urllib.parse.urlsplit(uri).netloc
+
+
+def choose_guest(conn: Any, uri: str, wanted: str, kernel: str = "") -> tuple[str, str]:
+    """(arch, domain type) for the VM, from what the hypervisor offers (pick_type)."""
+    host_arch, guests = lx.guest_types(conn.getCapabilities())
+    if not guests:
+        raise DriverError(f"libvirt at {uri} offers no hvm guests (virsh capabilities)")
+    return pick_type(host_arch, guests, wanted, uri,
+                     lambda: is_local(uri) and bool(kernel) and kvm_works(kernel))
+
+
+def pick_type(host_arch: str, guests: list[tuple[str, list[str]]], wanted: str, uri: str,
+              kvm_check: Callable[[], bool]) -> tuple[str, str]:
+    """`qemu` (TCG emulation) and `kvm` are taken as asked when the hypervisor offers them.
+    `auto`: kvm only when offered AND `kvm_check` proves it works (on these machines
+    /dev/kvm exists and a trivial guest even runs, but a real kernel hangs before its first
+    message); otherwise qemu. A hypervisor that is not QEMU (libvirt's test driver) offers
+    its own type, which is used whatever was asked."""
+    arch, types = next(((a, t) for a, t in guests if a == host_arch), guests[0])
+    if "qemu" not in types and "kvm" not in types:
+        return arch, types[0]
+    if wanted in ("qemu", "kvm"):
+        if wanted not in types:
+            raise MachineError(f"--libvirt-domain-type {wanted}: libvirt at {uri} offers "
+                               f"{', '.join(types)} for {arch} guests; pass one of those or "
+                               "auto")
+        return arch, wanted
+    if "kvm" in types and kvm_check():
+        return arch, "kvm"
+    return arch, "qemu" if "qemu" in types else types[0]
+
+
+def kvm_works(kernel: str) -> bool:
+    """Boot `kernel` under QEMU with KVM, without a root file system: a working KVM gets it
+    to "VFS: Unable to mount root fs" and, with panic=-1 and -no-reboot, QEMU exits within
+    a few seconds. Silence until KVM_CHECK_TIMEOUT means KVM hangs here. The verdict is
+    kept for this boot of the host (/run/lock), so only the first create pays for it."""
+    verdict_file = _verdict_path()
+    try:
+        return Path(verdict_file).read_text().strip() == "works"
+    except OSError:
+        pass
+    qemu = shutil.which("qemu-system-x86_64")
+    ok = False
+    if qemu and os.access("/dev/kvm", os.R_OK | os.W_OK):
+        with tempfile.TemporaryDirectory() as tmp:
+            log = Path(tmp) / "console.log"
+            try:
+                subprocess.run(
+                    [qemu, "-accel", "kvm", "-M", "pc", "-m", "256", "-nodefaults",
+                     "-no-user-config", "-display", "none", "-no-reboot",
+                     "-serial", f"file:{log}", "-kernel", kernel,
+                     "-append", "console=ttyS0 panic=-1 loglevel=4"],
+                    stdin=subprocess.DEVNULL, capture_output=True,
+                    timeout=KVM_CHECK_TIMEOUT, check=False)
+                ok = b"Kernel panic" in log.read_bytes()
+            except (OSError, subprocess.TimeoutExpired):
+                ok = False
+    with contextlib.suppress(OSError):
+        Path(verdict_file).write_text("works\n" if ok else "hangs\n")
+    return ok
+
+
+def _verdict_path() -> str:
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = "unknown"
+    folder = "/run/lock" if os.access("/run/lock", os.W_OK) else tempfile.gettempdir()
+    return os.path.join(folder, f"flock-libvirt-kvm-{boot[:8]}")
