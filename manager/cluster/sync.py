@@ -239,7 +239,8 @@ class NodeSync:
                 if action == "destroy":
                     self.watcher.forget_container(target)
                 elif action in CONTAINER_ACTIONS:
-                    self.watcher.refresh_soon(node_id, target)
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
+                    self.watcher.refresh_soon(node_id, target, attributes.get("name") or "")
             elif kind == "image" and action in IMAGE_ACTIONS:
                 await self.watcher.load_images(node_id)
         except AgentError as exc:
@@ -264,8 +265,10 @@ class NodeWatcher:
         self._destroyed: OrderedDict[str, None] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._soon: dict[str, asyncio.Task] = {}
-        # How long a background re-read waits for more reasons (see refresh_soon).
+        # How long a background re-read of a record this manager wrote waits for more
+        # reasons (see refresh_soon), and the containers it wrote since their last read.
         self.refresh_delay = REFRESH_DELAY
+        self._written: set[str] = set()
         self._departed: dict[str, float] = {}  # address -> when it left discovery
         self._again: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -406,27 +409,33 @@ class NodeWatcher:
     def forget_container(self, container_id: str) -> None:
         """The container is gone for good: drop it, and ignore late refreshes of it."""
         self._destroyed[container_id] = None
+        self._written.discard(container_id)
         while len(self._destroyed) > 10_000:
             self._destroyed.popitem(last=False)
         self._touched.pop(container_id, None)
         self.state.remove_container(container_id)
 
-    def refresh_soon(self, node_id: str, container_id: str) -> None:
-        """Re-read a container shortly, in the background, once for a burst of reasons:
-        a `docker run` is a create and a start, each answered (the API front writes the
-        record it is sure of) and each echoed by an event. The read waits
-        `refresh_delay` so that the whole burst makes one read; reasons that arrive
-        while a read is under way make one more read after it, not one each, so the
-        engine is not kept busy on the path of the run."""
+    def refresh_soon(self, node_id: str, container_id: str, name: str = "") -> None:
+        """Re-read a container in the background, once for a burst of reasons: a
+        `docker run` is a create and a start, each answered (the API front writes the
+        record it is sure of) and each echoed by an event. When this manager wrote the
+        record itself (`record`), or the container (named `name`) is being created
+        through it, the read waits `refresh_delay` so that the whole burst makes one
+        read; changes made by others are read at once. Reasons that arrive while a read
+        is under way make one more read after it, not one each, so the engine is not
+        kept busy on the path of the run."""
         if container_id in self._soon:
             self._again.add(container_id)
             return
         if container_id in self._destroyed:
             return  # a late event of a removed container (`rm -f`: kill, die, destroy)
+        ours = container_id in self._written or (
+            bool(name) and self.state.container(container_id) is None
+            and self.state.name_taken(name))
 
         async def run() -> None:
             try:
-                if self.refresh_delay > 0:
+                if ours and self.refresh_delay > 0:
                     await asyncio.sleep(self.refresh_delay)
                 while container_id not in self._destroyed:
                     self._again.discard(container_id)
@@ -438,12 +447,16 @@ class NodeWatcher:
                         return
             finally:
                 self._soon.pop(container_id, None)
+                self._written.discard(container_id)
 
         self._soon[container_id] = asyncio.create_task(run())
 
     def record(self, container: Container) -> None:
         """Write a record the caller already knows to be true (e.g. right after a create
-        on the node answered), without a round trip to the node."""
+        on the node answered), without a round trip to the node. The re-read that
+        follows (refresh_soon) waits for the rest of the burst."""
+        if container.id not in self._destroyed:
+            self._written.add(container.id)
         self._store(container)
 
     def _store(self, container: Container) -> None:

@@ -16,7 +16,9 @@ import dataclasses
 import http.client
 import json
 import os
+import re
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -365,6 +367,33 @@ def test_provision_again_reinstalls_and_restarts_everything(machine):
     assert "engine: running" in status and "agent: running" in status
 
 
+def test_upgrade_reinstalls_flock_and_restarts_the_agent_but_not_the_engine(machine):
+    engine, agent = machine.pid("engine"), machine.pid("agent")
+    out = ok(machine.flock("upgrade", NAME, timeout=600))
+    assert "Installing Flock" in out and "Starting the agent" in out
+    assert machine.pid("engine") == engine and machine.pid("agent") != agent
+    wait_for(machine.healthy, 60, f"{NAME} healthy after the upgrade")
+
+
+def test_regenerate_certs_installs_a_new_server_cert_the_engine_serves(machine):
+    def served_serial() -> int:
+        certs = machine.store / "certs"
+        ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+        ctx.load_cert_chain(str(certs / "cert.pem"), str(certs / "key.pem"))
+        with socket.create_connection((machine.ns.ip, 2376), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname=machine.ns.ip) as tls:
+            from cryptography import x509
+            return x509.load_der_x509_certificate(tls.getpeercert(binary_form=True)) \
+                .serial_number
+
+    before = served_serial()
+    ok(machine.flock("regenerate-certs", "-f", NAME, timeout=300))
+    wait_for(lambda: machine.docker(machine.engine_url, "version", check=False)
+             .returncode == 0, 60, "the engine with its new cert")
+    assert served_serial() != before
+    wait_for(machine.healthy, 60, f"{NAME} healthy with the new cert")
+
+
 # --- bad input --------------------------------------------------------------------------------
 def test_nothing_listening_fails_the_ssh_step_and_rm_cleans_up(world, tmp_path):
     name = "gen-closed"
@@ -395,6 +424,30 @@ def test_a_key_the_host_refuses_fails_clearly(world, tmp_path):
     assert "Waiting for SSH" in text and "refused the SSH key" in text and "ssh-copy-id" in text
     assert not (tmp_path / "never").exists()
     ok(world.flock("rm", "-y", name))
+
+
+def test_an_engine_that_keeps_exiting_fails_its_step_early_with_its_log(world, tmp_path):
+    ns = NetnsHost(tmp_path / "ns", label="bad").start()
+    install_dir = tempfile.mkdtemp(prefix="flk", dir="/tmp")
+    name = "gen-badengine"
+    try:
+        ns.authorize(world.key.with_suffix(".pub").read_text())
+        started = time.monotonic()
+        done = world.flock("create", "-d", "generic", "--generic-ip-address", ns.ip,
+                           "--generic-ssh-key", str(world.key), "--install-dir", install_dir,
+                           "--engine-opt", "no-such-flag=1", "--provision-timeout", "600",
+                           name, timeout=900)
+        text = done.stderr + done.stdout
+        assert done.returncode == 1, text
+        assert "Starting the engine: the engine exited" in text, text
+        assert re.search(r"exited \d+ times since it was started", text), text
+        assert "unknown flag: --no-such-flag" in text, text   # dockerd's own words
+        assert time.monotonic() - started < 300   # not the whole --provision-timeout
+        ok(world.flock("rm", "-y", name))
+        assert not ns.port_open(2376)
+    finally:
+        ns.stop()
+        shutil.rmtree(install_dir, ignore_errors=True)
 
 
 def test_missing_or_wrong_generic_flags_are_refused_before_anything_is_made(world, tmp_path):

@@ -35,6 +35,8 @@ MIN_API_VERSION = "1.24"
 DEFAULT_API_VERSION = "1.41"
 MAX_BODY = 64 << 20
 MANAGER_KEY: web.AppKey = web.AppKey("manager", object)
+# The route template `handle` matched, for the metrics middleware's endpoint label.
+ENDPOINT: web.RequestKey[str] = web.RequestKey("flock_endpoint", str)
 
 SWARM_MODE = frozenset({"services", "tasks", "nodes", "secrets", "configs",
                         "plugins"})
@@ -103,9 +105,13 @@ class Router:
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
+        # method -> its routes in order: a request is matched against its method's only
+        self._by_method: dict[str, list[tuple[re.Pattern[str], Handler, str]]] = {}
 
     def add(self, method: str, template: str, handler: Handler) -> None:
-        self._routes.append((method, _compile(template), handler, template))
+        pattern = _compile(template)
+        self._routes.append((method, pattern, handler, template))
+        self._by_method.setdefault(method, []).append((pattern, handler, template))
 
     def add_all(self, routes: Iterable[tuple[str, str, Handler]]) -> None:
         for method, template, handler in routes:
@@ -118,9 +124,7 @@ class Router:
     def match_route(self, method: str, path: str
                     ) -> tuple[Handler, dict[str, str], str] | None:
         """(handler, path parameters, the route's template) or None."""
-        for route_method, pattern, handler, template in self._routes:
-            if route_method != method:
-                continue
+        for pattern, handler, template in self._by_method.get(method, ()):
             found = pattern.match(path)
             if found is not None:
                 return handler, found.groupdict(), template
@@ -161,12 +165,18 @@ def build_router() -> Router:
 
 def build_app(manager: Manager) -> web.Application:
     """The aiohttp Application serving the Docker API for `manager`."""
+    from manager.api.docker import ps_json
+
     app = web.Application(client_max_size=MAX_BODY)
     app[MANAGER_KEY] = manager
+    ps_json.attach(manager.state)  # `docker ps` entries encoded as records are written
     router = build_router()
     router.add("GET", "/metrics", _metrics)
 
     def endpoint(request: web.Request) -> str:
+        known = request.get(ENDPOINT)  # set by `handle`, which matched the route already
+        if known is not None:
+            return known
         return router.template(request.method, split_version(request.path)[1]) or UNMATCHED
 
     app.middlewares.append(request_id_middleware)  # outermost: all that follows is bound
@@ -180,7 +190,6 @@ def build_app(manager: Manager) -> web.Application:
         return await handle(router, manager, request)
 
 
-    register_ui(app, manager)  # the cluster page at /ui, before the catch-all
     register_ui(app, manager)  # the cluster page at /ui, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
@@ -204,10 +213,11 @@ async def handle(router: Router, manager: Manager, request: web.Request) -> web.
     version, path = split_version(request.path)
     try:
         check_version(version, manager.api_version())
-        found = router.match(request.method, path)
+        found = router.match_route(request.method, path)
         if found is None:
+            request[ENDPOINT] = UNMATCHED
             raise DockerError(501, unsupported(request.method, path))
-        handler, params = found
+        handler, params, request[ENDPOINT] = found
         return await handler(Call(request, manager, path, version, params))
     except DockerError as exc:
         return error_response(exc.status, exc.message)

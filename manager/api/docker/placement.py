@@ -10,7 +10,7 @@ network found on no node adds nothing: the engine's own 404 then says so.
 
 from __future__ import annotations
 
-import copy
+import json
 import re
 
 from manager.api.docker.app import Call
@@ -35,8 +35,10 @@ def _is_network(mode: str) -> bool:
 
 
 async def pins(call: Call, body: dict) -> tuple[dict, list[Rule]]:
-    """The body to send (node prefixes stripped) and the placement rules it implies."""
-    body = copy.deepcopy(body)
+    """The body to send (node prefixes stripped) and the placement rules it implies.
+    `body` (parsed JSON) is left as it was: the rewrites go to a copy, made by a JSON
+    round trip, which is several times cheaper than deepcopy on every create."""
+    body = json.loads(json.dumps(body))
     chosen: dict[str, Node] = {}  # what pinned -> node
     networks = await _networks(call, body, chosen)
     _volumes(call, body, chosen)

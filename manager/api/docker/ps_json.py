@@ -25,14 +25,16 @@ _MARK_JSON = json.dumps(_MARK).encode()
 
 class EntryCache:
     """Container ID -> its encoded entry, valid while the record's summary object and
-    its node's name and address are the ones it was made from. Attached to the state,
-    which tells it when a container goes (`container_changed`)."""
+    its node's name and address are the ones it was made from. Attached to the state
+    (`attach`), which tells it of every record written: the entry is encoded then, off
+    the path of the `ps` that will list it, and dropped when the container goes."""
 
     def __init__(self, state: ClusterState) -> None:
+        self._state = state
         # id -> (summary, node name, node addr, bytes before Status, bytes after or None)
         self._entries: dict[str, tuple[dict, str, str, bytes, bytes | None]] = {}
 
-    # ClusterState listener: only departures matter; entries are checked on use.
+    # ClusterState listener; a renamed node's entries are re-encoded when next listed.
     def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
         return None
 
@@ -40,6 +42,11 @@ class EntryCache:
                           added: bool) -> None:
         if not added:
             self._entries.pop(container_id, None)
+            return
+        container = self._state.container(container_id)
+        if container is not None:
+            node = self._state.node(node_id)
+            self._encode(container, node, *((node.name, node.addr) if node else ("", "")))
 
     def entry(self, container: Container, node: Node | None, now: float) -> bytes:
         name, addr = (node.name, node.addr) if node is not None else ("", "")
@@ -69,11 +76,16 @@ class EntryCache:
         return cached
 
 
+def attach(state: ClusterState) -> EntryCache:
+    """The state's entry cache, made (and from then on kept current) on first use."""
+    return state.attach("ps-json", EntryCache)
+
+
 def listing_json(state: ClusterState, nodes: Mapping[str, Node], *, show_all: bool,
                  limit: int, filters: Mapping[str, list[str]], now: float | None = None) -> bytes:
     """`GET /containers/json` as the body json_answer would send for `ps.select` (with
     Status as of `now`, default the current time)."""
-    cache = state.attach("ps-json", EntryCache)
+    cache = attach(state)
     now = time.time() if now is None else now
     chosen = select_containers(state.containers(), nodes, show_all=show_all, limit=limit,
                                filters=filters)

@@ -1,0 +1,118 @@
+"""The manager re-reads a container once per burst of its own changes, and at once for
+changes made by others (manager/cluster/sync.py, refresh_soon).
+
+A `docker run` through the manager is a create and a start, each answered and each
+echoed by an event; reading the container back after each of the four cost two agent
+calls apiece on the path of every run. Containers changed behind the manager's back
+(another manager, the engine's own CLI) must still show up promptly. A real hollow agent
+on loopback, a real NodeWatcher over nodes:// discovery; the agent calls are counted by
+the AgentClient's own RPC observer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+import pytest
+
+import discovery
+from agent.runtimes.hollow.runtime import HollowRuntime
+from agent.runtimes.hollow.service import HollowAgentService
+from agent.server import make_server
+from manager.cluster.agent_client import AgentClient
+from manager.cluster.records import after_action, created_record
+from manager.cluster.state import ClusterState
+from manager.cluster.sync import NodeWatcher
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.timeout(60)
+DELAY = 3.0  # long enough to tell "after the burst" from "at once" on a busy machine
+BODY = {"Image": "busybox", "Cmd": ["sleep", "1d"]}
+
+
+async def _scenario(check) -> None:
+    runtime = HollowRuntime(node_name="burst")
+    await runtime.start()
+    addr = f"127.0.0.1:{free_port()}"
+    service = HollowAgentService(runtime, addr, "burst")
+    server, _ = make_server(service, addr)
+    await server.start()
+    calls: Counter = Counter()
+    state = ClusterState()
+    watcher = NodeWatcher(state, discovery.open_backend(f"nodes://{addr}"), heartbeat=30,
+                          client_factory=lambda a: AgentClient(
+                              a, observer=lambda method, seconds, ok: calls.update([method])))
+    watcher.refresh_delay = DELAY
+    direct = AgentClient(addr)
+    try:
+        await watcher.start()
+        node = state.healthy_nodes()[0]
+        await check(state, watcher, node.id, direct, calls)
+    finally:
+        await direct.close()
+        await watcher.stop()
+        await server.stop(0)
+        await service.calls.close()
+        await runtime.stop()
+
+
+async def _until(predicate, timeout: float) -> float:
+    began = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - began < timeout, "timed out"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - began
+
+
+def test_own_create_and_start_make_one_read_after_the_burst():
+    async def check(state, watcher, node_id, direct, calls):
+        client = watcher.client(node_id)
+        # As manager/placing.py does: the name is held while the create is in flight (its
+        # event may come before its answer), the record written on the 201.
+        token = state.reserve(node_id, "mine", 0, 0)
+        status, answer = await client.request_json("POST", "/containers/create", "name=mine",
+                                                   BODY)
+        assert status == 201
+        record = created_record(node_id, answer["Id"], "mine", BODY)
+        watcher.record(record)
+        watcher.refresh_soon(node_id, record.id)
+        state.release(token)
+        assert (await client.request_json("POST", f"/containers/{record.id}/start"))[0] == 204
+        watcher.record(after_action(record, "start"))
+        watcher.refresh_soon(node_id, record.id)
+        before = calls["DockerCall"]
+        await asyncio.sleep(DELAY / 2)  # the create and start events are in by now
+        assert calls["DockerCall"] == before  # nothing read yet: the burst is waited for
+        await _until(lambda: calls["DockerCall"] == before + 2, DELAY * 3)  # inspect + list
+        await asyncio.sleep(1)
+        assert calls["DockerCall"] == before + 2  # once for the whole burst
+        container = state.container(record.id)
+        assert container.state == "running" and container.image_id.startswith("sha256:")
+
+    asyncio.run(_scenario(check))
+
+
+def test_changes_made_by_others_are_read_at_once():
+    async def check(state, watcher, node_id, direct, calls):
+        status, answer = await direct.request_json("POST", "/containers/create",
+                                                   "name=theirs", BODY)
+        assert status == 201
+        took = await _until(lambda: state.container(answer["Id"]) is not None, DELAY * 3)
+        assert took < DELAY / 2, took
+        assert (await direct.request_json("POST", f"/containers/{answer['Id']}/start"))[0] \
+            == 204
+        took = await _until(lambda: state.container(answer["Id"]).state == "running",
+                            DELAY * 3)
+        assert took < DELAY / 2, took
+        # Removed behind the manager's back: dropped on the destroy event, and the events
+        # of the removal do not make reads of a container that is gone.
+        before = calls["DockerCall"]
+        status, _ = await direct.request_json("DELETE", f"/containers/{answer['Id']}",
+                                              "force=1")
+        assert status == 204
+        await _until(lambda: state.container(answer["Id"]) is None, DELAY)
+        await asyncio.sleep(0.5)
+        assert calls["DockerCall"] - before <= 2, calls  # at most one read raced the destroy
+
+    asyncio.run(_scenario(check))
