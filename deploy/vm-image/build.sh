@@ -41,7 +41,7 @@ CMDLINE+=" systemd.unified_cgroup_hierarchy=0 systemd.show_status=0 random.trust
 CMDLINE+=" net.ifnames=0 no_timer_check i8042.noaux noresume"
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
-say() { echo "== $*" >&2; }
+say() { echo "== $(date +%T) $*" >&2; }
 
 case "${1:-}" in
   -h|--help) sed -n '2,25p' "$SELF" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -89,13 +89,26 @@ if [[ -f "$DONE/.complete" ]]; then
   exit 0
 fi
 
-WORK="$(mktemp -d "$CACHE/vm-image/work.XXXXXX")"
+# The root file system is built in memory when /dev/shm has room and allows device nodes
+# and programs (dpkg's many small writes are slow on a shared virtual disk);
+# FLOCK_VM_TMPDIR overrides.
+TMPBASE="${FLOCK_VM_TMPDIR:-}"
+if [[ -z "$TMPBASE" ]]; then
+  TMPBASE="$CACHE/vm-image"
+  shm_opts="$(findmnt -no OPTIONS /dev/shm 2>/dev/null || true)"
+  shm_free="$(df -Pk /dev/shm 2>/dev/null | awk 'NR == 2 { print $4 }')"
+  if [[ -n "$shm_opts" && ! "$shm_opts" =~ (nodev|noexec) ]] \
+     && ((${shm_free:-0} > 4 * 1024 * 1024)); then
+    TMPBASE=/dev/shm
+  fi
+fi
+WORK="$(mktemp -d "$TMPBASE/flock-vm-work.XXXXXX")"
 cleanup() {
   # debootstrap mounts /proc and /sys in the target; never delete through a mount.
   local mounts m
   mounts="$(awk -v w="$WORK/" 'index($2, w) == 1 { print $2 }' /proc/mounts | sort -r)"
   for m in $mounts; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf --one-file-system "$WORK"
+  rm -rf --one-file-system "$WORK" "$DONE.new"
 }
 trap cleanup EXIT
 R="$WORK/root"
@@ -235,8 +248,11 @@ rm -f "$R/var/lib/dbus/machine-id"
 
 say "kernel and initrd, pruning modules a VM never loads"
 KVER="$(basename "$(ls -d "$R"/lib/modules/*)")"
-cp "$R/boot/vmlinuz-$KVER" "$WORK/$NAME.vmlinuz"
-cp "$R/boot/initrd.img-$KVER" "$WORK/$NAME.initrd"
+NEW="$DONE.new"   # the result, on the cache's file system, renamed into place when whole
+rm -rf "$NEW"
+mkdir -p "$NEW"
+cp "$R/boot/vmlinuz-$KVER" "$NEW/$NAME.vmlinuz"
+cp "$R/boot/initrd.img-$KVER" "$NEW/$NAME.initrd"
 rm -f "$R"/boot/vmlinuz-* "$R"/boot/initrd.img-* "$R"/boot/System.map-*
 mods="$R/lib/modules/$KVER/kernel"
 for d in "$mods"/drivers/*; do
@@ -261,17 +277,15 @@ raw="$WORK/root.raw"
 truncate -s "$SIZE" "$raw"
 mke2fs -q -F -t ext4 -L flock-root -m 0 -d "$R" "$raw" \
   || die "mke2fs -d failed (needs e2fsprogs >= 1.43)"
-qemu-img convert -f raw -O qcow2 "$raw" "$WORK/$NAME.qcow2"
+qemu-img convert -f raw -O qcow2 "$raw" "$NEW/$NAME.qcow2"
 rm -f "$raw"
-echo "$CMDLINE" >"$WORK/$NAME.cmdline"
-chmod 0644 "$WORK/$NAME".*
-
+echo "$CMDLINE" >"$NEW/$NAME.cmdline"
+chmod 0644 "$NEW/$NAME".*
+touch "$NEW/.complete"
 rm -rf "$DONE"
-mkdir -p "$DONE"
-for f in "${FILES[@]}"; do mv "$WORK/$f" "$DONE/$f"; done
-touch "$DONE/.complete"
+mv "$NEW" "$DONE"
 # Older builds of this script are of no use any more.
-find "$CACHE/vm-image" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name 'work.*' \
+find "$CACHE/vm-image" -mindepth 1 -maxdepth 1 -type d ! -name "$KEY" ! -name 'flock-vm-work.*' \
   -exec rm -rf {} +
 find "$CACHE/vm-image" -maxdepth 1 -name '*.lock' ! -name "$KEY.lock" -delete
 publish

@@ -29,6 +29,7 @@ from provisioner.drivers.libvirt_conn import (
     DOMAIN_TYPES,
     choose_guest,
     connect,
+    domain_ipv4,
     error_text,
     is_local,
     libvirt_module,
@@ -241,7 +242,12 @@ class LibvirtDriver(Driver):
         try:
             if not net.isActive():
                 progress(f"Starting libvirt network {self.network}")
-                self._call("starting network", net.create)
+                try:
+                    net.create()
+                except libvirt_module().libvirtError as exc:
+                    raise DriverError(f"cannot start libvirt network {self.network}: "
+                                      f"{error_text(exc)}; try 'virsh net-start "
+                                      f"{self.network}'") from None
             pool = storage.ensure_pool(self.conn, self.pool_name, progress)
             base = storage.ensure_base(self.conn, pool, image, progress)
             volume = f"{self.domain}.qcow2"
@@ -338,7 +344,7 @@ class LibvirtDriver(Driver):
         dom = self._domain()
         deadline = time.monotonic() + self.ip_timeout
         while True:
-            ip = self._lookup_ip(dom)
+            ip = domain_ipv4(dom)
             if ip:
                 return ip
             state = self._state_of(dom)
@@ -353,27 +359,6 @@ class LibvirtDriver(Driver):
                     "and that the image brings up its NIC with DHCP; give a slow host more "
                     "time with --libvirt-ip-timeout" + self._console_tail(), step=IP_STEP)
             time.sleep(POLL)
-
-    def _lookup_ip(self, dom: Any) -> str:
-        """The VM's IPv4 address on its NIC: libvirt's lease table first, then ARP."""
-        libvirt = libvirt_module()
-        try:
-            macs = set(lx.domain_macs(dom.XMLDesc(0)))
-        except libvirt.libvirtError:
-            macs = set()
-        for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-                       libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
-            try:
-                ifaces = dom.interfaceAddresses(source, 0) or {}
-            except libvirt.libvirtError:
-                continue
-            for info in ifaces.values():
-                if macs and (info.get("hwaddr") or "").lower() not in macs:
-                    continue
-                for addr in info.get("addrs") or []:
-                    if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr.get("addr"):
-                        return addr["addr"]
-        return ""
 
     def remove(self) -> None:
         self._remove_domain()
@@ -426,7 +411,9 @@ class LibvirtDriver(Driver):
         """Boot the VM and wait for its IP: the caller's next step is SSH or certs."""
         dom = self._domain()
         if not dom.isActive():
-            self._call("starting domain", dom.create)
+            self._call("starting domain", dom.create)   # also restores a managed save
+        elif self._state_of(dom) is State.PAUSED:
+            self._call("resuming domain", dom.resume)
         self._wait_ip(lambda _msg: None)
 
     def stop(self) -> None:
@@ -437,6 +424,8 @@ class LibvirtDriver(Driver):
             return
         libvirt = libvirt_module()
         with contextlib.suppress(libvirt.libvirtError):
+            if self._state_of(dom) is State.PAUSED:
+                dom.resume()          # a paused guest cannot see the power button
             dom.shutdown()
         deadline = time.monotonic() + STOP_TIMEOUT
         while time.monotonic() < deadline:
@@ -484,7 +473,7 @@ class LibvirtDriver(Driver):
         dom = self._domain()
         if not dom.isActive():
             raise HostNotRunning(self.machine_name)
-        ip = self._lookup_ip(dom)
+        ip = domain_ipv4(dom)
         if not ip:
             raise MachineError(f"machine {self.machine_name} has no IP address yet (libvirt "
                                f"knows no DHCP lease or ARP entry on network {self.network})")

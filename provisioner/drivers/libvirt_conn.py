@@ -56,6 +56,29 @@ def connect(uri: str) -> Any:
     return conn
 
 
+def domain_ipv4(dom: Any) -> str:
+    """The VM's IPv4 address on its NIC, as libvirt knows it: the network's DHCP lease
+    table first, then the host's ARP table; '' when neither knows one."""
+    libvirt = libvirt_module()
+    try:
+        macs = set(lx.domain_macs(dom.XMLDesc(0)))
+    except libvirt.libvirtError:
+        macs = set()
+    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+                   libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
+        try:
+            ifaces = dom.interfaceAddresses(source, 0) or {}
+        except libvirt.libvirtError:
+            continue
+        for info in ifaces.values():
+            if macs and (info.get("hwaddr") or "").lower() not in macs:
+                continue
+            for addr in info.get("addrs") or []:
+                if addr.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and addr.get("addr"):
+                    return addr["addr"]
+    return ""
+
+
 def is_local(uri: str) -> bool:
     """Whether the hypervisor runs on this host (no host part in the URI)."""
     return not urllib.parse.urlsplit(uri).netloc

@@ -5,13 +5,13 @@ Why a pool, and why upload: with qemu:///system, QEMU runs as `libvirt-qemu` and
 hands it each disk by changing the file's owner (dynamic ownership). That makes the file
 readable, but not the folders above it: a disk in the machine's store (~/.flock, or a
 pytest tmp folder, both 0700) cannot be opened by QEMU whatever its owner. So every file
-the VM reads lives in a directory pool (default `flock`; one the driver makes lives in
-/var/lib/libvirt/images/NAME, mode 0711): the image, its kernel and initrd are uploaded once through libvirt's own
-stream API (which also works for a remote qemu+ssh:// host) as read-only (0644) base
-volumes shared by every machine made from them, and each machine gets a qcow2 overlay
-volume backed by the base. Base volumes are a cache, like Docker Machine's ISO cache:
-removing a machine deletes its overlay, not the base other machines may use
-(`virsh vol-delete --pool flock NAME` frees it).
+the VM reads lives in a directory pool (default `flock`; a pool the driver makes lives in
+/var/lib/libvirt/images/NAME, mode 0711): the image, its kernel and initrd are uploaded
+once through libvirt's own stream API (which also works for a remote qemu+ssh:// host) as
+read-only (0644) base volumes shared by every machine made from them, and each machine
+gets a qcow2 overlay volume backed by the base. Base volumes are a cache, like Docker
+Machine's ISO cache: removing a machine deletes its overlay, not the base other machines
+may use (`virsh vol-delete --pool flock NAME` frees it).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ a real etcd and a real manager listen on the network's bridge address, which the
 reaches. The machine is created with the exec runtime and --swarm: the VM boots under
 QEMU emulation (domain type qemu), SSH answers with the injected key, provisioning
 installs Flock there, and the node joins the manager; a container run through the manager
-lands on it. Then stop/start (the certs follow a changed IP), `rm -y`, and a VM that never
+lands on it. Then stop/start with a new address (the certs follow it), `rm -y`, and a VM that never
 gets an address (a network without DHCP): an error naming the step, nothing left at
 libvirt. Nothing of the run is left behind: domains, volumes, network, pool.
 """
@@ -182,6 +182,13 @@ def world(tmp_path_factory):
         etcd = BridgeEtcd(root / "etcd", ip=net.host_ip).start()
         discovery = f"etcd://{etcd.endpoint}/flock-{uuid.uuid4().hex[:6]}"
         store = root / "store"
+        store.mkdir()
+        # The store's cache (the wheelhouse provisioning uploads: Flock's wheel and its
+        # dependencies' wheels, fetched from PyPI) outlives the run, as a user's does:
+        # preparing it takes minutes on a busy host, every run after that reuses it.
+        cache = Path(os.environ.get("FLOCK_BUILD_CACHE") or "/var/tmp/flock-build-cache")
+        (cache / "machine-store-cache").mkdir(parents=True, exist_ok=True)
+        (store / "cache").symlink_to(cache / "machine-store-cache")
         machine_certs.ensure_ca_and_client(Store(store))
         ca = load_ca(str(store / "certs" / "ca.pem"), str(store / "certs" / "ca-key.pem"))
         files = write_identity(root / "manager-certs",
@@ -240,7 +247,7 @@ def test_create_boots_the_vm_provisions_it_and_the_node_joins(world):
     dumped = subprocess.run(["virsh", "-c", lv.URI, "dumpxml", NAME], capture_output=True,
                             text=True, check=True).stdout
     assert "<domain type='qemu'" in dumped
-    assert f"/var/lib/libvirt/images/{world.pool.name}/{NAME}.qcow2" in dumped
+    assert f"/var/lib/libvirt/images/{world.pool.name}/{NAME}.qcow2" in dumped, dumped
     assert f"{NAME}.qcow2" in world.pool.volumes()
 
 
@@ -267,17 +274,24 @@ def test_a_container_run_through_the_manager_lands_on_the_vm(machine):
         machine.docker("rm", "-f", name, check=False)
 
 
-def test_stop_and_start_follow_the_vm_and_its_ip(machine):
+def test_stop_and_start_follow_the_vm_and_its_new_ip(machine):
+    """Stopped, the VM is given another address by the network (a DHCP reservation):
+    `start` finds it, the server cert is made again for it, the node comes back."""
+    old_ip = ok(machine.flock("ip", NAME)).strip()
     ok(machine.flock("stop", NAME, timeout=300))
     assert ok(machine.flock("status", NAME)).strip() == "Stopped"
     assert lv.domain_names().count(NAME) == 1          # stopped, still defined
+    new_ip = str(machine.net.subnet.network_address + 250)
+    assert new_ip != old_ip
+    machine.net.reserve(lv.domain_mac(NAME), new_ip)
     started = ok(machine.flock("start", NAME, timeout=900))
     assert f'Machine "{NAME}" was started.' in started
+    assert f"now has the IP {new_ip}" in started, started
     assert ok(machine.flock("status", NAME)).strip() == "Running"
-    ip = ok(machine.flock("ip", NAME)).strip()
+    assert ok(machine.flock("ip", NAME)).strip() == new_ip
     config = json.loads((machine.store / "machines" / NAME / "config.json").read_text())
-    assert ip in config["options"]["auth"]["server_ips"]     # certs follow a new IP
-    wait_for(machine.healthy, 300, f"{NAME} healthy after the restart ({machine.nodes()})",
+    assert config["options"]["auth"]["server_ips"] == [new_ip]
+    wait_for(machine.healthy, 300, f"{NAME} healthy at its new IP ({machine.nodes()})",
              step=2)
 
 

@@ -184,6 +184,11 @@ def test_a_constraint_no_node_matches_counts_a_rejection_by_the_constraint_filte
 def test_agents_serve_their_own_metrics(cluster, client):
     container = client.containers.run("busybox", ["sleep", "30"], detach=True)
     client.made.append(container.id)
+    # The first heartbeat comes a jittered second after a node turns healthy, which a
+    # quick run of the tests before this one can beat: wait for it.
+    wait_for(lambda: all(
+        metric(cluster.scrape(port), "flock_agent_rpcs_total", method="Heartbeat",
+               code="OK") > 0 for port in cluster.metrics_ports), 10, "a heartbeat on each")
     texts = [cluster.scrape(port) for port in cluster.metrics_ports]
     for text in texts:
         assert metric(text, "flock_agent_rpcs_total", method="Heartbeat", code="OK") > 0

@@ -143,6 +143,19 @@ class PrivateNetwork:
             conn.close()
         return self
 
+    def reserve(self, mac: str, ip: str) -> None:
+        """A DHCP host entry: the VM with this MAC gets `ip` at its next DHCP request (an
+        address change a test can cause, as a real network's can happen)."""
+        libvirt = _libvirt()
+        conn = connect()
+        try:
+            conn.networkLookupByName(self.name).update(
+                libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+                libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
+                f"<host mac='{mac}' ip='{ip}'/>", libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
+        finally:
+            conn.close()
+
     def stop(self) -> None:
         libvirt = _libvirt()
         conn = connect()
@@ -240,6 +253,15 @@ def remove_domain(name: str) -> None:
                  f"/var/log/libvirt/qemu/{name}-console.log"):
         with contextlib.suppress(OSError):
             Path(path).unlink()
+
+
+def domain_mac(name: str) -> str:
+    conn = connect()
+    try:
+        root = ET.fromstring(conn.lookupByName(name).XMLDesc(0))
+        return root.find("devices/interface/mac").get("address")
+    finally:
+        conn.close()
 
 
 def domain_names() -> list[str]:

@@ -344,7 +344,12 @@ def test_stop_start_kill_restart_and_state_mapping(tmp_path, image, conn):
         assert d.state() is State.RUNNING
         dom.suspend()
         assert d.state() is State.PAUSED
-        dom.resume()
+        d.start()                                  # a paused VM is resumed
+        assert d.state() is State.RUNNING
+        dom.suspend()
+        d.stop()                                   # and can be stopped
+        assert d.state() is State.STOPPED
+        d.start()
         dom.managedSave(0)
         assert d.state() is State.SAVED
         dom.create()
