@@ -24,6 +24,8 @@ pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 # The cluster page (/ui) is tested in headless Chromium driven by Selenium.
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
+# `flock machine env --shell fish` is checked by running its output in fish.
+command -v fish >/dev/null || need+=(fish)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "== installing Debian packages: ${need[*]}"

@@ -9,7 +9,7 @@
 # Inside: Debian bookworm minbase + systemd, udev, systemd-networkd (DHCP on every
 # en*/eth* link), openssh-server, python3 + python3-venv (for Flock's agent, installed
 # later over SSH from a wheelhouse), iproute2, sudo. At boot, flock-vm-init.service makes
-# fresh SSH host keys, writes the key passed as flock.ssh_key= (base64) on the kernel
+# the VM's own SSH host key, writes the key passed as flock.ssh_key= (base64) on the kernel
 # command line into the flock.ssh_user's authorized_keys, and grows the filesystem to the
 # disk's size. The command line turns on the cgroup v1 hierarchy
 # (systemd.unified_cgroup_hierarchy=0) that Flock's exec runtime uses for limits.
@@ -21,6 +21,7 @@
 #   DEBIAN_MIRROR       (default http://deb.debian.org/debian)
 #   FLOCK_VM_PACKAGES   extra Debian packages, comma-separated (part of the cache key)
 #   FLOCK_VM_SIZE       the filesystem's size (default 2G; --libvirt-disk-size grows it)
+#   FLOCK_VM_TMPDIR     where to build (default: /dev/shm when it has room, else the cache)
 # Needs root (debootstrap, chroot), debootstrap, mke2fs (e2fsprogs >= 1.43), qemu-img.
 set -euo pipefail
 

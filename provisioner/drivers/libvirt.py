@@ -7,8 +7,10 @@ and one virtio NIC on a libvirt network. The machine's SSH public key goes on th
 command line (`flock.ssh_key=`, base64), where the image's flock-vm-init service puts it
 into authorized_keys before sshd starts: no cloud-init, whose Python start-up alone takes
 minutes under emulation, and no seed ISO to build and clean up. The IP is always asked of
-libvirt (the network's DHCP leases, then the host's ARP table), never read from dnsmasq's
-files, and never stored: a restarted VM may get another one.
+libvirt (the network's DHCP lease table, newest lease first; the domain's LEASE and ARP
+addresses where libvirt keeps no table), never read from dnsmasq's files, and never
+stored: a restarted VM may get another one, and until it asks DHCP again the lease from
+before the restart is ignored.
 
 The domain type is `qemu` (TCG emulation) unless KVM is proven to work (libvirt_conn).
 """
@@ -32,6 +34,7 @@ from provisioner.drivers.libvirt_conn import (
     domain_ipv4,
     error_text,
     is_local,
+    leases,
     libvirt_module,
 )
 from provisioner.errors import DriverError, HostNotRunning, MachineError
@@ -271,7 +274,7 @@ class LibvirtDriver(Driver):
             dom = self._call("defining domain", self.conn.defineXML, lx.domain_xml(spec))
             self.uuid, made_domain = dom.UUIDString(), True
             self._call("starting domain", dom.create)
-            ip = self._wait_ip(progress)
+            ip = self._wait_ip(progress, frozenset())
             progress(f"The VM has the IP {ip}")
         except BaseException:
             self._undo(made_volume, made_domain)
@@ -339,12 +342,14 @@ class LibvirtDriver(Driver):
                 with contextlib.suppress(OSError):
                     os.unlink(path)
 
-    def _wait_ip(self, progress: Progress) -> str:
+    def _wait_ip(self, progress: Progress, stale: frozenset) -> str:
+        """Until the VM has an address; `stale` are the leases it had before it was
+        (re)started, which say nothing of the address it will get this time."""
         progress(f"{IP_STEP} (DHCP on network {self.network}, up to {self.ip_timeout:g} s)")
         dom = self._domain()
         deadline = time.monotonic() + self.ip_timeout
         while True:
-            ip = domain_ipv4(dom)
+            ip = domain_ipv4(self.conn, dom, stale)
             if ip:
                 return ip
             state = self._state_of(dom)
@@ -410,11 +415,15 @@ class LibvirtDriver(Driver):
     def start(self) -> None:
         """Boot the VM and wait for its IP: the caller's next step is SSH or certs."""
         dom = self._domain()
+        stale: frozenset = frozenset()
         if not dom.isActive():
+            # Leases from before this boot stay in libvirt's table until they expire: the
+            # address is the one the VM asks for (or renews) from now on.
+            stale = frozenset(leases(self.conn, dom) or ())
             self._call("starting domain", dom.create)   # also restores a managed save
         elif self._state_of(dom) is State.PAUSED:
             self._call("resuming domain", dom.resume)
-        self._wait_ip(lambda _msg: None)
+        self._wait_ip(lambda _msg: None, stale)
 
     def stop(self) -> None:
         """ACPI power button, then up to STOP_TIMEOUT for the guest to power off; a guest
@@ -473,7 +482,7 @@ class LibvirtDriver(Driver):
         dom = self._domain()
         if not dom.isActive():
             raise HostNotRunning(self.machine_name)
-        ip = domain_ipv4(dom)
+        ip = domain_ipv4(self.conn, dom)
         if not ip:
             raise MachineError(f"machine {self.machine_name} has no IP address yet (libvirt "
                                f"knows no DHCP lease or ARP entry on network {self.network})")

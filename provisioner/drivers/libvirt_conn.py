@@ -56,14 +56,36 @@ def connect(uri: str) -> Any:
     return conn
 
 
-def domain_ipv4(dom: Any) -> str:
-    """The VM's IPv4 address on its NIC, as libvirt knows it: the network's DHCP lease
-    table first, then the host's ARP table; '' when neither knows one."""
+Lease = tuple[str, int]   # (IPv4 address, expiry time): dnsmasq renews = a new expiry
+
+
+def leases(conn: Any, dom: Any) -> list[Lease] | None:
+    """The IPv4 DHCP leases of the domain's NICs, newest first, from their libvirt
+    networks' lease tables; None when libvirt keeps none for them (a hypervisor without
+    them, a network it does not manage)."""
     libvirt = libvirt_module()
-    try:
-        macs = set(lx.domain_macs(dom.XMLDesc(0)))
-    except libvirt.libvirtError:
-        macs = set()
+    found: list[Lease] = []
+    known = False
+    for mac, network in lx.domain_nics(dom.XMLDesc(0)):
+        try:
+            entries = conn.networkLookupByName(network).DHCPLeases(mac, 0) or []
+        except libvirt.libvirtError:
+            continue
+        known = True
+        found += [(e["ipaddr"], int(e.get("expirytime") or 0)) for e in entries
+                  if e.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and e.get("ipaddr")]
+    return sorted(found, key=lambda lease: -lease[1]) if known else None
+
+
+def domain_ipv4(conn: Any, dom: Any, stale: set[Lease] | frozenset = frozenset()) -> str:
+    """The VM's IPv4 address, as libvirt knows it: its network's DHCP lease table (the
+    newest lease not in `stale`, i.e. not one from before a restart), else the domain's
+    LEASE addresses, else the host's ARP table; '' when none knows one yet."""
+    libvirt = libvirt_module()
+    table = leases(conn, dom)
+    if table:
+        return next((ip for ip, expiry in table if (ip, expiry) not in stale), "")
+    macs = {mac for mac, _ in lx.domain_nics(dom.XMLDesc(0))}
     for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
                    libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP):
         try:

@@ -149,9 +149,16 @@ def guest_types(caps_xml: str) -> tuple[str, list[tuple[str, list[str]]]]:
     return host_arch, guests
 
 
-def domain_macs(dom_xml: str) -> list[str]:
-    return [m.get("address", "").lower()
-            for m in ET.fromstring(dom_xml).findall("devices/interface/mac")]
+def domain_nics(dom_xml: str) -> list[tuple[str, str]]:
+    """(MAC, network name) of each NIC; the network is '' for a NIC on no libvirt network."""
+    out = []
+    for nic in ET.fromstring(dom_xml).findall("devices/interface"):
+        mac = nic.find("mac")
+        source = nic.find("source")
+        network = source.get("network", "") if source is not None else ""
+        if mac is not None and mac.get("address"):
+            out.append((mac.get("address", "").lower(), network))
+    return out
 
 
 def domain_disks(dom_xml: str) -> list[str]:

@@ -14,6 +14,7 @@ libvirt. Nothing of the run is left behind: domains, volumes, network, pool.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import json
@@ -22,6 +23,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -162,6 +164,14 @@ class World:
         return self.nodes().get(name) == "Healthy"
 
 
+def _warm_wheelhouse(store_cache: Path) -> None:
+    """What `create` would prepare anyway; a failure here shows there, with its step."""
+    from provisioner.bundle import PythonTarget, wheelhouse
+
+    with contextlib.suppress(Exception):
+        wheelhouse(store_cache, PythonTarget((3, 11), "x86_64", (2, 36), "/usr/bin/python3"))
+
+
 def ok(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}\n{result.stdout}"
     return result.stdout
@@ -174,7 +184,17 @@ def world(tmp_path_factory):
         pytest.fail(why or "needs root, etcd and the docker CLI (see scripts/test.sh)")
     lv.ensure_daemons()
     root = tmp_path_factory.mktemp("libvirt-e2e")
+    # The store's cache (the wheelhouse provisioning uploads: Flock's wheel and its
+    # dependencies' wheels, fetched from PyPI) outlives the run, as a user's does. On a
+    # fresh machine it is filled while the image builds (both take minutes; the create
+    # then finds it ready), for the Python of the image (Debian 12: 3.11, glibc 2.36).
+    cache = Path(os.environ.get("FLOCK_BUILD_CACHE") or "/var/tmp/flock-build-cache")
+    store_cache = cache / "machine-store-cache"
+    store_cache.mkdir(parents=True, exist_ok=True)
+    warm = threading.Thread(target=_warm_wheelhouse, args=(store_cache,), daemon=True)
+    warm.start()
     image = lv.build_image(root / "image")
+    warm.join()
     net = lv.PrivateNetwork(label="e2e").start()
     pool = lv.TestPool()
     etcd = manager = None
@@ -183,12 +203,7 @@ def world(tmp_path_factory):
         discovery = f"etcd://{etcd.endpoint}/flock-{uuid.uuid4().hex[:6]}"
         store = root / "store"
         store.mkdir()
-        # The store's cache (the wheelhouse provisioning uploads: Flock's wheel and its
-        # dependencies' wheels, fetched from PyPI) outlives the run, as a user's does:
-        # preparing it takes minutes on a busy host, every run after that reuses it.
-        cache = Path(os.environ.get("FLOCK_BUILD_CACHE") or "/var/tmp/flock-build-cache")
-        (cache / "machine-store-cache").mkdir(parents=True, exist_ok=True)
-        (store / "cache").symlink_to(cache / "machine-store-cache")
+        (store / "cache").symlink_to(store_cache)
         machine_certs.ensure_ca_and_client(Store(store))
         ca = load_ca(str(store / "certs" / "ca.pem"), str(store / "certs" / "ca-key.pem"))
         files = write_identity(root / "manager-certs",

@@ -153,6 +153,14 @@ def test_overlay_volume_names_its_backing_file():
     assert lx.volume_backing(ET.tostring(root, encoding="unicode")) == "/p/base.qcow2"
 
 
+def test_nics_are_read_back_with_their_network():
+    xml = ("<domain><devices><interface type='network'><mac address='52:54:00:AA:bb:01'/>"
+           "<source network='n1'/></interface><interface type='bridge'>"
+           "<mac address='52:54:00:aa:bb:02'/><source bridge='br0'/></interface>"
+           "<interface type='user'/></devices></domain>")
+    assert lx.domain_nics(xml) == [("52:54:00:aa:bb:01", "n1"), ("52:54:00:aa:bb:02", "")]
+
+
 # --- flags -----------------------------------------------------------------------------
 def test_flags_have_docker_machine_names_and_defaults(tmp_path, monkeypatch, image):
     monkeypatch.setenv("FLOCK_LIBVIRT_IMAGE", str(image))
@@ -429,3 +437,24 @@ def test_cli_refuses_a_missing_image_with_exit_code_1(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "none.qcow2: no such file" in proc.stdout + proc.stderr
     assert "deploy/vm-image/build.sh" in proc.stdout + proc.stderr
+
+
+def test_cli_refuses_a_bad_uri_and_an_unknown_network_with_exit_code_1(tmp_path, image):
+    env = {"FLOCK_MACHINE_STORAGE_PATH": str(tmp_path / "store"), "PATH": "/usr/bin:/bin"}
+
+    def create(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "flock", "machine", "create", "-d", "libvirt",
+             "--libvirt-image", str(image), *flags, unique("vm")],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)
+
+    bad_uri = create("--libvirt-uri", "nosuchdriver:///nowhere")
+    assert bad_uri.returncode == 1
+    assert "cannot connect to libvirt at --libvirt-uri nosuchdriver:///nowhere" in \
+        bad_uri.stdout + bad_uri.stderr
+    no_net = create("--libvirt-uri", TEST_URI, "--libvirt-network", "nonet")
+    assert no_net.returncode == 1
+    assert "--libvirt-network nonet: no such libvirt network" in no_net.stdout + no_net.stderr
+    listed = subprocess.run([sys.executable, "-m", "flock", "machine", "ls", "-q"],
+                            capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert listed.stdout.split() == []      # refused before anything was made
