@@ -35,14 +35,18 @@ def _int(request: web.Request, key: str, default: int | None) -> int | None:
         raise bad_request(f"invalid value for {key}: {value}") from None
 
 
-async def json_body(request: web.Request) -> object:
-    raw = await request.read()
+def parse_body(raw: bytes) -> object:
+    """The JSON body, None when empty; 400 in the Engine's words when malformed."""
     if not raw.strip():
         return None
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"malformed JSON in the request body: {exc}") from None
+
+
+async def json_body(request: web.Request) -> object:
+    return parse_body(await request.read())
 
 
 def _no_content() -> web.Response:

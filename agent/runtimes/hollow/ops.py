@@ -9,11 +9,10 @@ middleware turns it into `{"message": ...}`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from agent.runtimes.exec.container_api import _flag, _int
+from agent.runtimes.exec.container_api import _flag, _int, parse_body
 from agent.runtimes.exec.errors import bad_request
 from agent.runtimes.exec.filters import parse_filters
 from agent.runtimes.exec.views import LIST_FILTERS
@@ -34,16 +33,6 @@ class Ask:
 # (status, JSON payload or None for an empty answer)
 Answer = tuple[int, object | None]
 Operation = Callable[[HollowNode, Ask], Answer]
-
-
-def parse_body(raw: bytes) -> object:
-    """The JSON body, None when empty; 400 in the Engine's words when malformed."""
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise bad_request(f"malformed JSON in the request body: {exc}") from None
 
 
 def create(node: HollowNode, ask: Ask) -> Answer:
