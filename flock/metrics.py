@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
@@ -34,7 +35,7 @@ LabelValues = tuple[str, ...]
 GaugeSource = Callable[[], Mapping[LabelValues, float]]
 
 
-class _Family:
+class _Family(ABC):
     """One metric name with its HELP, TYPE and label names; children per label values."""
 
     kind = ""
@@ -62,15 +63,17 @@ class _Family:
             child = self._children[key] = self._child()
         return child
 
+    @abstractmethod
     def _child(self) -> object:
-        raise NotImplementedError
+        """A new child for one set of label values."""
 
     def head(self) -> list[str]:
         text = self.help.replace("\\", "\\\\").replace("\n", "\\n")
         return [f"# HELP {self.name} {text}", f"# TYPE {self.name} {self.kind}"]
 
+    @abstractmethod
     def samples(self) -> list[str]:
-        raise NotImplementedError
+        """The exposition lines of every child."""
 
     def _pairs(self, values: LabelValues, extra: str = "") -> str:
         parts = [f'{k}="{_escape(v)}"' for k, v in zip(self.label_names, values, strict=True)]
@@ -174,6 +177,10 @@ class Gauge(_Family):
                  source: GaugeSource) -> None:
         super().__init__(name, help_text, labels)
         self.source = source
+
+    def _child(self) -> object:
+        raise TypeError(f"{self.name} is computed when scraped, from its source: it has no "
+                        "children to set")
 
     def samples(self) -> list[str]:
         out = []
