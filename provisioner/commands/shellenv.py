@@ -139,15 +139,16 @@ def endpoint(store: Store, host: Host, swarm: bool) -> tuple[str, str]:
 
 
 def cmd_env(args: argparse.Namespace, store: Store) -> int:
-    shell = canonical_shell(args.shell) if args.shell else detect_shell()
-    hint = usage_hint(shell, _command_line(args))
+    """Checks the arguments and the machine before guessing the shell, so a wrong
+    machine name is reported as such even where $SHELL is unset (cron, CI, su -c)."""
     if args.unset:
         if args.name:
             raise MachineError("Error: Expected no machine name when the -u flag is present")
         variables = [(v, "") for v in DOCKER_VARS]
         if args.no_proxy:
             variables.append((no_proxy("")[0], ""))
-        sys_out(render(shell, variables, True, hint))
+        shell = _shell(args)
+        sys_out(render(shell, variables, True, usage_hint(shell, _command_line(args))))
         return 0
     [name] = target_names(store, [args.name] if args.name else [])
     host = store.load(name)
@@ -157,8 +158,13 @@ def cmd_env(args: argparse.Namespace, store: Store) -> int:
                  ("DOCKER_MACHINE_NAME", name)]
     if args.no_proxy:
         variables.append(no_proxy(ip))
-    sys_out(render(shell, variables, False, hint))
+    shell = _shell(args)
+    sys_out(render(shell, variables, False, usage_hint(shell, _command_line(args))))
     return 0
+
+
+def _shell(args: argparse.Namespace) -> str:
+    return canonical_shell(args.shell) if args.shell else detect_shell()
 
 
 def config_lines(ca: str, cert: str, key: str, url: str) -> str:

@@ -21,7 +21,9 @@ def run(store, *args: str) -> int:
 
 
 @pytest.fixture
-def store(tmp_path):
+def store(tmp_path, monkeypatch):
+    # CI runs without a login shell: $SHELL unset must not hide the error a test expects.
+    monkeypatch.delenv("SHELL", raising=False)
     assert run(tmp_path, "create", "-d", "none", "--url", URL, "m1") == 0
     return tmp_path
 
@@ -126,6 +128,15 @@ def test_env_errors(store, capsys):
     check(capsys, run(store, "env", "-u", "m1"), 1, "Expected no machine name")
     check(capsys, run(store, "env", "--swarm", "m1"), 1, '"m1" is not a swarm master')
     check(capsys, run(store, "env", "--shell", "zork", "m1"), 2, "invalid choice")
+
+
+def test_env_without_shell_names_the_fix_only_for_a_good_machine(store, capsys, monkeypatch):
+    check(capsys, run(store, "env", "m1"), 1, "$SHELL is not set; pass --shell")
+    assert run(store, "env", "--shell", "bash", "m1") == 0
+    assert 'export DOCKER_MACHINE_NAME="m1"' in capsys.readouterr().out
+    monkeypatch.setenv("SHELL", "/usr/bin/fish")
+    assert run(store, "env", "m1") == 0
+    assert 'set -gx DOCKER_MACHINE_NAME "m1";' in capsys.readouterr().out
 
 
 def test_exec_runtime_machine_has_no_docker_endpoint(store, capsys):
