@@ -16,6 +16,7 @@ from agent.http_bridge import BridgeError
 from agent.metrics import AgentMetrics
 from agent.node_info import fetch_node_info
 from agent.node_spec import NodeSpecStore
+from agent.read_back import read_back
 from agent.runtimes.base import Runtime
 from agent.unary_calls import AnswerTooLarge, RuntimeCalls
 from certs import Identity, RoleRequired, grpc_server_credentials
@@ -109,7 +110,10 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     async def DockerCall(self, request, context):  # noqa: N802
         try:
-            return await self.calls.call(request.request, request.body)
+            reply = await self.calls.call(request.request, request.body)
+            if request.read_back:
+                reply = await read_back(self.calls.call, request.request, reply)
+            return reply
         except BridgeError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except AnswerTooLarge as exc:

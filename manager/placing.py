@@ -15,9 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from manager.cluster.agent_client import AgentUnavailable
+from manager.cluster.agent_client import AgentUnavailable, ReadBack
 from manager.cluster.model import Container, Node
-from manager.cluster.records import after_action, created_record
+from manager.cluster.records import created_record
 from manager.scheduler.rules import Rule, RuleError, parse_rule
 from manager.scheduler.spec import ContainerSpec, prepare_create_body
 
@@ -26,9 +26,10 @@ if TYPE_CHECKING:
     from manager.cluster.state import ClusterState
 
 T = TypeVar("T")
-# Sends the create request (JSON bytes) to the node; returns (status, answer bytes, and
-# whatever the caller wants back, e.g. the exchange to relay a refusal as it came).
-Send = Callable[[Node, bytes], Awaitable[tuple[int, bytes, T]]]
+# Sends the create request (JSON bytes) to the node, asking for a read-back; returns
+# (status, answer bytes, the read-back if the agent gave one, and whatever the caller
+# wants back, e.g. the exchange to relay a refusal as it came).
+Send = Callable[[Node, bytes], Awaitable[tuple[int, bytes, ReadBack | None, T]]]
 
 
 @dataclass
@@ -72,16 +73,27 @@ async def place_and_create(manager: Manager, body: dict, spec: ContainerSpec, na
     record = None
     try:
         prepared = prepare_create_body(body, spec)
-        status, data, extra = await send(node, json.dumps(prepared).encode())
+        with manager.watcher.changing(node.id):
+            status, data, read, extra = await send(node, json.dumps(prepared).encode())
         if status == 201:
-            record = created_record(node.id, json.loads(data)["Id"], name, prepared)
-            manager.watcher.record(record)
-            manager.watcher.refresh_soon(node.id, record.id)
+            record = _recorded(manager, node, json.loads(data)["Id"], name, prepared, read)
     finally:
         state.release(token)
     warnings = [f"soft rule dropped to place the container: {rule}"
                 for rule in decision.dropped_soft if rule != implicit]
     return Placed(node, status, data, extra, record, warnings)
+
+
+def _recorded(manager: Manager, node: Node, container_id: str, name: str, body: dict,
+              read: ReadBack | None) -> Container:
+    """The new container's record: the agent's read-back when it sent one, else what
+    the create implies, re-read in the background."""
+    if read is not None and (record := manager.watcher.take_read_back(node.id, read)):
+        return record
+    record = created_record(node.id, container_id, name, body)
+    manager.watcher.record(record)
+    manager.watcher.refresh_soon(node.id, record.id)
+    return record
 
 
 class Refused(Exception):
@@ -106,25 +118,28 @@ async def run_container(manager: Manager, body: dict, spec: ContainerSpec, name:
     NoNodeAvailable, AgentError (node unreachable) or Refused (the node said no)."""
     query = urllib.parse.urlencode({"name": name}) if name else ""
 
-    async def send(node: Node, payload: bytes) -> tuple[int, bytes, None]:
+    async def send(node: Node, payload: bytes) -> tuple[int, bytes, ReadBack | None, None]:
         client = manager.client(node.id)
         if client is None:
             raise AgentUnavailable(f"node {node.name} is not connected")
         exchange = await client.request("POST", "/containers/create", query,
-                                        [("Content-Type", "application/json")], payload)
-        return exchange.status, await exchange.body(), None
+                                        [("Content-Type", "application/json")], payload,
+                                        read_back=True)
+        return exchange.status, await exchange.body(), exchange.read_back, None
 
     placed = await place_and_create(manager, body, spec, name, send, pinned)
     if placed.record is None:
         raise Refused(placed.status, _parsed(placed.data))
-    client = manager.client(placed.node.id)
+    node, record = placed.node, placed.record
+    client = manager.client(node.id)
     if client is None:
-        raise AgentUnavailable(f"node {placed.node.name} is not connected")
-    status, answer = await client.request_json("POST", f"/containers/{placed.record.id}/start")
-    if status >= 300:
-        raise Refused(status, answer)
-    started = after_action(placed.record, "start") or placed.record
-    manager.watcher.record(started)
-    manager.watcher.refresh_soon(placed.node.id, started.id)
-    placed.record = started
+        raise AgentUnavailable(f"node {node.name} is not connected")
+    with manager.watcher.changing(node.id, record.id):
+        exchange = await client.request("POST", f"/containers/{record.id}/start",
+                                        read_back=True)
+        data = await exchange.body()
+    if exchange.status >= 300:
+        raise Refused(exchange.status, _parsed(data))
+    manager.watcher.record_change(node.id, record, "start", exchange.read_back)
+    placed.record = manager.state.container(record.id) or record
     return placed

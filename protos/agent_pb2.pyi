@@ -143,20 +143,28 @@ class DockerResponse(_message.Message):
     def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
 
 class DockerCallRequest(_message.Message):
-    __slots__ = ("request", "body")
+    __slots__ = ("request", "body", "read_back")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
+    READ_BACK_FIELD_NUMBER: _ClassVar[int]
     request: DockerRequest
     body: bytes
-    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+    read_back: bool
+    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ...) -> None: ...
 
 class DockerCallReply(_message.Message):
-    __slots__ = ("response", "body")
+    __slots__ = ("response", "body", "inspect", "listing", "read_at_ns")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
+    INSPECT_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_NS_FIELD_NUMBER: _ClassVar[int]
     response: DockerResponse
     body: bytes
-    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ...) -> None: ...
+    inspect: bytes
+    listing: bytes
+    read_at_ns: int
+    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ...) -> None: ...
 
 class DockerFrame(_message.Message):
     __slots__ = ("request", "response", "data", "close_write")

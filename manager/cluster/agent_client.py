@@ -12,6 +12,7 @@ import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -95,8 +96,20 @@ def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
             for i in range(0, len(view), MAX_FRAME)]
 
 
+@dataclass(frozen=True)
+class ReadBack:
+    """The container an answered change was about, as the agent read it right after
+    (DockerCallRequest.read_back): its inspect and list answers, unparsed, and the
+    agent's clock when it read."""
+    inspect: bytes
+    listing: bytes
+    read_at_ns: int
+
+
 class DockerExchange:
     """One Docker API exchange in flight: the answer's head is known, its body streams."""
+
+    read_back: ReadBack | None = None  # only a DockerCall asked to read back has one
 
     def __init__(self, addr: str, call, status: int, headers: list[tuple[str, str]],
                  body_task: asyncio.Task | None) -> None:
@@ -174,9 +187,10 @@ class BufferedExchange(DockerExchange):
     """An exchange whose whole answer came in one DockerCall reply."""
 
     def __init__(self, addr: str, status: int, headers: list[tuple[str, str]],
-                 data: bytes) -> None:
+                 data: bytes, read_back: ReadBack | None = None) -> None:
         self.addr, self.status, self.headers = addr, status, headers
         self._data: bytes | None = data
+        self.read_back = read_back
 
     async def read(self) -> bytes | None:
         data, self._data = self._data, None
@@ -290,8 +304,13 @@ class AgentClient:
         headers: list[tuple[str, str]] | None = None,
         body: bytes | AsyncIterator[bytes] | None = None,
         api_version: str = "", hijack: bool = False, request_id: str = "",
+        read_back: bool = False,
     ) -> DockerExchange:
         """Send one Docker API request; returns once the answer's head is in.
+
+        `read_back` asks the agent to return the container a successful change was
+        about with the answer (the exchange's `read_back`); only a DockerCall can, so
+        a request that goes over the stream comes back without it.
 
         A bytes body travels with its Content-Length; an async iterator body is sent
         chunked unless `headers` carry a Content-Length. A hijacked request's body (e.g.
@@ -312,7 +331,7 @@ class AgentClient:
             headers=[agent_pb2.Header(name=k, value=v) for k, v in headers],
         )
         if self._unary and is_unary(method, path, hijack, body):
-            exchange = await self._call(req, body or b"")
+            exchange = await self._call(req, body or b"", read_back)
             if exchange is not None:
                 return exchange
         call = self.stub.Docker(metadata=_metadata())
@@ -341,8 +360,8 @@ class AgentClient:
                   if h.name.lower() not in HOP_BY_HOP]
         return DockerExchange(self.addr, call, head.response.status, answer, body_task)
 
-    async def _call(self, req: agent_pb2.DockerRequest,
-                    body: bytes) -> BufferedExchange | None:
+    async def _call(self, req: agent_pb2.DockerRequest, body: bytes,
+                    read_back: bool = False) -> BufferedExchange | None:
         """One DockerCall; None when the stream must do it (an agent without DockerCall,
         or an answer too large for one message)."""
         # Timed inline rather than with _timed: this is the hot path of every create and
@@ -350,7 +369,8 @@ class AgentClient:
         observer, start, ok = self._observer, time.perf_counter(), False
         try:
             reply = await self.stub.DockerCall(
-                agent_pb2.DockerCallRequest(request=req, body=body), metadata=_metadata())
+                agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back),
+                metadata=_metadata())
             ok = True
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -364,7 +384,9 @@ class AgentClient:
                 observer("DockerCall", time.perf_counter() - start, ok)
         answer = [(h.name, h.value) for h in reply.response.headers
                   if h.name.lower() not in HOP_BY_HOP]
-        return BufferedExchange(self.addr, reply.response.status, answer, reply.body)
+        read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns) if reply.inspect
+                else None)
+        return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
 
     async def request_json(
         self, method: str, path: str, query: str = "", body: object | None = None,

@@ -18,10 +18,10 @@ import logging
 import random
 import time
 import urllib.parse
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
 
-from manager.cluster.agent_client import AgentClient, AgentError
+from manager.cluster.agent_client import AgentClient, AgentError, ReadBack
 from manager.cluster.convert import (
     container_from_engine,
     event_target,
@@ -29,7 +29,9 @@ from manager.cluster.convert import (
     node_from_info,
     summary_from_inspect,
 )
+from manager.cluster.freshness import Freshness
 from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
+from manager.cluster.records import after_action
 from manager.cluster.state import ClusterState
 
 log = logging.getLogger("flock.manager.sync")
@@ -240,7 +242,8 @@ class NodeSync:
                     self.watcher.forget_container(target)
                 elif action in CONTAINER_ACTIONS:
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    self.watcher.refresh_soon(node_id, target, attributes.get("name") or "")
+                    self.watcher.refresh_soon(node_id, target, attributes.get("name") or "",
+                                              int(event.get("timeNano") or 0))
             elif kind == "image" and action in IMAGE_ACTIONS:
                 await self.watcher.load_images(node_id)
         except AgentError as exc:
@@ -270,7 +273,8 @@ class NodeWatcher:
         self.refresh_delay = REFRESH_DELAY
         self._written: set[str] = set()
         self._departed: dict[str, float] = {}  # address -> when it left discovery
-        self._again: set[str] = set()
+        self.freshness = Freshness()
+        self._changing: Counter[str] = Counter()  # node or container ID -> changes in flight
         self._task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
         # Called with a node's ID each time it turns healthy (global copies, manager/app).
@@ -413,43 +417,60 @@ class NodeWatcher:
         while len(self._destroyed) > 10_000:
             self._destroyed.popitem(last=False)
         self._touched.pop(container_id, None)
+        self.freshness.forget(container_id)
         self.state.remove_container(container_id)
 
-    def refresh_soon(self, node_id: str, container_id: str, name: str = "") -> None:
+    def refresh_soon(self, node_id: str, container_id: str, name: str = "",
+                     event_ns: int = 0) -> None:
         """Re-read a container in the background, once for a burst of reasons: a
         `docker run` is a create and a start, each answered (the API front writes the
-        record it is sure of) and each echoed by an event. When this manager wrote the
-        record itself (`record`), or the container (named `name`) is being created
-        through it, the read waits `refresh_delay` so that the whole burst makes one
-        read; changes made by others are read at once. Reasons that arrive while a read
-        is under way make one more read after it, not one each, so the engine is not
-        kept busy on the path of the run."""
-        if container_id in self._soon:
-            self._again.add(container_id)
-            return
+        record it is sure of) and each echoed by an event (`event_ns`, the engine's time
+        of it). A reason already answered by a read that started after it, or an event
+        already reflected by an agent's read-back, costs nothing (Freshness). When this
+        manager wrote the record itself (`record`), or the container (named `name`) is
+        being created through it, the read waits `refresh_delay` so that the whole burst
+        makes one read; changes made by others are read at once."""
         if container_id in self._destroyed:
             return  # a late event of a removed container (`rm -f`: kill, die, destroy)
-        ours = container_id in self._written or (
-            bool(name) and self.state.container(container_id) is None
-            and self.state.name_taken(name))
+        if event_ns and self.freshness.covers_event(container_id, event_ns):
+            return
+        self.freshness.want(container_id)
+        if container_id in self._soon:
+            return
+        ours = container_id in self._written or container_id in self._changing or (
+            self.state.container(container_id) is None
+            and (node_id in self._changing or (bool(name) and self.state.name_taken(name))))
 
         async def run() -> None:
             try:
                 if ours and self.refresh_delay > 0:
                     await asyncio.sleep(self.refresh_delay)
-                while container_id not in self._destroyed:
-                    self._again.discard(container_id)
+                while (container_id not in self._destroyed
+                       and self.freshness.needs_read(container_id)):
                     try:
                         await self.refresh_container(node_id, container_id)
                     except AgentError as exc:
                         log.debug("refresh %s on %s: %s", container_id, node_id, exc)
-                    if container_id not in self._again:
                         return
             finally:
                 self._soon.pop(container_id, None)
                 self._written.discard(container_id)
 
         self._soon[container_id] = asyncio.create_task(run())
+
+    @contextlib.contextmanager
+    def changing(self, node_id: str, container_id: str = "") -> Iterator[None]:
+        """Marks a change this manager has in flight on a node (a create, when there is
+        no `container_id` yet). Its events may come before its answer, and the answer's
+        read-back will cover them, so reads for them wait (refresh_soon)."""
+        key = container_id or node_id
+        self._changing[key] += 1
+        try:
+            yield
+        finally:
+            self._changing[key] -= 1
+            if not self._changing[key]:
+                del self._changing[key]
 
     def record(self, container: Container) -> None:
         """Write a record the caller already knows to be true (e.g. right after a create
@@ -458,6 +479,41 @@ class NodeWatcher:
         if container.id not in self._destroyed:
             self._written.add(container.id)
         self._store(container)
+
+    def take_read_back(self, node_id: str, read: ReadBack) -> Container | None:
+        """Store the container an agent read back with its answer to a change: the
+        record is then exact, and the reasons and events up to that read need no
+        re-read of their own. None when the read-back cannot be used."""
+        try:
+            inspect = json.loads(read.inspect)
+            listing = json.loads(read.listing) if read.listing else []
+        except ValueError:
+            return None
+        if not isinstance(inspect, dict) or not inspect.get("Id"):
+            return None
+        summary = next((c for c in listing if isinstance(c, dict)
+                        and c.get("Id") == inspect["Id"]), None) if isinstance(
+                            listing, list) else None
+        self.freshness.reading(inspect["Id"], read.read_at_ns)
+        container = container_from_engine(
+            node_id, summary or summary_from_inspect(inspect), inspect)
+        self._store(container)
+        return container
+
+    def record_change(self, node_id: str, container: Container, action: str,
+                      read: ReadBack | None) -> bool:
+        """Record the outcome of a successful change (`action`: start, stop...) of
+        `container`: the agent's read-back when it sent one, else what the change
+        implies, re-read in the background. False when neither says anything certain;
+        the caller then re-reads the container itself."""
+        if read is not None and self.take_read_back(node_id, read) is not None:
+            return True
+        updated = after_action(container, action)
+        if updated is None:
+            return False
+        self.record(updated)
+        self.refresh_soon(node_id, container.id)
+        return True
 
     def _store(self, container: Container) -> None:
         if container.id in self._destroyed or self.state.node(container.node_id) is None:
@@ -470,6 +526,7 @@ class NodeWatcher:
         client = self.client(node_id)
         if client is None:
             return None
+        self.freshness.reading(container_id)
         status, inspect = await client.request_json("GET", f"/containers/{container_id}/json")
         if status == 404:
             if self.state.container(container_id) is not None:

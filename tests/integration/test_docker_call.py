@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from agent.runtimes.hollow.runtime import HollowRuntime
+from agent.runtimes.hollow.service import HollowAgentService
 from agent.server import AgentService, make_server
 from manager.cluster.agent_client import AgentClient, AgentError, BufferedExchange
 from protos import agent_pb2_grpc
@@ -26,7 +28,7 @@ async def _scenario(check, service_class=AgentService, max_body: int | None = No
     runtime = HollowRuntime(node_name="calls")
     await runtime.start()
     addr = f"127.0.0.1:{free_port()}"
-    service = service_class(runtime, addr)
+    service = service_class(runtime, addr, "calls")
     if max_body is not None:
         service.calls.max_body = max_body
     server, _ = make_server(service, addr)
@@ -92,3 +94,51 @@ def test_a_malformed_request_is_refused_with_the_bridge_s_words():
             await client.request("GET", "/containers/a b/json")
 
     asyncio.run(_scenario(check))
+
+
+@pytest.mark.parametrize("service_class", [AgentService, HollowAgentService],
+                         ids=["over-the-socket", "in-process"])
+def test_a_change_comes_back_with_the_container_read_after_it(service_class):
+    async def check(client: AgentClient):
+        body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+        before = time.time_ns()
+        created = await client.request("POST", "/containers/create", "name=rb",
+                                       [("Content-Type", "application/json")], body,
+                                       read_back=True)
+        cid = json.loads(await created.body())["Id"]
+        read = created.read_back
+        assert read is not None and before <= read.read_at_ns <= time.time_ns()
+        assert json.loads(read.inspect)["State"]["Status"] == "created"
+        [entry] = json.loads(read.listing)
+        assert entry["Id"] == cid and entry["Names"] == ["/rb"]
+
+        started = await client.request("POST", "/containers/rb/start", read_back=True)
+        assert started.status == 204 and await started.body() == b""  # the answer as is
+        inspect = json.loads(started.read_back.inspect)
+        assert inspect["Id"] == cid and inspect["State"]["Running"] is True
+        assert started.read_back.read_at_ns >= read.read_at_ns
+
+        # Nothing to read back: a refusal, a removal, a list, or when not asked.
+        again = await client.request("POST", f"/containers/{cid}/start", read_back=True)
+        assert again.status == 304 and again.read_back is None
+        missing = await client.request("POST", "/containers/nope/start", read_back=True)
+        assert missing.status == 404 and missing.read_back is None
+        listing = await client.request("GET", "/containers/json", "all=1", read_back=True)
+        assert listing.status == 200 and listing.read_back is None
+        plain = await client.request("POST", f"/containers/{cid}/stop", "t=0")
+        assert plain.status == 204 and plain.read_back is None
+        removed = await client.request("DELETE", f"/containers/{cid}", read_back=True)
+        assert removed.status == 204 and removed.read_back is None
+
+    asyncio.run(_scenario(check, service_class))
+
+
+def test_an_older_agent_answers_without_a_read_back():
+    async def check(client: AgentClient):
+        body = json.dumps({"Image": "busybox"}).encode()
+        created = await client.request("POST", "/containers/create", "",
+                                       [("Content-Type", "application/json")], body,
+                                       read_back=True)
+        assert created.status == 201 and created.read_back is None
+
+    asyncio.run(_scenario(check, OlderAgentService))

@@ -11,6 +11,7 @@ the AgentClient's own RPC observer."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections import Counter
 
@@ -114,5 +115,39 @@ def test_changes_made_by_others_are_read_at_once():
         await _until(lambda: state.container(answer["Id"]) is None, DELAY)
         await asyncio.sleep(0.5)
         assert calls["DockerCall"] - before <= 2, calls  # at most one read raced the destroy
+
+    asyncio.run(_scenario(check))
+
+
+def test_a_run_read_back_by_the_agent_makes_no_further_reads():
+    """As manager/placing.py runs a container: both changes ask the agent to read the
+    container back, so a whole `docker run` is two agent calls, and the events it
+    causes (which may arrive before the answers) make no reads of their own."""
+    async def check(state, watcher, node_id, direct, calls):
+        client = watcher.client(node_id)
+        before = calls["DockerCall"]
+        with watcher.changing(node_id):
+            created = await client.request(
+                "POST", "/containers/create", "", [("Content-Type", "application/json")],
+                json.dumps(BODY).encode(), read_back=True)
+            await created.body()
+        record = watcher.take_read_back(node_id, created.read_back)
+        assert record is not None and record.state == "created"
+        with watcher.changing(node_id, record.id):
+            started = await client.request("POST", f"/containers/{record.id}/start",
+                                           read_back=True)
+            await started.body()
+        assert watcher.record_change(node_id, record, "start", started.read_back)
+        running = state.container(record.id)
+        assert running.state == "running" and running.image_id.startswith("sha256:")
+        assert running.summary["Names"] == [f"/{running.name}"]  # the engine's list entry
+        await asyncio.sleep(DELAY * 1.5)  # past the wait for a burst: nothing was read
+        assert calls["DockerCall"] == before + 2, calls
+
+        # A change made behind the manager's back is still read at once.
+        assert (await direct.request_json("POST", f"/containers/{record.id}/stop",
+                                          "t=0"))[0] == 204
+        took = await _until(lambda: state.container(record.id).state == "exited", DELAY * 3)
+        assert took < DELAY / 2, took
 
     asyncio.run(_scenario(check))

@@ -18,6 +18,7 @@ import grpc
 
 from agent.http_bridge import BridgeError, build_request_head
 from agent.node_info import build_node_info
+from agent.read_back import read_back
 from agent.runtimes.hollow import calls
 from agent.runtimes.hollow.api import info_body, version_body
 from agent.runtimes.hollow.runtime import HollowRuntime
@@ -50,7 +51,15 @@ class HollowAgentService(AgentService):
         reply = calls.answer(self.runtime.node, request.request, request.body)
         if reply is None:
             return await super().DockerCall(request, context)
+        if request.read_back:
+            reply = await read_back(self._answer, request.request, reply)
         return reply
+
+    async def _answer(self, req: agent_pb2.DockerRequest,
+                      body: bytes) -> agent_pb2.DockerCallReply:
+        """One request for read_back: in process when ops can answer it."""
+        reply = calls.answer(self.runtime.node, req, body)
+        return reply if reply is not None else await self.calls.call(req, body)
 
     async def Events(self, request, context):  # noqa: N802
         """The node's events from its bus, as the socket's /events would stream them:

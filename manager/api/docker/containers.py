@@ -27,7 +27,7 @@ from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
 from manager.cluster.convert import reserved_cpus
 from manager.cluster.model import Container, Node
-from manager.cluster.records import after_action, exited
+from manager.cluster.records import exited
 from manager.placing import place_and_create
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.scores import Request
@@ -125,8 +125,9 @@ async def create(call: Call) -> web.StreamResponse:
         raise bad_parameter(str(exc)) from None
 
     async def send(node: Node, payload: bytes):
-        exchange, data = await proxy.forward_buffered(call, node, body=payload)
-        return exchange.status, data, exchange
+        exchange, data = await proxy.forward_buffered(call, node, body=payload,
+                                                      read_back=True)
+        return exchange.status, data, exchange.read_back, exchange
 
     try:
         placed = await place_and_create(call.manager, body, spec, name, send, pinned)
@@ -214,14 +215,13 @@ async def change(call: Call) -> web.StreamResponse:
     """start, stop, kill, restart, pause, unpause, update: record the result first."""
     container, node = resolve(call)
     path = node_path(call, container)
-    exchange, data = await proxy.forward_buffered(call, node, path)
+    watcher = call.manager.watcher
+    with watcher.changing(node.id, container.id):
+        exchange, data = await proxy.forward_buffered(call, node, path, read_back=True)
     if exchange.status < 300:
-        updated = after_action(container, path.rsplit("/", 1)[-1])
-        if updated is None:
+        action = path.rsplit("/", 1)[-1]
+        if not watcher.record_change(node.id, container, action, exchange.read_back):
             await refresh(call, node, container.id)
-        else:
-            call.manager.watcher.record(updated)
-            refresh_later(call, node, container.id)
     elif exchange.status == 404:
         call.manager.watcher.forget_container(container.id)
     return proxy.buffered_response(exchange, data)

@@ -60,8 +60,10 @@ async def open_exchange(
     call: Call, node: Node, method: str | None = None, path: str | None = None,
     query: str | None = None, body: bytes | AsyncIterator[bytes] | None | EllipsisType = ...,
     headers: list[tuple[str, str]] | None = None, hijack: bool = False,
+    read_back: bool = False,
 ) -> DockerExchange:
-    """Start the exchange on `node`; the client's body streams through unless given."""
+    """Start the exchange on `node`; the client's body streams through unless given.
+    `read_back`: see AgentClient.request."""
     request = call.request
     if body is ...:
         body = _request_body(request) if request.body_exists else None
@@ -71,7 +73,8 @@ async def open_exchange(
         return await client_for(call, node).request(
             method or request.method, path or call.path,
             call.query_string if query is None else query,
-            headers=headers, body=body, api_version=call.version, hijack=hijack)
+            headers=headers, body=body, api_version=call.version, hijack=hijack,
+            read_back=read_back)
     except AgentUnavailable as exc:
         raise unavailable(node, exc) from None
 
@@ -113,11 +116,11 @@ async def forward(call: Call, node: Node, path: str | None = None,
 
 
 async def forward_buffered(call: Call, node: Node, path: str | None = None,
-                           body: bytes | None | EllipsisType = ...
+                           body: bytes | None | EllipsisType = ..., read_back: bool = False
                            ) -> tuple[DockerExchange, bytes]:
     """Forward and read the whole (small) answer, for calls whose result the manager
     records before answering the client."""
-    exchange = await open_exchange(call, node, path=path, body=body)
+    exchange = await open_exchange(call, node, path=path, body=body, read_back=read_back)
     try:
         data = await exchange.body()
     except AgentUnavailable as exc:
