@@ -1,12 +1,14 @@
 """Scale benchmark: N hollow agents, one manager, K containers through the Docker API.
 
-Starts `flock hollow --agents N` and `flock manage` as child processes, the agents
-registered through a file:// discovery, then creates and starts K containers with C in
-flight (aiohttp), lists them (`ps -a`), asks `info`, and removes them. Prints the
-registration time, placements/s, p50/p99 create+start latency, `ps -a` and `info`
-latency, the manager's RSS and the spread quality (containers per node).
+Starts `flock hollow --agents N` (several processes past --per-fleet agents), then
+`flock manage` on their addresses (a file:// discovery), as child processes; creates
+and starts K containers with C in flight (aiohttp), lists them (`ps -a`), asks `info`,
+and removes them. Prints the registration time, placements/s, p50/p99 create+start
+latency, `ps -a` and `info` latency, the CPU each process spent per container, the
+manager's RSS and the spread quality (containers per node).
 
     python bench/scale.py --agents 1000 --containers 30000 --concurrency 32
+    python bench/scale.py --agents 10000 --containers 100000 --heartbeat 60s
 
 The integration test tests/integration/test_hollow_scale.py drives the same Stack.
 """
@@ -88,6 +90,7 @@ class Stack:
     manager_args: list[str] = field(default_factory=list)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     port: int = 0
+    per_fleet: int = 2500
 
     @property
     def url(self) -> str:
@@ -112,23 +115,38 @@ class Stack:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
 
+    def fleet_sizes(self) -> list[int]:
+        """Agents per hollow process: one process serves at most `per_fleet`, since
+        each agent costs it two file descriptors and one more per manager connection."""
+        count = max(1, -(-self.agents // self.per_fleet))
+        return [self.agents // count + (i < self.agents % count) for i in range(count)]
+
     async def start(self, progress: Callable[[str], None] = print,
-                    timeout: float = 600) -> dict[str, float]:
-        """Start both; the seconds until the fleet served and until every node was
-        healthy in the manager (registration)."""
-        discovery = self.folder / "cluster"
-        discovery.write_text("")
+                    timeout: float = 1800) -> dict[str, float]:
+        """Start the fleets, then the manager on their addresses; the seconds until the
+        fleets served and from the manager's start until every node was healthy."""
         started = time.monotonic()
-        self._spawn("hollow", ["hollow", "--agents", str(self.agents), "--cpus",
-                               str(self.cpus), "--memory", self.memory,
-                               "--discovery", f"file://{discovery}"])
+        files = []
+        for index, size in enumerate(self.fleet_sizes()):
+            files.append(self.folder / f"fleet-{index}")
+            files[-1].write_text("")
+            self._spawn(f"hollow-{index}" if index else "hollow", [
+                "hollow", "--agents", str(size), "--cpus", str(self.cpus), "--memory",
+                self.memory, "--name-prefix", f"hollow{index}" if index else "hollow",
+                "--discovery", f"file://{files[-1]}"])
+        fleets = [n for n in self.procs if n.startswith("hollow")]
+        fleet_ready = await self._wait(
+            lambda: all("ready " in self.log(n, 3) for n in fleets), timeout,
+            "hollow agents serving")
+        progress(f"{self.agents} hollow agents serving after {fleet_ready - started:.1f}s "
+                 f"({len(fleets)} process{'es' if len(fleets) > 1 else ''})")
+        discovery = self.folder / "cluster"
+        discovery.write_text("".join(f.read_text() for f in files))
         self.port = _free_port()
+        manager_started = time.monotonic()
         self._spawn("manager", ["manage", "-H", f"tcp://127.0.0.1:{self.port}",
                                 "--heartbeat", self.heartbeat, *self.manager_args,
                                 f"file://{discovery}"])
-        fleet_ready = await self._wait(lambda: "ready " in self.log("hollow", 3), timeout,
-                                       "hollow agents serving")
-        progress(f"{self.agents} hollow agents serving after {fleet_ready - started:.1f}s")
         seen = -1
         async with aiohttp.ClientSession() as session:
             async def all_healthy() -> bool:
@@ -144,7 +162,7 @@ class Stack:
                 return count == self.agents
 
             done = await self._wait(all_healthy, timeout, "all nodes healthy", step=1.0)
-        return {"fleet": fleet_ready - started, "registration": done - fleet_ready}
+        return {"fleet": fleet_ready - started, "registration": done - manager_started}
 
     async def _wait(self, check, timeout: float, what: str, step: float = 0.2) -> float:
         deadline = time.monotonic() + timeout
@@ -179,7 +197,7 @@ class Stack:
                 for name, proc in self.procs.items()]
 
     def stop(self) -> None:
-        for name in ("manager", "hollow"):
+        for name in ["manager", *(n for n in list(self.procs) if n.startswith("hollow"))]:
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
@@ -304,7 +322,7 @@ def percentile(values: list[float], fraction: float) -> float:
 async def bench(args) -> dict:
     folder = pathlib.Path(tempfile.mkdtemp(prefix="flock-scale-"))
     stack = Stack(args.agents, folder, cpus=args.cpus, memory=args.memory,
-                  heartbeat=args.heartbeat)
+                  heartbeat=args.heartbeat, per_fleet=args.per_fleet)
     out: dict = {"agents": args.agents, "containers": args.containers,
                  "concurrency": args.concurrency}
     try:
@@ -316,10 +334,10 @@ async def bench(args) -> dict:
             pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
         spies = stack.profile(pathlib.Path(args.profile)) if args.profile else []
         rpcs_before = await agent_rpcs(stack.url)
-        cpu_before = stack.cpu()
+        cpu_before, client_before = stack.cpu(), time.process_time()
         result = await create_and_start(stack.url, args.containers, args.concurrency,
                                         container_body(), progress=print)
-        cpu_after = stack.cpu()
+        cpu_after, client_after = stack.cpu(), time.process_time()
         rpcs = await agent_rpcs(stack.url)
         rpcs.subtract(rpcs_before)
         out["rpcs_per_container"] = {k: round(v / max(1, len(result.ids)), 2)
@@ -328,9 +346,13 @@ async def bench(args) -> dict:
             spy.send_signal(signal.SIGINT)
         for spy in spies:
             spy.wait(timeout=60)
-        for name in cpu_after:
-            out[f"cpu_ms_{name}"] = ((cpu_after[name] - cpu_before[name]) * 1e3
-                                     / max(1, len(result.ids)))
+        per = 1e3 / max(1, len(result.ids))
+        out["cpu_ms_manager"] = (cpu_after["manager"] - cpu_before["manager"]) * per
+        out["cpu_ms_hollow"] = sum(cpu_after[n] - cpu_before[n] for n in cpu_after
+                                   if n.startswith("hollow")) * per
+        out["cpu_ms_client"] = (client_after - client_before) * per
+        out["rss_hollow_mib"] = sum(rss_bytes(p.pid) for n, p in stack.procs.items()
+                                    if n.startswith("hollow")) / 2**20
         out.update(placed=len(result.ids), failed=len(result.failures),
                    rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
                    p99_ms=percentile(result.latencies, .99) * 1e3)
@@ -369,7 +391,8 @@ def report(out: dict) -> None:
         ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms"),
         ("CPU per create+start",
          f"manager {out.get('cpu_ms_manager', 0):.2f} ms, hollow "
-         f"{out.get('cpu_ms_hollow', 0):.2f} ms"),
+         f"{out.get('cpu_ms_hollow', 0):.2f} ms, this client "
+         f"{out.get('cpu_ms_client', 0):.2f} ms"),
         ("agent RPCs per container", ", ".join(
             f"{k} {v}" for k, v in sorted(out.get("rpcs_per_container", {}).items()))),
         ("ps -a", f"{out.get('ps_s', 0) * 1e3:.0f} ms ({out.get('ps_count')} rows)"),
@@ -377,6 +400,7 @@ def report(out: dict) -> None:
         ("manager RSS idle / full / end",
          f"{out.get('rss_idle_mib', 0):.0f} / {out.get('rss_full_mib', 0):.0f} / "
          f"{out.get('rss_end_mib', 0):.0f} MiB"),
+        ("hollow RSS (all processes)", f"{out.get('rss_hollow_mib', 0):.0f} MiB"),
         ("per node min / max / stdev",
          f"{out.get('node_min')} / {out.get('node_max')} / {out.get('node_stdev', 0):.2f}"),
         ("remove rate (failed)",
@@ -397,6 +421,8 @@ def main() -> None:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--memory", default="2g")
     parser.add_argument("--heartbeat", default="5s", help="manager heartbeat")
+    parser.add_argument("--per-fleet", type=int, default=2500, metavar="N",
+                        help="hollow agents per process (more agents: more processes)")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     parser.add_argument("--profile", default="", metavar="DIR",

@@ -47,10 +47,11 @@ def with_image_affinity(state: ClusterState, spec: ContainerSpec
     """Classic Swarm's implicit soft affinity: prefer the nodes that already have the
     image (a built or imported image may exist on one node only). Used for placement
     only; the container's labels keep the user's own rules. Returns the spec to place
-    and the added rule's text ("" when none was added)."""
+    and the added rule's text ("" when none was added, nor needed: when no node or
+    every node has the image, the rule could not change the choice)."""
     if (not spec.image or any(r.key == "image" for r in spec.affinities)
             or any(r.key == "node" for r in spec.constraints)
-            or not state.nodes_with_image(spec.image)):
+            or not 0 < state.image_holders(spec.image) < len(state.node_map())):
         return spec, ""
     try:
         rule = parse_rule(f"image==~{spec.image}", "affinity")

@@ -305,6 +305,10 @@ class ClusterState:
     def nodes_with_image(self, ref: str) -> set[str]:
         return set(self._images.get(ref, ()))
 
+    def image_holders(self, ref: str) -> int:
+        """How many nodes have image `ref` (without copying their IDs)."""
+        return len(self._images.get(ref, ()))
+
     def container_label_values(self, key: str) -> Mapping[str, Mapping[str, int]]:
         """Container label `key`: value -> node ID -> containers with it. Do not mutate."""
         return self._container_labels.get(key, _EMPTY)

@@ -99,11 +99,14 @@ def test_implicit_image_affinity_only_when_some_node_has_the_image():
 
     state = ClusterState()
     state.upsert_node(Node(id="A|1", name="a", addr="a:1"))
-    state.set_node_images("A|1", ["built:1"])
+    state.upsert_node(Node(id="B|2", name="b", addr="b:2"))
+    state.set_node_images("A|1", ["built:1", "everywhere:1"])
+    state.set_node_images("B|2", ["everywhere:1"])
     spec, rule = with_image_affinity(state, spec_from_create({"Image": "built:1"}))
     assert rule == "affinity:image==~built:1"
     assert [str(r) for r in spec.affinities] == ["image==~built:1"]
     for body in ({"Image": "elsewhere:1"},
+                 {"Image": "everywhere:1"},  # every node has it: the rule changes nothing
                  {"Image": "built:1", "Env": ["constraint:node==a"]},
                  {"Image": "built:1", "Env": ["affinity:image==other"]}):
         spec = spec_from_create(body)
