@@ -18,13 +18,20 @@ from certs.files import (
     write_identity,
 )
 from certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sans_of
-from certs.tls import (
-    RoleRequired,
-    client_ssl_context,
-    grpc_channel_credentials,
-    grpc_server_credentials,
-    server_ssl_context,
-)
+
+# certs.tls needs gRPC, which takes a third of a second to load: its names are loaded
+# on first use, so that `flock machine` and `flock certs` start without it.
+_TLS_NAMES = frozenset({"RoleRequired", "client_ssl_context", "grpc_channel_credentials",
+                        "grpc_server_credentials", "server_ssl_context"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _TLS_NAMES:
+        from certs import tls
+
+        return getattr(tls, name)
+    raise AttributeError(f"module 'certs' has no attribute {name!r}")
+
 
 __all__ = [
     "EXPIRY_WARNING_DAYS", "ROLES", "CertError", "Identity", "Issued", "RoleRequired",

@@ -8,23 +8,48 @@ message and an exit code.
 from __future__ import annotations
 
 import argparse
+import importlib
+import sys
 
 from flock.logs import setup_logging
 from flock.version import VersionAction
 
+# The module that registers each command. Only the one a command line asks for is
+# imported: `flock machine ls` need not load the manager, the agent and gRPC (about
+# two thirds of a plain start, seconds on a loaded or emulated machine). Help, a typo
+# or no command load them all. tests/unit/test_cli_commands.py keeps this in step.
+REGISTRARS = {
+    "manage": "manager.cli", "join": "agent.cli", "up": "flock.up", "demo": "flock.demo",
+    "list": "flock.listing", "token": "discovery.token_cli", "create": "discovery.token_cli",
+    "certs": "certs.cli", **dict.fromkeys(
+        ("nodes", "ps", "explain", "run", "node", "drain", "activate", "events"),
+        "flock.cluster_cli"),
+    "hollow": "flock.hollow", "machine": "provisioner.cli",
+}
+MODULES = list(dict.fromkeys(REGISTRARS.values()))  # in the order help lists them
+_VALUED = ("-l", "--log-level", "--log-format")  # top-level options that take a value
 
-def build_parser() -> argparse.ArgumentParser:
-    from agent.cli import register as register_join
-    from certs.cli import register as register_certs
-    from discovery.token_cli import register as register_token
-    from flock.cluster_cli import register as register_cluster
-    from flock.demo import register as register_demo
-    from flock.hollow import register as register_hollow
-    from flock.listing import register as register_list
-    from flock.up import register as register_up
-    from manager.cli import register as register_manage
-    from provisioner.cli import register as register_machine
 
+def command_word(argv: list[str]) -> str | None:
+    """The command an argument list asks for, or None when it cannot be told without
+    the whole parser (help, an unknown option before the command)."""
+    args = iter(argv)
+    for arg in args:
+        if arg in _VALUED:
+            next(args, None)
+        elif arg.startswith("--log-") and "=" in arg:
+            continue
+        elif arg.startswith("-"):
+            return None
+        else:
+            return arg
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or (given the argument list) one with only the command it
+    asks for when that is known."""
+    module = REGISTRARS.get(command_word(argv)) if argv is not None else None
     parser = argparse.ArgumentParser(
         prog="flock",
         description="One Docker API over many machines: a cluster scheduler and provisioner.",
@@ -38,21 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="text lines, or one JSON object per line (default: text)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    register_manage(commands)
-    register_join(commands)
-    register_up(commands)
-    register_demo(commands)
-    register_list(commands)
-    register_token(commands)
-    register_certs(commands)
-    register_cluster(commands)
-    register_hollow(commands)
-    register_machine(commands)
+    for name in [module] if module else MODULES:
+        importlib.import_module(name).register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
