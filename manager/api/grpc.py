@@ -330,10 +330,10 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
                           "so retry once it is healthy again")
         try:
             info = await client.update_node(add, remove, availability)
-        except AgentError as exc:
-            code = (grpc.StatusCode.INVALID_ARGUMENT if "invalid" in str(exc)
-                    else grpc.StatusCode.UNAVAILABLE)
-            raise Failure(code, str(exc)) from None
+        except AgentError as exc:  # the agent's own refusal keeps its code
+            unreachable = isinstance(exc, AgentUnavailable) or exc.code is None
+            raise Failure(grpc.StatusCode.UNAVAILABLE if unreachable else exc.code,
+                          str(exc)) from None
         return self.manager.watcher.take_info(node.id, info) or node
 
     async def _update_node(self, ref: str, add: dict[str, str],

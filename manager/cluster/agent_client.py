@@ -45,7 +45,12 @@ def _metadata() -> tuple[tuple[str, str], ...] | None:
 
 
 class AgentError(Exception):
-    """The agent answered with an error of its own (not a Docker API error)."""
+    """The agent answered with an error of its own (not a Docker API error); `code` is
+    the gRPC status it gave, when it gave one, for callers that pass it on."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class AgentUnavailable(AgentError):  # noqa: N818 - the name is part of the contract
@@ -86,8 +91,9 @@ def map_error(addr: str, err: grpc.aio.AioRpcError, timeout: float | None = None
               tls: bool = False) -> AgentError:
     """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
     if err.code() in _UNREACHABLE:
-        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout, tls)}")
-    return AgentError(f"Agent {addr} failed: {err.code().name}: {err.details()}")
+        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout, tls)}",
+                                err.code())
+    return AgentError(f"Agent {addr} failed: {err.code().name}: {err.details()}", err.code())
 
 
 def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
