@@ -42,8 +42,11 @@ CHUNK = 32768
 
 Sink = Callable[[bytes], object]
 
-# paramiko logs every connection at INFO; flock's own messages say what matters.
-logging.getLogger("paramiko").setLevel(logging.WARNING)
+# paramiko logs every connection at INFO, and each failed attempt while a host boots
+# ("Error reading SSH protocol banner") at ERROR with a traceback, before the retry that
+# usually succeeds. The errors reach the caller as exceptions, and flock's own messages
+# name the step and the host, so paramiko's own lines are only noise.
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
 
 # --- the machine's key pair ------------------------------------------------------------
