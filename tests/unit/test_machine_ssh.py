@@ -4,8 +4,10 @@ streamed output, stdin, SFTP both ways."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import threading
@@ -104,6 +106,36 @@ def test_a_closed_port_fails_after_the_timeout_naming_the_step_and_the_address(n
     assert f"root@{nshost.ip}:2299" in str(error)
     assert "connection refused" in str(error) and "--ssh-timeout" in str(error)
     assert 2.0 <= elapsed < 8, elapsed
+
+
+def test_a_port_that_closes_without_a_banner_is_retried_quietly(machine_dir, caplog):
+    """What a booting VM's port forward does: TCP accepted, then closed. paramiko logs
+    each such attempt with a traceback; only flock's own error may reach the user."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def slam() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except TimeoutError:
+                continue
+            client.close()
+
+    thread = threading.Thread(target=slam, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.DEBUG), pytest.raises(MachineError) as caught:
+            ssh.connect(SSHDetails("127.0.0.1", port, "root", str(machine_dir / "id_rsa")),
+                        machine_dir / "kh-banner", timeout=2.5)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert caught.value.step == "Waiting for SSH" and f"127.0.0.1:{port}" in str(caught.value)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("paramiko")] == []
 
 
 def test_connect_waits_for_a_host_that_comes_up_late(nshost, machine_dir, tmp_path):
