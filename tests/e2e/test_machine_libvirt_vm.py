@@ -45,32 +45,6 @@ NAME = f"lv-{uuid.uuid4().hex[:6]}"
 
 
 @dataclasses.dataclass
-class BridgeEtcd(Etcd):
-    """etcd listening on the libvirt network's bridge address, where the VM reaches it."""
-
-    ip: str = "127.0.0.1"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.ip}:{self.client_port}"
-
-    def start(self, timeout: float = 20) -> BridgeEtcd:
-        self.root.mkdir(parents=True, exist_ok=True)
-        client = f"http://{self.ip}:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        with open(self.root / "etcd.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                ["etcd", "--name", "test", "--data-dir", str(self.root / "data"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"test={peer}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        wait_for(self._healthy, timeout, f"etcd on {self.endpoint}")
-        return self
-
-
-@dataclasses.dataclass
 class World:
     root: Path
     image: Path
@@ -199,7 +173,7 @@ def world(tmp_path_factory):
     pool = lv.TestPool()
     etcd = manager = None
     try:
-        etcd = BridgeEtcd(root / "etcd", ip=net.host_ip).start()
+        etcd = Etcd(root / "etcd", ip=net.host_ip).start()
         discovery = f"etcd://{etcd.endpoint}/flock-{uuid.uuid4().hex[:6]}"
         store = root / "store"
         store.mkdir()

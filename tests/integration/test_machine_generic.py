@@ -43,36 +43,10 @@ NAME = "gen1"
 
 
 @dataclasses.dataclass
-class HostEtcd(Etcd):
-    """etcd listening on the test side of the veth, where the namespace reaches it."""
-
-    ip: str = "127.0.0.1"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.ip}:{self.client_port}"
-
-    def start(self, timeout: float = 20) -> HostEtcd:
-        self.root.mkdir(parents=True, exist_ok=True)
-        client = f"http://{self.ip}:{self.client_port}"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        with open(self.root / "etcd.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                ["etcd", "--name", "test", "--data-dir", str(self.root / "data"),
-                 "--listen-client-urls", client, "--advertise-client-urls", client,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"test={peer}"],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        wait_for(self._healthy, timeout, f"etcd on {self.endpoint}")
-        return self
-
-
-@dataclasses.dataclass
 class World:
     root: Path
     ns: NetnsHost
-    etcd: HostEtcd
+    etcd: Etcd
     store: Path
     key: Path
     install_dir: str
@@ -177,7 +151,7 @@ def world(tmp_path_factory):
     try:
         key = _keygen(root / "id_test")
         ns.authorize(key.with_suffix(".pub").read_text())
-        etcd = HostEtcd(root / "etcd", ip=ns.host_ip).start()
+        etcd = Etcd(root / "etcd", ip=ns.host_ip).start()
         discovery = f"etcd://{etcd.endpoint}/flock-{uuid.uuid4().hex[:6]}"
         store = root / "store"
         machine_certs.ensure_ca_and_client(Store(store))

@@ -1,4 +1,5 @@
-"""A real etcd for tests: free loopback ports, its own data dir, stopped by PID.
+"""A real etcd for tests: free ports (clients on loopback unless `ip` says otherwise),
+its own data dir, stopped by PID.
 
 `stop()` / `start()` again keep the data dir, so a test can take etcd away for a while
 and bring the same cluster back (leases and keys included).
@@ -31,17 +32,19 @@ class Etcd:
     client_port: int = field(default_factory=_free_port)
     peer_port: int = field(default_factory=_free_port)
     proc: subprocess.Popen | None = None
+    # Where clients reach it: a veth or bridge address when a namespace or a VM must.
+    ip: str = "127.0.0.1"
 
     @property
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.ip}:{self.client_port}"
 
     def url(self, prefix: str = "/flock") -> str:
         return f"etcd://{self.endpoint}{prefix}"
 
     def start(self, timeout: float = 20) -> Etcd:
         self.root.mkdir(parents=True, exist_ok=True)
-        client = f"http://127.0.0.1:{self.client_port}"
+        client = f"http://{self.endpoint}"
         peer = f"http://127.0.0.1:{self.peer_port}"
         log = open(self.root / "etcd.log", "ab")
         self.proc = subprocess.Popen(
