@@ -44,6 +44,7 @@ CONTAINER_ACTIONS = frozenset({
 IMAGE_ACTIONS = frozenset({"pull", "import", "tag", "delete", "untag", "load", "push"})
 INFO_EVERY = 5
 LOAD_PARALLEL = 16
+CONNECT_PARALLEL = 64
 # A create and the start that follows it (and their events) are usually this close.
 REFRESH_DELAY = 0.3
 
@@ -138,7 +139,14 @@ class NodeSync:
             self.fail(exc)
 
     async def connect(self) -> None:
-        """Info, then a full load of containers and images; healthy when all worked."""
+        """Info, then a full load of containers and images; healthy when all worked.
+        At most CONNECT_PARALLEL nodes connect at once: when a manager starts with
+        thousands of nodes, all connecting together would make each take longer than
+        its timeout, fail, and wait a whole heartbeat to try again."""
+        async with self.watcher.connecting:
+            await self._connect()
+
+    async def _connect(self) -> None:
         try:
             info = await self.client.info(timeout=self.watcher.rpc_timeout * 2)
         except AgentError as exc:
@@ -274,6 +282,7 @@ class NodeWatcher:
         self._written: set[str] = set()
         self._departed: dict[str, float] = {}  # address -> when it left discovery
         self.freshness = Freshness()
+        self.connecting = asyncio.Semaphore(CONNECT_PARALLEL)
         self._changing: Counter[str] = Counter()  # node or container ID -> changes in flight
         self._task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
