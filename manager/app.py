@@ -24,7 +24,7 @@ from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from manager.cluster.agent_client import AgentClient
 from manager.cluster.reschedule import Rescheduler
 from manager.cluster.state import ClusterState
-from manager.cluster.sync import NodeWatcher
+from manager.cluster.sync import MAX_BEATS, NodeWatcher
 from manager.global_placement import GlobalReconciler
 from manager.ha import Replication
 from manager.observability import ManagerMetrics
@@ -44,6 +44,7 @@ class ManagerConfig:
     strategy: str = "spread"
     filters: list[str] | None = None
     heartbeat: float = 20.0
+    max_heartbeats: float = MAX_BEATS  # per second over the cluster; 0: no cap
     overcommit: float = 0.05
     failure_retry: int = 3
     name: str = ""  # shown by `docker info`; the host name by default
@@ -114,7 +115,8 @@ class Manager:
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
-                                                     observer=self.metrics.agent_rpc))
+                                                     observer=self.metrics.agent_rpc),
+                                   max_beats=config.max_heartbeats)
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler

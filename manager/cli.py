@@ -11,6 +11,7 @@ from certs import TLSFiles, default_cert_path
 from flock.durations import parse_duration
 from flock.signals import stop_on_signals
 from manager.app import ConfigError, Manager, ManagerConfig
+from manager.cluster.sync import MAX_BEATS
 
 log = logging.getLogger("flock.manager")
 
@@ -33,6 +34,10 @@ def register(subparsers) -> None:
     parser.add_argument("-f", "--filter", action="append", default=None, metavar="NAME",
                         help="scheduler filter, repeatable; replaces the default chain")
     parser.add_argument("--heartbeat", default="5s", help="node refresh period (default 5s)")
+    parser.add_argument("--max-heartbeats", type=float, default=MAX_BEATS, metavar="N",
+                        help="at most N heartbeats per second over the whole cluster: "
+                             "past N x heartbeat nodes, each node beats less often "
+                             f"(default {MAX_BEATS:g}; 0: no cap)")
     parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
                         help="failed refreshes in a row before a node is unhealthy")
     parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -107,6 +112,10 @@ def config_from_args(args) -> ManagerConfig:
         raise ConfigError(f"--heartbeat: {exc}") from None
     if heartbeat <= 0:
         raise ConfigError("--heartbeat must be positive")
+    max_heartbeats = getattr(args, "max_heartbeats", MAX_BEATS)
+    if not max_heartbeats >= 0:  # NaN too
+        raise ConfigError(f"--max-heartbeats {max_heartbeats:g}: give a number of beats per "
+                          "second, or 0 for no cap")
     if args.engine_failure_retry < 1:
         raise ConfigError("--engine-failure-retry must be at least 1")
     try:
@@ -133,7 +142,8 @@ def config_from_args(args) -> ManagerConfig:
             raise ConfigError(f"--cluster-opt {item!r}: must not be negative")
     return ManagerConfig(
         discovery=args.discovery, hosts=args.host or [DEFAULT_HOST], strategy=args.strategy,
-        filters=args.filter, heartbeat=heartbeat, overcommit=overcommit,
+        filters=args.filter, heartbeat=heartbeat, max_heartbeats=max_heartbeats,
+        overcommit=overcommit,
         failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
         replication=args.replication, advertise=args.advertise,
         replication_ttl=replication_ttl, grpc_addr=getattr(args, "grpc_addr", ""),

@@ -110,11 +110,12 @@ def test_manage_options():
         "-H", "tcp://0.0.0.0:4000", "-H", "unix:///tmp/x.sock", "--strategy", "binpack",
         "-f", "health", "-f", "constraint", "--heartbeat", "1m30s",
         "--cluster-opt", "swarm.overcommit=0.1", "--engine-failure-retry", "2",
-        "nodes://a:1,b:2"]))
+        "--max-heartbeats", "20", "nodes://a:1,b:2"]))
     assert config.hosts == ["tcp://0.0.0.0:4000", "unix:///tmp/x.sock"]
     assert (config.strategy, config.filters, config.heartbeat) == ("binpack",
                                                                    ["health", "constraint"], 90)
-    assert (config.overcommit, config.failure_retry) == (0.1, 2)
+    assert (config.overcommit, config.failure_retry, config.max_heartbeats) == (0.1, 2, 20)
+    assert config_from_args(parse(["a:1"])).max_heartbeats == 50
     assert config_from_args(parse(["a:1"])).hosts == ["tcp://127.0.0.1:2375"]
 
 
@@ -123,6 +124,8 @@ def test_manage_options():
     (["--cluster-opt", "swarm.nope=1", "a:1"], "unsupported --cluster-opt"),
     (["--cluster-opt", "swarm.overcommit=lots", "a:1"], "expected a number"),
     (["--engine-failure-retry", "0", "a:1"], "--engine-failure-retry"),
+    (["--max-heartbeats", "-1", "a:1"], "--max-heartbeats -1: give a number"),
+    (["--max-heartbeats", "nan", "a:1"], "--max-heartbeats nan"),
 ])
 def test_manage_bad_options(argv, words):
     with pytest.raises(ConfigError) as caught:

@@ -111,3 +111,20 @@ def test_implicit_image_affinity_only_when_some_node_has_the_image():
                  {"Image": "built:1", "Env": ["affinity:image==other"]}):
         spec = spec_from_create(body)
         assert with_image_affinity(state, spec) == (spec, "")
+
+
+def test_heartbeats_are_stretched_to_the_cluster_wide_cap_for_healthy_nodes_only():
+    from manager.cluster.state import ClusterState
+    from manager.cluster.sync import NodeWatcher
+
+    watcher = NodeWatcher(ClusterState(), backend=None, heartbeat=5.0, max_beats=50)
+    watcher._syncs = dict.fromkeys(f"10.0.0.{i}:4000" for i in range(100))  # 100 nodes
+    for _ in range(200):
+        assert 4.0 <= watcher.beat_delay() <= 6.0  # 100 nodes / 50 per s = 2 s < 5 s
+    watcher._syncs = dict.fromkeys(f"h{i}:4000" for i in range(1000))
+    delays = [watcher.beat_delay() for _ in range(2000)]
+    assert 16.0 <= min(delays) and max(delays) <= 24.0  # 1000 / 50 = 20 s, jittered
+    assert 18.5 < sum(delays) / len(delays) < 21.5
+    assert all(4.0 <= watcher.beat_delay(healthy=False) <= 6.0 for _ in range(200))
+    watcher.max_beats = 0  # no cap
+    assert all(4.0 <= watcher.beat_delay() <= 6.0 for _ in range(200))
