@@ -23,6 +23,12 @@ _MARK = "\x00flock-status\x00"
 _MARK_JSON = json.dumps(_MARK).encode()
 
 
+# A cached entry: the summary object and node (name, address) it was made from, the
+# bytes before and after Status (after is None: Status is fixed, in `before`), and what
+# Status depends on besides the time (see _status_key).
+_Entry = tuple[dict, tuple[str, str], bytes, "bytes | None", tuple, float, float]
+
+
 class EntryCache:
     """Container ID -> its encoded entry, valid while the record's summary object and
     its node's name and address are the ones it was made from. Attached to the state
@@ -31,8 +37,7 @@ class EntryCache:
 
     def __init__(self, state: ClusterState) -> None:
         self._state = state
-        # id -> (summary, node name, node addr, bytes before Status, bytes after or None)
-        self._entries: dict[str, tuple[dict, str, str, bytes, bytes | None]] = {}
+        self._entries: dict[str, _Entry] = {}
 
     # ClusterState listener; a renamed node's entries are re-encoded when next listed.
     def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
@@ -46,34 +51,61 @@ class EntryCache:
         container = self._state.container(container_id)
         if container is not None:
             node = self._state.node(node_id)
-            self._encode(container, node, *((node.name, node.addr) if node else ("", "")))
+            self._encode(container, node, (node.name, node.addr) if node else ("", ""))
 
-    def entry(self, container: Container, node: Node | None, now: float) -> bytes:
-        name, addr = (node.name, node.addr) if node is not None else ("", "")
-        cached = self._entries.get(container.id)
-        if (cached is None or cached[0] is not container.summary or cached[1] != name
-                or cached[2] != addr):
-            cached = self._encode(container, node, name, addr)
-        head, tail = cached[3], cached[4]
-        if tail is None:
-            return head
-        times = container.summary[STATE_KEY]
-        status = live_status(times, now, container.summary.get("Status", ""))
-        return head + json.dumps(status).encode() + tail
+    def render(self, chosen: list[Container], nodes: Mapping[str, Node], now: float) -> bytes:
+        """The JSON list of `chosen`'s entries. The per-entry work is kept to a look-up
+        and a comparison: at 100,000 containers every microsecond here is 0.1 s. Status
+        texts are made once per distinct (state, whole seconds ago)."""
+        where = {node_id: (node.name, node.addr) for node_id, node in nodes.items()}
+        entries, encode, statuses = self._entries, self._encode, {}
+        pieces: list[bytes] = []
+        append = pieces.append
+        for container in chosen:
+            node_key = where.get(container.node_id, ("", ""))
+            cached = entries.get(container.id)
+            if (cached is None or cached[0] is not container.summary
+                    or cached[1] != node_key):
+                cached = encode(container, nodes.get(container.node_id), node_key)
+            append(cached[2])
+            if cached[3] is not None:
+                static, started, finished = cached[4], cached[5], cached[6]
+                key = (static, int(now - started), int(now - finished))
+                status = statuses.get(key)
+                if status is None:
+                    status = statuses[key] = json.dumps(live_status(
+                        container.summary[STATE_KEY], now, static[-1])).encode()
+                append(status)
+                append(cached[3])
+            append(b", ")
+        if pieces:
+            pieces.pop()
+        return b"[" + b"".join(pieces) + b"]\n"
 
-    def _encode(self, container: Container, node: Node | None, name: str,
-                addr: str) -> tuple[dict, str, str, bytes, bytes | None]:
+    def _encode(self, container: Container, node: Node | None,
+                node_key: tuple[str, str]) -> _Entry:
         entry = present(container, node)
-        live = STATE_KEY in container.summary
-        if live:
+        times = container.summary.get(STATE_KEY)
+        if times is not None:
             entry["Status"] = _MARK
         raw = json.dumps(entry).encode()
         head, found, tail = raw.partition(_MARK_JSON)
-        cached = (container.summary, name, addr, head, tail if live and found else None)
-        if live and not found:  # cannot happen with json.dumps; be safe anyway
-            cached = (container.summary, name, addr, raw, None)
+        if times is not None and found:
+            cached = (container.summary, node_key, head, tail,
+                      *_status_key(times, container.summary.get("Status", "")))
+        else:  # no live Status (or, which json.dumps never does, the mark was split)
+            cached = (container.summary, node_key, raw, None, (), 0.0, 0.0)
         self._entries[container.id] = cached
         return cached
+
+
+def _status_key(times: Mapping, fallback: str) -> tuple[tuple, float, float]:
+    """What live_status's text depends on besides how long ago the start and the finish
+    were: it reads those only in whole seconds (human_duration), so entries alike in
+    these and in the whole seconds since give the same text."""
+    static = (times.get("Status", ""), times.get("Health", ""), times.get("ExitCode", 0),
+              bool(times.get("StartedAt", 0)), bool(times.get("FinishedAt", 0)), fallback)
+    return static, float(times.get("StartedAt", 0)), float(times.get("FinishedAt", 0))
 
 
 def attach(state: ClusterState) -> EntryCache:
@@ -89,5 +121,4 @@ def listing_json(state: ClusterState, nodes: Mapping[str, Node], *, show_all: bo
     now = time.time() if now is None else now
     chosen = select_containers(state.containers(), nodes, show_all=show_all, limit=limit,
                                filters=filters)
-    return b"[" + b", ".join([cache.entry(c, nodes.get(c.node_id), now)
-                               for c in chosen]) + b"]\n"
+    return cache.render(chosen, nodes, now)
