@@ -383,13 +383,14 @@ class NodeWatcher:
         still heartbeaten (and turns unhealthy if it is dead, which moves the containers
         that ask to be moved), and goes only after the grace period."""
         now = time.monotonic()
+        present = set(addrs)  # a list here made each poll quadratic: seconds at 10,000
         for addr in addrs:
             self._departed.pop(addr, None)
             if addr not in self._syncs:
                 sync = NodeSync(self, addr)
                 self._syncs[addr] = sync
                 sync.start()
-        for addr in [a for a in self._syncs if a not in addrs and a not in self._departed]:
+        for addr in [a for a in self._syncs if a not in present and a not in self._departed]:
             self._departed[addr] = now
             log.info("agent %s left discovery; its node goes in %.0fs unless it returns",
                      addr, self.departure_grace)
