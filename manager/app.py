@@ -29,6 +29,7 @@ from manager.cluster.sync import MAX_BEATS, NodeWatcher
 from manager.global_placement import GlobalReconciler
 from manager.ha import Replication
 from manager.observability import ManagerMetrics
+from manager.observability.gc_pauses import PauseObserver
 from manager.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("flock.manager")
@@ -116,6 +117,7 @@ class Manager:
         # 100,000 containers).
         ps_json.attach(self.state)
         self.metrics = ManagerMetrics(self.state, self.scheduler.filter_names)
+        self._gc_observer = PauseObserver(self.metrics.gc_pause)
         self.scheduler.observer = self.metrics
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
@@ -235,6 +237,7 @@ class Manager:
         return self._api_version[1]
 
     async def start(self) -> None:
+        self._gc_observer.install()
         if self.ha is not None:
             await self.ha.start()
         await self.watcher.start()
@@ -303,6 +306,7 @@ class Manager:
                               f"{getattr(exc, 'reason', None) or exc}") from None
 
     async def stop(self) -> None:
+        self._gc_observer.remove()
         if self.grpc_server is not None:
             await self.grpc_server.stop(0)
             self.grpc_server = None

@@ -77,6 +77,14 @@ class ManagerMetrics:
             "Agent RPC time by method, seconds (Docker: until the answer's head).", ["method"])
         self.rpc_errors = registry.counter(
             "flock_agent_rpc_errors_total", "Agent RPCs that failed, by method.", ["method"])
+        self.gc_seconds = registry.histogram(
+            "flock_gc_pause_seconds",
+            "Garbage collections, by generation, and how long each stopped the manager.",
+            ["generation"])
+        self._gc_times = [self.gc_seconds.labels(str(g)) for g in range(3)]
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        self._gc_times[min(max(generation, 0), 2)].observe(seconds)
 
     # ------------------------------------------------- scheduler (DecisionObserver)
     def placed(self, seconds: float) -> None:

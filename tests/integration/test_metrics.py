@@ -138,7 +138,7 @@ def test_metrics_parse_and_move_after_a_docker_run(cluster, client):
         "flock_scheduler_decisions": "counter", "flock_scheduler_decision_seconds": "histogram",
         "flock_scheduler_filter_rejections": "counter", "flock_nodes": "gauge",
         "flock_api_requests": "counter", "flock_api_request_duration_seconds": "histogram",
-        "flock_agent_rpc_duration_seconds": "histogram",
+        "flock_agent_rpc_duration_seconds": "histogram", "flock_gc_pause_seconds": "histogram",
     } == families
     assert metric(before, "flock_nodes", health="healthy") == 2
 
