@@ -15,7 +15,7 @@ import logging
 import time
 import urllib.parse
 from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from manager.cluster.agent_client import AgentClient, AgentError, ReadBack
 from manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
@@ -36,6 +36,7 @@ class ContainerReads:
     and, optionally, a `rescheduler` (told of stale copies on a full load)."""
 
     rescheduler = None
+    client: Callable[[str], AgentClient | None]  # the agent client of a node, if connected
 
     def __init__(self, state: ClusterState) -> None:
         self.state = state
@@ -48,9 +49,6 @@ class ContainerReads:
         self._written: set[str] = set()
         self.freshness = Freshness()
         self._changing: Counter[str] = Counter()  # node or container ID -> changes in flight
-
-    def client(self, node_id: str) -> AgentClient | None:
-        raise NotImplementedError  # pragma: no cover - NodeWatcher has it
 
     def cancel_reads(self) -> None:
         for task in list(self._soon.values()):
