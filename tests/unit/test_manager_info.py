@@ -67,3 +67,42 @@ def test_pending_reservations_count_in_reserved_figures():
     rows = dict(tuple(r) for r in system_status(state, "binpack", [])[4:])
     assert rows["  └ Reserved CPUs"] == "1 / 2"
     assert rows["  └ Reserved Memory"] == "512 MiB / 1 GiB"
+
+
+def test_rows_kept_between_calls_follow_every_change():
+    """The per-node rows are kept between calls (system.NodeRows); each kind of change
+    must still show on the next one."""
+    from dataclasses import replace
+
+    state = ClusterState()
+    state.upsert_node(Node(id="A|1", name="alpha", addr="a:1", cpus=2, memory=GIB,
+                           health=HEALTHY, updated_at=1795428000))
+    state.upsert_node(Node(id="B|2", name="beta", addr="b:2", cpus=2, memory=GIB,
+                           health=HEALTHY, updated_at=1795428000))
+
+    def alpha() -> dict[str, str]:
+        rows = system_status(state, "spread", [])
+        return dict(tuple(r) for r in rows[rows.index([" alpha", "a:1"]):][:9])
+
+    assert alpha()["  └ Containers"] == "0 (0 Running, 0 Paused, 0 Stopped)"
+    state.upsert_container(Container(id="c1", name="c1", node_id="A|1", state="running",
+                                     reserved_cpus=1.0))
+    assert alpha()["  └ Containers"] == "1 (1 Running, 0 Paused, 0 Stopped)"
+    assert alpha()["  └ Reserved CPUs"] == "1 / 2"
+    state.upsert_container(Container(id="c1", name="c1", node_id="A|1", state="exited",
+                                     reserved_cpus=1.0))
+    assert alpha()["  └ Containers"] == "1 (0 Running, 0 Paused, 1 Stopped)"
+    token = state.reserve("A|1", "", 0.5, 0)
+    assert alpha()["  └ Reserved CPUs"] == "1.5 / 2"
+    state.release(token)
+    state.set_health("A|1", UNHEALTHY, "gone")  # changed in place by the sync loop
+    assert alpha()["  └ Status"] == "Unhealthy" and alpha()["  └ Error"] == "gone"
+    state.set_health("A|1", HEALTHY)
+    state.node("A|1").updated_at = 1795428061  # a heartbeat, in place
+    assert alpha()["  └ UpdatedAt"] == "2026-11-23T10:01:01Z"
+    state.upsert_node(replace(state.node("A|1"), labels={"zone": "a"}))
+    assert alpha()["  └ Labels"] == "zone=a"
+    state.remove_container("c1")
+    assert alpha()["  └ Containers"] == "0 (0 Running, 0 Paused, 0 Stopped)"
+    state.remove_node("B|2")
+    assert [r for r in system_status(state, "spread", []) if r[0] == "Nodes"] == [["Nodes", "1"]]
