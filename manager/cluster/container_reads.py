@@ -135,14 +135,8 @@ class ContainerReads:
             return None
         if not isinstance(inspect, dict) or not inspect.get("Id"):
             return None
-        summary = next((c for c in listing if isinstance(c, dict)
-                        and c.get("Id") == inspect["Id"]), None) if isinstance(
-                            listing, list) else None
         self.freshness.reading(inspect["Id"], read.read_at_ns)
-        container = container_from_engine(
-            node_id, summary or summary_from_inspect(inspect), inspect)
-        self._store(container)
-        return container
+        return self._store_read(node_id, inspect, listing)
 
     def record_change(self, node_id: str, container: Container, action: str,
                       read: ReadBack | None) -> bool:
@@ -181,9 +175,14 @@ class ContainerReads:
             return None
         query = "all=1&filters=" + urllib.parse.quote(json.dumps({"id": [inspect["Id"]]}))
         status, listing = await client.request_json("GET", "/containers/json", query)
-        summary = None
-        if status == 200 and isinstance(listing, list):
-            summary = next((c for c in listing if c.get("Id") == inspect["Id"]), None)
+        return self._store_read(node_id, inspect, listing if status == 200 else None)
+
+    def _store_read(self, node_id: str, inspect: dict, listing: object) -> Container:
+        """The record from a container's inspect and the list answer filtered to it
+        (its entry, or one made from the inspect when the list misses it), stored."""
+        summary = next((c for c in listing if isinstance(c, dict)
+                        and c.get("Id") == inspect["Id"]), None) if isinstance(
+                            listing, list) else None
         container = container_from_engine(
             node_id, summary or summary_from_inspect(inspect), inspect)
         self._store(container)
