@@ -141,30 +141,30 @@ def endpoint(store: Store, host: Host, swarm: bool) -> tuple[str, str]:
 def cmd_env(args: argparse.Namespace, store: Store) -> int:
     """Checks the arguments and the machine before guessing the shell, so a wrong
     machine name is reported as such even where $SHELL is unset (cron, CI, su -c)."""
-    if args.unset:
-        if args.name:
-            raise MachineError("Error: Expected no machine name when the -u flag is present")
-        variables = [(v, "") for v in DOCKER_VARS]
-        if args.no_proxy:
-            variables.append((no_proxy("")[0], ""))
-        shell = _shell(args)
-        sys_out(render(shell, variables, True, usage_hint(shell, _command_line(args))))
-        return 0
+    variables = _unset_variables(args) if args.unset else _machine_variables(args, store)
+    shell = canonical_shell(args.shell) if args.shell else detect_shell()
+    sys_out(render(shell, variables, args.unset, usage_hint(shell, _command_line(args))))
+    return 0
+
+
+def _unset_variables(args: argparse.Namespace) -> list[tuple[str, str]]:
+    if args.name:
+        raise MachineError("Error: Expected no machine name when the -u flag is present")
+    variables = [(v, "") for v in DOCKER_VARS]
+    if args.no_proxy:
+        variables.append((no_proxy("")[0], ""))
+    return variables
+
+
+def _machine_variables(args: argparse.Namespace, store: Store) -> list[tuple[str, str]]:
     [name] = target_names(store, [args.name] if args.name else [])
-    host = store.load(name)
-    url, ip = endpoint(store, host, args.swarm)
+    url, ip = endpoint(store, store.load(name), args.swarm)
     variables = [("DOCKER_TLS_VERIFY", "1"), ("DOCKER_HOST", url),
                  ("DOCKER_CERT_PATH", str(store.machine_dir(name).resolve())),
                  ("DOCKER_MACHINE_NAME", name)]
     if args.no_proxy:
         variables.append(no_proxy(ip))
-    shell = _shell(args)
-    sys_out(render(shell, variables, False, usage_hint(shell, _command_line(args))))
-    return 0
-
-
-def _shell(args: argparse.Namespace) -> str:
-    return canonical_shell(args.shell) if args.shell else detect_shell()
+    return variables
 
 
 def config_lines(ca: str, cert: str, key: str, url: str) -> str:
