@@ -8,7 +8,7 @@ latency, `ps -a` and `info` latency, the CPU each process spent per container, t
 manager's RSS and the spread quality (containers per node).
 
     python bench/scale.py --agents 1000 --containers 30000 --concurrency 32
-    python bench/scale.py --agents 10000 --containers 100000 --heartbeat 60s
+    python bench/scale.py --agents 10000 --containers 100000 --concurrency 32
 
 The integration test tests/integration/test_hollow_scale.py drives the same Stack.
 """
@@ -115,6 +115,10 @@ class Stack:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}:\n{self.log(name)}")
 
+    def fleets(self) -> list[str]:
+        """The names of the hollow processes started (their logs, CPU and RSS)."""
+        return [name for name in self.procs if name.startswith("hollow")]
+
     def fleet_sizes(self) -> list[int]:
         """Agents per hollow process: one process serves at most `per_fleet`, since
         each agent costs it two file descriptors and one more per manager connection."""
@@ -134,7 +138,7 @@ class Stack:
                 "hollow", "--agents", str(size), "--cpus", str(self.cpus), "--memory",
                 self.memory, "--name-prefix", f"hollow{index}" if index else "hollow",
                 "--discovery", f"file://{files[-1]}"])
-        fleets = [n for n in self.procs if n.startswith("hollow")]
+        fleets = self.fleets()
         fleet_ready = await self._wait(
             lambda: all("ready " in self.log(n, 3) for n in fleets), timeout,
             "hollow agents serving")
@@ -197,7 +201,7 @@ class Stack:
                 for name, proc in self.procs.items()]
 
     def stop(self) -> None:
-        for name in ["manager", *(n for n in list(self.procs) if n.startswith("hollow"))]:
+        for name in ["manager", *self.fleets()]:
             proc = self.procs.pop(name, None)
             if proc is None or proc.poll() is not None:
                 continue
@@ -348,11 +352,10 @@ async def bench(args) -> dict:
             spy.wait(timeout=60)
         per = 1e3 / max(1, len(result.ids))
         out["cpu_ms_manager"] = (cpu_after["manager"] - cpu_before["manager"]) * per
-        out["cpu_ms_hollow"] = sum(cpu_after[n] - cpu_before[n] for n in cpu_after
-                                   if n.startswith("hollow")) * per
+        out["cpu_ms_hollow"] = sum(cpu_after[n] - cpu_before[n] for n in stack.fleets()) * per
         out["cpu_ms_client"] = (client_after - client_before) * per
-        out["rss_hollow_mib"] = sum(rss_bytes(p.pid) for n, p in stack.procs.items()
-                                    if n.startswith("hollow")) / 2**20
+        out["rss_hollow_mib"] = sum(rss_bytes(stack.procs[n].pid)
+                                    for n in stack.fleets()) / 2**20
         out.update(placed=len(result.ids), failed=len(result.failures),
                    rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
                    p99_ms=percentile(result.latencies, .99) * 1e3)
