@@ -124,8 +124,11 @@ def test_env_points_the_docker_cli_at_the_machine(world):
         "# Run this command to configure your shell:",
         f"# eval $(flock machine -s {store} env --shell bash m1)",
     ]
-    script = f'eval "{text}"; docker version --format "{{{{.Server.Version}}}}"'
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    # The text goes in through the environment, as `eval $(...)` gets it: pasted into the
+    # script, bash ran the hint's `$(flock ...)` (util-linux flock: a file `machine` here).
+    script = 'eval "$FLOCK_ENV"; docker version --format "{{.Server.Version}}"'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FLOCK_ENV": text})
     assert done.stdout.strip() == world["version"], done.stderr
     unset = ok(machine(store, "env", "--shell", "bash", "-u"))
     assert unset.splitlines()[:4] == ["unset DOCKER_TLS_VERIFY", "unset DOCKER_HOST",
@@ -189,8 +192,11 @@ def test_export_then_import_into_another_store_keeps_it_working(world, tmp_path)
     assert ok(machine(other, "import", str(archive), "copy")) == "Imported copy\n"
     assert oct((other / "machines" / "copy" / "key.pem").stat().st_mode & 0o777) == "0o600"
     text = ok(machine(other, "env", "--shell", "bash", "copy"))
-    script = f'eval "{text}"; docker version --format "{{{{.Server.Version}}}}"'
-    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
+    # The text goes in through the environment, as `eval $(...)` gets it: pasted into the
+    # script, bash ran the hint's `$(flock ...)` (util-linux flock: a file `machine` here).
+    script = 'eval "$FLOCK_ENV"; docker version --format "{{.Server.Version}}"'
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FLOCK_ENV": text})
     assert done.stdout.strip() == world["version"], done.stderr
     again = machine(other, "import", str(archive), "copy")
     assert again.returncode == 1 and 'Docker machine "copy" already exists' in again.stderr
