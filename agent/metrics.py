@@ -6,6 +6,8 @@ Every RPC the agent serves passes through `AgentMetrics.interceptor()`, which
 - counts the RPC by method and gRPC status and times it;
 - for Docker API exchanges (Docker, DockerCall), times the runtime's answer: until the
   response head for the stream, the whole answer for DockerCall;
+- counts each call on a DockerCalls stream as the DockerCall it stands for (and the
+  stream itself, when it ends, as one DockerCalls);
 - logs one debug line per RPC (method, status, milliseconds) and one per Docker API
   exchange (method, path, status, milliseconds).
 `flock join --metrics-addr HOST:PORT` serves them at http://HOST:PORT/metrics.
@@ -20,6 +22,7 @@ Metrics:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
@@ -27,7 +30,7 @@ import time
 import grpc
 from aiohttp import web
 
-from flock.logs import METADATA_KEY, sane_request_id, set_request_id
+from flock.logs import METADATA_KEY, bind_request_id, sane_request_id, set_request_id
 from flock.metrics import CONTENT_TYPE, Registry
 
 log = logging.getLogger("flock.agent.requests")
@@ -138,11 +141,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             set_request_id(request_id)
             start, code = time.perf_counter(), "OK"
             frames = _Frames(request) if streamed_requests and method == "Docker" else None
+            tagged = _Tagged(request) if method == "DockerCalls" else None
             try:
-                async for item in behaviour(frames or request, context):
+                async for item in behaviour(frames or tagged or request, context):
                     if frames is not None and frames.head_pending(item):
                         metrics.runtime(frames.request, item.response.status,
                                         time.perf_counter() - frames.since)
+                    elif tagged is not None:
+                        tagged.answered(item, metrics)
                     yield item
                 code = _code_name(context)
             except BaseException as exc:
@@ -151,6 +157,39 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             finally:
                 metrics.rpc(method, code, time.perf_counter() - start)
         return stream
+
+
+class _Tagged:
+    """The manager's tagged DockerCalls, passed through: each is counted as the
+    DockerCall it stands for when its answer goes back."""
+
+    def __init__(self, calls) -> None:
+        self._it = calls.__aiter__()
+        self._taken: dict[int, tuple[object, float]] = {}
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        tagged = await anext(self._it)
+        self._taken[tagged.id] = (tagged.call.request, time.perf_counter())
+        return tagged
+
+    def answered(self, answer, metrics: AgentMetrics) -> None:
+        request, since = self._taken.pop(answer.id, (None, 0.0))
+        if request is None:
+            return
+        seconds = time.perf_counter() - since
+        # The debug lines carry the call's request ID, as a unary call's would.
+        with (bind_request_id(sane_request_id(request.request_id) or "")
+              if log.isEnabledFor(logging.DEBUG) else contextlib.nullcontext()):
+            if answer.code:
+                code = next((c.name for c in grpc.StatusCode if c.value[0] == answer.code),
+                            str(answer.code))
+            else:
+                code = "OK"
+                metrics.runtime(request, answer.reply.response.status, seconds)
+            metrics.rpc("DockerCall", code, seconds)
 
 
 class _Frames:

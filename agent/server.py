@@ -11,7 +11,8 @@ from pathlib import Path
 import aiohttp
 import grpc
 
-from agent import engine_api, http_bridge
+from agent import call_stream, engine_api, http_bridge
+from agent.call_stream import CallRefused
 from agent.http_bridge import BridgeError
 from agent.metrics import AgentMetrics
 from agent.node_info import fetch_node_info
@@ -110,17 +111,31 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     async def DockerCall(self, request, context):  # noqa: N802
         try:
+            return await self.docker_call(request)
+        except CallRefused as exc:
+            await context.abort(exc.code, exc.details)
+
+    async def DockerCalls(self, request_iterator, context):  # noqa: N802
+        async for answer in call_stream.serve(request_iterator, self.docker_call):
+            yield answer
+
+    async def docker_call(self, request: agent_pb2.DockerCallRequest
+                          ) -> agent_pb2.DockerCallReply:
+        """One DockerCall's answer, over the runtime's socket; CallRefused with the
+        status the call ends with when there is none."""
+        try:
             reply = await self.calls.call(request.request, request.body)
             if request.read_back:
                 reply = await read_back(self.calls.call, request.request, reply)
             return reply
         except BridgeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except AnswerTooLarge as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE,
-                                f"runtime at {self.runtime.socket_path} does not answer: {exc}")
+            raise CallRefused(grpc.StatusCode.UNAVAILABLE,
+                              f"runtime at {self.runtime.socket_path} does not answer: {exc}"
+                              ) from None
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)

@@ -166,6 +166,26 @@ class DockerCallReply(_message.Message):
     read_at_ns: int
     def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ...) -> None: ...
 
+class TaggedDockerCall(_message.Message):
+    __slots__ = ("id", "call")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CALL_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    call: DockerCallRequest
+    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[DockerCallRequest, _Mapping]] = ...) -> None: ...
+
+class TaggedDockerCallReply(_message.Message):
+    __slots__ = ("id", "reply", "code", "details")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    REPLY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    reply: DockerCallReply
+    code: int
+    details: str
+    def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[DockerCallReply, _Mapping]] = ..., code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
+
 class DockerFrame(_message.Message):
     __slots__ = ("request", "response", "data", "close_write")
     REQUEST_FIELD_NUMBER: _ClassVar[int]

@@ -59,6 +59,11 @@ class AgentStub:
                 request_serializer=agent__pb2.DockerCallRequest.SerializeToString,
                 response_deserializer=agent__pb2.DockerCallReply.FromString,
                 _registered_method=True)
+        self.DockerCalls = channel.stream_stream(
+                '/flock.agent.v1.Agent/DockerCalls',
+                request_serializer=agent__pb2.TaggedDockerCall.SerializeToString,
+                response_deserializer=agent__pb2.TaggedDockerCallReply.FromString,
+                _registered_method=True)
         self.UpdateNode = channel.unary_unary(
                 '/flock.agent.v1.Agent/UpdateNode',
                 request_serializer=agent__pb2.UpdateNodeRequest.SerializeToString,
@@ -114,6 +119,18 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DockerCalls(self, request_iterator, context):
+        """DockerCall many times over one long-lived stream, each call tagged with an ID of
+        the manager's choosing and answered in any order as it completes. A unary call
+        still costs each side two to three times what a message on an open stream does,
+        and the calls about one container (create, start, stop, rm...) are most of what a
+        busy manager sends. A call that fails carries its gRPC status in the answer; the
+        stream itself fails only when the connection does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateNode(self, request, context):
         """The operator's word on this node, changed at run time: labels added or removed
         (over the engine's and --label's) and availability. The agent keeps it in its
@@ -150,6 +167,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.DockerCall,
                     request_deserializer=agent__pb2.DockerCallRequest.FromString,
                     response_serializer=agent__pb2.DockerCallReply.SerializeToString,
+            ),
+            'DockerCalls': grpc.stream_stream_rpc_method_handler(
+                    servicer.DockerCalls,
+                    request_deserializer=agent__pb2.TaggedDockerCall.FromString,
+                    response_serializer=agent__pb2.TaggedDockerCallReply.SerializeToString,
             ),
             'UpdateNode': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateNode,
@@ -292,6 +314,33 @@ class Agent:
             '/flock.agent.v1.Agent/DockerCall',
             agent__pb2.DockerCallRequest.SerializeToString,
             agent__pb2.DockerCallReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DockerCalls(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/flock.agent.v1.Agent/DockerCalls',
+            agent__pb2.TaggedDockerCall.SerializeToString,
+            agent__pb2.TaggedDockerCallReply.FromString,
             options,
             channel_credentials,
             insecure,

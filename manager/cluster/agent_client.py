@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from flock.logs import METADATA_KEY, current_request_id
+from manager.cluster.call_stream import CallFailed, CallStream
 from protos import agent_pb2, agent_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
@@ -68,11 +69,11 @@ _TLS_REASONS = (
 )
 
 
-def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None,
+def _reason(code: grpc.StatusCode, details: str, timeout: float | None = None,
             tls: bool = False) -> str:
-    if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer in {timeout}s" if timeout else "no answer in time"
-    details = err.details() or err.code().name
+    details = details or code.name
     lowered = details.lower()
     for known, reason in _TLS_REASONS:
         if known in lowered:
@@ -87,13 +88,17 @@ def _reason(err: grpc.aio.AioRpcError, timeout: float | None = None,
     return details
 
 
-def map_error(addr: str, err: grpc.aio.AioRpcError, timeout: float | None = None,
-              tls: bool = False) -> AgentError:
+def map_error(addr: str, err: grpc.aio.AioRpcError | CallFailed,
+              timeout: float | None = None, tls: bool = False) -> AgentError:
     """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
-    if err.code() in _UNREACHABLE:
-        return AgentUnavailable(f"Cannot reach agent {addr}: {_reason(err, timeout, tls)}",
-                                err.code())
-    return AgentError(f"Agent {addr} failed: {err.code().name}: {err.details()}", err.code())
+    if isinstance(err, CallFailed):
+        code, details = err.code, err.details
+    else:
+        code, details = err.code(), err.details()
+    if code in _UNREACHABLE:
+        return AgentUnavailable(
+            f"Cannot reach agent {addr}: {_reason(code, details, timeout, tls)}", code)
+    return AgentError(f"Agent {addr} failed: {code.name}: {details}", code)
 
 
 def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
@@ -237,6 +242,7 @@ class AgentClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: agent_pb2_grpc.AgentStub | None = None
         self._unary = True  # DockerCall for short requests, until the agent says no
+        self._calls: CallStream | None = None  # their stream, until the agent says no
 
     @property
     def stub(self) -> agent_pb2_grpc.AgentStub:
@@ -248,6 +254,7 @@ class AgentClient:
                 self._channel = grpc.aio.secure_channel(
                     self.addr, self._credentials, options=CHANNEL_OPTIONS)
             self._stub = agent_pb2_grpc.AgentStub(self._channel)
+            self._calls = CallStream(self._stub.DockerCalls)
         return self._stub
 
     def _error(self, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
@@ -368,21 +375,22 @@ class AgentClient:
 
     async def _call(self, req: agent_pb2.DockerRequest, body: bytes,
                     read_back: bool = False) -> BufferedExchange | None:
-        """One DockerCall; None when the stream must do it (an agent without DockerCall,
-        or an answer too large for one message)."""
+        """One DockerCall (on the agent's call stream when it has one); None when the
+        Docker stream must do it (an agent without DockerCall, or an answer too large
+        for one message)."""
         # Timed inline rather than with _timed: this is the hot path of every create and
         # start, and a generator-based context manager costs as much as the rest here.
         observer, start, ok = self._observer, time.perf_counter(), False
+        request = agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back)
         try:
-            reply = await self.stub.DockerCall(
-                agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back),
-                metadata=_metadata())
+            reply = await self._call_once(request)
             ok = True
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
+        except (grpc.aio.AioRpcError, CallFailed) as err:
+            code = err.code if isinstance(err, CallFailed) else err.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
                 self._unary = False  # an older agent: streams from now on
                 return None
-            if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 return None
             raise self._error(err) from None
         finally:
@@ -393,6 +401,20 @@ class AgentClient:
         read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns) if reply.inspect
                 else None)
         return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
+
+    async def _call_once(self, request: agent_pb2.DockerCallRequest
+                         ) -> agent_pb2.DockerCallReply:
+        """On the call stream; unary for an agent from before DockerCalls."""
+        stub = self.stub
+        calls = self._calls
+        if calls is not None:
+            try:
+                return await calls.call(request)
+            except CallFailed as err:
+                if err.code != grpc.StatusCode.UNIMPLEMENTED:
+                    raise
+                self._calls = None  # this agent answers DockerCall only (its stream is over)
+        return await stub.DockerCall(request, metadata=_metadata())
 
     async def request_json(
         self, method: str, path: str, query: str = "", body: object | None = None,
@@ -425,6 +447,9 @@ class AgentClient:
             return status, answer.decode(errors="replace")
 
     async def close(self) -> None:
+        if self._calls is not None:
+            await self._calls.close()
+            self._calls = None
         if self._channel is not None:
             await self._channel.close()
             self._channel = None

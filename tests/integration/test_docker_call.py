@@ -1,6 +1,7 @@
-"""DockerCall: short Docker requests in one gRPC message each way, with the stream as the
-fallback (agents without the call, answers too large for one message). A real agent
-server on loopback in front of a hollow runtime; the manager's AgentClient as client."""
+"""DockerCall: short Docker requests in one gRPC message each way, tagged on one
+DockerCalls stream per agent, with the unary call and the Docker stream as fallbacks
+(agents without them, answers too large for one message). A real agent server on
+loopback in front of a hollow runtime; the manager's AgentClient as client."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ import time
 
 import pytest
 
+from agent.metrics import AgentMetrics
 from agent.runtimes.hollow.runtime import HollowRuntime
 from agent.runtimes.hollow.service import HollowAgentService
 from agent.server import AgentService, make_server
-from manager.cluster.agent_client import AgentClient, AgentError, BufferedExchange
+from manager.cluster.agent_client import (
+    AgentClient,
+    AgentError,
+    AgentUnavailable,
+    BufferedExchange,
+)
 from protos import agent_pb2_grpc
 from tests.conftest import free_port
 
@@ -22,6 +29,13 @@ class OlderAgentService(AgentService):
     """An agent from before DockerCall: the generated servicer answers UNIMPLEMENTED."""
 
     DockerCall = agent_pb2_grpc.AgentServicer.DockerCall
+    DockerCalls = agent_pb2_grpc.AgentServicer.DockerCalls
+
+
+class AgentBeforeCallStreams(AgentService):
+    """An agent with DockerCall but from before DockerCalls."""
+
+    DockerCalls = agent_pb2_grpc.AgentServicer.DockerCalls
 
 
 async def _scenario(check, service_class=AgentService, max_body: int | None = None) -> None:
@@ -142,3 +156,97 @@ def test_an_older_agent_answers_without_a_read_back():
         assert created.status == 201 and created.read_back is None
 
     asyncio.run(_scenario(check, OlderAgentService))
+
+
+def test_an_agent_without_call_streams_is_called_one_call_at_a_time():
+    async def check(client: AgentClient):
+        body = json.dumps({"Image": "busybox"}).encode()
+        created = await client.request("POST", "/containers/create", "name=unary",
+                                       [("Content-Type", "application/json")], body,
+                                       read_back=True)
+        assert isinstance(created, BufferedExchange) and created.read_back is not None
+        assert client._calls is None and client._unary is True
+        status, inspect = await client.request_json("GET", "/containers/unary/json")
+        assert status == 200 and inspect["Name"] == "/unary"
+
+    asyncio.run(_scenario(check, AgentBeforeCallStreams))
+
+
+def test_calls_in_flight_together_each_get_their_own_answer():
+    """64 creates and a refusal at once on one stream: every answer reaches its caller,
+    and the refused call fails alone."""
+    async def check(client: AgentClient):
+        async def create(index: int) -> tuple[int, str]:
+            _, cid = await _create(client, f"many-{index}")
+            status, answer = await client.request_json("GET", f"/containers/{cid}/json")
+            assert status == 200
+            return index, answer["Name"]
+
+        async def refused() -> None:
+            with pytest.raises(AgentError, match="whitespace"):
+                await client.request("GET", "/containers/a b/json")
+
+        results = await asyncio.gather(*(create(i) for i in range(64)), refused())
+        assert [name for _, name in results[:64]] == [f"/many-{i}" for i in range(64)]
+        assert client._calls is not None and client._unary is True
+
+    asyncio.run(_scenario(check))
+
+
+def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another():
+    async def check_restart() -> None:
+        runtime = HollowRuntime(node_name="calls")
+        await runtime.start()
+        addr = f"127.0.0.1:{free_port()}"
+        server, _ = make_server(AgentService(runtime, addr, "calls"), addr)
+        await server.start()
+        client = AgentClient(addr)
+        try:
+            await _create(client, "before")
+            await server.stop(0)
+            with pytest.raises(AgentUnavailable, match=f"Cannot reach agent {addr}"):
+                await client.request("GET", "/containers/before/json")
+            server, _ = make_server(AgentService(runtime, addr, "calls"), addr)
+            await server.start()
+            for _ in range(50):  # the channel reconnects within its backoff
+                try:
+                    status, answer = await client.request_json("GET",
+                                                               "/containers/before/json")
+                    break
+                except AgentUnavailable:
+                    await asyncio.sleep(0.2)
+            assert status == 200 and answer["Name"] == "/before"
+            assert client._calls is not None  # still on a stream: a new one
+        finally:
+            await client.close()
+            await server.stop(0)
+            await runtime.stop()
+
+    asyncio.run(check_restart())
+
+
+def test_the_agent_counts_each_call_on_the_stream_as_a_docker_call():
+    async def check() -> None:
+        runtime = HollowRuntime(node_name="calls")
+        await runtime.start()
+        addr = f"127.0.0.1:{free_port()}"
+        metrics = AgentMetrics()
+        server, _ = make_server(AgentService(runtime, addr, "calls"), addr, metrics=metrics)
+        await server.start()
+        client = AgentClient(addr)
+        try:
+            await _create(client, "counted")
+            assert (await client.request_json("GET", "/containers/counted/json"))[0] == 200
+            with pytest.raises(AgentError):
+                await client.request("GET", "/containers/a b/json")
+        finally:
+            await client.close()
+            await server.stop(0)
+            await runtime.stop()
+        text = metrics.render()
+        assert 'flock_agent_rpcs_total{method="DockerCall",code="OK"} 2' in text
+        assert 'flock_agent_rpcs_total{method="DockerCall",code="INVALID_ARGUMENT"} 1' in text
+        assert 'flock_agent_runtime_request_duration_seconds_count{method="POST"} 1' in text
+        assert 'flock_agent_runtime_request_duration_seconds_count{method="GET"} 1' in text
+
+    asyncio.run(check())

@@ -43,14 +43,15 @@ class HollowAgentService(AgentService):
                                         containers=counts["total"],
                                         images=len(self.runtime.node.images), time=time.time())
 
-    async def DockerCall(self, request, context):  # noqa: N802
+    async def docker_call(self, request: agent_pb2.DockerCallRequest
+                          ) -> agent_pb2.DockerCallReply:
         try:
             build_request_head(request.request, "length", len(request.body))
         except BridgeError:
-            return await super().DockerCall(request, context)  # refused there, same words
+            return await super().docker_call(request)  # refused there, same words
         reply = calls.answer(self.runtime.node, request.request, request.body)
         if reply is None:
-            return await super().DockerCall(request, context)
+            return await super().docker_call(request)
         if request.read_back:
             reply = await read_back(self._answer, request.request, reply)
         return reply

@@ -1,0 +1,89 @@
+"""DockerCalls: the agent's end of many DockerCalls over one stream.
+
+Each tagged call runs in a task of its own, so a slow call (a stop waiting out its
+grace period) holds up none of the others, and each answer goes back, with the
+caller's tag, as soon as it is ready. A call that fails answers with the gRPC status
+DockerCall would have ended with; only the connection failing ends the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+
+from flock.logs import sane_request_id, set_request_id
+from protos import agent_pb2
+
+log = logging.getLogger(__name__)
+
+_END = object()  # queued when the manager has half-closed its side
+
+
+class CallRefused(Exception):
+    """A DockerCall that ends with a gRPC status instead of an answer."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+# Answers one DockerCallRequest, or raises CallRefused.
+Answer = Callable[[agent_pb2.DockerCallRequest], Awaitable[agent_pb2.DockerCallReply]]
+
+
+async def _answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall
+                      ) -> agent_pb2.TaggedDockerCallReply:
+    # Logged with the request ID the call carries, as a unary call's metadata would.
+    set_request_id(sane_request_id(tagged.call.request.request_id) or "")
+    try:
+        reply = await answer(tagged.call)
+    except CallRefused as exc:
+        return agent_pb2.TaggedDockerCallReply(id=tagged.id, code=exc.code.value[0],
+                                               details=exc.details)
+    except Exception as exc:  # noqa: BLE001 - one call's failure is not the stream's
+        log.exception("DockerCall %s %s failed", tagged.call.request.method,
+                      tagged.call.request.path)
+        return agent_pb2.TaggedDockerCallReply(
+            id=tagged.id, code=grpc.StatusCode.UNKNOWN.value[0],
+            details=f"Unexpected {type(exc).__name__}: {exc}")
+    return agent_pb2.TaggedDockerCallReply(id=tagged.id, reply=reply)
+
+
+async def serve(requests: AsyncIterator[agent_pb2.TaggedDockerCall],
+                answer: Answer) -> AsyncIterator[agent_pb2.TaggedDockerCallReply]:
+    """The answers to `requests` as they complete. When the manager half-closes, the
+    calls already taken are still answered; when the stream is cancelled, so are they."""
+    answers: asyncio.Queue = asyncio.Queue()
+    running: set[asyncio.Task] = set()
+
+    def finished(task: asyncio.Task) -> None:
+        running.discard(task)
+        if not task.cancelled():
+            answers.put_nowait(task.result())
+
+    async def take() -> None:
+        try:
+            async for tagged in requests:
+                task = asyncio.create_task(_answer_one(answer, tagged))
+                running.add(task)
+                task.add_done_callback(finished)
+        finally:
+            answers.put_nowait(_END)
+
+    taker = asyncio.create_task(take())
+    try:
+        while (item := await answers.get()) is not _END:
+            yield item
+        taker.result()  # a broken request stream ends this one the same way
+        while running or not answers.empty():
+            item = await answers.get()
+            if item is not _END:
+                yield item
+    finally:
+        taker.cancel()
+        for task in list(running):
+            task.cancel()
