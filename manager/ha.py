@@ -27,7 +27,9 @@ import aiohttp
 from aiohttp import web
 
 from discovery.etcd_client import EtcdClient
+from flock.logs import HEADER, current_request_id, new_request_id
 from manager.api.docker.errors import error_response
+from manager.observability.request_id import REQUEST_ID
 
 log = logging.getLogger("flock.manager.ha")
 
@@ -156,7 +158,12 @@ class Replication:
     async def forward(self, request: web.Request, leader: str) -> web.StreamResponse:
         """Send the request to the primary and stream its answer back as it comes."""
         assert self._session is not None
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]
+        headers = [(k, v) for k, v in request.headers.items()
+                   if k.lower() not in HOP_BY_HOP and k.lower() != HEADER.lower()]
+        # The ID this manager gave the request (the client's, or a new one): the primary's
+        # log lines then carry the same ID as this one's and as the answer's header.
+        headers.append((HEADER, request.get(REQUEST_ID) or current_request_id()
+                        or new_request_id()))
         body = await request.read()
         scheme = "https" if self.client_ssl is not None else "http"
         url = f"{scheme}://{leader}{request.rel_url}"

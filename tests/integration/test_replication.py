@@ -3,9 +3,11 @@ a killed primary is replaced within the replication TTL."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -22,6 +24,7 @@ def replicated(name: str, folder, url: str) -> Manager:
     manager = Manager(name, folder, url, extra=["--replication", "--replication-ttl",
                                                 f"{TTL:g}s"])
     manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
+    manager.args[0:0] = ["--log-format", "json", "-l", "debug"]  # request IDs in the logs
     return manager
 
 
@@ -72,6 +75,24 @@ def test_one_primary_replicas_forward_and_failover(cluster):
     replicas = [m for m in managers if m is not leader]
     assert replicas[0].role() == {"Role": "replica", "Primary": leader_addr}
     replicas[0].import_busybox()  # a write through a replica: done by the primary
+    # The ID the replica gave a request (the client sent none) is the one the primary
+    # logs it under, and the one the client gets back.
+    create = urllib.request.Request(
+        f"http://{replicas[0].addr}/containers/create?name=rid", method="POST",
+        data=json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode(),
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(create, timeout=30) as answer:
+        assert answer.status == 201
+        request_id = answer.headers["X-Request-ID"]
+
+    def primary_lines() -> list[dict]:
+        lines = [json.loads(line) for line in leader.output().splitlines()
+                 if line.startswith("{")]
+        return [e for e in lines if e.get("request_id") == request_id]
+
+    assert any("POST /containers/create 201" in e["message"]
+               for e in wait_for(primary_lines, 10, "the primary's line for the request"))
+    docker(replicas[1], "rm", "rid")
     for index in range(4):
         docker(replicas[index % 2], "run", "-d", "--name", f"c{index}", "busybox",
                "sleep", "600")
