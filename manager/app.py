@@ -23,6 +23,7 @@ from docker_compat.tls_half_close import HalfCloseTLSSite
 from manager.api.docker import ps_json
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from manager.cluster.agent_client import AgentClient
+from manager.cluster.call_stream import StreamSlots
 from manager.cluster.reschedule import Rescheduler
 from manager.cluster.state import ClusterState
 from manager.cluster.sync import MAX_BEATS, NodeWatcher
@@ -122,7 +123,8 @@ class Manager:
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
-                                                     observer=self.metrics.agent_rpc),
+                                                     observer=self.metrics.agent_rpc,
+                                                     stream_slots=StreamSlots()),
                                    max_beats=config.max_heartbeats)
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 
 from flock.logs import METADATA_KEY, current_request_id
-from manager.cluster.call_stream import CallFailed, CallStream
+from manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
 from protos import agent_pb2, agent_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
@@ -235,10 +235,12 @@ class AgentClient:
     """The Agent service of one agent at `addr` ("host:port")."""
 
     def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None,
-                 observer: RpcObserver | None = None) -> None:
+                 observer: RpcObserver | None = None,
+                 stream_slots: StreamSlots | None = None) -> None:
         self.addr = addr
         self._credentials = credentials
         self._observer = observer
+        self._slots = stream_slots  # shared with the other agents' clients
         self._channel: grpc.aio.Channel | None = None
         self._stub: agent_pb2_grpc.AgentStub | None = None
         self._unary = True  # DockerCall for short requests, until the agent says no
@@ -254,7 +256,7 @@ class AgentClient:
                 self._channel = grpc.aio.secure_channel(
                     self.addr, self._credentials, options=CHANNEL_OPTIONS)
             self._stub = agent_pb2_grpc.AgentStub(self._channel)
-            self._calls = CallStream(self._stub.DockerCalls)
+            self._calls = CallStream(self._stub.DockerCalls, self._slots)
         return self._stub
 
     def _error(self, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
@@ -404,10 +406,11 @@ class AgentClient:
 
     async def _call_once(self, request: agent_pb2.DockerCallRequest
                          ) -> agent_pb2.DockerCallReply:
-        """On the call stream; unary for an agent from before DockerCalls."""
+        """On the call stream; unary for an agent from before DockerCalls, or while
+        the manager has as many streams open as it keeps (call_stream.StreamSlots)."""
         stub = self.stub
         calls = self._calls
-        if calls is not None:
+        if calls is not None and calls.has_room():
             try:
                 return await calls.call(request)
             except CallFailed as err:

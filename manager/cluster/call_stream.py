@@ -6,6 +6,11 @@ and a start are two calls each. So the calls about one container share one long-
 stream per agent: each is tagged, written, and its answer handed to whoever waits for
 that tag. The stream opens on first use and again after it breaks; calls waiting when
 it breaks fail as unary calls would on a broken connection.
+
+An open stream holds some 35 KiB on each side. At ten thousand nodes that is hundreds
+of megabytes for streams that are mostly idle, so `StreamSlots` caps how many are open
+across the manager: past the cap a call goes unary, and a stream idle for a while
+closes, giving its slot to a busier node.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -22,7 +28,11 @@ from protos import agent_pb2
 # Opens the stream: the generated stub's DockerCalls, given the requests to send.
 Open = Callable[[AsyncIterator[agent_pb2.TaggedDockerCall]], grpc.aio.StreamStreamCall]
 
+MAX_OPEN = 2048  # call streams open at once, manager-wide (about 70 MiB)
+IDLE = 30.0  # seconds without a call before a stream closes
+
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
+_END = object()  # in an outbox: half-close the stream (its answers still come)
 
 
 class CallFailed(Exception):
@@ -35,45 +45,56 @@ class CallFailed(Exception):
         self.details = details
 
 
-class CallStream:
-    """DockerCalls to one agent. `call()` from any number of tasks at once."""
+class StreamSlots:
+    """How many call streams may be open at once, shared by every agent client."""
 
-    def __init__(self, open_stream: Open) -> None:
-        self._open = open_stream
-        self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future] = {}
-        self._outbox: asyncio.Queue | None = None
-        self._reader: asyncio.Task | None = None
+    def __init__(self, limit: int = MAX_OPEN, idle: float = IDLE) -> None:
+        self.limit = limit
+        self.idle = idle
+        self.open = 0
 
-    async def call(self, request: agent_pb2.DockerCallRequest) -> agent_pb2.DockerCallReply:
-        """The agent's answer; CallFailed with the status the call ended with."""
-        if self._reader is None:
-            self._start()
-        tag = next(self._ids)
+    def take(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give(self) -> None:
+        self.open -= 1
+
+
+class _OpenStream:
+    """One DockerCalls stream and the calls waiting for its answers."""
+
+    def __init__(self, open_stream: Open, ended: Callable[[_OpenStream], None]) -> None:
+        self.outbox: asyncio.Queue = asyncio.Queue()
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.last_call = time.monotonic()
+        self._ended = ended
+        # A context of its own: the stream outlives the request that happened to open
+        # it, and must not log under that request's ID.
+        self.reader = asyncio.get_running_loop().create_task(
+            self._read(open_stream), context=contextvars.Context())
+
+    def send(self, tag: int, request: agent_pb2.DockerCallRequest) -> asyncio.Future:
         answer = asyncio.get_running_loop().create_future()
-        self._waiting[tag] = answer
-        self._outbox.put_nowait(agent_pb2.TaggedDockerCall(id=tag, call=request))
-        try:
-            return await answer
-        finally:
-            # Given up on (cancelled): the agent still answers, and the answer is dropped.
-            self._waiting.pop(tag, None)
+        self.waiting[tag] = answer
+        self.last_call = time.monotonic()
+        self.outbox.put_nowait(agent_pb2.TaggedDockerCall(id=tag, call=request))
+        return answer
 
-    def _start(self) -> None:
-        self._outbox = asyncio.Queue()
-        # A context of its own: the stream outlives the request that happened to open it,
-        # and must not log under that request's ID.
-        self._reader = asyncio.get_running_loop().create_task(
-            self._read(self._outbox), context=contextvars.Context())
+    def finish(self) -> None:
+        """Half-close: no more calls; the stream ends once the agent has answered."""
+        self.outbox.put_nowait(_END)
 
-    async def _read(self, outbox: asyncio.Queue) -> None:
-        stream = self._open(_drain(outbox))
+    async def _read(self, open_stream: Open) -> None:
+        stream = open_stream(self._drain())
         failure = CallFailed(grpc.StatusCode.UNAVAILABLE, "the call stream ended")
         try:
             async for tagged in stream:
-                answer = self._waiting.get(tagged.id)
+                answer = self.waiting.get(tagged.id)
                 if answer is None or answer.done():
-                    continue
+                    continue  # given up on by its caller
                 if tagged.code:
                     code = _CODES.get(tagged.code, grpc.StatusCode.UNKNOWN)
                     answer.set_exception(CallFailed(code, tagged.details))
@@ -83,24 +104,81 @@ class CallStream:
             failure = CallFailed(err.code(), err.details() or err.code().name)
         finally:
             stream.cancel()
-            if self._outbox is outbox:
-                self._outbox = self._reader = None
-            self._fail_waiting(failure)
+            self.fail(failure)
+            self._ended(self)
 
-    def _fail_waiting(self, failure: CallFailed) -> None:
-        waiting, self._waiting = self._waiting, {}
+    async def _drain(self) -> AsyncIterator[agent_pb2.TaggedDockerCall]:
+        while (tagged := await self.outbox.get()) is not _END:
+            yield tagged
+
+    def fail(self, failure: CallFailed) -> None:
+        waiting, self.waiting = self.waiting, {}
         for answer in waiting.values():
             if not answer.done():
                 answer.set_exception(failure)
 
+
+class CallStream:
+    """DockerCalls to one agent. `call()` from any number of tasks at once."""
+
+    def __init__(self, open_stream: Open, slots: StreamSlots | None = None) -> None:
+        self._open = open_stream
+        self._slots = slots
+        self._ids = itertools.count(1)
+        self._current: _OpenStream | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def has_room(self) -> bool:
+        """Whether a call can go on the stream now (it is open, or may open)."""
+        return self._current is not None or self._slots is None or (
+            self._slots.open < self._slots.limit)
+
+    async def call(self, request: agent_pb2.DockerCallRequest) -> agent_pb2.DockerCallReply:
+        """The agent's answer; CallFailed with the status the call ended with. Only when
+        has_room() says so."""
+        stream = self._current or self._start()
+        tag = next(self._ids)
+        try:
+            return await stream.send(tag, request)
+        finally:
+            # Given up on (cancelled): the agent still answers, and the answer is dropped.
+            stream.waiting.pop(tag, None)
+
+    def _start(self) -> _OpenStream:
+        if self._slots is not None and not self._slots.take():
+            raise RuntimeError("no call stream slot: ask has_room() first")
+        self._current = _OpenStream(self._open, self._ended)
+        if self._slots is not None:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                self._slots.idle, self._close_if_idle)
+        return self._current
+
+    def _close_if_idle(self) -> None:
+        stream, self._idle_timer = self._current, None
+        if stream is None:
+            return
+        idle_for = time.monotonic() - stream.last_call
+        if idle_for >= self._slots.idle and not stream.waiting:
+            self._current = None  # the next call opens another, if there is room
+            stream.finish()
+        else:
+            self._idle_timer = asyncio.get_running_loop().call_later(
+                max(self._slots.idle - idle_for, 1.0), self._close_if_idle)
+
+    def _ended(self, stream: _OpenStream) -> None:
+        if self._current is stream:
+            self._current = None
+        if self._slots is not None:
+            self._slots.give()
+
     async def close(self) -> None:
-        reader, self._reader, self._outbox = self._reader, None, None
-        if reader is not None:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
-        self._fail_waiting(CallFailed(grpc.StatusCode.CANCELLED, "the agent client closed"))
-
-
-async def _drain(outbox: asyncio.Queue) -> AsyncIterator[agent_pb2.TaggedDockerCall]:
-    while True:
-        yield await outbox.get()
+        stream, self._current = self._current, None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        if stream is not None:
+            stream.reader.cancel()
+            await asyncio.gather(stream.reader, return_exceptions=True)
+            stream.fail(CallFailed(grpc.StatusCode.CANCELLED, "the agent client closed"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.parse
 
 import pytest
 
@@ -21,6 +22,7 @@ from manager.cluster.agent_client import (
     AgentUnavailable,
     BufferedExchange,
 )
+from manager.cluster.call_stream import StreamSlots
 from protos import agent_pb2_grpc
 from tests.conftest import free_port
 
@@ -248,5 +250,79 @@ def test_the_agent_counts_each_call_on_the_stream_as_a_docker_call():
         assert 'flock_agent_rpcs_total{method="DockerCall",code="INVALID_ARGUMENT"} 1' in text
         assert 'flock_agent_runtime_request_duration_seconds_count{method="POST"} 1' in text
         assert 'flock_agent_runtime_request_duration_seconds_count{method="GET"} 1' in text
+
+    asyncio.run(check())
+
+
+def test_a_hollow_read_back_is_what_the_socket_answers():
+    """The hollow agent reads back from its store directly; what it returns must be the
+    inspect and the filtered list the runtime's socket gives for the same container."""
+    async def check(client: AgentClient):
+        body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"],
+                           "Labels": {"a": "b"}}).encode()
+        created = await client.request("POST", "/containers/create", "name=same",
+                                       [("Content-Type", "application/json")], body,
+                                       read_back=True)
+        started = await client.request("POST", "/containers/same/start", read_back=True)
+        for exchange in (created, started):
+            assert exchange.read_back is not None
+        cid = json.loads(await created.body())["Id"]
+        sockets = client._unary, client._calls
+        client._unary, client._calls = False, None  # from here on: the socket, streamed
+        try:
+            status, inspect = await client.request_json("GET", f"/containers/{cid}/json")
+            query = "all=1&filters=" + urllib.parse.quote(json.dumps({"id": [cid]}))
+            status_list, listing = await client.request_json("GET", "/containers/json", query)
+        finally:
+            client._unary, client._calls = sockets
+        assert status == status_list == 200
+        assert json.loads(started.read_back.inspect) == inspect
+        assert json.loads(started.read_back.listing) == listing
+        assert json.loads(created.read_back.inspect)["State"]["Status"] == "created"
+
+    asyncio.run(_scenario(check, HollowAgentService))
+
+
+def test_streams_past_the_manager_s_cap_wait_their_turn_as_unary_calls():
+    """Two agents, room for one stream: the second agent's calls go unary until the
+    first stream has been idle long enough to close and give its slot up."""
+    async def check() -> None:
+        runtimes, services, servers, clients = [], [], [], []
+        slots = StreamSlots(limit=1, idle=0.3)
+        try:
+            for name in ("one", "two"):
+                runtime = HollowRuntime(node_name=name)
+                await runtime.start()
+                addr = f"127.0.0.1:{free_port()}"
+                services.append(AgentService(runtime, addr, name))
+                server, _ = make_server(services[-1], addr)
+                await server.start()
+                runtimes.append(runtime)
+                servers.append(server)
+                clients.append(AgentClient(addr, stream_slots=slots))
+            first, second = clients
+            await _create(first, "c-a")
+            assert slots.open == 1 and first._calls._current is not None
+            await _create(second, "c-b")  # no room: answered all the same, unary
+            assert slots.open == 1 and second._calls._current is None
+            assert (await second.request_json("GET", "/containers/c-b/json"))[0] == 200
+            for _ in range(50):  # the first stream closes once idle, without a failure
+                if slots.open == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert slots.open == 0 and first._calls._current is None
+            await _create(second, "c-c")
+            assert slots.open == 1 and second._calls._current is not None
+            assert (await first.request_json("GET", "/containers/c-a/json"))[0] == 200
+        finally:
+            for client in clients:
+                await client.close()
+            for server in servers:
+                await server.stop(0)
+            for service in services:
+                await service.calls.close()
+            for runtime in runtimes:
+                await runtime.stop()
+        assert slots.open == 0
 
     asyncio.run(check())
