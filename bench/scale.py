@@ -60,17 +60,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def agent_rpcs(base: str) -> Counter:
-    """The manager's agent RPCs so far by method, from its /metrics (empty without)."""
+async def _metric_sums(base: str, prefix: str) -> Counter:
+    """{label value: value} of the /metrics lines starting with `prefix` (which ends
+    with the label's opening quote); empty without /metrics."""
     counts: Counter = Counter()
-    prefix = 'flock_agent_rpc_duration_seconds_count{method="'
     async with aiohttp.ClientSession() as session, session.get(base + "/metrics") as resp:
         text = await resp.text() if resp.status == 200 else ""
     for line in text.splitlines():
         if line.startswith(prefix):
-            method, _, rest = line[len(prefix):].partition('"')
-            counts[method] += int(float(rest.rpartition(" ")[2]))
+            label, _, rest = line[len(prefix):].partition('"')
+            counts[label] += float(rest.rpartition(" ")[2])
     return counts
+
+
+async def agent_rpcs(base: str) -> Counter:
+    """The manager's agent RPCs so far by method, from its /metrics (empty without)."""
+    return await _metric_sums(base, 'flock_agent_rpc_duration_seconds_count{method="')
+
+
+async def gc_pauses(base: str) -> tuple[Counter, Counter]:
+    """The manager's garbage collections so far by generation: (counts, seconds)."""
+    return (await _metric_sums(base, 'flock_gc_pause_seconds_count{generation="'),
+            await _metric_sums(base, 'flock_gc_pause_seconds_sum{generation="'))
 
 
 def healthy_nodes(info: dict) -> int:
@@ -242,8 +253,9 @@ def container_body(memory: int = 0, cpus: float = 0, ports: list[int] | None = N
 class LoadResult:
     ids: list[str]
     failures: list[tuple[int, object]]
-    latencies: list[float]
+    latencies: list[float]  # each create+start, as `docker run -d` waits for both
     seconds: float
+    request_latencies: list[float] = field(default_factory=list)  # each API request
 
     @property
     def rate(self) -> float:
@@ -257,6 +269,7 @@ async def create_and_start(base: str, count: int, concurrency: int, body: dict,
     ids: list[str] = []
     failures: list[tuple[int, object]] = []
     latencies: list[float] = []
+    requests: list[float] = []
     queue = iter(range(count))
     began = time.perf_counter()
     step = max(1, count // 10)
@@ -270,11 +283,14 @@ async def create_and_start(base: str, count: int, concurrency: int, body: dict,
                 failures.append((status, answer))
                 continue
             cid = answer["Id"]
+            created = time.perf_counter()
             status, answer, _ = await call(session, base, "POST", f"/containers/{cid}/start")
             if status != 204:
                 failures.append((status, answer))
                 continue
-            latencies.append(time.perf_counter() - start)
+            done = time.perf_counter()
+            latencies.append(done - start)
+            requests.extend((created - start, done - created))
             ids.append(cid)
             if progress and len(ids) % step == 0:
                 elapsed = time.perf_counter() - began
@@ -283,7 +299,7 @@ async def create_and_start(base: str, count: int, concurrency: int, body: dict,
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(worker(session) for _ in range(concurrency)))
-    return LoadResult(ids, failures, latencies, time.perf_counter() - began)
+    return LoadResult(ids, failures, latencies, time.perf_counter() - began, requests)
 
 
 async def remove_all(base: str, ids: list[str], concurrency: int) -> tuple[int, float]:
@@ -338,12 +354,17 @@ async def bench(args) -> dict:
             pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
         spies = stack.profile(pathlib.Path(args.profile)) if args.profile else []
         rpcs_before = await agent_rpcs(stack.url)
+        gc_before = await gc_pauses(stack.url)
         cpu_before, client_before = stack.cpu(), time.process_time()
         result = await create_and_start(stack.url, args.containers, args.concurrency,
                                         container_body(), progress=print)
         cpu_after, client_after = stack.cpu(), time.process_time()
         rpcs = await agent_rpcs(stack.url)
         rpcs.subtract(rpcs_before)
+        gc_counts, gc_seconds = await gc_pauses(stack.url)
+        gc_counts.subtract(gc_before[0])
+        gc_seconds.subtract(gc_before[1])
+        out["gc"] = {gen: (int(gc_counts[gen]), gc_seconds[gen]) for gen in sorted(gc_counts)}
         out["rpcs_per_container"] = {k: round(v / max(1, len(result.ids)), 2)
                                      for k, v in rpcs.items() if v}
         for spy in spies:
@@ -358,7 +379,9 @@ async def bench(args) -> dict:
                                     for n in stack.fleets()) / 2**20
         out.update(placed=len(result.ids), failed=len(result.failures),
                    rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
-                   p99_ms=percentile(result.latencies, .99) * 1e3)
+                   p99_ms=percentile(result.latencies, .99) * 1e3,
+                   request_p50_ms=percentile(result.request_latencies, .5) * 1e3,
+                   request_p99_ms=percentile(result.request_latencies, .99) * 1e3)
         if result.failures:
             print("first failure:", result.failures[0])
         out["rss_full_mib"] = stack.manager_rss() / 2**20
@@ -391,13 +414,19 @@ def report(out: dict) -> None:
         ("registration (all healthy)", f"{out.get('registration', 0):.1f} s"),
         ("placed / failed", f"{out.get('placed')} / {out.get('failed')}"),
         ("create+start rate", f"{out.get('rate', 0):.0f} /s"),
-        ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms"),
+        ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms "
+                              "(create+start)"),
+        ("  each request", f"{out.get('request_p50_ms', 0):.1f} / "
+                           f"{out.get('request_p99_ms', 0):.1f} ms (create, start)"),
         ("CPU per create+start",
          f"manager {out.get('cpu_ms_manager', 0):.2f} ms, hollow "
          f"{out.get('cpu_ms_hollow', 0):.2f} ms, this client "
          f"{out.get('cpu_ms_client', 0):.2f} ms"),
         ("agent RPCs per container", ", ".join(
             f"{k} {v}" for k, v in sorted(out.get("rpcs_per_container", {}).items()))),
+        ("manager GC while placing", ", ".join(
+            f"gen{gen} {n} ({seconds * 1e3:.0f} ms)"
+            for gen, (n, seconds) in out.get("gc", {}).items())),
         ("ps -a", f"{out.get('ps_s', 0) * 1e3:.0f} ms ({out.get('ps_count')} rows)"),
         ("info", f"{out.get('info_s', 0) * 1e3:.0f} ms"),
         ("manager RSS idle / full / end",

@@ -259,7 +259,8 @@ class AgentClient:
             self._calls = CallStream(self._stub.DockerCalls, self._slots)
         return self._stub
 
-    def _error(self, err: grpc.aio.AioRpcError, timeout: float | None = None) -> AgentError:
+    def _error(self, err: grpc.aio.AioRpcError | CallFailed,
+               timeout: float | None = None) -> AgentError:
         return map_error(self.addr, err, timeout, tls=self._credentials is not None)
 
     @contextlib.contextmanager
