@@ -27,77 +27,22 @@ import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import NamedTuple, Protocol, TypeVar
 
 from manager.cluster.model import HEALTHY, Container, Node
+from manager.cluster.state_types import (
+    Accounted,
+    Ambiguous,
+    Listener,
+    ListenerT,
+    NodeUsage,
+    NotFound,
+    Pending,
+    ResourceClass,
+)
 
-
-class NotFound(LookupError):
-    """No container or node answers to the reference."""
-
-
-class Ambiguous(LookupError):
-    """An ID prefix or name matches more than one container."""
-
-
-@dataclass
-class NodeUsage:
-    """Running totals for one node, kept incrementally."""
-
-    cpus: float = 0.0
-    memory: int = 0
-    containers: int = 0
-    ports: dict[tuple[int, str], int] = field(default_factory=dict)  # (port, proto) -> users
-
-
-@dataclass
-class Pending:
-    """A reservation for a container that is being created on `node_id`."""
-
-    token: int
-    node_id: str
-    name: str
-    cpus: float
-    memory: int
-    ports: list[tuple[int, str]]
-
-
-class Listener(Protocol):
-    """A consumer's incremental view of the state (see `ClusterState.attach`)."""
-
-    # A node was added or removed (node None), or its totals or usage changed.
-    def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None: ...
-
-    # A container was accounted (added) or unaccounted on `node_id`.
-    def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
-        ...
-
-
-ListenerT = TypeVar("ListenerT", bound=Listener)
-
-
-class ResourceClass(NamedTuple):
-    """What a node's CPU and memory scores depend on (reserved: pending included)."""
-
-    cpus: float
-    memory: int
-    reserved_cpus: float
-    reserved_memory: int
-
-
-@dataclass(frozen=True)
-class _Accounted:
-    """What a container contributed to the indexes, so that removal undoes exactly that."""
-
-    node_id: str
-    name: str
-    cpus: float
-    memory: int
-    ports: tuple[tuple[int, str], ...]
-    images: frozenset[str]
-    labels: tuple[tuple[str, str], ...]
+__all__ = ["Ambiguous", "ClusterState", "Listener", "NodeUsage", "NotFound", "Pending",
+           "ResourceClass", "image_aliases"]
 
 
 class ClusterState:
@@ -114,7 +59,7 @@ class ClusterState:
         self._pending: dict[int, Pending] = {}
         self._pending_names: dict[str, int] = {}
         self._tokens = itertools.count(1)
-        self._accounted: dict[str, _Accounted] = {}
+        self._accounted: dict[str, Accounted] = {}
         # node label key -> value -> node ids (from a snapshot of the labels indexed)
         self._labels: dict[str, dict[str, set[str]]] = {}
         self._node_labels: dict[str, dict[str, str]] = {}
@@ -429,7 +374,7 @@ class ClusterState:
 
     # -------------------------------------------------------------- private
     def _account(self, container: Container) -> None:
-        acc = _Accounted(
+        acc = Accounted(
             node_id=container.node_id,
             name=container.name,
             cpus=container.reserved_cpus,

@@ -1,0 +1,76 @@
+"""The values the cluster state keeps and hands out (manager/cluster/state.py): the
+per-node totals, pending reservations, what a container contributed to the indexes, and
+the listener protocol for views kept alongside."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol, TypeVar
+
+from manager.cluster.model import Node
+
+
+class NotFound(LookupError):
+    """No container or node answers to the reference."""
+
+
+class Ambiguous(LookupError):
+    """An ID prefix or name matches more than one container."""
+
+
+@dataclass
+class NodeUsage:
+    """Running totals for one node, kept incrementally."""
+
+    cpus: float = 0.0
+    memory: int = 0
+    containers: int = 0
+    ports: dict[tuple[int, str], int] = field(default_factory=dict)  # (port, proto) -> users
+
+
+@dataclass
+class Pending:
+    """A reservation for a container that is being created on `node_id`."""
+
+    token: int
+    node_id: str
+    name: str
+    cpus: float
+    memory: int
+    ports: list[tuple[int, str]]
+
+
+class Listener(Protocol):
+    """A consumer's incremental view of the state (see `ClusterState.attach`)."""
+
+    # A node was added or removed (node None), or its totals or usage changed.
+    def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None: ...
+
+    # A container was accounted (added) or unaccounted on `node_id`.
+    def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
+        ...
+
+
+ListenerT = TypeVar("ListenerT", bound=Listener)
+
+
+class ResourceClass(NamedTuple):
+    """What a node's CPU and memory scores depend on (reserved: pending included)."""
+
+    cpus: float
+    memory: int
+    reserved_cpus: float
+    reserved_memory: int
+
+
+@dataclass(frozen=True)
+class Accounted:
+    """What a container contributed to the indexes, so that removal undoes exactly that."""
+
+    node_id: str
+    name: str
+    cpus: float
+    memory: int
+    ports: tuple[tuple[int, str], ...]
+    images: frozenset[str]
+    labels: tuple[tuple[str, str], ...]
