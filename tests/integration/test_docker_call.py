@@ -6,6 +6,7 @@ loopback in front of a hollow runtime; the manager's AgentClient as client."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
@@ -40,23 +41,44 @@ class AgentBeforeCallStreams(AgentService):
     DockerCalls = agent_pb2_grpc.AgentServicer.DockerCalls
 
 
-async def _scenario(check, service_class=AgentService, max_body: int | None = None) -> None:
-    runtime = HollowRuntime(node_name="calls")
-    await runtime.start()
-    addr = f"127.0.0.1:{free_port()}"
-    service = service_class(runtime, addr, "calls")
-    if max_body is not None:
-        service.calls.max_body = max_body
-    server, _ = make_server(service, addr)
-    await server.start()
-    client = AgentClient(addr)
+class _Agent:
+    """A hollow runtime behind a real agent server on loopback, and a client of it."""
+
+    def __init__(self, service_class, name: str, metrics: AgentMetrics | None,
+                 slots: StreamSlots | None) -> None:
+        self.runtime = HollowRuntime(node_name=name)
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.service = service_class(self.runtime, self.addr, name)
+        self.metrics = metrics
+        self.server = None
+        self.client = AgentClient(self.addr, stream_slots=slots)
+
+    async def serve(self) -> None:
+        self.server, _ = make_server(self.service, self.addr, metrics=self.metrics)
+        await self.server.start()
+
+
+@contextlib.asynccontextmanager
+async def _agent(service_class=AgentService, name: str = "calls",
+                 metrics: AgentMetrics | None = None, slots: StreamSlots | None = None):
+    agent = _Agent(service_class, name, metrics, slots)
+    await agent.runtime.start()
     try:
-        await check(client)
+        await agent.serve()
+        yield agent
     finally:
-        await client.close()
-        await server.stop(0)
-        await service.calls.close()
-        await runtime.stop()
+        await agent.client.close()
+        if agent.server is not None:
+            await agent.server.stop(0)
+        await agent.service.calls.close()
+        await agent.runtime.stop()
+
+
+async def _scenario(check, service_class=AgentService, max_body: int | None = None) -> None:
+    async with _agent(service_class) as agent:
+        if max_body is not None:
+            agent.service.calls.max_body = max_body
+        await check(agent.client)
 
 
 async def _create(client: AgentClient, name: str) -> tuple[object, str]:
@@ -196,20 +218,14 @@ def test_calls_in_flight_together_each_get_their_own_answer():
 
 
 def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another():
-    async def check_restart() -> None:
-        runtime = HollowRuntime(node_name="calls")
-        await runtime.start()
-        addr = f"127.0.0.1:{free_port()}"
-        server, _ = make_server(AgentService(runtime, addr, "calls"), addr)
-        await server.start()
-        client = AgentClient(addr)
-        try:
+    async def check() -> None:
+        async with _agent() as agent:
+            client = agent.client
             await _create(client, "before")
-            await server.stop(0)
-            with pytest.raises(AgentUnavailable, match=f"Cannot reach agent {addr}"):
+            await agent.server.stop(0)
+            with pytest.raises(AgentUnavailable, match=f"Cannot reach agent {agent.addr}"):
                 await client.request("GET", "/containers/before/json")
-            server, _ = make_server(AgentService(runtime, addr, "calls"), addr)
-            await server.start()
+            await agent.serve()
             for _ in range(50):  # the channel reconnects within its backoff
                 try:
                     status, answer = await client.request_json("GET",
@@ -219,39 +235,27 @@ def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another():
                     await asyncio.sleep(0.2)
             assert status == 200 and answer["Name"] == "/before"
             assert client._calls is not None  # still on a stream: a new one
-        finally:
-            await client.close()
-            await server.stop(0)
-            await runtime.stop()
 
-    asyncio.run(check_restart())
+    asyncio.run(check())
 
 
 def test_the_agent_counts_each_call_on_the_stream_as_a_docker_call():
+    metrics = AgentMetrics()
+
     async def check() -> None:
-        runtime = HollowRuntime(node_name="calls")
-        await runtime.start()
-        addr = f"127.0.0.1:{free_port()}"
-        metrics = AgentMetrics()
-        server, _ = make_server(AgentService(runtime, addr, "calls"), addr, metrics=metrics)
-        await server.start()
-        client = AgentClient(addr)
-        try:
+        async with _agent(metrics=metrics) as agent:
+            client = agent.client
             await _create(client, "counted")
             assert (await client.request_json("GET", "/containers/counted/json"))[0] == 200
             with pytest.raises(AgentError):
                 await client.request("GET", "/containers/a b/json")
-        finally:
-            await client.close()
-            await server.stop(0)
-            await runtime.stop()
-        text = metrics.render()
-        assert 'flock_agent_rpcs_total{method="DockerCall",code="OK"} 2' in text
-        assert 'flock_agent_rpcs_total{method="DockerCall",code="INVALID_ARGUMENT"} 1' in text
-        assert 'flock_agent_runtime_request_duration_seconds_count{method="POST"} 1' in text
-        assert 'flock_agent_runtime_request_duration_seconds_count{method="GET"} 1' in text
 
     asyncio.run(check())
+    text = metrics.render()
+    assert 'flock_agent_rpcs_total{method="DockerCall",code="OK"} 2' in text
+    assert 'flock_agent_rpcs_total{method="DockerCall",code="INVALID_ARGUMENT"} 1' in text
+    assert 'flock_agent_runtime_request_duration_seconds_count{method="POST"} 1' in text
+    assert 'flock_agent_runtime_request_duration_seconds_count{method="GET"} 1' in text
 
 
 def test_a_hollow_read_back_is_what_the_socket_answers():
@@ -286,21 +290,12 @@ def test_a_hollow_read_back_is_what_the_socket_answers():
 def test_streams_past_the_manager_s_cap_wait_their_turn_as_unary_calls():
     """Two agents, room for one stream: the second agent's calls go unary until the
     first stream has been idle long enough to close and give its slot up."""
+    slots = StreamSlots(limit=1, idle=0.3)
+
     async def check() -> None:
-        runtimes, services, servers, clients = [], [], [], []
-        slots = StreamSlots(limit=1, idle=0.3)
-        try:
-            for name in ("one", "two"):
-                runtime = HollowRuntime(node_name=name)
-                await runtime.start()
-                addr = f"127.0.0.1:{free_port()}"
-                services.append(AgentService(runtime, addr, name))
-                server, _ = make_server(services[-1], addr)
-                await server.start()
-                runtimes.append(runtime)
-                servers.append(server)
-                clients.append(AgentClient(addr, stream_slots=slots))
-            first, second = clients
+        async with _agent(name="one", slots=slots) as one, \
+                _agent(name="two", slots=slots) as two:
+            first, second = one.client, two.client
             await _create(first, "c-a")
             assert slots.open == 1 and first._calls._current is not None
             await _create(second, "c-b")  # no room: answered all the same, unary
@@ -314,15 +309,6 @@ def test_streams_past_the_manager_s_cap_wait_their_turn_as_unary_calls():
             await _create(second, "c-c")
             assert slots.open == 1 and second._calls._current is not None
             assert (await first.request_json("GET", "/containers/c-a/json"))[0] == 200
-        finally:
-            for client in clients:
-                await client.close()
-            for server in servers:
-                await server.stop(0)
-            for service in services:
-                await service.calls.close()
-            for runtime in runtimes:
-                await runtime.stop()
-        assert slots.open == 0
 
     asyncio.run(check())
+    assert slots.open == 0
