@@ -140,6 +140,7 @@ def test_sdk_run_shows_up_live_with_its_reservation(cluster, page, tmp_path):
 
 
 def test_snapshot_endpoint_and_bad_paths(cluster):
+    before = _ui_counts(cluster)
     status, body, head = cluster.api("GET", "/ui/api/cluster")
     assert status == 200 and head["Content-Type"].startswith("application/json")
     assert [n["name"] for n in body["nodes"]] == ["ui-a", "ui-b"]
@@ -152,6 +153,25 @@ def test_snapshot_endpoint_and_bad_paths(cluster):
     assert status == 404
     status, body, _ = cluster.api("GET", "/_ping")  # the Docker API is still behind it
     assert (status, body) == (200, "OK")
+    # The page's requests are counted by its route patterns, never as "unmatched"
+    # and never by the path asked for (a label per path would grow without bound).
+    after = _ui_counts(cluster)
+    grew = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+    # /ui/{tail}: the page that does not exist, the POST, the path out of /ui/static
+    assert grew == {"/ui/api/cluster": 1, "/ui/{tail}": 3, "/_ping": 1, "/metrics": 1}
+    assert not any("no-such-page" in endpoint or ".." in endpoint for endpoint in after)
+
+
+def _ui_counts(cluster) -> dict[str, float]:
+    """flock_api_requests_total by endpoint, summed over methods and codes."""
+    status, text, _ = cluster.api("GET", "/metrics")
+    assert status == 200
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("flock_api_requests_total{"):
+            endpoint = line.split('endpoint="', 1)[1].split('"', 1)[0]
+            counts[endpoint] = counts.get(endpoint, 0) + float(line.rsplit(" ", 1)[1])
+    return counts
 
 
 # ------------------------------------------------------------ no nodes, TLS

@@ -177,6 +177,9 @@ def build_app(manager: Manager) -> web.Application:
         known = request.get(ENDPOINT)  # set by `handle`, which matched the route already
         if known is not None:
             return known
+        resource = request.match_info.route.resource
+        if resource is not None and resource.canonical.startswith("/ui"):
+            return resource.canonical  # the cluster page's few routes, by their patterns
         return router.template(request.method, split_version(request.path)[1]) or UNMATCHED
 
     app.middlewares.append(request_id_middleware)  # outermost: all that follows is bound
