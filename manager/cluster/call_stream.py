@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import itertools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -31,6 +32,7 @@ Open = Callable[[AsyncIterator[agent_pb2.TaggedDockerCall]], grpc.aio.StreamStre
 MAX_OPEN = 2048  # call streams open at once, manager-wide (about 70 MiB)
 IDLE = 30.0  # seconds without a call before a stream closes
 
+log = logging.getLogger(__name__)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 _END = object()  # in an outbox: half-close the stream (its answers still come)
 
@@ -88,9 +90,10 @@ class _OpenStream:
         self.outbox.put_nowait(_END)
 
     async def _read(self, open_stream: Open) -> None:
-        stream = open_stream(self._drain())
+        stream: grpc.aio.StreamStreamCall | None = None
         failure = CallFailed(grpc.StatusCode.UNAVAILABLE, "the call stream ended")
         try:
+            stream = open_stream(self._drain())
             async for tagged in stream:
                 answer = self.waiting.get(tagged.id)
                 if answer is None or answer.done():
@@ -102,8 +105,12 @@ class _OpenStream:
                     answer.set_result(tagged.reply)
         except grpc.aio.AioRpcError as err:
             failure = CallFailed(err.code(), err.details() or err.code().name)
+        except Exception as exc:  # noqa: BLE001 - the waiting calls must hear of it
+            log.exception("call stream failed")
+            failure = CallFailed(grpc.StatusCode.UNKNOWN, f"the call stream failed: {exc!r}")
         finally:
-            stream.cancel()
+            if stream is not None:
+                stream.cancel()
             self.fail(failure)
             self._ended(self)
 
