@@ -109,6 +109,9 @@ class _OpenStream:
             log.exception("call stream failed")
             failure = CallFailed(grpc.StatusCode.UNKNOWN, f"the call stream failed: {exc!r}")
         finally:
+            # gRPC stops reading the requests only when it cancels a call still going;
+            # the end marker lets a finished call's reader finish too.
+            self.outbox.put_nowait(_END)
             if stream is not None:
                 stream.cancel()
             self.fail(failure)

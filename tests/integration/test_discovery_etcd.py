@@ -53,9 +53,10 @@ def test_agents_register_the_manager_follows_and_leaves_are_seen(etcd, procs, tm
     procs.append(manager.start())
     assert wait_for(lambda: healthy(manager, 2), 20, "2 healthy nodes") == {
         "n1": "Healthy", "n2": "Healthy"}
-    # A clean stop keeps the key until its lease runs out (3s), then the node leaves.
+    # A clean stop keeps the key until its lease runs out (3s), then the node leaves:
+    # about 6 s on an idle machine, past 12 s once under a full CI run's load.
     agents[1].stop()
-    wait_for(lambda: list(manager.nodes()) == ["n1"], 12, "n2 to leave the cluster")
+    wait_for(lambda: list(manager.nodes()) == ["n1"], 30, "n2 to leave the cluster")
     assert flock_list(url).stdout.split() == [agents[0].addr]
 
 

@@ -223,6 +223,15 @@ def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another():
             client = agent.client
             await _create(client, "before")
             await agent.server.stop(0)
+            # Nothing is left reading the broken stream's requests (gRPC's own task for it
+            # waited for the next one forever, and leaked).
+            for _ in range(50):
+                if client._calls._current is None:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+            assert not [t for t in asyncio.all_tasks()
+                        if "consume_request_iterator" in repr(t.get_coro())]
             with pytest.raises(AgentUnavailable, match=f"Cannot reach agent {agent.addr}"):
                 await client.request("GET", "/containers/before/json")
             await agent.serve()
