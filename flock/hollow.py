@@ -33,8 +33,9 @@ log = logging.getLogger("flock.hollow")
 # The garbage collector's full passes scan every container of every node; with the
 # default thresholds they ran every few seconds under load and each one stalled every
 # request in flight (hundreds of ms at 10,000 containers). Collect the young objects
-# less often too: the same work in fewer, cheaper passes. (The manager does the same.)
-GC_THRESHOLDS = (50_000, 20, 100)
+# less often too: the same work in fewer, cheaper passes. (The manager does the same,
+# manager/cli.py says why this figure.)
+GC_THRESHOLDS = (200_000, 20, 100)
 
 
 class HollowError(ValueError):

@@ -171,8 +171,13 @@ def main(args) -> int:
     """Entry point for the assembled `flock` command: exit status."""
     # Full collections scan every container record; with the default thresholds they
     # ran every few seconds under load and stalled all requests in flight (hundreds of
-    # ms at 10,000 containers). Fewer, larger young passes; full ones far apart.
-    gc.set_threshold(50_000, 20, 100)
+    # ms at 10,000 containers). Fewer, larger young passes; full ones far apart. Each
+    # young pass also scans the tens of thousands of futures and coroutines waiting on
+    # the agents' streams, whatever the threshold, so a pass costs tens of ms at least:
+    # at 50,000 there were 12 of ~50 ms in a 30,000-container run, each delaying all
+    # 32 requests in flight (0.6% of them); at 200,000, 3 of ~130 ms, and the p99 of a
+    # request fell from 55 to 42 ms (bench/scale.py prints both).
+    gc.set_threshold(200_000, 20, 100)
     try:
         asyncio.run(run_manager(args))
     except ConfigError as exc:
