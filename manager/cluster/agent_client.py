@@ -88,13 +88,17 @@ def _reason(code: grpc.StatusCode, details: str, timeout: float | None = None,
     return details
 
 
+def _status(err: grpc.aio.AioRpcError | CallFailed) -> tuple[grpc.StatusCode, str]:
+    """(code, details) of a unary call's error or of a call on the call stream."""
+    if isinstance(err, CallFailed):
+        return err.code, err.details
+    return err.code(), err.details()
+
+
 def map_error(addr: str, err: grpc.aio.AioRpcError | CallFailed,
               timeout: float | None = None, tls: bool = False) -> AgentError:
     """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
-    if isinstance(err, CallFailed):
-        code, details = err.code, err.details
-    else:
-        code, details = err.code(), err.details()
+    code, details = _status(err)
     if code in _UNREACHABLE:
         return AgentUnavailable(
             f"Cannot reach agent {addr}: {_reason(code, details, timeout, tls)}", code)
@@ -389,7 +393,7 @@ class AgentClient:
             reply = await self._call_once(request)
             ok = True
         except (grpc.aio.AioRpcError, CallFailed) as err:
-            code = err.code if isinstance(err, CallFailed) else err.code()
+            code, _ = _status(err)
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self._unary = False  # an older agent: streams from now on
                 return None
