@@ -81,11 +81,12 @@ async def _scenario(check, service_class=AgentService, max_body: int | None = No
         await check(agent.client)
 
 
-async def _create(client: AgentClient, name: str) -> tuple[object, str]:
+async def _create(client: AgentClient, name: str, read_back: bool = False
+                  ) -> tuple[object, str]:
     body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1"]}).encode()
     exchange = await client.request("POST", "/containers/create", f"name={name}",
                                     [("Content-Type", "application/json")], body,
-                                    api_version="1.41")
+                                    api_version="1.41", read_back=read_back)
     assert exchange.status == 201
     return exchange, json.loads(await exchange.body())["Id"]
 
@@ -173,21 +174,15 @@ def test_a_change_comes_back_with_the_container_read_after_it(service_class):
 
 def test_an_older_agent_answers_without_a_read_back():
     async def check(client: AgentClient):
-        body = json.dumps({"Image": "busybox"}).encode()
-        created = await client.request("POST", "/containers/create", "",
-                                       [("Content-Type", "application/json")], body,
-                                       read_back=True)
-        assert created.status == 201 and created.read_back is None
+        created, _ = await _create(client, "older", read_back=True)
+        assert created.read_back is None
 
     asyncio.run(_scenario(check, OlderAgentService))
 
 
 def test_an_agent_without_call_streams_is_called_one_call_at_a_time():
     async def check(client: AgentClient):
-        body = json.dumps({"Image": "busybox"}).encode()
-        created = await client.request("POST", "/containers/create", "name=unary",
-                                       [("Content-Type", "application/json")], body,
-                                       read_back=True)
+        created, _ = await _create(client, "unary", read_back=True)
         assert isinstance(created, BufferedExchange) and created.read_back is not None
         assert client._calls is None and client._unary is True
         status, inspect = await client.request_json("GET", "/containers/unary/json")
