@@ -34,11 +34,19 @@ class MachineExists(MachineError):
         self.name = name
 
 
-class InvalidName(MachineError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f'Invalid machine name "{name}": names must match '
-                         "^[a-zA-Z0-9][a-zA-Z0-9\\-\\.]*$ (letters, digits, '-' and '.', "
-                         "starting with a letter or digit)")
+class InvalidName(MachineNotFound):
+    """A name no machine can have, asked for: Docker Machine looks a machine up before it
+    validates the name, so the answer is that it does not exist (only create and import,
+    which make a name, say InvalidHostname)."""
+
+
+class InvalidHostname(MachineError):
+    """A new machine's name that is not a hostname: libmachine/mcnerror's
+    ErrInvalidHostname, as commands/create.go wraps it."""
+
+    def __init__(self, action: str = "creating") -> None:
+        super().__init__(f"Error {action} machine: Invalid hostname specified. Allowed "
+                         "hostname chars are: 0-9a-zA-Z . -")
 
 
 class HostNotRunning(MachineError):
@@ -50,3 +58,14 @@ class HostNotRunning(MachineError):
 
 class DriverError(MachineError):
     """The provider refused or failed; the message carries the provider's own words."""
+
+
+class PreCreateFailed(MachineError):
+    """The driver's pre-create check refused: libmachine's ErrDuringPreCreate, for which
+    Docker Machine exits 3 (commands/commands.go), so scripts can tell "fix the flags"
+    from a failure while creating."""
+
+    exit_code = 3
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"Error with pre-create check: {cause}")

@@ -22,10 +22,6 @@ from pathlib import Path
 
 from certs.check import load_ca, read_cert
 from certs.files import (
-    CA_CERT,
-    CA_KEY,
-    CERT,
-    KEY,
     PUBLIC_MODE,
     SECRET_MODE,
     CertError,
@@ -63,7 +59,7 @@ def ensure_ca_and_client(store: Store) -> None:
     --swarm-master's manager)."""
     folder = store.certs_dir
     with _store_lock(store):
-        ca_path, ca_key_path = folder / CA_CERT, folder / CA_KEY
+        ca_path, ca_key_path = store.ca_cert_path, store.ca_key_path
         if ca_path.exists() != ca_key_path.exists():
             missing = ca_key_path if ca_path.exists() else ca_path
             raise MachineError(f"{missing} is missing but its pair is there: restore it, or "
@@ -73,7 +69,7 @@ def ensure_ca_and_client(store: Store) -> None:
             ca = make_ca("Flock machine CA")
             write_file(ca_key_path, key_pem(ca.key), SECRET_MODE)
             write_file(ca_path, cert_pem(ca.cert), PUBLIC_MODE)
-        cert_path, key_path = folder / CERT, folder / KEY
+        cert_path, key_path = store.client_cert_path, store.client_key_path
         if cert_path.exists() and key_path.exists():
             return
         ca = _load_ca(store)
@@ -84,7 +80,7 @@ def ensure_ca_and_client(store: Store) -> None:
 
 def _load_ca(store: Store):
     try:
-        return load_ca(str(store.certs_dir / CA_CERT), str(store.certs_dir / CA_KEY))
+        return load_ca(str(store.ca_cert_path), str(store.ca_key_path))
     except CertError as exc:
         raise MachineError(f"the store's CA cannot be used: {exc}") from None
 
@@ -120,9 +116,10 @@ def server_sans(host: Host, ips: list[str]) -> tuple[list[str], list[str]]:
 def write_server_cert(store: Store, host: Host, ips: list[str]) -> None:
     """A new server cert for `host` naming `ips` (plus its name, localhost and --tls-san),
     with the role "manager" too on a --swarm-master (the manager serves with it and calls
-    its agents with it). Also copies the store's CA and client cert into the machine
-    folder, which is what DOCKER_CERT_PATH points at. Sets host.options.auth.server_ips;
-    the caller saves the host."""
+    its agents with it). Also copies the store's CA and client cert (its certs/, or the
+    --tls-* files: MACHINE_TLS_*) into the machine folder, which is what DOCKER_CERT_PATH
+    points at. Sets host.options.auth.server_ips and where the certs came from; the caller
+    saves the host."""
     ensure_ca_and_client(store)
     folder = store.machine_dir(host.name)
     sans_ips, sans_names = server_sans(host, ips)
@@ -132,11 +129,14 @@ def write_server_cert(store: Store, host: Host, ips: list[str]) -> None:
     auth = host.options.auth
     write_file(folder / auth.server_key, key_pem(server.key), SECRET_MODE)
     write_file(folder / auth.server_cert, cert_pem(server.cert), PUBLIC_MODE)
-    for name, target, mode in ((CA_CERT, auth.ca_cert, PUBLIC_MODE),
-                               (CERT, auth.client_cert, PUBLIC_MODE),
-                               (KEY, auth.client_key, SECRET_MODE)):
-        write_file(folder / target, (store.certs_dir / name).read_bytes(), mode)
+    for source, target, mode in ((store.ca_cert_path, auth.ca_cert, PUBLIC_MODE),
+                                 (store.client_cert_path, auth.client_cert, PUBLIC_MODE),
+                                 (store.client_key_path, auth.client_key, SECRET_MODE)):
+        write_file(folder / target, source.read_bytes(), mode)
     auth.server_ips = list(dict.fromkeys(ips))
+    # where they came from, as Docker Machine records it (--tls-* / MACHINE_TLS_*)
+    auth.store_ca_cert, auth.store_ca_key = store.tls.ca_cert, store.tls.ca_key
+    auth.store_client_cert, auth.store_client_key = store.tls.client_cert, store.tls.client_key
 
 
 def server_cert_covers(store: Store, host: Host, ip: str) -> bool:

@@ -175,7 +175,8 @@ def _configure(store: Store, host: Host, target: Target, layout: Layout, ip: str
     folder = store.machine_dir(host.name)
     auth = host.options.auth
     plan = services.plan(host, layout, ip, dockerd, target.systemd)
-    files = services.files(plan, layout, target.systemd)
+    files = services.files(plan, layout, target.systemd,
+                           services.daemon_config(host.options.engine))
     files[layout.cert("ca.pem")] = ((folder / auth.ca_cert).read_bytes(), 0o644)
     files[layout.cert("server.pem")] = ((folder / auth.server_cert).read_bytes(), 0o644)
     files[layout.cert("server-key.pem")] = ((folder / auth.server_key).read_bytes(), 0o600)

@@ -47,6 +47,7 @@ Sink = Callable[[bytes], object]
 # usually succeeds. The errors reach the caller as exceptions, and flock's own messages
 # name the step and the host, so paramiko's own lines are only noise.
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+log = logging.getLogger(__name__)   # `flock machine -D`: each command run over SSH
 
 
 # --- the machine's key pair ------------------------------------------------------------
@@ -284,6 +285,7 @@ class Connection:
         and the last `keep` bytes of each stream are kept in the Result. `input` is sent
         as stdin; `stdin` (a file) is copied from a thread until EOF; otherwise stdin is
         empty. MachineError when `timeout` passes first."""
+        log.debug("SSH cmd on %s: %s", self.details.host, _short(command))
         try:
             return self._run(command, stdout, stderr, input, stdin, timeout, keep)
         except BrokenPipeError:   # our own reader went away (`| head`): not SSH's fault

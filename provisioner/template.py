@@ -3,11 +3,16 @@
 Scripts written for Docker Machine pass Go templates: `{{.Name}}`, `{{.Driver.IPAddress}}`,
 `{{json .Driver}}`, `table {{.Name}}\\t{{.URL}}`. This understands fields (dotted paths,
 `.` for the whole value), string and number literals, pipes (`{{.Name | upper}}`) and the
-functions json, upper, lower, title, join and len; `{{-`/`-}}` trim spaces as in Go.
+functions json, prettyjson (Docker Machine's inspect adds these two), upper, lower, title,
+join and len; `{{-`/`-}}` trim spaces as in Go.
 Anything else (range, if, variables) is refused at parse time with a message that says
 what is supported, instead of printing something half-right.
 
-Values print as Go prints them: lists `[a b]`, maps `map[k:v]`, booleans `true`.
+Values print as Go prints them: lists `[a b]`, maps `map[k:v]`, booleans `true`. Data
+that Go would hold as a map (`inspect`: Docker Machine executes its template on the
+record decoded into map[string]interface{}) prints `<no value>` for a key it lacks or a
+null, as Go does; data Go would hold as a struct (`ls`'s rows) refuses an unknown field,
+as Go does.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SUPPORTED = ("fields like {{.Name}} or {{.Driver.IPAddress}}, {{json .Driver}}, "
-             "{{.Name | upper}}, functions json, upper, lower, title, join, len")
+             "{{.Name | upper}}, functions json, prettyjson, upper, lower, title, join, len")
+NO_VALUE = "<no value>"   # what Go's text/template prints for a missing map key
 
 
 class TemplateError(ValueError):
@@ -43,8 +49,30 @@ def go_string(value: Any) -> str:
     return str(value)
 
 
+def _go_numbers(value: Any) -> Any:
+    """Whole floats as Go's encoding/json writes a float64 (120, not 120.0)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _go_numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_go_numbers(v) for v in value]
+    return value
+
+
+def _go_json(text: str) -> str:
+    """encoding/json escapes <, > and & (inside strings: nowhere else can they be)."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+    return _go_json(json.dumps(_go_numbers(value), separators=(",", ":"), sort_keys=True,
+                               default=str))
+
+
+def _prettyjson(value: Any) -> str:
+    """commands/inspect.go: json.MarshalIndent(v, "", "    ")."""
+    return _go_json(json.dumps(_go_numbers(value), indent=4, sort_keys=True, default=str))
 
 
 def _join(items: Any, sep: Any) -> str:
@@ -56,6 +84,7 @@ def _join(items: Any, sep: Any) -> str:
 # name -> (function, number of arguments)
 FUNCTIONS: dict[str, tuple[Callable[..., Any], int]] = {
     "json": (_json, 1),
+    "prettyjson": (_prettyjson, 1),
     "upper": (lambda v: go_string(v).upper(), 1),
     "lower": (lambda v: go_string(v).lower(), 1),
     "title": (lambda v: go_string(v).title(), 1),
@@ -177,24 +206,29 @@ class Template:
             self.parts.append(_parse_action(body.strip(), text, start))
             pos = end + 2
 
-    def render(self, data: Any) -> str:
+    def render(self, data: Any, *, missing_keys: bool = False) -> str:
+        """`missing_keys`: `data` is a map as Go sees one, where a key it lacks (or a null)
+        prints `<no value>`; otherwise an unknown field is an error, as in a Go struct."""
         out: list[str] = []
         for part in self.parts:
             if isinstance(part, str):
                 out.append(part)
-            else:
-                out.append(go_string(self._run(part, data)))
+                continue
+            value = self._run(part, data, missing_keys)
+            out.append(NO_VALUE if value is _MISSING or (missing_keys and value is None)
+                       else go_string(value))
         return "".join(out)
 
-    def _run(self, action: _Action, data: Any) -> Any:
+    def _run(self, action: _Action, data: Any, missing_keys: bool = False) -> Any:
         piped: Any = _NOTHING
         for command in action.commands:
             head = command[0]
             if head.kind == "func":
                 func, arity = FUNCTIONS[head.value]
-                args = [self._value(op, data) for op in command[1:]]
+                args = [self._value(op, data, missing_keys) for op in command[1:]]
                 if piped is not _NOTHING:
                     args.append(piped)
+                args = [None if a is _MISSING else a for a in args]   # Go passes nil
                 if len(args) != arity:
                     raise TemplateError(f"{{{{{action.source}}}}}: {head.value} takes {arity} "
                                         f"argument{'s' if arity > 1 else ''}, not {len(args)}")
@@ -203,17 +237,18 @@ class Template:
                 if piped is not _NOTHING:
                     raise TemplateError(f"{{{{{action.source}}}}}: only a function can follow "
                                         "'|'")
-                piped = self._value(head, data)
+                piped = self._value(head, data, missing_keys)
         return piped
 
     @staticmethod
-    def _value(op: _Operand, data: Any) -> Any:
+    def _value(op: _Operand, data: Any, missing_keys: bool) -> Any:
         if op.kind == "literal":
             return op.value
-        return lookup(data, op.value)
+        return lookup(data, op.value, missing_keys)
 
 
 _NOTHING = object()
+_MISSING = object()   # a key the map lacks: Go's invalid reflect.Value
 
 
 def _find_close(text: str, pos: int) -> int:
@@ -240,12 +275,16 @@ def _norm(key: str) -> str:
     return key.replace("_", "").lower()
 
 
-def lookup(data: Any, path: tuple[str, ...]) -> Any:
+def lookup(data: Any, path: tuple[str, ...], missing_keys: bool = False) -> Any:
     """Follow `path` through nested dicts: exact key first, then ignoring case and
-    underscores (so `.Driver.IPAddress` finds a driver's `ip_address` too)."""
+    underscores (so `.Driver.IPAddress` finds a driver's `ip_address` too). With
+    `missing_keys`, a key that is not there (or a field of a null) is _MISSING, as Go's
+    text/template finds in a map; otherwise an error."""
     value = data
     walked = ""
     for name in path:
+        if missing_keys and (value is _MISSING or value is None):
+            return _MISSING
         if not isinstance(value, dict):
             raise TemplateError(f"can't evaluate field {name} in {walked or '.'}: it is "
                                 f"{type(value).__name__}, not a record")
@@ -253,6 +292,8 @@ def lookup(data: Any, path: tuple[str, ...]) -> Any:
             value = value[name]
         else:
             matches = [k for k in value if isinstance(k, str) and _norm(k) == _norm(name)]
+            if len(matches) != 1 and missing_keys:
+                return _MISSING
             if len(matches) != 1:
                 fields = ", ".join(sorted(str(k) for k in value)) or "none"
                 raise TemplateError(f"can't evaluate field {name} in {walked or '.'}: its "

@@ -22,6 +22,8 @@ command -v libvirtd >/dev/null || need+=(libvirt-daemon-system libvirt-clients d
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86 qemu-utils)
 pkg-config --exists libvirt 2>/dev/null || need+=(libvirt-dev pkg-config)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# `flock machine mount` mounts a machine's folder with sshfs (FUSE).
+command -v sshfs >/dev/null || need+=(sshfs)
 # The cluster page (/ui) is tested in headless Chromium driven by Selenium.
 command -v chromium >/dev/null || need+=(chromium chromium-driver)
 # `flock machine env --shell fish` is checked by running its output in fish.

@@ -17,7 +17,7 @@ from provisioner.drivers import Driver, driver_class
 from provisioner.errors import HostNotRunning, MachineError
 from provisioner.host import Host
 from provisioner.states import State
-from provisioner.store import Store
+from provisioner.store import ForeignDriver, Store, own_driver
 
 DEFAULT_MACHINE = "default"
 
@@ -40,6 +40,8 @@ def describe(exc: BaseException) -> str:
 
 
 def load_driver(store: Store, host: Host) -> Driver:
+    if not own_driver(host.driver_name):
+        raise ForeignDriver(host.name, host.driver_name)
     cls = driver_class(host.driver_name)
     return cls.load(host.name, store.machine_dir(host.name), host.driver,
                     store.load_secrets(host.name))

@@ -16,13 +16,23 @@ import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from provisioner import machine_certs
+from provisioner import machine_certs, settings
+from provisioner.cli_parser import MachineParser, driver_in, extra_arguments
 from provisioner.commands import describe, err, out
 from provisioner.drivers import DRIVERS, Driver, driver_class
-from provisioner.errors import MachineError, MachineExists
+from provisioner.errors import (
+    InvalidHostname,
+    InvalidName,
+    MachineError,
+    MachineExists,
+    PreCreateFailed,
+)
 from provisioner.host import (
     DEFAULT_INSTALL_DIR,
+    DEFAULT_INSTALL_URL,
+    DEFAULT_SWARM_IMAGE,
     ENGINE_PORT,
+    MANAGER_PORT,
     EngineOptions,
     Host,
     HostOptions,
@@ -33,23 +43,76 @@ from provisioner.progress import FleetProgress
 from provisioner.store import Store
 
 DEFAULT_DRIVER = "libvirt"   # a local VM, as Docker Machine defaults to virtualbox
-ENV_DRIVER = "FLOCK_MACHINE_DRIVER"
+ENV_DRIVER = settings.DRIVER.machine   # and its alias FLOCK_MACHINE_DRIVER
 MAX_PARALLEL = 16
 STRATEGIES = ("spread", "binpack", "random")
 DISCOVERY_SCHEMES = ("nodes", "file", "etcd", "token")
 
 
+class CreateParser(MachineParser):
+    """`create`: with -d DRIVER (wherever it stands, as Docker Machine's flagHackLookup
+    finds it), `-h` shows the common flags and that driver's only, as `docker-machine create
+    -d DRIVER -h` does; without -d, every driver's (Docker Machine shows its default
+    driver's: Flock's list is short, and a user without -d is still choosing one)."""
+
+    help_driver: str | None = None   # -d anywhere on the command line
+    only_driver: str | None = None   # set by -h: whose flags the help shows
+
+    def parse_known_args(self, args=None, namespace=None):
+        self.help_driver = driver_in(list(args or []))
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        driver = self.only_driver
+        if driver is None:   # the reference page, `help create`: every driver's flags
+            return super().format_help()
+        groups, actions = self._action_groups, self._actions
+        others = [g for g in groups
+                  if (g.title or "").endswith(" driver") and g.title != f"{driver} driver"]
+        hidden = {id(a) for g in others for a in g._group_actions}  # noqa: SLF001
+        self._action_groups = [g for g in groups if g not in others]
+        self._actions = [a for a in actions if id(a) not in hidden]
+        try:
+            return super().format_help()
+        finally:
+            self._action_groups, self._actions = groups, actions
+
+
+class _CreateHelp(argparse.Action):
+    """-h/--help of create: the help of the driver asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show this help (with -d DRIVER: that driver's flags) and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default,
+                         nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.only_driver = parser.help_driver
+        parser.print_help()
+        parser.exit()
+
+
 def add_create_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """The `create` sub-command with the common flags and every installed driver's."""
-    p = commands.add_parser(
-        "create", help="create one or more machines",
-        description="Create machines at a provider, install Flock (and the Docker Engine) "
-                    "on them over SSH and join them to a cluster. Several names, or "
-                    "--count N --prefix P, are built in parallel.")
-    p.add_argument("names", nargs="*", metavar="NAME", help="machine name(s)")
-    p.add_argument("-d", "--driver", default=os.environ.get(ENV_DRIVER) or DEFAULT_DRIVER,
+    saved = commands._parser_class  # noqa: SLF001 - argparse has no per-parser class
+    commands._parser_class = CreateParser  # noqa: SLF001
+    try:
+        p = commands.add_parser(
+            "create", help="create one or more machines", add_help=False,
+            description="Create a machine at a provider, install Flock (and the Docker "
+                        "Engine) on it over SSH and join it to a cluster. A fleet (--name "
+                        "repeated, or --count N --prefix P) is built in parallel.")
+    finally:
+        commands._parser_class = saved  # noqa: SLF001
+    p.add_argument("-h", "--help", action=_CreateHelp)
+    p.extra_error = extra_arguments
+    p.add_argument("name", nargs="?", metavar="NAME", help="machine name")
+    p.add_argument("--name", dest="more_names", action="append", default=[],
+                   metavar="NAME", help="(repeatable) a machine to create, for a fleet "
+                   "built in parallel: --name web1 --name web2")
+    p.add_argument("-d", "--driver", default=settings.DRIVER.value() or DEFAULT_DRIVER,
                    help=f"driver: {', '.join(DRIVERS)} (default {DEFAULT_DRIVER}) "
-                        f"[${ENV_DRIVER}]")
+                        f"[${ENV_DRIVER}, ${settings.DRIVER.flock}]")
     p.add_argument("--count", type=int, default=None, metavar="N",
                    help="create N machines named PREFIX1..PREFIXN (with --prefix)")
     p.add_argument("--prefix", default="", help="name prefix for --count, e.g. web-")
@@ -65,6 +128,16 @@ def add_create_parser(commands: argparse._SubParsersAction) -> argparse.Argument
                    help="extra dockerd flag --K=V (repeatable)")
     e.add_argument("--engine-env", action="append", default=[], metavar="K=V",
                    help="environment variable of the engine (repeatable)")
+    e.add_argument("--engine-storage-driver", default="", metavar="DRIVER",
+                   help="the engine's storage driver (daemon.json storage-driver)")
+    e.add_argument("--engine-insecure-registry", action="append", default=[],
+                   metavar="HOST[:PORT]", help="a registry the engine may reach without "
+                   "TLS verification (daemon.json insecure-registries; repeatable)")
+    e.add_argument("--engine-registry-mirror", action="append", default=[], metavar="URL",
+                   help="a registry mirror (daemon.json registry-mirrors; repeatable)")
+    e.add_argument("--engine-install-url", default=DEFAULT_INSTALL_URL, metavar="URL",
+                   help="recorded only: Flock installs the distribution's docker.io when "
+                        f"the engine is missing (default {DEFAULT_INSTALL_URL})")
     s = p.add_argument_group("swarm")
     s.add_argument("--swarm", action="store_true", help="join a cluster as an agent")
     s.add_argument("--swarm-master", action="store_true",
@@ -77,6 +150,18 @@ def add_create_parser(commands: argparse._SubParsersAction) -> argparse.Argument
                    help="extra `flock manage` flag --K=V (repeatable)")
     s.add_argument("--swarm-addr", default="", metavar="IP[:PORT]",
                    help="address the agent advertises (default: the machine's IP)")
+    s.add_argument("--swarm-host", default=f"tcp://0.0.0.0:{MANAGER_PORT}",
+                   metavar="tcp://IP:PORT", help="where a --swarm-master's manager listens "
+                   f"(default tcp://0.0.0.0:{MANAGER_PORT})")
+    s.add_argument("--swarm-join-opt", action="append", default=[], metavar="K=V",
+                   help="extra `flock join` flag --K=V of the agent, e.g. heartbeat=10s "
+                        "(repeatable)")
+    s.add_argument("--swarm-image", default=DEFAULT_SWARM_IMAGE, metavar="IMAGE",
+                   help="recorded only: Flock's manager and agent are installed, not run "
+                        f"from an image (default {DEFAULT_SWARM_IMAGE})")
+    s.add_argument("--swarm-experimental", action="store_true",
+                   help="recorded only: Flock's manager and agent have no experimental "
+                        "features to enable")
     m = p.add_argument_group("machine")
     m.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
                    help="extra name or IP in the server certificate (repeatable)")
@@ -133,10 +218,43 @@ def _check_discovery(url: str) -> None:
         raise MachineError(f"--swarm-discovery {url!r}: {exc}") from None
 
 
+def _word(value: str, flag: str) -> str:
+    if any(c.isspace() or c in "\"'" for c in value):
+        raise MachineError(f"{flag} {value!r}: a value without spaces or quotes")
+    return value
+
+
+def _swarm_host_port(url: str) -> int:
+    """The port of --swarm-host tcp://IP:PORT: where the manager listens."""
+    scheme, _, rest = url.partition("://")
+    _, sep, port = rest.rpartition(":")
+    if scheme != "tcp" or not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise MachineError(f"--swarm-host {url!r}: give tcp://IP:PORT, e.g. "
+                           f"tcp://0.0.0.0:{MANAGER_PORT}")
+    return int(port)
+
+
+def engine_port(args: argparse.Namespace) -> int:
+    """--engine-port, or generic's --generic-engine-port (Docker Machine's name for it)."""
+    port = args.engine_port
+    generic = getattr(args, "generic_engine_port", None)
+    text = os.environ.get("GENERIC_ENGINE_PORT", "")
+    if generic is None and args.driver == "generic" and text:
+        if not text.isdigit():
+            raise MachineError(f"$GENERIC_ENGINE_PORT={text!r} is not a port number")
+        generic = int(text)
+    if generic is not None:
+        if port not in (ENGINE_PORT, generic):
+            raise MachineError(f"--generic-engine-port {generic} and --engine-port {port} "
+                               "disagree: give one of them")
+        port = generic
+    if not 0 < port < 65536:
+        raise MachineError(f"--engine-port {port}: give a port from 1 to 65535")
+    return port
+
+
 def host_options(args: argparse.Namespace) -> HostOptions:
     """The machine options from the common flags; MachineError for a bad value."""
-    if not 0 < args.engine_port < 65536:
-        raise MachineError(f"--engine-port {args.engine_port}: give a port from 1 to 65535")
     labels = dict(v.split("=", 1) for v in _pairs(args.engine_label, "--engine-label"))
     swarm = args.swarm or args.swarm_master
     if swarm and not args.swarm_discovery:
@@ -147,6 +265,7 @@ def host_options(args: argparse.Namespace) -> HostOptions:
             raise MachineError("--swarm-discovery is given without --swarm or --swarm-master:"
                                " add --swarm to join the cluster")
         _check_discovery(args.swarm_discovery)
+    manager_port = _swarm_host_port(args.swarm_host)
     if not args.install_dir.startswith("/"):
         raise MachineError(f"--install-dir {args.install_dir!r}: give an absolute path on "
                            "the machine, e.g. /opt/flock")
@@ -156,12 +275,22 @@ def host_options(args: argparse.Namespace) -> HostOptions:
             raise MachineError(f"{flag} {value:g}: give a number of seconds above 0")
     machine_certs.split_sans(args.tls_san)   # refuses what is neither an IP nor a name
     options = HostOptions(
-        engine=EngineOptions(runtime=args.engine_runtime, port=args.engine_port,
+        engine=EngineOptions(runtime=args.engine_runtime, port=engine_port(args),
                              labels=labels, opts=_pairs(args.engine_opt, "--engine-opt"),
-                             env=_pairs(args.engine_env, "--engine-env")),
+                             env=_pairs(args.engine_env, "--engine-env"),
+                             storage_driver=_word(args.engine_storage_driver,
+                                                  "--engine-storage-driver"),
+                             insecure_registry=[_word(v, "--engine-insecure-registry")
+                                                for v in args.engine_insecure_registry],
+                             registry_mirror=[_word(v, "--engine-registry-mirror")
+                                              for v in args.engine_registry_mirror],
+                             install_url=args.engine_install_url),
         swarm=SwarmOptions(agent=swarm, master=args.swarm_master,
                            discovery=args.swarm_discovery, strategy=args.swarm_strategy,
-                           opts=_pairs(args.swarm_opt, "--swarm-opt"), addr=args.swarm_addr),
+                           opts=_pairs(args.swarm_opt, "--swarm-opt"), addr=args.swarm_addr,
+                           host=args.swarm_host, manager_port=manager_port,
+                           join_opts=_pairs(args.swarm_join_opt, "--swarm-join-opt"),
+                           image=args.swarm_image, experimental=args.swarm_experimental),
         install_dir=args.install_dir.rstrip("/") or "/",
         ssh_timeout=args.ssh_timeout, provision_timeout=args.provision_timeout)
     options.auth.extra_sans = list(args.tls_san)
@@ -169,8 +298,11 @@ def host_options(args: argparse.Namespace) -> HostOptions:
 
 
 def machine_names(args: argparse.Namespace) -> list[str]:
+    """NAME, or a fleet: --name repeated, or --count N --prefix P. A new name that is not
+    a hostname is Docker Machine's create error (commands/create.go)."""
+    given = ([args.name] if args.name else []) + list(args.more_names)
     if args.count is not None:
-        if args.names:
+        if given:
             raise MachineError("give either machine names or --count with --prefix, not both")
         if args.count < 1:
             raise MachineError(f"--count {args.count}: give a number of machines above 0")
@@ -181,13 +313,16 @@ def machine_names(args: argparse.Namespace) -> list[str]:
     elif args.prefix:
         raise MachineError("--prefix goes with --count: e.g. --count 3 --prefix web-")
     else:
-        names = list(args.names)
+        names = given
     if not names:
         raise MachineError("Error: No machine name specified: flock machine create -d DRIVER "
-                           "NAME (or --count N --prefix P)")
+                           "NAME (a fleet: --name NAME repeated, or --count N --prefix P)")
     seen = set()
     for name in names:
-        check_name(name)
+        try:
+            check_name(name)
+        except InvalidName:
+            raise InvalidHostname() from None
         if name in seen:
             raise MachineError(f'machine name "{name}" is given twice')
         seen.add(name)
@@ -217,7 +352,10 @@ def create_one(store: Store, name: str, driver: Driver, options: HostOptions,
     """Everything for one machine; raises after recording the failure in the store."""
     say = progress.reporter(name)
     say("Running pre-create checks...")
-    driver.pre_create_check()
+    try:
+        driver.pre_create_check()
+    except MachineError as exc:
+        raise PreCreateFailed(str(exc)) from None
     host = Host(name=name, driver_name=driver.name, driver=driver.to_dict(),
                 options=copy.deepcopy(options),
                 created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
@@ -238,7 +376,7 @@ def create_one(store: Store, name: str, driver: Driver, options: HostOptions,
                 store, host, driver, say)
         else:
             say("Copying certs to the local machine directory...")
-            machine_certs.write_server_cert(store, host, [driver.ip()])
+            machine_certs.write_server_cert(store, host, _cert_ips(driver))
         host.error = ""
         host.driver = driver.to_dict()
         store.save(host)
@@ -248,6 +386,15 @@ def create_one(store: Store, name: str, driver: Driver, options: HostOptions,
         store.save(host)
         store.save_secrets(name, driver.secrets())
         raise
+
+
+def _cert_ips(driver: Driver) -> list[str]:
+    """The IP a `none` machine's server cert names: its --url's host, when the URL has one
+    (Docker Machine stores any --url as given and dials nothing at create)."""
+    try:
+        return [driver.ip()]
+    except MachineError:
+        return []
 
 
 def _success_text(name: str, options: HostOptions) -> str:
@@ -271,6 +418,7 @@ def cmd_create(args: argparse.Namespace, store: Store) -> int:
     drivers = {n: cls.from_flags(n, store.machine_dir(n), args) for n in names}
     machine_certs.ensure_ca_and_client(store)
     failures: dict[str, str] = {}
+    pre_create: set[str] = set()   # refused by the driver's pre-create check: exit 3
 
     def one(name: str) -> None:
         try:
@@ -278,6 +426,8 @@ def cmd_create(args: argparse.Namespace, store: Store) -> int:
             progress.done(name, _success_text(name, options))
         except Exception as exc:  # noqa: BLE001 - one machine's failure must not stop the rest
             failures[name] = describe(exc)
+            if isinstance(exc, PreCreateFailed):
+                pre_create.add(name)
             progress.failed(name, f"Error creating machine: {failures[name]}")
 
     with FleetProgress(names) as progress:
@@ -296,7 +446,7 @@ def cmd_create(args: argparse.Namespace, store: Store) -> int:
             err(f"The failed record{'s stay' if len(kept) > 1 else ' stays'} in the store "
                 "with the error (see `flock machine ls`); remove what is left with: "
                 f"flock machine rm -y {' '.join(kept)}")
-        return 1
+        return PreCreateFailed.exit_code if pre_create == set(failures) else 1
     if len(names) > 1:
         out(f"Created {len(names)} machines: {', '.join(names)}")
         if progress.live and options.engine.runtime == "docker":

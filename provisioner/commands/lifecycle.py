@@ -24,10 +24,10 @@ from provisioner.commands import (
     target_names,
 )
 from provisioner.drivers import Driver
-from provisioner.errors import HostNotRunning, MachineError, MachineNotFound
+from provisioner.errors import HostNotRunning, InvalidName, MachineError, MachineNotFound
 from provisioner.host import Host, check_name
 from provisioner.states import State
-from provisioner.store import Store
+from provisioner.store import ForeignDriver, Store
 
 IP_POLL = 1.0
 
@@ -41,15 +41,15 @@ def provision_module() -> ModuleType:
     return provision
 
 
-def confirm(question: str) -> bool:
-    """Docker Machine's `QUESTION (y/n): `; an answer starting with y means yes. No answer
-    at all (stdin closed) is an error: pass -y (or -f) to run without asking."""
+def confirm(question: str) -> bool | None:
+    """Docker Machine's `QUESTION (y/n): `; an answer starting with y means yes, None is no
+    answer at all (stdin closed), which each command treats as Docker Machine does."""
     sys.stdout.write(f"{question} (y/n): ")
     sys.stdout.flush()
     answer = sys.stdin.readline()
     if not answer:
         sys.stdout.write("\n")
-        raise MachineError("no answer (stdin is closed): pass -y to go ahead without asking")
+        return None
     return answer.strip().lower().startswith("y")
 
 
@@ -162,8 +162,12 @@ def cmd_kill(args: argparse.Namespace, store: Store) -> int:
 
 def cmd_rm(args: argparse.Namespace, store: Store) -> int:
     """Remove at the provider, then the local record; with -f the record goes even when
-    the provider call failed (the failure is printed, so leftovers can be found)."""
-    names = [check_name(n) for n in args.names]   # a bad name is refused before asking
+    the provider call failed (the failure is printed, so leftovers can be found). As in
+    Docker Machine (commands/rm.go), no answer to the question (stdin closed) removes
+    nothing and is not an error."""
+    names = list(args.names)
+    if not names:
+        raise MachineError("Error: Expected to get one or more machine names as arguments")
     out(f"About to remove {', '.join(names)}")
     out("WARNING: This action will delete both local reference and remote instance.")
     if not (args.y or args.force) and not confirm("Are you sure?"):
@@ -172,10 +176,15 @@ def cmd_rm(args: argparse.Namespace, store: Store) -> int:
     failed = False
     for name in names:
         try:
+            check_name(name)   # a name no machine can have does not exist
             host, driver = _loaded(store, name)
             driver.remove()
         except Exception as exc:  # noqa: BLE001 - reported; -f removes the record anyway
             message = f'Error removing host "{name}": {describe(exc)}'
+            if isinstance(exc, ForeignDriver):   # not Flock's to remove, even with -f
+                err(message)
+                failed = True
+                continue
             if not args.force:
                 hint = ("" if isinstance(exc, MachineNotFound) else
                         f'\nRun "flock machine rm -f {name}" to remove the local record '
@@ -184,6 +193,8 @@ def cmd_rm(args: argparse.Namespace, store: Store) -> int:
                 failed = True
                 continue
             err(message)
+            if isinstance(exc, InvalidName):
+                continue
         if store.machine_dir(name).exists():
             store.remove(name)
             out(f"Successfully removed {name}")
@@ -231,20 +242,23 @@ def cmd_provision(args: argparse.Namespace, store: Store) -> int:
 
 def cmd_regenerate_certs(args: argparse.Namespace, store: Store) -> int:
     names = target_names(store, args.names)
-    if not args.force and not confirm(
-            "Regenerate TLS machine certs?  Warning: this is irreversible."):
-        err("Nothing regenerated.")
-        return 0
+    if not args.force:
+        answer = confirm("Regenerate TLS machine certs?  Warning: this is irreversible.")
+        if answer is None:   # Docker Machine returns confirmInput's error: exit 1
+            raise MachineError("no answer (stdin is closed): pass -f to regenerate without "
+                               "asking")
+        if not answer:
+            err("Nothing regenerated.")
+            return 0
 
     def one(name: str) -> None:
         host, driver = _loaded(store, name)
         say = _say(names, name)
+        # none: Docker Machine fails too (it finds no SSH to provision the certs over)
+        _ssh_only(host, driver, "install new certificates on")
         say("Regenerating TLS certificates")
-        if driver.has_ssh:
-            _running(host, driver)
-            provision_module().install_certs(store, host, driver, say)
-        else:
-            machine_certs.write_server_cert(store, host, [driver.ip()])
+        _running(host, driver)
+        provision_module().install_certs(store, host, driver, say)
         store.save(host)
 
     return run_each(names, one)

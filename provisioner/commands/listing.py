@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from docker_compat.regexp import Pattern, RegexpError, compile_pattern
 from provisioner import template
 from provisioner.commands import describe, listed_url, load_driver, out, swarm_url
 from provisioner.commands.engine import engine_version
@@ -35,14 +36,13 @@ HEADERS = {
     "Error": "ERRORS", "DockerVersion": "DOCKER", "ResponseTime": "RESPONSE",
 }
 FILTER_KEYS = ("driver", "state", "name", "swarm", "label")
-STATES = [s.value for s in State if s.value]
 
 
 @dataclass
 class Filters:
     driver: list[str] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
-    name: list[re.Pattern] = field(default_factory=list)
+    name: list[Pattern] = field(default_factory=list)
     swarm: list[str] = field(default_factory=list)
     label: list[tuple[str, str | None]] = field(default_factory=list)
 
@@ -60,14 +60,11 @@ def parse_filters(values: list[str]) -> Filters:
                                f"{', '.join(FILTER_KEYS)}")
         if key == "name":
             try:
-                filters.name.append(re.compile(value))
-            except re.error as exc:
+                filters.name.append(compile_pattern(value))  # Go's regexp, as ls.go
+            except RegexpError as exc:
                 raise MachineError(f"--filter name={value}: not a valid regular expression "
                                    f"({exc})") from None
-        elif key == "state":
-            if value.lower() not in (s.lower() for s in STATES):
-                raise MachineError(f"--filter state={value}: unknown state; use one of "
-                                   f"{', '.join(STATES)}")
+        elif key == "state":   # any word: one that is no state matches nothing (ls.go)
             filters.state.append(value)
         elif key == "label":
             k, has_value, v = value.partition("=")
@@ -87,7 +84,7 @@ def swarm_column(host: Host, masters: dict[str, str]) -> str:
     if not swarm.discovery:
         return ""
     master = masters.get(swarm.discovery, "")
-    return f"{master} (manager)" if swarm.master else master
+    return f"{master} (master)" if swarm.master else master   # commands/ls.go
 
 
 def matches(host: Host, filters: Filters, masters: dict[str, str]) -> bool:

@@ -2,12 +2,14 @@
 
 `inspect` prints the record in Docker Machine's shape (Driver, DriverName, HostOptions
 with EngineOptions/SwarmOptions/AuthOptions, Name) so that templates written for
-`docker-machine inspect --format` keep working, e.g. `{{.Driver.IPAddress}}`.
+`docker-machine inspect --format` keep working, e.g. `{{.Driver.IPAddress}}`; a field the
+record lacks prints `<no value>`, as Go's text/template does.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 from typing import Any
 
@@ -25,69 +27,31 @@ from provisioner.drivers import Driver
 from provisioner.errors import HostNotRunning, MachineError
 from provisioner.host import Host
 from provisioner.machine_certs import machine_tls_files
+from provisioner.machine_config import to_config
 from provisioner.states import State
-from provisioner.store import Store
+from provisioner.store import Store, own_driver
 
 
 def inspect_document(store: Store, host: Host, driver: Driver | None) -> dict[str, Any]:
-    """The machine as `docker-machine inspect` shows one. The driver is asked for its IP
-    (and SSH details); the stored record answers when it cannot."""
-    folder = store.machine_dir(host.name)
-    drv: dict[str, Any] = {"MachineName": host.name, "StorePath": str(store.root),
-                           **host.driver}
+    """The machine as `docker-machine inspect` shows one: its config.json (Docker Machine's
+    ConfigVersion 3 layout, Flock's fields beside), with the IP and SSH details the driver
+    gives now where it can answer."""
+    if not own_driver(host.driver_name) and host.raw:
+        return copy.deepcopy(host.raw)   # another tool's machine: shown exactly as it is
+    doc = to_config(host, store.root)
+    drv = doc["Driver"]
     if driver is not None:
         try:
             drv["IPAddress"] = driver.ip()
         except Exception:  # noqa: BLE001 - a stopped machine has no IP: keep what is stored
-            drv.setdefault("IPAddress", "")
+            pass
         if driver.has_ssh:
             try:
                 ssh = driver.ssh_details()
                 drv.update(SSHUser=ssh.user, SSHPort=ssh.port, SSHKeyPath=ssh.key_path)
             except Exception:  # noqa: BLE001
                 pass
-    drv.setdefault("IPAddress", "")
-    opts = host.options
-    engine, swarm, auth = opts.engine, opts.swarm, opts.auth
-    ca, cert, key = machine_tls_files(store, host)
-    return {
-        "ConfigVersion": host.version,
-        "Driver": drv,
-        "DriverName": host.driver_name,
-        "HostOptions": {
-            "EngineOptions": {
-                "Runtime": engine.runtime, "Port": engine.port,
-                "Labels": [f"{k}={v}" for k, v in engine.labels.items()],
-                "ArbitraryFlags": list(engine.opts), "Env": list(engine.env),
-                "TlsVerify": True,
-            },
-            "SwarmOptions": {
-                "IsSwarm": swarm.agent or swarm.master, "Master": swarm.master,
-                "Discovery": swarm.discovery, "Strategy": swarm.strategy,
-                "ArbitraryFlags": list(swarm.opts), "Address": swarm.addr,
-                "AgentPort": swarm.agent_port, "ManagerPort": swarm.manager_port,
-                "Host": f"tcp://0.0.0.0:{swarm.manager_port}",
-            },
-            "AuthOptions": {
-                "CertDir": str(store.certs_dir),
-                "CaCertPath": str(ca),
-                "CaPrivateKeyPath": str(store.certs_dir / "ca-key.pem"),
-                "ClientCertPath": str(cert),
-                "ClientKeyPath": str(key),
-                "ServerCertPath": str(folder / auth.server_cert),
-                "ServerKeyPath": str(folder / auth.server_key),
-                "ServerCertSANs": list(auth.extra_sans),
-                "ServerIPs": list(auth.server_ips),
-                "StorePath": str(folder),
-            },
-            "InstallDir": opts.install_dir,
-            "SSHTimeout": opts.ssh_timeout,
-            "ProvisionTimeout": opts.provision_timeout,
-        },
-        "Name": host.name,
-        "Error": host.error,
-        "Created": host.created,
-    }
+    return doc
 
 
 def cmd_inspect(args: argparse.Namespace, store: Store) -> int:
@@ -97,7 +61,8 @@ def cmd_inspect(args: argparse.Namespace, store: Store) -> int:
         try:
             tmpl = template.parse(args.format.replace("\\t", "\t").replace("\\n", "\n"))
         except template.TemplateError as exc:
-            raise MachineError(f"--format: {exc}") from None
+            # commands/inspect.go's words
+            raise MachineError(f"Template parsing error: {exc}") from None
     host = store.load(name)
     try:
         driver: Driver | None = load_driver(store, host)
@@ -108,7 +73,7 @@ def cmd_inspect(args: argparse.Namespace, store: Store) -> int:
         out(json.dumps(doc, indent=4))
         return 0
     try:
-        out(tmpl.render(doc))
+        out(tmpl.render(doc, missing_keys=True))   # Go executes it on a map of the JSON
     except template.TemplateError as exc:
         raise MachineError(f"--format: {exc}") from None
     return 0
@@ -140,11 +105,12 @@ def cmd_status(args: argparse.Namespace, store: Store) -> int:
 
 
 def cmd_version(args: argparse.Namespace, store: Store) -> int:
-    """Without a name: Flock's own version. With one: the machine's engine version."""
+    """Without a name: `flock machine version X, build REV`. With one: the machine's
+    engine version (commands/version.go)."""
     if not args.name:
-        from flock.version import version_line
+        from provisioner.cli_parser import version_text
 
-        out(version_line())
+        out(version_text())
         return 0
     host = store.load(args.name)
     driver = load_driver(store, host)

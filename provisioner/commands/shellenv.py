@@ -20,6 +20,7 @@ from provisioner.commands import (
     swarm_url,
     target_names,
 )
+from provisioner.commands.connection import check_connection
 from provisioner.errors import HostNotRunning, MachineError
 from provisioner.host import Host
 from provisioner.machine_certs import machine_tls_files, server_cert_covers
@@ -123,19 +124,22 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def endpoint(store: Store, host: Host, swarm: bool) -> tuple[str, str]:
-    """(DOCKER_HOST, IP) for env and config: the machine must run and its server cert
-    must name its IP (else regenerate-certs is the fix, as Docker Machine says)."""
+    """(DOCKER_HOST, IP) for env and config: the machine must run, its server cert must
+    name its IP (else regenerate-certs is the fix, as Docker Machine says), and the
+    endpoint must answer TLS with the machine's certs (connection.py)."""
     driver = load_driver(store, host)
     if driver.state() is not State.RUNNING:
         raise MachineError(f"Error checking TLS connection: {HostNotRunning(host.name)}")
     url = swarm_url(host, driver) if swarm else docker_url(host, driver)
-    ip = machine_ip(host, driver)
-    if driver.has_ssh and not server_cert_covers(store, host, ip):
-        raise MachineError(
-            f"Error checking TLS connection: the server certificate of \"{host.name}\" does "
-            f"not name its current IP {ip}: run \"flock machine regenerate-certs {host.name}\""
-            " (start and restart do this by themselves)")
-    return url, ip
+    if driver.has_ssh:
+        ip = machine_ip(host, driver)
+        if not server_cert_covers(store, host, ip):
+            raise MachineError(
+                f"Error checking TLS connection: the server certificate of \"{host.name}\" "
+                f"does not name its current IP {ip}: run \"flock machine regenerate-certs "
+                f'{host.name}" (start and restart do this by themselves)')
+    check_connection(url, *machine_tls_files(store, host))
+    return url, machine_ip(host, driver)
 
 
 def cmd_env(args: argparse.Namespace, store: Store) -> int:

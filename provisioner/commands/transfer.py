@@ -23,8 +23,9 @@ from pathlib import Path, PurePosixPath
 from certs.check import check_key_matches, check_signed_by, read_cert, read_key
 from certs.files import SECRET_MODE, CertError, write_file
 from provisioner.commands import err, out
-from provisioner.errors import MachineError, MachineExists
+from provisioner.errors import InvalidHostname, InvalidName, MachineError, MachineExists
 from provisioner.host import Host, check_name
+from provisioner.machine_config import ConfigError, from_any
 from provisioner.store import CONFIG, SECRETS, Store
 
 SECRET_NAMES = {SECRETS, "id_rsa"}
@@ -137,7 +138,10 @@ def import_archive(store: Store, data: bytes, source: str, new_name: str = "") -
                            f"machine export`): {exc}") from None
     with tar:
         top, members = _members(tar, source)
-        name = check_name(new_name or top)
+        try:
+            name = check_name(new_name or top)
+        except InvalidName:
+            raise InvalidHostname("importing") from None
         if store.exists(name):
             raise MachineExists(name)
         store.machines_dir.mkdir(parents=True, exist_ok=True)
@@ -146,15 +150,14 @@ def import_archive(store: Store, data: bytes, source: str, new_name: str = "") -
             _extract(tar, members, staging)
             folder = staging / top
             try:
-                record = json.loads((folder / CONFIG).read_text())
-                record["name"] = name
-                host = Host.from_dict(record)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                host, _ = from_any(json.loads((folder / CONFIG).read_text()), top)
+                host.name = name
+            except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
                 raise MachineError(f"{source}: the archive's {CONFIG} cannot be read "
                                    f"({exc})") from None
             _check_tls(folder, host, source)
-            write_file(folder / CONFIG, json.dumps(host.to_dict(), indent=2, sort_keys=True)
-                       .encode() + b"\n")
+            # paths are written anew for this store (to_config rebuilds every one of them)
+            write_file(folder / CONFIG, store.config_bytes(host))
             for path in folder.rglob("*"):
                 if path.is_file() and _is_secret(path.name):
                     os.chmod(path, SECRET_MODE)

@@ -25,8 +25,10 @@ def driver_class(name: str) -> type[Driver]:
     try:
         module, cls, extra = DRIVERS[name]
     except KeyError:
-        raise MachineError(f'Driver "{name}" not found: use one of '
-                           f"{', '.join(DRIVERS)}") from None
+        # Docker Machine: 'Driver "x" not found. Do you have the plugin binary ...'
+        # (libmachine/drivers/plugin/localbinary); Flock has no plugins: it names its own
+        raise MachineError(f'Driver "{name}" not found. Flock has no driver plugins: use one '
+                           f"of {', '.join(DRIVERS)}") from None
     return getattr(importlib.import_module(module), cls)
 
 

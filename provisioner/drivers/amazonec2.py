@@ -151,6 +151,7 @@ class AmazonEC2Driver(Driver):
     def load(cls, machine_name: str, machine_dir: Path, data: dict[str, Any],
              secrets: dict[str, Any]) -> AmazonEC2Driver:
         d = cls(machine_name, machine_dir)
+        data = {**_from_docker_machine(data), **data}
         for key in _CONFIG:
             if key in data:
                 setattr(d, key, data[key])
@@ -161,8 +162,8 @@ class AmazonEC2Driver(Driver):
         except (OSError, ValueError):
             journal = {}
         d.resources.update({k: v for k, v in journal.items() if k in _RESOURCES})
-        d.credentials = {k: str(v) for k, v in secrets.items()
-                         if k in ("access_key", "secret_key", "session_token")}
+        d.credentials = {k: str(v) for k, v in (secrets or data.get("credentials") or {}).items()
+                         if k in ("access_key", "secret_key", "session_token") and v}
         d._checked = True
         return d
 
@@ -392,6 +393,35 @@ class AmazonEC2Driver(Driver):
     def ssh_details(self) -> SSHDetails:
         return SSHDetails(self.ip(), opt.SSH_PORT, self.ssh_user or opt.FALLBACK_SSH_USER,
                           str(self.machine_dir / "id_rsa"))
+
+
+def _from_docker_machine(data: dict[str, Any]) -> dict[str, Any]:
+    """The record of a machine Docker Machine made (drivers/amazonec2's Driver struct) in
+    this driver's names. Docker Machine keeps the credentials in config.json; its key pair
+    is deleted with the machine unless it was an existing one (ExistingKey), and its
+    security group is shared by its machines, so never deleted."""
+    if "InstanceId" not in data:
+        return {}
+    names = {"Region": "region", "Zone": "zone", "AMI": "ami", "InstanceType": "instance_type",
+             "VpcId": "vpc_id", "SubnetId": "subnet_id", "RootSize": "root_size",
+             "VolumeType": "volume_type", "DeviceName": "root_device", "SSHUser": "ssh_user",
+             "UsePrivateIP": "use_private_address", "PrivateIPOnly": "private_address_only",
+             "Endpoint": "endpoint", "OpenPorts": "open_ports"}
+    out: dict[str, Any] = {ours: data[theirs] for theirs, ours in names.items()
+                           if data.get(theirs) not in (None, "")}
+    out["open_ports"] = list(out.get("open_ports") or [])
+    groups = data.get("SecurityGroupNames") or [data.get("SecurityGroupName") or ""]
+    out["security_group"] = groups[0] if groups and groups[0] else opt.DEFAULT_SECURITY_GROUP
+    key = str(data.get("KeyName") or "")
+    out["keypair_name"] = key if data.get("ExistingKey") else ""
+    out["resources"] = {"instance_id": str(data.get("InstanceId") or ""),
+                        "key_name": "" if data.get("ExistingKey") else key,
+                        "group_used": str(data.get("SecurityGroupId") or "")}
+    out["credentials"] = {"access_key": data.get("AccessKey") or "",
+                          "secret_key": data.get("SecretKey") or "",
+                          "session_token": data.get("SessionToken") or ""}
+    out["explicit_credentials"] = bool(data.get("AccessKey"))
+    return out
 
 
 def _adopt_key(private: Path, machine_dir: Path) -> None:

@@ -36,7 +36,8 @@ DEFAULT_PORT = 22
 STATE_TIMEOUT = 3.0
 REMOVE_TIMEOUT = 15.0
 ENV = {"ip": "GENERIC_IP_ADDRESS", "user": "GENERIC_SSH_USER", "key": "GENERIC_SSH_KEY",
-       "port": "GENERIC_SSH_PORT"}
+       "port": "GENERIC_SSH_PORT", "engine_port": "GENERIC_ENGINE_PORT"}
+DEFAULT_KEY = "~/.ssh/id_rsa"   # drivers/generic/generic.go: the --generic-ssh-key default
 
 
 class GenericDriver(Driver):
@@ -49,6 +50,10 @@ class GenericDriver(Driver):
         self.user = user
         self.port = port
         self.ssh_key = key   # the key given at create (informational once copied)
+        # The key SSH uses: relative to machine_dir, or absolute. Flock copies the key as
+        # id_rsa; Docker Machine as the given key's own name, or none ('': its user's
+        # default key, ~/.ssh/id_rsa) when no --generic-ssh-key was given.
+        self.key_path = "id_rsa"
 
     # --- flags and records -------------------------------------------------------------------
     @classmethod
@@ -61,11 +66,16 @@ class GenericDriver(Driver):
                                  f"sudo (default {DEFAULT_USER}) [${ENV['user']}]")
         parser.add_argument("--generic-ssh-key", default=None, metavar="PATH",
                             help="generic driver: a private key the host accepts, copied into "
-                                 "the machine folder (default: the machine's own new key, "
-                                 f"which the host must then accept) [${ENV['key']}]")
+                                 f"the machine folder (default {DEFAULT_KEY} when it exists, "
+                                 "else the machine's own new key, which the host must then "
+                                 f"accept) [${ENV['key']}]")
         parser.add_argument("--generic-ssh-port", default=None, type=int, metavar="PORT",
                             help=f"generic driver: SSH port (default {DEFAULT_PORT}) "
                                  f"[${ENV['port']}]")
+        parser.add_argument("--generic-engine-port", default=None, type=int, metavar="PORT",
+                            help="generic driver: the engine's TLS port, Docker Machine's "
+                                 "name for --engine-port (default 2376) "
+                                 f"[${ENV['engine_port']}]")
 
     @classmethod
     def from_flags(cls, machine_name: str, machine_dir: Path,
@@ -91,6 +101,8 @@ class GenericDriver(Driver):
         if not 0 < port < 65536:
             raise MachineError(f"--generic-ssh-port {port} is not a port (1-65535)")
         key = getattr(args, "generic_ssh_key", None) or os.environ.get(ENV["key"], "")
+        if not key and Path(DEFAULT_KEY).expanduser().is_file():
+            key = DEFAULT_KEY
         if key:
             key = str(Path(key).expanduser().resolve())
         return cls(machine_name, machine_dir, ip, user, port, key)
@@ -98,14 +110,16 @@ class GenericDriver(Driver):
     def to_dict(self) -> dict[str, Any]:
         # Docker Machine's field names, so `inspect -f '{{.Driver.IPAddress}}'` works.
         return {"IPAddress": self.ip_address, "SSHUser": self.user, "SSHPort": self.port,
-                "SSHKey": self.ssh_key, "SSHKeyPath": "id_rsa"}
+                "SSHKey": self.ssh_key, "SSHKeyPath": self.key_path}
 
     @classmethod
     def load(cls, machine_name: str, machine_dir: Path, data: dict[str, Any],
              secrets: dict[str, Any]) -> GenericDriver:
-        return cls(machine_name, machine_dir, str(data.get("IPAddress", "")),
-                   str(data.get("SSHUser", DEFAULT_USER)),
-                   int(data.get("SSHPort", DEFAULT_PORT)), str(data.get("SSHKey", "")))
+        driver = cls(machine_name, machine_dir, str(data.get("IPAddress", "")),
+                     str(data.get("SSHUser") or DEFAULT_USER),
+                     int(data.get("SSHPort") or DEFAULT_PORT), str(data.get("SSHKey", "")))
+        driver.key_path = str(data.get("SSHKeyPath", "id_rsa"))
+        return driver
 
     # --- lifecycle ---------------------------------------------------------------------------
     def pre_create_check(self) -> None:
@@ -134,7 +148,7 @@ class GenericDriver(Driver):
 
     def remove(self) -> None:
         """Stop and disable Flock's services when the host answers; never fails."""
-        if self.state() is not State.RUNNING or not (self.machine_dir / "id_rsa").exists():
+        if self.state() is not State.RUNNING or not Path(self._key_file()).exists():
             return
         try:
             self._services("disable", REMOVE_TIMEOUT)
@@ -176,10 +190,14 @@ class GenericDriver(Driver):
         return self.ip_address
 
     def ssh_details(self) -> SSHDetails:
-        return SSHDetails(self.ip_address, self.port, self.user,
-                          str(self.machine_dir / "id_rsa"))
+        return SSHDetails(self.ip_address, self.port, self.user, self._key_file())
 
     # --- helpers -----------------------------------------------------------------------------
+    def _key_file(self) -> str:
+        if not self.key_path:
+            return str(Path.home() / ".ssh" / "id_rsa")
+        return str(self.machine_dir / self.key_path)   # an absolute key_path stays as it is
+
     def _where(self) -> str:
         return f"{self.user}@{self.ip_address}:{self.port}"
 

@@ -1,8 +1,11 @@
 """The `none` driver: a Docker endpoint that already exists (`--url tcp://IP:PORT`).
 
-As in Docker Machine, nothing is made, started or stopped: the machine is always
-Running, it has no SSH, and removing it only forgets it. Flock still makes it a server
-cert in the store (for the URL's address), so a user can give that cert to the engine.
+As in Docker Machine (drivers/none/driver.go), `--url` is stored as given, whatever it
+is, and nothing is dialled at create; nothing is made, started, stopped or restarted: the
+machine is always Running, it has no SSH, and removing it only forgets it. `env` and
+`config` are where the URL is checked (commands/env.go: the engine must answer TLS with
+the machine's certs). Flock still makes it a server cert in the store (for the URL's
+address, when it has one), so a user can give that cert to the engine.
 """
 
 from __future__ import annotations
@@ -52,10 +55,10 @@ class NoneDriver(Driver):
                    args: argparse.Namespace) -> NoneDriver:
         url = getattr(args, "url", None) or ""
         if not url:
-            raise MachineError("the none driver needs --url: give the address of an existing "
-                               "Docker Engine, e.g. --url tcp://192.0.2.10:2376")
-        parse_url(url)
-        return cls(machine_name, machine_dir, url.rstrip("/"))
+            raise MachineError("--url option is required when no driver is selected: give "
+                               "the address of an existing Docker Engine, e.g. --url "
+                               "tcp://192.0.2.10:2376")
+        return cls(machine_name, machine_dir, url)
 
     def to_dict(self) -> dict[str, Any]:
         return {"URL": self.url_}
@@ -79,7 +82,8 @@ class NoneDriver(Driver):
                           f"{self.url_} yourself")
 
     def restart(self) -> None:
-        """Always running: nothing to restart."""
+        raise DriverError("hosts without a driver cannot be restarted: restart the engine at "
+                          f"{self.url_} yourself")
 
     def kill(self) -> None:
         raise DriverError("hosts without a driver cannot be killed: stop the engine at "

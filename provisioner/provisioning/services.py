@@ -19,12 +19,14 @@ driver's start/stop) says one thing to the machine.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
+from typing import Any
 
 from provisioner.errors import MachineError
-from provisioner.host import Host
+from provisioner.host import EngineOptions, Host
 from provisioner.provisioning.layout import Layout
 
 ENGINE, AGENT, MANAGER = "engine", "agent", "manager"
@@ -154,6 +156,7 @@ def agent(host: Host, layout: Layout, ends: Endpoints, systemd: bool = False) ->
     if runtime == "exec":   # the docker runtime reports the engine's own labels
         for key, value in host.options.engine.labels.items():
             extra += ["--label", f"{key}={value}"]
+    extra += flags(host.options.swarm.join_opts, "--swarm-join-opt")
     argv = [layout.flock, "join", "--advertise", ends.advertise, "--runtime", runtime,
             "--docker-host", f"unix://{layout.docker_socket}", "--state-dir", layout.state,
             *_tls(layout), *extra, host.options.swarm.discovery]
@@ -172,7 +175,7 @@ def manager(host: Host, layout: Layout, ends: Endpoints, systemd: bool = False) 
     if any(f.startswith("--replication") for f in extra) and \
             not any(f.startswith(("--advertise", "--addr")) for f in extra):
         extra.append(f"--advertise={ends.ip}:{swarm.manager_port}")
-    front = f"tcp://0.0.0.0:{swarm.manager_port}"
+    front = swarm.host or f"tcp://0.0.0.0:{swarm.manager_port}"   # --swarm-host
     argv = [layout.flock, "manage", "-H", front, *_tls(layout), *extra, swarm.discovery]
     unit_env = {}
     if systemd:
@@ -202,10 +205,26 @@ def _words(args: list[str], what: str) -> str:
 
 
 # --- the files -----------------------------------------------------------------------------------
-def files(services: list[Service], layout: Layout, systemd: bool) -> dict[str, tuple[bytes, int]]:
+def daemon_config(opts: EngineOptions) -> dict[str, Any]:
+    """The engine's daemon.json: --engine-storage-driver, --engine-insecure-registry and
+    --engine-registry-mirror, under the keys dockerd reads (Docker Machine passes the same
+    as dockerd flags; a file keeps them out of the command line and the unit)."""
+    config: dict[str, Any] = {}
+    if opts.storage_driver:
+        config["storage-driver"] = opts.storage_driver
+    if opts.insecure_registry:
+        config["insecure-registries"] = list(opts.insecure_registry)
+    if opts.registry_mirror:
+        config["registry-mirrors"] = list(opts.registry_mirror)
+    return config
+
+
+def files(services: list[Service], layout: Layout, systemd: bool,
+          daemon: dict[str, Any] | None = None) -> dict[str, tuple[bytes, int]]:
     """Every file the services need on the machine: path -> (content, mode)."""
     out: dict[str, tuple[bytes, int]] = {
-        f"{layout.etc}/daemon.json": (b"{}\n", 0o644),
+        f"{layout.etc}/daemon.json": (json.dumps(daemon or {}, indent=2).encode() + b"\n",
+                                      0o644),
         layout.services_script: (control_script(layout, [s.name for s in services],
                                                 systemd).encode(), 0o755),
     }

@@ -279,7 +279,7 @@ def test_stop_and_start_follow_the_vm_and_its_new_ip(machine):
     assert ok(machine.flock("status", NAME)).strip() == "Running"
     assert ok(machine.flock("ip", NAME)).strip() == new_ip
     config = json.loads((machine.store / "machines" / NAME / "config.json").read_text())
-    assert config["options"]["auth"]["server_ips"] == [new_ip]
+    assert config["HostOptions"]["AuthOptions"]["ServerIPs"] == [new_ip]
     wait_for(machine.healthy, 300, f"{NAME} healthy at its new IP ({machine.nodes()})",
              step=2)
 
@@ -323,10 +323,10 @@ def test_a_vm_that_never_gets_an_ip_fails_naming_the_step_and_cleans_up(world):
 
 def test_bad_network_and_missing_image_fail_before_anything_is_made(world, tmp_path):
     done = world.flock(*world.create_args("lv-badnet", "no-such-net"))
-    assert done.returncode == 1
+    assert done.returncode == 3   # refused by the pre-create check (commands/commands.go)
     assert "--libvirt-network no-such-net: no such libvirt network" in done.stderr
     done = world.flock("create", "-d", "libvirt", "--libvirt-image",
                        str(tmp_path / "nope.qcow2"), "lv-noimg")
-    assert done.returncode == 1 and "nope.qcow2: no such file" in done.stderr
+    assert done.returncode == 3 and "nope.qcow2: no such file" in done.stderr
     assert not {"lv-badnet", "lv-noimg"} & set(ok(world.flock("ls", "-q")).split())
     assert not {"lv-badnet", "lv-noimg"} & set(lv.domain_names())

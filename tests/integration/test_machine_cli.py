@@ -172,7 +172,8 @@ def test_inspect_ip_url_status_version(world):
     assert ok(machine(store, "url", "m1")) == world["url"] + "\n"
     assert ok(machine(store, "status", "m1")) == "Running\n"
     assert ok(machine(store, "version", "m1")) == world["version"] + "\n"
-    assert ok(machine(store, "version")).startswith("flock ")
+    # commands/version.go: no name is the app's own version line (cli.ShowVersion)
+    assert ok(machine(store, "version")).startswith("flock machine version ")
 
 
 def test_active_names_the_machine_docker_host_points_at(world):
@@ -232,8 +233,9 @@ def test_rm_asks_then_removes(world, tmp_path):
         "About to remove r1\nWARNING: This action will delete both local reference and "
         "remote instance.\nAre you sure? (y/n): ")
     assert (store / "machines" / "r1" / "config.json").exists()
-    closed = machine(store, "rm", "r1")
-    assert closed.returncode == 1 and "pass -y" in closed.stderr
+    closed = machine(store, "rm", "r1")   # EOF: nothing removed, exit 0 (commands/rm.go)
+    assert closed.returncode == 0 and "Nothing removed." in closed.stderr
+    assert (store / "machines" / "r1" / "config.json").exists()
     yes = ok(machine(store, "rm", "r1", stdin="y\n"))
     assert yes.endswith("Are you sure? (y/n): Successfully removed r1\n")
     assert ok(machine(store, "rm", "-y", "r2")).endswith("Successfully removed r2\n")
@@ -241,3 +243,46 @@ def test_rm_asks_then_removes(world, tmp_path):
     missing = machine(store, "rm", "-y", "r1")
     assert missing.returncode == 1
     assert 'Error removing host "r1": Docker machine "r1" does not exist' in missing.stderr
+
+
+# --- the none driver against a real engine (Docker Machine's drivers/none, commands/env.go,
+# libmachine/check/check.go) ----------------------------------------------------------------
+CHECK = ("Error checking TLS connection: Error checking and/or regenerating the certs: There "
+         "was an error validating certificates for host ")
+
+
+def test_none_stores_any_url_and_env_config_check_the_engine_first(world, tmp_path):
+    store = tmp_path / "store"
+    port = free_port()   # nothing listens there
+    ok(machine(store, "create", "-d", "none", "--url", f"tcp://127.0.0.1:{port}", "gone"))
+    ok(machine(store, "create", "-d", "none", "--url", "none", "nowhere"))
+    for command in ("env", "config"):
+        done = machine(store, command, "--shell", "bash", "gone") if command == "env" else \
+            machine(store, command, "gone")
+        assert done.returncode == 1 and done.stdout == "", done.stderr
+        assert done.stderr.startswith(f'{CHECK}"127.0.0.1:{port}": dial tcp 127.0.0.1:{port}: '
+                                      "connect: connection refused\nYou can attempt to "
+                                      "regenerate them using 'flock machine regenerate-certs "
+                                      "[name]'."), done.stderr
+        done = machine(store, command, "nowhere")
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.startswith("Error checking TLS connection: Error parsing URL: "
+                                      "'none'"), done.stderr
+    # a real engine that serves another CA's certificate: x509, before anything is printed
+    ok(machine(store, "create", "-d", "none", "--url", world["url"], "stranger"))
+    done = machine(store, "env", "--shell", "bash", "stranger")
+    assert done.returncode == 1 and done.stdout == ""
+    port = world["url"].rsplit(":", 1)[1]
+    assert done.stderr.startswith(f'{CHECK}"127.0.0.1:{port}": x509: '), done.stderr
+
+
+def test_none_cannot_be_restarted_or_get_new_certs(world, tmp_path):
+    store = tmp_path / "store"
+    ok(machine(store, "create", "-d", "none", "--url", world["url"], "n1"))
+    cert = (store / "machines" / "n1" / "server.pem").read_bytes()
+    done = machine(store, "restart", "n1")
+    assert done.returncode == 1
+    assert "hosts without a driver cannot be restarted" in done.stderr   # none/driver.go
+    done = machine(store, "regenerate-certs", "-f", "n1")
+    assert done.returncode == 1 and "uses the none driver" in done.stderr
+    assert (store / "machines" / "n1" / "server.pem").read_bytes() == cert

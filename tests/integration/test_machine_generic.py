@@ -40,6 +40,8 @@ from tests.support.procs import REPO, Proc, free_port, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 NAME = "gen1"
+INSECURE = "registry.flock.test:5000"
+MIRROR = "http://mirror.flock.test:5000"
 
 
 @dataclasses.dataclass
@@ -171,6 +173,9 @@ def world(tmp_path_factory):
             "--engine-label", "zone=ns", "--engine-opt", "iptables=false",
             "--engine-opt", "ip-masq=false",
             "--engine-opt", f"containerd-namespace=flk{ns.name}",
+            # Docker Machine's engine and swarm flags (see test_docker_machines_flags_...)
+            "--engine-storage-driver", "vfs", "--engine-insecure-registry", INSECURE,
+            "--engine-registry-mirror", MIRROR, "--swarm-join-opt", "heartbeat=3s",
             "--ssh-timeout", "30", "--provision-timeout", "600", NAME, timeout=900)
         yield w
         w.flock("rm", "-y", NAME, timeout=120)
@@ -230,6 +235,47 @@ def test_docker_run_through_the_manager_lands_on_the_machines_engine(machine):
         assert name in names.stdout.split(), names.stderr
     finally:
         machine.docker(machine.manager_url, "rm", "-f", name, check=False)
+
+
+def test_docker_machines_engine_and_join_flags_reach_the_engine_and_the_agent(machine):
+    # commands/create.go --engine-storage-driver, --engine-insecure-registry,
+    # --engine-registry-mirror (the engine's own settings: here in its daemon.json) and
+    # --swarm-join-opt (flags of the agent's join command)
+    info = json.loads(machine.docker(machine.engine_url, "info", "--format",
+                                     "{{json .}}").stdout)
+    assert info["Driver"] == "vfs"
+    assert info["RegistryConfig"]["IndexConfigs"][INSECURE]["Secure"] is False
+    assert info["RegistryConfig"]["Mirrors"] == [MIRROR + "/"]
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                for pid in machine.ns.pids() if Path(f"/proc/{pid}").exists()]
+    join = [c for c in commands if b"join" in c and any(a.endswith(b"/flock") for a in c)]
+    assert join and all(b"--heartbeat=3s" in c for c in join), commands
+
+
+def test_mount_a_folder_of_the_machine_here_and_unmount_it(machine, tmp_path):
+    # commands/mount.go: `mount NAME:PATH MOUNTPOINT` runs sshfs, `mount -u` fusermount -u
+    there = f"/tmp/flock-mount-{uuid.uuid4().hex[:8]}"
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    ok(machine.flock("ssh", NAME, "--", f"mkdir -p {there} && echo from-there > {there}/a"))
+    try:
+        ok(machine.flock("mount", f"{NAME}:{there}", str(mnt)))
+        found = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", str(mnt)],
+                               capture_output=True, text=True).stdout.split()
+        assert found == ["fuse.sshfs", f"root@{machine.ns.ip}:{there}"], found
+        assert (mnt / "a").read_text() == "from-there\n"
+        (mnt / "b").write_text("from-here\n")
+        assert ok(machine.flock("ssh", NAME, "--", "cat", f"{there}/b")) == "from-here\n"
+        ok(machine.flock("mount", "-u", f"{NAME}:{there}", str(mnt)))
+        assert subprocess.run(["findmnt", str(mnt)], capture_output=True).returncode == 1
+        assert not (mnt / "a").exists()
+    finally:
+        subprocess.run(["fusermount", "-u", "-z", str(mnt)], capture_output=True)
+        machine.flock("ssh", NAME, "--", "rm", "-rf", there)
+    bad = machine.flock("mount", "nosuch:/tmp", str(mnt))
+    assert bad.returncode == 1 and 'Docker machine "nosuch" does not exist' in bad.stderr
+    bad = machine.flock("mount")
+    assert (bad.returncode, bad.stderr) == (1, "Improper number of arguments\n")
 
 
 def test_ssh_runs_commands_there_with_their_exit_codes(machine):
@@ -429,7 +475,9 @@ def test_missing_or_wrong_generic_flags_are_refused_before_anything_is_made(worl
     assert done.returncode == 1 and "needs --generic-ip-address" in done.stderr
     done = world.flock("create", "-d", "generic", "--generic-ip-address", world.ns.ip,
                        "--generic-ssh-key", str(tmp_path / "missing"), "gen-nokey")
-    assert done.returncode == 1 and "no such file" in done.stderr
+    # the driver's pre-create check refuses: Docker Machine's exit code 3 (commands.go)
+    assert done.returncode == 3 and "no such file" in done.stderr
+    assert "Error with pre-create check: " in done.stderr
     done = world.flock("create", "-d", "generic", "--generic-ip-address", world.ns.ip,
                        "--generic-ssh-port", "70000", "gen-port")
     assert done.returncode == 1 and "not a port" in done.stderr
@@ -491,7 +539,7 @@ def test_a_swarm_master_runs_its_manager_which_docker_reaches(world, master):
         ran.stderr.decode()
     listing = ok(world.flock("ls"))
     row = next(line for line in listing.splitlines() if line.startswith(MASTER + " "))
-    assert f"{MASTER} (manager)" in row, listing
+    assert f"{MASTER} (master)" in row, listing   # commands/ls.go
 
 
 def test_rm_stops_flocks_services_on_the_host_and_forgets_the_machine(machine):

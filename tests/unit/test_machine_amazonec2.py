@@ -178,3 +178,30 @@ def test_a_machine_without_an_instance(tmp_path):
     assert d.state() is State.ERROR
     with pytest.raises(MachineError, match="has no instance at the provider"):
         d.start()
+
+
+def test_a_machine_docker_machine_made_loads_with_its_instance_key_and_credentials(tmp_path):
+    # drivers/amazonec2/amazonec2.go's Driver as Docker Machine 0.16 saves it in config.json
+    # (credentials included, BaseDriver fields flat beside its own)
+    record = {"IPAddress": "54.1.2.3", "SSHUser": "ubuntu", "SSHPort": 22,
+              "Id": "abc", "AccessKey": "AKIA", "SecretKey": "s3cr3t", "SessionToken": "",
+              "Region": "eu-west-1", "AMI": "ami-1234", "SSHKeyID": 0, "ExistingKey": False,
+              "KeyName": "dm1", "InstanceId": "i-0abc", "InstanceType": "t2.small",
+              "PrivateIPAddress": "172.31.0.5", "SecurityGroupId": "sg-1",
+              "SecurityGroupIds": ["sg-1"], "SecurityGroupName": "docker-machine",
+              "SecurityGroupNames": ["docker-machine"], "OpenPorts": ["80"],
+              "Tags": "", "DeviceName": "/dev/sda1", "RootSize": 16, "VolumeType": "gp2",
+              "VpcId": "vpc-1", "SubnetId": "subnet-1", "Zone": "b", "PrivateIPOnly": False,
+              "UsePrivateIP": True, "Endpoint": "http://127.0.0.1:5000"}
+    d = AmazonEC2Driver.load("dm1", tmp_path, record, {})
+    assert (d.region, d.zone, d.ami, d.instance_type) == ("eu-west-1", "b", "ami-1234",
+                                                          "t2.small")
+    assert (d.vpc_id, d.subnet_id, d.root_size, d.ssh_user) == ("vpc-1", "subnet-1", 16,
+                                                               "ubuntu")
+    assert d.use_private_address and d.endpoint == "http://127.0.0.1:5000"
+    assert d.resources["instance_id"] == "i-0abc"
+    assert d.resources["key_name"] == "dm1"          # made by its create: rm deletes it
+    assert d.resources["group_id"] == ""             # shared by Docker Machine's machines
+    assert d.credentials == {"access_key": "AKIA", "secret_key": "s3cr3t"}
+    existing = AmazonEC2Driver.load("dm1", tmp_path, {**record, "ExistingKey": True}, {})
+    assert (existing.keypair_name, existing.resources["key_name"]) == ("dm1", "")

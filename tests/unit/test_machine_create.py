@@ -46,6 +46,38 @@ def test_defaults():
     options = host_options(parse("m1"))
     assert options.engine.runtime == "docker" and options.engine.port == 2376
     assert not options.swarm.agent and options.install_dir == "/opt/flock"
+    assert options.swarm.manager_port == 3376 and options.swarm.host == "tcp://0.0.0.0:3376"
+    assert (options.engine.storage_driver, options.engine.insecure_registry,
+            options.engine.registry_mirror) == ("", [], [])
+
+
+def test_docker_machines_engine_and_swarm_flags():
+    # the flags of Docker Machine's commands/create.go that Flock had no name for
+    args = parse("--engine-storage-driver", "vfs", "--engine-insecure-registry", "r1:5000",
+                 "--engine-insecure-registry", "r2:5000", "--engine-registry-mirror",
+                 "http://mirror:5000", "--engine-install-url", "https://get.example.com",
+                 "--swarm", "--swarm-master", "--swarm-discovery", "token://abc",
+                 "--swarm-host", "tcp://0.0.0.0:4376", "--swarm-join-opt", "heartbeat=10s",
+                 "--swarm-join-opt", "ttl=30s", "--swarm-image", "swarm:1.2.9",
+                 "--swarm-experimental", "m1")
+    options = host_options(args)
+    engine, swarm = options.engine, options.swarm
+    assert engine.storage_driver == "vfs"
+    assert engine.insecure_registry == ["r1:5000", "r2:5000"]
+    assert engine.registry_mirror == ["http://mirror:5000"]
+    assert engine.install_url == "https://get.example.com"
+    assert (swarm.host, swarm.manager_port) == ("tcp://0.0.0.0:4376", 4376)
+    assert swarm.join_opts == ["heartbeat=10s", "ttl=30s"]
+    assert (swarm.image, swarm.experimental) == ("swarm:1.2.9", True)
+
+
+def test_generic_engine_port_is_the_engine_port():
+    # drivers/generic/generic.go --generic-engine-port
+    assert host_options(parse("-d", "generic", "--generic-engine-port", "2377",
+                              "m1")).engine.port == 2377
+    with pytest.raises(MachineError, match="disagree"):
+        host_options(parse("-d", "generic", "--generic-engine-port", "2377",
+                           "--engine-port", "2378", "m1"))
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -54,6 +86,8 @@ def test_defaults():
     (["--swarm", "--swarm-discovery", "etcd://"], "--swarm-discovery 'etcd://'"),
     (["--swarm-opt", "=x"], "--swarm-opt '=x'"),
     (["--provision-timeout", "-1"], "--provision-timeout -1"),
+    (["--swarm-host", "0.0.0.0:3376"], "--swarm-host '0.0.0.0:3376': give tcp://IP:PORT"),
+    (["--engine-insecure-registry", "a b"], "--engine-insecure-registry 'a b'"),
 ])
 def test_bad_flags(argv, message):
     with pytest.raises(MachineError, match=message):
@@ -63,8 +97,9 @@ def test_bad_flags(argv, message):
 def test_fleet_names():
     assert machine_names(parse("--count", "3", "--prefix", "web-")) == ["web-1", "web-2",
                                                                        "web-3"]
-    assert machine_names(parse("a", "b")) == ["a", "b"]
-    with pytest.raises(MachineError, match='Invalid machine name "web_1"'):
+    assert machine_names(parse("a", "--name", "b")) == ["a", "b"]
+    assert machine_names(parse("--name", "a", "--name", "b")) == ["a", "b"]
+    with pytest.raises(MachineError, match="Error creating machine: Invalid hostname"):
         machine_names(parse("--count", "1", "--prefix", "web_"))
     with pytest.raises(MachineError, match="--count 0"):
         machine_names(parse("--count", "0", "--prefix", "w"))
@@ -109,3 +144,21 @@ def test_live_table_shows_each_machines_step():
     text = out.getvalue()
     assert "MACHINE" in text and "STEP" in text
     assert "web-1" in text and "no IP" in text and "Docker is up and running!" in text
+
+
+def test_generic_takes_the_users_id_rsa_when_no_key_is_given(tmp_path, monkeypatch):
+    # drivers/generic/generic.go: --generic-ssh-key defaults to ~/.ssh/id_rsa
+    from provisioner.drivers.generic import GenericDriver
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("GENERIC_SSH_KEY", raising=False)
+    args = parse("-d", "generic", "--generic-ip-address", "192.0.2.10", "m1")
+    assert GenericDriver.from_flags("m1", tmp_path / "m1", args).ssh_key == ""
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "id_rsa").write_text("a key\n")
+    assert GenericDriver.from_flags("m1", tmp_path / "m1", args).ssh_key == \
+        str(tmp_path / ".ssh" / "id_rsa")
+    given = parse("-d", "generic", "--generic-ip-address", "192.0.2.10", "--generic-ssh-key",
+                  str(tmp_path / "other"), "m1")
+    assert GenericDriver.from_flags("m1", tmp_path / "m1", given).ssh_key == \
+        str(tmp_path / "other")

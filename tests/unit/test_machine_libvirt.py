@@ -428,18 +428,20 @@ def test_missing_ssh_key_is_reported(tmp_path, image, conn):
         d.create(lambda _m: None)
 
 
-def test_cli_refuses_a_missing_image_with_exit_code_1(tmp_path):
+def test_cli_refuses_a_missing_image_with_exit_code_3(tmp_path):
+    # a refused pre-create check exits 3, as Docker Machine's ErrDuringPreCreate does
+    # (commands/commands.go)
     env = {"FLOCK_MACHINE_STORAGE_PATH": str(tmp_path / "store"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-m", "flock", "machine", "create", "-d", "libvirt",
          "--libvirt-uri", TEST_URI, "--libvirt-image", str(tmp_path / "none.qcow2"), "vm1"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "none.qcow2: no such file" in proc.stdout + proc.stderr
     assert "deploy/vm-image/build.sh" in proc.stdout + proc.stderr
 
 
-def test_cli_refuses_a_bad_uri_and_an_unknown_network_with_exit_code_1(tmp_path, image):
+def test_cli_refuses_a_bad_uri_and_an_unknown_network_with_exit_code_3(tmp_path, image):
     env = {"FLOCK_MACHINE_STORAGE_PATH": str(tmp_path / "store"), "PATH": "/usr/bin:/bin"}
 
     def create(*flags: str) -> subprocess.CompletedProcess:
@@ -449,11 +451,11 @@ def test_cli_refuses_a_bad_uri_and_an_unknown_network_with_exit_code_1(tmp_path,
             capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)
 
     bad_uri = create("--libvirt-uri", "nosuchdriver:///nowhere")
-    assert bad_uri.returncode == 1
+    assert bad_uri.returncode == 3   # the pre-create check's (commands/commands.go)
     assert "cannot connect to libvirt at --libvirt-uri nosuchdriver:///nowhere" in \
         bad_uri.stdout + bad_uri.stderr
     no_net = create("--libvirt-uri", TEST_URI, "--libvirt-network", "nonet")
-    assert no_net.returncode == 1
+    assert no_net.returncode == 3
     assert "--libvirt-network nonet: no such libvirt network" in no_net.stdout + no_net.stderr
     listed = subprocess.run([sys.executable, "-m", "flock", "machine", "ls", "-q"],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=60)

@@ -5,6 +5,7 @@ checks, which wheels fit which Python, and the OS check."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -166,6 +167,31 @@ def test_systemd_agent_and_manager_units_make_the_command_lines_flock_accepts(tm
     assert config.hosts == ["tcp://0.0.0.0:3376"] and config.strategy == "binpack"
     assert config.replication and config.advertise == "10.0.0.9:3376"
     assert config.tls_files.cert == "/srv/flk/certs/server.pem" and config.tlsverify
+
+
+def test_docker_machines_join_opts_swarm_host_and_engine_settings(tmp_path):
+    # create's --swarm-join-opt, --swarm-host (commands/create.go) in the command lines the
+    # real `flock join`/`flock manage` parsers accept, with systemd and without; the
+    # engine's --engine-storage-driver/-insecure-registry/-registry-mirror in daemon.json
+    host = _host(agent=True, master=True, join_opts=["heartbeat=10s", "ttl=30s"],
+                 host="tcp://0.0.0.0:4376", manager_port=4376)
+    host.options.engine.storage_driver = "vfs"
+    host.options.engine.insecure_registry = ["r.example:5000"]
+    host.options.engine.registry_mirror = ["http://mirror.example:5000"]
+    layout = Layout(host.options.install_dir)
+    daemon = services.daemon_config(host.options.engine)
+    for systemd in (False, True):
+        plan = services.plan(host, layout, "10.0.0.9", "/usr/sbin/dockerd", systemd=systemd)
+        by_name = {svc.name: svc for svc in plan}
+        args = build_parser().parse_args(by_name["agent"].argv[1:])
+        assert (args.heartbeat, args.ttl) == ("10s", "30s")
+        config = config_from_args(build_parser().parse_args(by_name["manager"].argv[1:]))
+        assert config.hosts == ["tcp://0.0.0.0:4376"]
+        files = services.files(plan, layout, systemd, daemon)
+        assert json.loads(files[f"{layout.etc}/daemon.json"][0]) == {
+            "storage-driver": "vfs", "insecure-registries": ["r.example:5000"],
+            "registry-mirrors": ["http://mirror.example:5000"]}
+    assert services.daemon_config(_host().options.engine) == {}
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None or not Path("/usr/sbin/dockerd")

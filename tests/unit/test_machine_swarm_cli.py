@@ -11,6 +11,7 @@ import pytest
 from certs.check import read_cert
 from certs.issue import roles_of
 from flock.cli import main
+from tests.support.tls_endpoint import TLSEndpoint
 
 DISCOVERY = "nodes://127.0.0.1:4000,127.0.0.2:4000"
 
@@ -33,10 +34,18 @@ def docker_host(url: str):
 
 
 @pytest.fixture
-def store(tmp_path, capsys):
+def manager():
+    """Where boss's manager listens (--swarm-host): `env/config --swarm` dial it."""
+    with TLSEndpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def store(tmp_path, capsys, manager):
     swarm = ["--swarm", "--swarm-discovery", DISCOVERY]
     assert run(tmp_path, "create", "-d", "none", "--url", "tcp://127.0.0.1:1", *swarm,
-               "--swarm-master", "boss") == 0
+               "--swarm-master", "--swarm-host", f"tcp://0.0.0.0:{manager.port}",
+               "boss") == 0
     assert run(tmp_path, "create", "-d", "none", "--url", "tcp://127.0.0.2:1", *swarm,
                "node") == 0
     assert run(tmp_path, "create", "-d", "none", "--url", "tcp://127.0.0.3:1", "alone") == 0
@@ -50,11 +59,12 @@ def listing(store, capsys) -> dict[str, list[str]]:
             for line in capsys.readouterr().out.splitlines()}
 
 
-def test_swarm_column_and_active_marks(store, capsys):
-    assert listing(store, capsys) == {"alone": ["-", ""], "boss": ["-", "boss (manager)"],
+def test_swarm_column_and_active_marks(store, capsys, manager):
+    # commands/ls.go marks the master "NAME (master)"
+    assert listing(store, capsys) == {"alone": ["-", ""], "boss": ["-", "boss (master)"],
                                       "node": ["-", "boss"]}
-    with docker_host("tcp://127.0.0.1:3376"):
-        assert listing(store, capsys)["boss"] == ["* (swarm)", "boss (manager)"]
+    with docker_host(manager.url):
+        assert listing(store, capsys)["boss"] == ["* (swarm)", "boss (master)"]
         assert run(store, "active") == 0
         assert capsys.readouterr().out == "boss\n"
     with docker_host("tcp://127.0.0.2:1"):
@@ -66,11 +76,24 @@ def test_swarm_filter(store, capsys):
     assert capsys.readouterr().out.split() == ["boss", "node"]
 
 
-def test_env_and_config_with_swarm_use_the_managers_port(store, capsys):
+def test_env_and_config_with_swarm_use_the_managers_port(store, capsys, manager):
+    folder = store / "machines" / "boss"
+    manager.serve(folder / "server.pem", folder / "server-key.pem", store / "certs" / "ca.pem")
     assert run(store, "env", "--shell", "bash", "--swarm", "boss") == 0
-    assert 'export DOCKER_HOST="tcp://127.0.0.1:3376"' in capsys.readouterr().out
+    assert f'export DOCKER_HOST="{manager.url}"' in capsys.readouterr().out
     assert run(store, "config", "--swarm", "boss") == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "-H=tcp://127.0.0.1:3376"
+    assert capsys.readouterr().out.splitlines()[-1] == f"-H={manager.url}"
+
+
+def test_env_swarm_fails_when_the_manager_does_not_answer(store, capsys, manager):
+    # commands/env.go: "Error checking TLS connection: ..." and exit 1, --swarm too
+    manager.close()
+    assert run(store, "env", "--shell", "bash", "--swarm", "boss") == 1
+    text = capsys.readouterr()
+    assert text.out == ""
+    assert text.err.startswith("Error checking TLS connection: Error checking and/or "
+                               "regenerating the certs: There was an error validating "
+                               f'certificates for host "127.0.0.1:{manager.port}": dial tcp')
 
 
 def test_the_masters_cert_can_act_as_the_manager(store):

@@ -91,3 +91,33 @@ def test_tabulate_like_gos_tabwriter():
         "a-long-name   -",
         "b             *        boom",
     ]
+
+
+# --- inspect: Go executes Docker Machine's template on a map (commands/inspect.go) --------
+INSPECT = {"Driver": {"IPAddress": "10.0.0.5", "SSHPort": 22.0},
+           "HostOptions": {"SwarmOptions": {"Agent": True, "Env": None},
+                           "AuthOptions": {"ServerCertSANs": []}},
+           "Name": "m1", "Note": "a<b&c"}
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("{{.Nope}}", "<no value>"),                                   # a key the map lacks
+    ("{{.Driver.Nope}}", "<no value>"),
+    ("{{.Nope.Deeper}}", "<no value>"),
+    ("{{.HostOptions.SwarmOptions.Env}}", "<no value>"),           # null
+    ("{{.HostOptions.SwarmOptions.Agent}}", "true"),
+    ("{{.Driver.IPAddress}}:{{.Driver.SSHPort}}", "10.0.0.5:22"),  # float64 22 prints 22
+    ("{{.HostOptions.AuthOptions.ServerCertSANs}}", "[]"),
+    ("{{json .Nope}}", "null"),                                    # Go passes nil
+    ("{{json .Driver}}", '{"IPAddress":"10.0.0.5","SSHPort":22}'),
+    ("{{json .Note}}", '"a\\u003cb\\u0026c"'),                     # encoding/json escapes
+    ("{{prettyjson .HostOptions.SwarmOptions}}",
+     '{\n    "Agent": true,\n    "Env": null\n}'),                 # MarshalIndent, 4 spaces
+])
+def test_inspect_templates_read_a_map_as_go_does(source, expected):
+    assert parse(source).render(INSPECT, missing_keys=True) == expected
+
+
+def test_a_field_of_a_string_is_still_an_error_in_a_map():
+    with pytest.raises(TemplateError, match="can't evaluate field First in .Name"):
+        parse("{{.Name.First}}").render(INSPECT, missing_keys=True)
