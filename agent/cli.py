@@ -10,9 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import random
+import ssl
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
+from agent.engine_endpoint import DEFAULT_DOCKER_HOST, is_unix_socket, parse_docker_host
 from agent.metrics import AgentMetrics, serve_metrics
 from agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
 from agent.server import AgentService, make_server
@@ -22,6 +27,9 @@ from flock.durations import parse_duration
 from flock.signals import stop_on_signals
 
 log = logging.getLogger("flock.agent")
+
+
+ENV_ADVERTISE = "SWARM_ADVERTISE"  # classic's --advertise default (cli/flags.go)
 
 
 class JoinError(ValueError):
@@ -35,16 +43,26 @@ def register(subparsers) -> None:
         description="Run the agent: serve this node's runtime to Flock managers.",
     )
     parser.add_argument("discovery", nargs="?", default="",
-                        help="discovery URL to register in (nodes://, file://, etcd://, ...)")
-    parser.add_argument("--advertise", required=True, metavar="HOST:PORT",
+                        help="discovery URL to register in (nodes://, file://, etcd://, "
+                             "...; default $SWARM_DISCOVERY)")
+    parser.add_argument("--advertise", "--addr", default=None, metavar="HOST:PORT",
                         help="address managers use to reach this agent")
     parser.add_argument("--listen", default="", metavar="HOST:PORT",
                         help="address to listen on (default: the --advertise address)")
     parser.add_argument("--runtime", choices=RUNTIME_NAMES, default="auto",
                         help="docker (local engine), exec (embedded), auto (docker if it "
                              "answers)")
-    parser.add_argument("--docker-host", default="unix:///var/run/docker.sock",
-                        help="the local engine's socket for the docker runtime")
+    parser.add_argument("--docker-host", default=None, metavar="URL",
+                        help="the engine of the docker runtime: unix:///path or "
+                             "tcp://HOST:PORT (default $DOCKER_HOST, else "
+                             "unix:///var/run/docker.sock)")
+    parser.add_argument("--docker-tlsverify", action="store_true",
+                        help="talk TLS to a tcp:// engine: verify it with ca.pem and present "
+                             "cert.pem/key.pem from --docker-cert-path (default: on when "
+                             "$DOCKER_TLS_VERIFY is set)")
+    parser.add_argument("--docker-cert-path", default=None, metavar="DIR",
+                        help="folder of the engine's ca.pem, cert.pem, key.pem (default "
+                             "$DOCKER_CERT_PATH, else ~/.docker)")
     parser.add_argument("--state-dir", default=str(Path.home() / ".flock" / "agent"),
                         help="state folder of the exec runtime")
     parser.add_argument("--hollow-cpus", type=int, default=None, metavar="N",
@@ -63,6 +81,11 @@ def register(subparsers) -> None:
                         help="discovery registration lifetime (default 15s)")
     parser.add_argument("--discovery-url", default=None, metavar="URL",
                         help="token service for token:// (default $FLOCK_DISCOVERY_URL)")
+    parser.add_argument("--discovery-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="discovery option, repeatable: kv.path=PATH (etcd://)")
+    parser.add_argument("--delay", default="0s", metavar="DURATION",
+                        help="wait a random time in [0s, DURATION] before registering, so "
+                             "that agents started together do not register together")
     default = default_cert_path()
     parser.add_argument("--tlsverify", action="store_true",
                         help="mutual TLS: serve with --tlscert and answer only managers "
@@ -108,6 +131,39 @@ def load_tls(args, advertise: str, listen: str) -> Identity | None:
         raise JoinError(str(exc)) from None
 
 
+def engine_options(args, env: Mapping[str, str] = os.environ
+                   ) -> tuple[str, ssl.SSLContext | None]:
+    """The docker runtime's engine and TLS context, from the flags, else the docker CLI's
+    variables as it reads them: DOCKER_HOST, DOCKER_TLS_VERIFY (any non-empty value),
+    DOCKER_CERT_PATH (else ~/.docker). The variables' TLS is for a tcp:// engine: left
+    over from `eval $(flock machine env ...)`, they do not turn a unix socket into an
+    error (--docker-tlsverify does). JoinError names the flag or file that cannot work,
+    before anything starts."""
+    host = getattr(args, "docker_host", None) or env.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+    verify = getattr(args, "docker_tlsverify", False) or (
+        bool(env.get("DOCKER_TLS_VERIFY")) and not is_unix_socket(host))
+    folder = getattr(args, "docker_cert_path", None)
+    if folder and not verify:
+        raise JoinError("--docker-cert-path given without --docker-tlsverify: add "
+                        "--docker-tlsverify to talk TLS to the engine")
+    if getattr(args, "runtime", "docker") not in ("docker", "auto"):
+        return host, None
+    tls = None
+    if verify:
+        from certs import engine_client_context
+
+        try:
+            tls = engine_client_context(folder or env.get("DOCKER_CERT_PATH")
+                                        or Path.home() / ".docker")
+        except (CertError, ssl.SSLError) as exc:
+            raise JoinError(f"--docker-tlsverify: {exc}") from None
+    try:
+        parse_docker_host(host, tls)
+    except ValueError as exc:
+        raise JoinError(str(exc)) from None
+    return host, tls
+
+
 def parse_labels(items: list[str]) -> dict[str, str]:
     labels = {}
     for item in items:
@@ -147,23 +203,51 @@ def check_address(flag: str, text: str) -> str:
     return text
 
 
-def _durations(args) -> tuple[float, float]:
+def _durations(args) -> tuple[float, float, float]:
+    """--heartbeat, --ttl and --delay in seconds. As in classic's join (cli/join.go), a
+    registration must outlive the heartbeat that renews it."""
     values = []
-    for flag in ("heartbeat", "ttl"):
+    for flag in ("heartbeat", "ttl", "delay"):
         try:
-            values.append(parse_duration(getattr(args, flag)))
+            values.append(parse_duration(getattr(args, flag, None) or "0s"))
         except ValueError as exc:
             raise JoinError(f"--{flag}: {exc}") from None
-        if values[-1] <= 0:
+        if values[-1] <= 0 and flag != "delay":
             raise JoinError(f"--{flag} must be positive")
-    return values[0], values[1]
+    heartbeat, ttl, delay = values
+    if args.discovery and ttl <= heartbeat:
+        raise JoinError("--ttl must be strictly superior to the heartbeat value")
+    return heartbeat, ttl, delay
+
+
+def _advertise(args) -> str:
+    """--advertise/--addr, else $SWARM_ADVERTISE (classic's cli/flags.go flJoinAdvertise)."""
+    advertise = (args.advertise or "").strip() or os.environ.get(ENV_ADVERTISE, "").strip()
+    if not advertise:
+        raise JoinError("missing mandatory --advertise flag")  # classic's cli/join.go
+    return check_address("--advertise", advertise)
+
+
+def _resolve_discovery(args) -> str:
+    """The discovery URL (else $SWARM_DISCOVERY) with --discovery-opt applied."""
+    from discovery.options import DiscoveryOptionError, resolve
+
+    try:
+        return resolve(args.discovery, getattr(args, "discovery_opt", []))
+    except DiscoveryOptionError as exc:
+        raise JoinError(str(exc)) from None
 
 
 async def _register_loop(backend, url: str, advertise: str, heartbeat: float,
-                         ttl: float) -> None:
+                         ttl: float, delay: float = 0.0) -> None:
     """Keep the registration fresh. When discovery is away (etcd down, token service
     unreachable) retry with a backoff capped at the heartbeat; never fatal: the agent
-    keeps serving its containers meanwhile."""
+    keeps serving its containers meanwhile. `delay`: classic's --delay, a random wait
+    before the first registration."""
+    if delay > 0:
+        wait = random.uniform(0, delay)
+        log.info("waiting %.1fs before registering in %s (--delay)", wait, url)
+        await asyncio.sleep(wait)
     backoff = 0.0
     while True:
         try:
@@ -197,17 +281,19 @@ def _open_discovery(args):
 async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     """Serve until SIGINT/SIGTERM (or `stop` is set). JoinError/RuntimeUnavailable
     when the options or the runtime cannot work."""
-    advertise = check_address("--advertise", args.advertise)
+    advertise = _advertise(args)
+    args.discovery = _resolve_discovery(args)
     listen = check_address("--listen", args.listen) if args.listen else advertise
     metrics_addr = getattr(args, "metrics_addr", "")
     if metrics_addr:
         check_address("--metrics-addr", metrics_addr)
-    heartbeat, ttl = _durations(args)
+    heartbeat, ttl, delay = _durations(args)
     labels = parse_labels(args.label)
     tls = load_tls(args, advertise, listen)
+    docker_host, docker_tls = engine_options(args)
     backend = _open_discovery(args)  # a bad URL fails now, not in the loop
     try:
-        runtime = make_runtime(args.runtime, docker_host=args.docker_host,
+        runtime = make_runtime(args.runtime, docker_host=docker_host, docker_tls=docker_tls,
                                state_dir=Path(args.state_dir).expanduser(),
                                node_name=args.name, labels=labels, **hollow_options(args))
     except ValueError as exc:
@@ -229,14 +315,14 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
             metrics_runner = await _serve_metrics(metrics, metrics_addr)
         await server.start()
         log.info("agent %s (runtime %s, %s) listening on port %d (%s)",
-                 advertise, runtime.name, runtime.socket_path, port,
+                 advertise, runtime.name, runtime.endpoint, port,
                  "mutual TLS, managers only" if tls else "no TLS")
         if tls is None and not is_loopback(listen.rpartition(":")[0]):
             log.warning("agent listening on %s without TLS (--insecure): anyone who can reach "
                         "it controls this machine's containers", listen)
         if backend is not None:
             tasks.append(asyncio.create_task(
-                _register_loop(backend, args.discovery, advertise, heartbeat, ttl)))
+                _register_loop(backend, args.discovery, advertise, heartbeat, ttl, delay)))
         await stop.wait()
         log.info("agent stopping; containers keep running")
         await server.stop(grace=2)

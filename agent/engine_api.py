@@ -1,4 +1,4 @@
-"""The few Docker API calls the agent itself makes on its runtime's socket (/info,
+"""The few Docker API calls the agent itself makes on its runtime's endpoint (/info,
 /version, /events), as opposed to the requests it only forwards."""
 
 from __future__ import annotations
@@ -9,23 +9,28 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
+from agent.engine_endpoint import Endpoint, as_endpoint
+
 
 class EngineError(Exception):
     """The runtime did not answer as a Docker Engine should; the message says why."""
 
 
-def _session(socket_path: str, timeout: float | None) -> aiohttp.ClientSession:
+def _session(endpoint: Endpoint, timeout: float | None) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
-        connector=aiohttp.UnixConnector(path=socket_path),
+        connector=endpoint.connector(),
         timeout=aiohttp.ClientTimeout(total=timeout),
     )
 
 
-async def get_json(socket_path: str, path: str, timeout: float = 10) -> tuple[object, bytes]:
-    """GET `path` from the runtime: (parsed JSON, raw body)."""
+async def get_json(target: Endpoint | str, path: str,
+                   timeout: float = 10) -> tuple[object, bytes]:
+    """GET `path` from the runtime at `target` (an Endpoint or a unix socket path):
+    (parsed JSON, raw body)."""
+    endpoint = as_endpoint(target)
     try:
-        async with _session(socket_path, timeout) as session:
-            async with session.get(f"http://docker{path}") as resp:
+        async with _session(endpoint, timeout) as session:
+            async with session.get(f"{endpoint.base_url}{path}") as resp:
                 raw = await resp.read()
                 if resp.status != 200:
                     raise EngineError(
@@ -33,21 +38,22 @@ async def get_json(socket_path: str, path: str, timeout: float = 10) -> tuple[ob
                         f"{raw[:200].decode(errors='replace')}"
                     )
     except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise EngineError(f"runtime at {socket_path} does not answer GET {path}: {exc}") from exc
+        raise EngineError(f"runtime at {endpoint} does not answer GET {path}: {exc}") from exc
     try:
         return json.loads(raw), raw
     except ValueError as exc:
         raise EngineError(f"runtime answered GET {path} with bad JSON: {exc}") from exc
 
 
-async def events(socket_path: str, since: float = 0) -> AsyncIterator[bytes]:
+async def events(target: Endpoint | str, since: float = 0) -> AsyncIterator[bytes]:
     """The runtime's /events stream, one raw JSON object per item, held open."""
+    endpoint = as_endpoint(target)
     params = {"since": f"{since:.9f}"} if since > 0 else {}
     decoder = json.JSONDecoder()
     text = codecs.getincrementaldecoder("utf-8")(errors="replace")
     try:
-        async with _session(socket_path, None) as session:
-            async with session.get("http://docker/events", params=params) as resp:
+        async with _session(endpoint, None) as session:
+            async with session.get(f"{endpoint.base_url}/events", params=params) as resp:
                 if resp.status != 200:
                     body = (await resp.read())[:200].decode(errors="replace")
                     raise EngineError(f"runtime answered GET /events with {resp.status}: {body}")
@@ -62,4 +68,4 @@ async def events(socket_path: str, since: float = 0) -> AsyncIterator[bytes]:
                         yield buffer[:end].encode()
                         buffer = buffer[end:]
     except (aiohttp.ClientError, OSError) as exc:
-        raise EngineError(f"runtime event stream at {socket_path} failed: {exc}") from exc
+        raise EngineError(f"runtime event stream at {endpoint} failed: {exc}") from exc

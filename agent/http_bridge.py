@@ -1,7 +1,8 @@
-"""One Docker API exchange, carried from a DockerFrame stream to a runtime's unix socket.
+"""One Docker API exchange, carried from a DockerFrame stream to a runtime's endpoint
+(a unix socket, or a tcp:// engine, with TLS through docker_compat.tls_stream).
 
 The agent does not interpret Docker requests: it writes them as HTTP/1.1 to the
-runtime's socket and streams the answer back frame by frame, so streamed answers
+runtime's endpoint and streams the answer back frame by frame, so streamed answers
 (logs -f, events, pull progress) and hijacked connections (attach, exec start) behave
 exactly as they would against the engine itself.
 
@@ -9,7 +10,9 @@ Frame order (see protos/agent.proto): the manager sends `request`, then the requ
 as `data` frames ending with `close_write`. For a hijacked request the body is exactly
 Content-Length bytes (0 when absent) and every later `data` frame is raw stream input,
 `close_write` half-closes it. The agent answers `response`, then `data` frames, and
-ends the stream when the answer (or the raw stream from the runtime) ends.
+ends the stream when the answer (or the raw stream from the runtime) ends; when the
+manager is still sending then (hijacked, or a body the runtime refused before reading
+it all) a `close_write` after the answer says it is over (agent/server.py).
 """
 
 from __future__ import annotations
@@ -18,9 +21,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from agent.engine_endpoint import Endpoint, as_endpoint, tls_failure
+from docker_compat.paths import ascii_target
 from protos import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -82,21 +90,28 @@ def content_length(headers: list[tuple[str, str]]) -> int | None:
     return None
 
 
-def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0) -> bytes:
-    """The HTTP/1.1 head for `req`; `body` is "none", "length" or "chunked"."""
-    for field, text in (("method", req.method), ("path", req.path), ("query", req.query)):
-        if any(ch in text for ch in " \r\n\t"):
-            raise BridgeError(f"bad request {field} {text!r}: contains whitespace")
-    if not req.method.isalpha():
-        raise BridgeError(f"bad request method {req.method!r}")
-    if not req.path.startswith("/"):
-        raise BridgeError(f"bad request path {req.path!r}: must start with '/'")
+def request_target(req: agent_pb2.DockerRequest) -> str:
+    """The request line's target: version prefix, path and query, in ASCII. The manager
+    encodes what it sends; a name that arrives unencoded (`/images/镜像/json`) is
+    encoded here, so the runtime answers it (400 or 404) instead of the bridge failing."""
     target = req.path
     if req.api_version:
         target = f"/v{req.api_version.removeprefix('v')}{target}"
     if req.query:
         target += "?" + req.query
-    lines = [f"{req.method.upper()} {target} HTTP/1.1", "Host: docker"]
+    return ascii_target(target)
+
+
+def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0) -> bytes:
+    """The HTTP/1.1 head for `req`; `body` is "none", "length" or "chunked"."""
+    for field, text in (("method", req.method), ("path", req.path), ("query", req.query)):
+        if any(ch in text for ch in " \r\n\t"):
+            raise BridgeError(f"bad request {field} {text!r}: contains whitespace")
+    if not (req.method.isascii() and req.method.isalpha()):
+        raise BridgeError(f"bad request method {req.method!r}")
+    if not req.path.startswith("/"):
+        raise BridgeError(f"bad request path {req.path!r}: must start with '/'")
+    lines = [f"{req.method.upper()} {request_target(req)} HTTP/1.1", "Host: docker"]
     for header in req.headers:
         if any(ch in header.name + header.value for ch in "\r\n") or ":" in header.name:
             raise BridgeError(f"bad request header {header.name!r}")
@@ -110,7 +125,9 @@ def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0)
         lines.append("Transfer-Encoding: chunked")
     elif body == "length" or req.method.upper() not in _BODYLESS_METHODS:
         lines.append(f"Content-Length: {length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    # The request line is ASCII now; header values go as the UTF-8 the manager's
+    # server decoded them from (a Latin-1 encoding raised on anything past U+00FF).
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
 def is_raw_stream(req: agent_pb2.DockerRequest, head: ResponseHead) -> bool:
@@ -246,8 +263,71 @@ async def _send_exact(frames: _Frames, writer: asyncio.StreamWriter, size: int) 
         await writer.drain()
 
 
-async def _send_body(frames: _Frames, writer: asyncio.StreamWriter, chunked: bool) -> None:
-    """Stream body frames to the runtime until close_write (or the manager half-closes)."""
+class BodyPipe:
+    """The way a request's head and body go to the runtime: a second descriptor of the
+    connection's socket, written with `loop.sock_sendall`.
+
+    A runtime may refuse a request before reading its body (a bad tag on a build, a
+    missing path on an archive put), answer and close. The next body write then fails,
+    and asyncio's transport tears its reading side down on a failed write, so the answer
+    already on its way was lost. Writes through this pipe fail alone: the answer is still
+    read to its end through the transport. A TLS connection has no socket to share
+    (records must go out in order through one writer); its writes already fail alone
+    (docker_compat/tls_stream.py), so the pipe writes through it."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        self._writer = writer if sock is None else None
+        self._sock = None if sock is None else socket.socket(fileno=os.dup(sock.fileno()))
+        if self._sock is not None:
+            self._sock.setblocking(False)
+
+    async def write(self, data: bytes) -> None:
+        if self._sock is None:
+            self._writer.write(data)
+            await self._writer.drain()
+            return
+        await asyncio.get_running_loop().sock_sendall(self._sock, data)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+
+
+class _ResetEndsAnswer(asyncio.StreamReaderProtocol):
+    """A runtime that answers before reading the whole body closes with the rest unread,
+    and the kernel then resets the connection. What it answered is already in the
+    reader; a reset ends it like EOF would, instead of making those bytes unreadable
+    (StreamReader.read raises a stored error before returning buffered data). An answer
+    cut short still shows: its length or chunking comes up short."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(None if isinstance(exc, ConnectionResetError) else exc)
+
+
+async def connect(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """asyncio.open_connection to the endpoint, with _ResetEndsAnswer as the protocol."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=HEAD_LIMIT, loop=loop)
+    protocol = _ResetEndsAnswer(reader, loop=loop)
+    transport = await endpoint.open_stream(lambda: protocol)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
+def connect_failure(exc: BaseException) -> str:
+    """Why a connection to the runtime failed, in words."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"its TLS certificate is not trusted: {exc.verify_message or exc.reason}"
+    if isinstance(exc, ssl.SSLError):
+        return tls_failure(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+async def _send_body(frames: _Frames, pipe: BodyPipe, chunked: bool) -> None:
+    """Stream body frames to the runtime until close_write (or the manager half-closes).
+    A runtime that stopped reading ends this with an OSError; its answer still comes."""
     while (frame := await frames.next()) is not None:
         kind = frame.WhichOneof("kind")
         if kind == "close_write":
@@ -257,13 +337,11 @@ async def _send_body(frames: _Frames, writer: asyncio.StreamWriter, chunked: boo
         if not frame.data:
             continue
         if chunked:
-            writer.write(b"%x\r\n%s\r\n" % (len(frame.data), frame.data))
+            await pipe.write(b"%x\r\n%s\r\n" % (len(frame.data), frame.data))
         else:
-            writer.write(frame.data)
-        await writer.drain()
+            await pipe.write(frame.data)
     if chunked:
-        writer.write(b"0\r\n\r\n")
-        await writer.drain()
+        await pipe.write(b"0\r\n\r\n")
 
 
 async def _pump_raw_input(frames: _Frames, writer: asyncio.StreamWriter) -> None:
@@ -281,9 +359,10 @@ async def _pump_raw_input(frames: _Frames, writer: asyncio.StreamWriter) -> None
 
 
 async def forward(
-    socket_path: str, frames: AsyncIterator[agent_pb2.DockerFrame]
+    target: Endpoint | str, frames: AsyncIterator[agent_pb2.DockerFrame]
 ) -> AsyncIterator[agent_pb2.DockerFrame]:
-    """Answer one Docker exchange from the runtime at `socket_path`.
+    """Answer one Docker exchange from the runtime at `target` (an Endpoint, or a unix
+    socket path).
 
     Raises BridgeError when the manager's frames are malformed. When the consumer stops
     (the manager went away) the runtime connection is closed, which is how the engine
@@ -296,25 +375,36 @@ async def forward(
     req = first.request
     body, length = await _body_plan(req, incoming)
     head = build_request_head(req, body, length)
+    endpoint = as_endpoint(target)
     try:
-        reader, writer = await asyncio.open_unix_connection(socket_path, limit=HEAD_LIMIT)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        for frame in error_frames(500, f"Cannot connect to the runtime at {socket_path}: {why}"):
+        reader, writer = await connect(endpoint)
+    except (OSError, ssl.SSLError, TimeoutError) as exc:
+        for frame in error_frames(500, f"Cannot connect to the runtime at {endpoint}: "
+                                       f"{connect_failure(exc)}"):
             yield frame
         return
     tasks: list[asyncio.Task] = []
+    pipe: BodyPipe | None = None
     try:
-        writer.write(head)
         if req.hijack:
+            writer.write(head)
             await _send_exact(incoming, writer, length)
-        elif body != "none":
-            tasks.append(asyncio.create_task(_send_body(incoming, writer, body == "chunked")))
+        elif body == "none":
+            writer.write(head)
+        else:
+            pipe = BodyPipe(writer)
+            await pipe.write(head)
+            tasks.append(asyncio.create_task(_send_body(incoming, pipe, body == "chunked")))
         try:
             raw_head = await reader.readuntil(b"\r\n\r\n")
             answer = parse_response_head(raw_head)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ResponseError) as exc:
             for frame in error_frames(500, f"Bad answer from the runtime: {exc}"):
+                yield frame
+            return
+        except ssl.SSLError as exc:  # TLS 1.3: a refused client cert shows on first read
+            for frame in error_frames(500, f"Cannot connect to the runtime at {endpoint}: "
+                                           f"{connect_failure(exc)}"):
                 yield frame
             return
         yield response_frame(answer.status, answer.headers)
@@ -325,7 +415,7 @@ async def forward(
             pieces = body_reader(req.method, answer, reader)
         async for piece in pieces:
             yield agent_pb2.DockerFrame(data=piece)
-    except (ConnectionError, ResponseError) as exc:
+    except (ConnectionError, ResponseError, ssl.SSLError) as exc:
         log.info("request %s %s %s: runtime stream ended: %s",
                  req.request_id, req.method, req.path, exc)
     finally:
@@ -334,6 +424,8 @@ async def forward(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if pipe is not None:
+            pipe.close()
         writer.close()
         with contextlib.suppress(Exception):
             await writer.wait_closed()

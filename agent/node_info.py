@@ -11,6 +11,7 @@ import asyncio
 from importlib import metadata
 
 from agent import engine_api
+from agent.engine_endpoint import Endpoint
 from protos import agent_pb2
 
 NOT_SUPPORTED = "<not supported>"  # what newer engines report as their execution driver
@@ -79,13 +80,13 @@ def build_node_info(
 
 
 async def fetch_node_info(
-    socket_path: str, *, runtime: str, address: str, name: str | None = None,
+    endpoint: Endpoint | str, *, runtime: str, address: str, name: str | None = None,
     extra_labels: dict[str, str] | None = None,
 ) -> agent_pb2.NodeInfo:
-    """Ask the runtime at `socket_path`; engine_api.EngineError when it does not answer."""
+    """Ask the runtime at `endpoint`; engine_api.EngineError when it does not answer."""
     (info, raw_info), (version, _) = await asyncio.gather(
-        engine_api.get_json(socket_path, "/info"),
-        engine_api.get_json(socket_path, "/version"),
+        engine_api.get_json(endpoint, "/info"),
+        engine_api.get_json(endpoint, "/version"),
     )
     if not isinstance(info, dict) or not isinstance(version, dict):
         raise engine_api.EngineError("runtime answered /info or /version with a non-object")

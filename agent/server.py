@@ -1,5 +1,6 @@
 """The Agent gRPC service: node facts, liveness, events, and the Docker API channel,
-all answered from the runtime's Docker API socket."""
+all answered from the runtime's Docker API endpoint (a unix socket, or a tcp:// engine
+with TLS)."""
 
 from __future__ import annotations
 
@@ -49,12 +50,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.name = name
         self.labels = dict(labels or {})
         self.node_specs = NodeSpecStore(state_dir)
-        self.calls = RuntimeCalls(runtime.socket_path) if runtime is not None else None
+        self.calls = RuntimeCalls(runtime.endpoint) if runtime is not None else None
 
     async def node_info(self) -> agent_pb2.NodeInfo:
         """The runtime's facts; engine_api.EngineError when it does not answer."""
         return await fetch_node_info(
-            self.runtime.socket_path, runtime=self.runtime.name, address=self.address,
+            self.runtime.endpoint, runtime=self.runtime.name, address=self.address,
             name=self.name, extra_labels=self.labels,
         )
 
@@ -88,9 +89,16 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         info.availability = spec.availability
         return info
 
+    def note_refusal(self, request: agent_pb2.HeartbeatRequest) -> None:
+        """A manager keeps this node out of its cluster (another node has its name):
+        said in this agent's log, where whoever ran `flock join` looks."""
+        if request.refused:
+            log.error("the manager refuses this node: %s", request.refused)
+
     async def Heartbeat(self, request, context):  # noqa: N802
+        self.note_refusal(request)
         try:
-            info, _ = await engine_api.get_json(self.runtime.socket_path, "/info", timeout=5)
+            info, _ = await engine_api.get_json(self.runtime.endpoint, "/info", timeout=5)
         except engine_api.EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return agent_pb2.HeartbeatReply(
@@ -99,7 +107,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         )
 
     async def Events(self, request, context):  # noqa: N802
-        stream = engine_api.events(self.runtime.socket_path, request.since)
+        stream = engine_api.events(self.runtime.endpoint, request.since)
         try:
             async with contextlib.aclosing(stream):
                 async for raw in stream:
@@ -134,12 +142,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
-                              f"runtime at {self.runtime.socket_path} does not answer: {exc}"
+                              f"runtime at {self.runtime.endpoint} does not answer: {exc}"
                               ) from None
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)
-        exchange = http_bridge.forward(self.runtime.socket_path, frames)
+        exchange = http_bridge.forward(self.runtime.endpoint, frames)
         try:
             async with contextlib.aclosing(exchange):
                 async for frame in exchange:
@@ -149,9 +157,11 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         # Ending the call before the manager has half-closed makes the manager's pending
         # half-close fail, and grpc's asyncio client then replaces the real status with
         # "INTERNAL: Internal error from Core" (grpc/grpc#36066). So the call ends only
-        # after the manager's side has: a plain request half-closes as soon as it is
-        # sent; a hijacked one is told the output is over and then cancels the call.
-        if frames.hijack:
+        # after the manager's side has: a plain request half-closes once its body is
+        # sent; a hijacked one, or one answered before its body was all read (the
+        # runtime refused it early), is told the answer is over and cancels the call,
+        # instead of sending the rest of a body nobody reads.
+        if frames.hijack or not frames.ended:
             yield agent_pb2.DockerFrame(close_write=True)
         await frames.drain()
 

@@ -2,15 +2,17 @@
 
 The Docker stream (http_bridge) opens a new connection to the runtime for every request
 and streams frames both ways; for a create or an inspect that is most of the cost. Here
-the agent keeps a few keep-alive connections to the runtime's socket and hands back
+the agent keeps a few keep-alive connections to the runtime's endpoint and hands back
 the whole answer at once. Requests are checked exactly as the bridge checks them.
 """
 
 from __future__ import annotations
 
 import aiohttp
+from yarl import URL
 
-from agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head
+from agent.engine_endpoint import Endpoint, as_endpoint
+from agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head, request_target
 from protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
@@ -22,11 +24,11 @@ class AnswerTooLarge(Exception):
 
 
 class RuntimeCalls:
-    """A keep-alive HTTP client to one runtime socket, made on first use."""
+    """A keep-alive HTTP client to one runtime endpoint, made on first use."""
 
-    def __init__(self, socket_path: str, connections: int = 16,
+    def __init__(self, target: Endpoint | str, connections: int = 16,
                  max_body: int = MAX_CALL_BODY) -> None:
-        self.socket_path = socket_path
+        self.endpoint = as_endpoint(target)
         self.connections = connections
         self.max_body = max_body
         self._session: aiohttp.ClientSession | None = None
@@ -34,8 +36,7 @@ class RuntimeCalls:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.UnixConnector(path=self.socket_path,
-                                                limit=self.connections),
+                connector=self.endpoint.connector(limit=self.connections),
                 timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False)
         return self._session
 
@@ -51,13 +52,12 @@ class RuntimeCalls:
         if req.hijack:
             raise BridgeError("a hijacked request needs the Docker stream")
         build_request_head(req, "length", len(body))  # the bridge's checks, same messages
-        target = req.path
-        if req.api_version:
-            target = f"/v{req.api_version.removeprefix('v')}{target}"
+        # encoded=True: the target goes exactly as the bridge would write it (yarl
+        # would otherwise re-quote it its own way).
+        url = URL(f"{self.endpoint.base_url}{request_target(req)}", encoded=True)
         headers = {h.name: h.value for h in req.headers if h.name.lower() not in _SKIP_REQUEST}
         async with self._client().request(
-                req.method.upper(), f"http://docker{target}" + (f"?{req.query}" if req.query
-                                                                else ""),
+                req.method.upper(), url,
                 headers=headers, data=body if body or req.method.upper() not in
                 ("GET", "HEAD", "DELETE") else None,
                 skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type")) as resp:

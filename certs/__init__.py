@@ -21,7 +21,8 @@ from certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sa
 
 # certs.tls needs gRPC, which takes a third of a second to load: its names are loaded
 # on first use, so that `flock machine` and `flock certs` start without it.
-_TLS_NAMES = frozenset({"RoleRequired", "client_ssl_context", "grpc_channel_credentials",
+_TLS_NAMES = frozenset({"RoleRequired", "client_ssl_context", "engine_client_context",
+                        "grpc_channel_credentials",
                         "grpc_server_credentials", "server_ssl_context"})
 
 
@@ -35,7 +36,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "EXPIRY_WARNING_DAYS", "ROLES", "CertError", "Identity", "Issued", "RoleRequired",
-    "TLSFiles", "client_ssl_context", "covers_host", "default_cert_path", "expiry_warnings",
+    "TLSFiles", "client_ssl_context", "covers_host", "default_cert_path",
+    "engine_client_context", "expiry_warnings",
     "grpc_channel_credentials", "grpc_server_credentials", "issue", "load_ca",
     "load_identity", "make_ca", "roles_of", "sans_of", "server_ssl_context", "write_ca",
     "write_file", "write_identity",

@@ -8,11 +8,13 @@ from __future__ import annotations
 import functools
 import inspect
 import ssl
+from pathlib import Path
 
 import grpc
 from cryptography import x509
 
-from certs.check import Identity
+from certs.check import Identity, load_identity, read_cert
+from certs.files import TLSFiles
 from certs.issue import roles_of
 
 
@@ -35,6 +37,22 @@ def client_ssl_context(ident: Identity) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=ident.ca_pem.decode())
     ctx.load_cert_chain(ident.files.cert, ident.files.key)
+    return ctx
+
+
+def engine_client_context(cert_path: str | Path) -> ssl.SSLContext:
+    """The docker CLI's --tlsverify for a Docker Engine: trust ca.pem in `cert_path`,
+    present cert.pem/key.pem from there (left out when both are absent, as the CLI does).
+    Unlike our own links, the client cert need not come from the engine's CA: Docker
+    Machine's does, other setups may not. CertError names a file that cannot work."""
+    files = TLSFiles.in_folder(cert_path)
+    ca_pem, _ = read_cert(files.ca, "CA certificate")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=ca_pem.decode())
+    if Path(files.cert).exists() or Path(files.key).exists():
+        ident = load_identity(files, need_ca=False)
+        ctx.load_cert_chain(ident.files.cert, ident.files.key)
     return ctx
 
 

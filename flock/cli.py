@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from flock.logs import setup_logging
@@ -28,6 +29,11 @@ REGISTRARS = {
 }
 MODULES = list(dict.fromkeys(REGISTRARS.values()))  # in the order help lists them
 _VALUED = ("-l", "--log-level", "--log-format")  # top-level options that take a value
+_SWITCHES = ("--debug", "--experimental")  # top-level options that take none
+# classic Swarm's global flags (cli/cli.go): its logrus levels beyond ours, and --debug
+# (or $DEBUG, read as Go's strconv.ParseBool) meaning debug unless a level is given.
+_CLASSIC_LEVELS = {"warn": "warning", "fatal": "critical", "panic": "critical"}
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 
 
 def command_word(argv: list[str]) -> str | None:
@@ -37,7 +43,7 @@ def command_word(argv: list[str]) -> str | None:
     for arg in args:
         if arg in _VALUED:
             next(args, None)
-        elif arg.startswith("--log-") and "=" in arg:
+        elif arg.startswith("--log-") and "=" in arg or arg in _SWITCHES:
             continue
         elif arg.startswith("-"):
             return None
@@ -56,9 +62,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action=VersionAction)
     parser.add_argument(
-        "-l", "--log-level", default="info",
-        choices=["debug", "info", "warning", "error"], help="log level (default: info)",
+        "-l", "--log-level", default=None,
+        choices=["debug", "info", "warning", "error", *_CLASSIC_LEVELS],
+        help="log level (default: info; debug with --debug)",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="debug mode: --log-level debug unless one is given (default: "
+                             "on when $DEBUG is true)")
+    parser.add_argument("--experimental", action="store_true",
+                        help="accepted for classic Swarm's command lines: Flock has no "
+                             "features behind such a switch")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="text lines, or one JSON object per line (default: text)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -68,11 +81,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def log_level(args: argparse.Namespace) -> str:
+    """-l, else debug for --debug or $DEBUG, else info; classic's names mapped to ours."""
+    level = args.log_level
+    if level is None:
+        debug = getattr(args, "debug", False) or os.environ.get("DEBUG", "") in _TRUE
+        level = "debug" if debug else "info"
+    return _CLASSIC_LEVELS.get(level, level)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    setup_logging(log_level(args), args.log_format)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -136,7 +136,15 @@ def show_nodes(args: argparse.Namespace) -> int:
     else:
         print_table(["NAME", "ADDRESS", "HEALTH", "CONTAINERS", "CPUS", "MEMORY", "LABELS"],
                     [node_row(n) for n in nodes])
+        for line in node_errors(nodes):
+            print(line)
     return 0
+
+
+def node_errors(nodes: list[pb.NodeStatus]) -> list[str]:
+    """Why each node that is not healthy is not (unreachable, or refused: its name is
+    taken), below the table: the reason is what tells the operator what to do."""
+    return [f"{n.name}: {n.error}" for n in nodes if n.error and n.health != "healthy"]
 
 
 def show_containers(args: argparse.Namespace) -> int:

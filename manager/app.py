@@ -20,13 +20,15 @@ import certs
 import discovery
 from certs.exposure import is_loopback, is_wildcard, refusal
 from docker_compat.tls_half_close import HalfCloseTLSSite
+from manager.api.client_limits import ClientLimits
 from manager.api.docker import ps_json
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
+from manager.api.guarded_server import GuardedRunner
 from manager.cluster.agent_client import AgentClient
 from manager.cluster.call_stream import StreamSlots
 from manager.cluster.reschedule import Rescheduler
 from manager.cluster.state import ClusterState
-from manager.cluster.sync import MAX_BEATS, NodeWatcher
+from manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
 from manager.global_placement import GlobalReconciler
 from manager.ha import Replication
 from manager.observability import ManagerMetrics
@@ -61,6 +63,14 @@ class ManagerConfig:
     agent_tls_files: certs.TLSFiles | None = None  # mutual TLS to agents; None: plaintext
     insecure: bool = False  # allow a plaintext Docker API on a reachable address
     grpc_addr: str = ""  # --grpc-addr HOST:PORT: serve ClusterService there; "" off
+    # Header and idle timeouts, connections per client address (client_limits.py).
+    client_limits: ClientLimits = field(default_factory=ClientLimits)
+    # classic Swarm's manage flags (manager/classic_flags.py): each node's refresh period
+    # range (None: --heartbeat ±20%), CORS headers, and re-reads before a `docker ps`.
+    refresh: RefreshRange | None = None
+    cors: bool = False
+    refresh_on_node_filter: bool = False
+    container_name_refresh_filter: str = ""
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,7 @@ class Manager:
                                    functools.partial(AgentClient, credentials=credentials,
                                                      observer=self.metrics.agent_rpc,
                                                      stream_slots=StreamSlots()),
-                                   max_beats=config.max_heartbeats)
+                                   max_beats=config.max_heartbeats, refresh=config.refresh)
         self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
                                        interval=config.heartbeat, is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler
@@ -245,8 +255,8 @@ class Manager:
         await self.watcher.start()
         self.rescheduler.start()
         self.global_copies.start()
-        self._runner = web.AppRunner(build_app(self), handler_cancellation=True,
-                                     access_log=None)
+        self._runner = GuardedRunner(build_app(self), self.config.client_limits,
+                                     handler_cancellation=True, access_log=None)
         await self._runner.setup()
         try:
             for listen in self.listens:

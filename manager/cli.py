@@ -8,15 +8,18 @@ import logging
 import sys
 
 from certs import TLSFiles, default_cert_path
+from discovery.options import DiscoveryOptionError
+from discovery.options import resolve as resolve_discovery
 from flock.durations import parse_duration
 from flock.signals import stop_on_signals
+from manager import classic_flags
+from manager.api.client_limits import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_PER_CLIENT, ClientLimits
 from manager.app import ConfigError, Manager, ManagerConfig
 from manager.cluster.sync import MAX_BEATS
 
 log = logging.getLogger("flock.manager")
 
 DEFAULT_HOST = "tcp://127.0.0.1:2375"
-CLUSTER_OPTS = ("swarm.overcommit",)
 
 
 def register(subparsers) -> None:
@@ -25,12 +28,16 @@ def register(subparsers) -> None:
         "manage", help="run a manager: one Docker API over the cluster's nodes",
         description="Serve the Docker Remote API for the cluster found in <discovery>.",
     )
-    parser.add_argument("discovery", help="nodes://HOST:PORT,..., HOST:PORT,..., file:///PATH, "
-                                          "etcd://HOST:PORT/PREFIX or token://TOKEN")
+    parser.add_argument("discovery", nargs="?", default=None,
+                        help="nodes://HOST:PORT,..., HOST:PORT,..., file:///PATH, "
+                             "etcd://HOST:PORT/PREFIX or token://TOKEN (default "
+                             "$SWARM_DISCOVERY)")
     parser.add_argument("-H", "--host", action="append", default=[], metavar="URL",
-                        help=f"address to serve on, repeatable (default {DEFAULT_HOST})")
-    parser.add_argument("--strategy", default="spread",
-                        choices=["spread", "binpack", "random"], help="placement strategy")
+                        help="address to serve on, repeatable (default $SWARM_HOST, "
+                             f"comma-separated, else {DEFAULT_HOST})")
+    parser.add_argument("--strategy", default=None,
+                        choices=["spread", "binpack", "random"],
+                        help="placement strategy (default $SWARM_STRATEGY, else spread)")
     parser.add_argument("-f", "--filter", action="append", default=None, metavar="NAME",
                         help="scheduler filter, repeatable; replaces the default chain")
     parser.add_argument("--heartbeat", default="5s", help="node refresh period (default 5s)")
@@ -47,15 +54,53 @@ def register(subparsers) -> None:
     parser.add_argument("--replication", action="store_true",
                         help="run several managers: one primary elected in etcd, replicas "
                              "forward writes to it")
-    parser.add_argument("--advertise", "--addr", default="", metavar="HOST:PORT",
-                        help="this manager's API address for the other managers")
+    parser.add_argument("--advertise", "--addr", default=None, metavar="HOST:PORT",
+                        help="this manager's API address for the other managers (default "
+                             "$SWARM_ADVERTISE)")
     parser.add_argument("--grpc-addr", default="", metavar="HOST:PORT",
                         help="also serve the gRPC ClusterService (flock nodes/ps/explain) "
                              "there; loopback only without TLS (default: off)")
     parser.add_argument("--replication-ttl", default="15s",
                         help="leader lease: a dead primary is replaced within about this")
+    add_client_limit_arguments(parser)
     add_tls_arguments(parser)
+    classic_flags.add_arguments(parser)
     parser.set_defaults(func=main)
+
+
+def add_client_limit_arguments(parser) -> None:
+    """What a Docker API client connection may do (manager/api/client_limits.py)."""
+    parser.add_argument("--read-header-timeout", default=f"{HEADER_TIMEOUT:g}s",
+                        metavar="DURATION",
+                        help="close a connection whose request head takes longer, counted "
+                             f"from its first byte (default {HEADER_TIMEOUT:g}s as dockerd; 0: "
+                             "none)")
+    parser.add_argument("--idle-timeout", default=f"{IDLE_TIMEOUT:g}s", metavar="DURATION",
+                        help="close a connection that sends nothing for this long, before "
+                             f"its first request or between two (default {IDLE_TIMEOUT:g}s; "
+                             "0: none)")
+    parser.add_argument("--max-client-conns", type=int, default=MAX_PER_CLIENT, metavar="N",
+                        help="connections one client address may hold open at once; more "
+                             f"are answered 503 and closed (default {MAX_PER_CLIENT}; 0: no "
+                             "cap)")
+
+
+def client_limits(args) -> ClientLimits:
+    """ClientLimits from the flags; ConfigError names a bad one."""
+    timeouts = {}
+    for flag, default in (("read_header_timeout", HEADER_TIMEOUT),
+                          ("idle_timeout", IDLE_TIMEOUT)):
+        text = getattr(args, flag, None)
+        try:
+            timeouts[flag] = default if text is None else parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"--{flag.replace('_', '-')}: {exc}") from None
+    conns = getattr(args, "max_client_conns", MAX_PER_CLIENT)
+    try:
+        return ClientLimits(timeouts["read_header_timeout"], timeouts["idle_timeout"], conns)
+    except ValueError:
+        raise ConfigError("--read-header-timeout, --idle-timeout and --max-client-conns "
+                          "take 0 (no limit) or more") from None
 
 
 def add_tls_arguments(parser) -> None:
@@ -119,34 +164,38 @@ def config_from_args(args) -> ManagerConfig:
     if args.engine_failure_retry < 1:
         raise ConfigError("--engine-failure-retry must be at least 1")
     try:
+        classic_flags.check(args)
+        refresh = classic_flags.refresh_range(args, heartbeat)
+        overcommit = classic_flags.overcommit(args.cluster_opt)
+        discovery = resolve_discovery(args.discovery, getattr(args, "discovery_opt", []))
+    except (classic_flags.ClassicFlagError, DiscoveryOptionError) as exc:
+        raise ConfigError(str(exc)) from None
+    if not discovery:
+        raise ConfigError("discovery required to manage a cluster. See 'flock manage "
+                          "--help'.")
+    advertise = classic_flags.advertise(args.advertise)
+    try:
         replication_ttl = parse_duration(args.replication_ttl)
     except ValueError as exc:
         raise ConfigError(f"--replication-ttl: {exc}") from None
     if replication_ttl < 1:
         raise ConfigError("--replication-ttl must be at least 1s")
-    if args.advertise:
-        host, sep, port = args.advertise.rpartition(":")
+    if advertise:
+        host, sep, port = advertise.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(f"invalid --advertise {args.advertise!r}: expected HOST:PORT")
-    overcommit = 0.05
-    for item in args.cluster_opt:
-        key, sep, value = item.partition("=")
-        if not sep or key not in CLUSTER_OPTS:
-            raise ConfigError(f"unsupported --cluster-opt {item!r}: known options are "
-                              + ", ".join(f"{k}=VALUE" for k in CLUSTER_OPTS))
-        try:
-            overcommit = float(value)
-        except ValueError:
-            raise ConfigError(f"--cluster-opt {item!r}: expected a number") from None
-        if overcommit < 0:
-            raise ConfigError(f"--cluster-opt {item!r}: must not be negative")
+            raise ConfigError(f"invalid --advertise {advertise!r}: expected HOST:PORT")
     return ManagerConfig(
-        discovery=args.discovery, hosts=args.host or [DEFAULT_HOST], strategy=args.strategy,
+        discovery=discovery, hosts=classic_flags.hosts(args.host) or [DEFAULT_HOST],
+        strategy=classic_flags.strategy(args.strategy, "spread"),
         filters=args.filter, heartbeat=heartbeat, max_heartbeats=max_heartbeats,
-        overcommit=overcommit,
+        overcommit=overcommit, refresh=refresh,
         failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
-        replication=args.replication, advertise=args.advertise,
+        replication=args.replication, advertise=advertise,
+        cors=getattr(args, "cors", False),
+        refresh_on_node_filter=getattr(args, "refresh_on_node_filter", False),
+        container_name_refresh_filter=getattr(args, "container_name_refresh_filter", ""),
         replication_ttl=replication_ttl, grpc_addr=getattr(args, "grpc_addr", ""),
+        client_limits=client_limits(args),
         **tls_config(args),
     )
 

@@ -19,7 +19,9 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from docker_compat.paths import api_path
 from manager.cluster.agent_client import AgentError
+from manager.cluster.container_names import NameTaken
 from manager.cluster.model import Container, Node
 from manager.cluster.reschedule import create_body
 from manager.placing import Refused, run_container
@@ -67,7 +69,8 @@ def _why(exc: Exception) -> str:
 async def place_copy(manager: Manager, body: dict, spec: ContainerSpec, group: str,
                      node: Node) -> Container:
     """Create and start the group's copy on `node`, with the node pinned; raises
-    NoNodeAvailable (the filters leave the node out), AgentError or Refused."""
+    NoNodeAvailable (the filters leave the node out), NameTaken (GROUP.NODE is taken,
+    claimed at placement like any name), AgentError or Refused."""
     name = copy_name(group, node)
     labels = {**(body.get("Labels") or {}), GLOBAL_LABEL: group}
     copy_body = {**body, "Labels": labels}
@@ -84,7 +87,7 @@ async def run_global(manager: Manager, body: dict, spec: ContainerSpec,
     for node in sorted(manager.state.healthy_nodes(), key=lambda n: n.name):
         try:
             result.placed.append(await place_copy(manager, body, spec, group, node))
-        except (NoNodeAvailable, AgentError, Refused) as exc:
+        except (NoNodeAvailable, NameTaken, AgentError, Refused) as exc:
             result.skipped.append(f"{node.name}: {_why(exc)}")
     return result
 
@@ -161,7 +164,7 @@ class GlobalReconciler:
                 log.info("global %s: copy started on %s", group, node.name)
             except NoNodeAvailable:
                 log.debug("global %s: %s is not eligible", group, node.name)
-            except (RuleError, AgentError, Refused) as exc:
+            except (RuleError, NameTaken, AgentError, Refused) as exc:
                 log.warning("global %s: no copy on %s yet: %s", group, node.name, _why(exc))
         return made
 
@@ -173,9 +176,10 @@ class GlobalReconciler:
                 continue
             try:
                 status, inspect = await client.request_json(
-                    "GET", f"/containers/{member.id}/json")
+                    "GET", api_path("containers", member.id, "json"))
             except AgentError:
                 continue
-            if status == 200 and isinstance(inspect, dict):
-                return create_body(inspect)
+            node = self.manager.state.node(member.node_id)
+            if status == 200 and isinstance(inspect, dict) and node is not None:
+                return create_body(inspect, node.cpus)
         return None

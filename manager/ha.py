@@ -164,13 +164,15 @@ class Replication:
         # log lines then carry the same ID as this one's and as the answer's header.
         headers.append((HEADER, request.get(REQUEST_ID) or current_request_id()
                         or new_request_id()))
-        body = await request.read()
+        # Streamed as it comes, as a node is sent it: a build context or an image upload
+        # is neither held whole here nor capped at the JSON bodies' size.
+        body = request.content if request.body_exists else None
         scheme = "https" if self.client_ssl is not None else "http"
         url = f"{scheme}://{leader}{request.rel_url}"
         response: web.StreamResponse | None = None
         try:
             async with self._session.request(request.method, url, headers=headers,
-                                             data=body if body else None,
+                                             data=body,
                                              allow_redirects=False,
                                              ssl=self.client_ssl or True) as answer:
                 response = web.StreamResponse(status=answer.status, reason=answer.reason)

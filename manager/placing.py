@@ -4,7 +4,10 @@ here, so a container gets the same rules, labels and bookkeeping whichever door 
 came in by.
 
 The decision and the reservation happen with no `await` in between, so concurrent
-creates never see the same free resources twice.
+creates never see the same free resources twice; the reservation claims the container's
+name in the same step, so two concurrent creates of one name never both reach a node.
+The claim is held until the create's record lands or the create fails, even when the
+client hangs up meanwhile (holding.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from docker_compat.paths import api_path
 from manager.cluster.agent_client import AgentUnavailable, ReadBack
+from manager.cluster.holding import hold_until_done
 from manager.cluster.model import Container, Node
 from manager.cluster.records import created_record
 from manager.scheduler.rules import Rule, RuleError, parse_rule
@@ -62,8 +67,8 @@ def with_image_affinity(state: ClusterState, spec: ContainerSpec
 
 async def place_and_create(manager: Manager, body: dict, spec: ContainerSpec, name: str,
                            send: Send[T], pinned: list[Rule] | None = None) -> Placed[T]:
-    """Raises the scheduler's NoNodeAvailable when nothing fits; nothing is created
-    then."""
+    """Raises the scheduler's NoNodeAvailable when nothing fits, NameTaken when a
+    container or another create in flight has the name; nothing is created then."""
     state = manager.state
     placing, implicit = with_image_affinity(state, spec)
     if pinned:
@@ -71,18 +76,23 @@ async def place_and_create(manager: Manager, body: dict, spec: ContainerSpec, na
     decision = manager.scheduler.place(state, placing)
     node = decision.node
     token = state.reserve(node.id, name, spec.cpus, spec.memory, spec.ports)
-    record = None
-    try:
-        prepared = prepare_create_body(body, spec)
-        with manager.watcher.changing(node.id):
-            status, data, read, extra = await send(node, json.dumps(prepared).encode())
-        if status == 201:
-            record = _recorded(manager, node, json.loads(data)["Id"], name, prepared, read)
-    finally:
-        state.release(token)
+    status, data, extra, record = await hold_until_done(
+        state, token, _create(manager, node, body, spec, name, send))
     warnings = [f"soft rule dropped to place the container: {rule}"
                 for rule in decision.dropped_soft if rule != implicit]
     return Placed(node, status, data, extra, record, warnings)
+
+
+async def _create(manager: Manager, node: Node, body: dict, spec: ContainerSpec, name: str,
+                  send: Send[T]) -> tuple[int, bytes, T, Container | None]:
+    """Send the create and record a success (before the reservation goes)."""
+    prepared = prepare_create_body(body, spec, node.cpus)
+    with manager.watcher.changing(node.id):
+        status, data, read, extra = await send(node, json.dumps(prepared).encode())
+    record = None
+    if status == 201:
+        record = _recorded(manager, node, json.loads(data)["Id"], name, prepared, read)
+    return status, data, extra, record
 
 
 def _recorded(manager: Manager, node: Node, container_id: str, name: str, body: dict,
@@ -91,7 +101,7 @@ def _recorded(manager: Manager, node: Node, container_id: str, name: str, body: 
     the create implies, re-read in the background."""
     if read is not None and (record := manager.watcher.take_read_back(node.id, read)):
         return record
-    record = created_record(node.id, container_id, name, body)
+    record = created_record(node.id, container_id, name, body, node.cpus)
     manager.watcher.record(record)
     manager.watcher.refresh_soon(node.id, record.id)
     return record
@@ -136,7 +146,7 @@ async def run_container(manager: Manager, body: dict, spec: ContainerSpec, name:
     if client is None:
         raise AgentUnavailable(f"node {node.name} is not connected")
     with manager.watcher.changing(node.id, record.id):
-        exchange = await client.request("POST", f"/containers/{record.id}/start",
+        exchange = await client.request("POST", api_path("containers", record.id, "start"),
                                         read_back=True)
         data = await exchange.body()
     if exchange.status >= 300:

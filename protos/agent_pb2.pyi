@@ -81,8 +81,10 @@ class NodeInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("refused",)
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    refused: str
+    def __init__(self, refused: _Optional[str] = ...) -> None: ...
 
 class HeartbeatReply(_message.Message):
     __slots__ = ("id", "containers", "images", "time")

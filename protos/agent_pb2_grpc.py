@@ -83,7 +83,8 @@ class AgentServicer:
 
     def Heartbeat(self, request, context):
         """Cheap liveness probe; also tells the manager how many containers and images
-        the node holds so that a drift is noticed without a full refresh.
+        the node holds so that a drift is noticed without a full refresh. A manager
+        that refuses the node (its name is taken) says why in the request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -18,22 +18,24 @@ RUNTIME_NAMES = ("auto", "docker", "exec", "hollow")
 def make_runtime(name: str, **opts) -> Runtime:
     """The runtime called `name`.
 
-    Options: docker_host (docker); state_dir, node_name, labels, cpus, memory (exec and
-    hollow); images, any_image (hollow: the images present, and whether others are
+    Options: docker_host, docker_tls (docker: the engine's address, and the TLS client
+    context for a tcp:// engine that speaks TLS); state_dir, node_name, labels, cpus,
+    memory (exec and hollow); images, any_image (hollow: the images present, and whether others are
     pulled on create).
     "auto" takes the local engine when it answers and the embedded runtime otherwise,
     so `flock join` works the same on machines with and without Docker.
     """
     docker_host = opts.get("docker_host") or DEFAULT_DOCKER_HOST
+    docker_tls = opts.get("docker_tls")
     if name == "auto":
-        if engine_answers(docker_host):
+        if engine_answers(docker_host, tls=docker_tls):
             log.info("runtime auto: using docker, the engine at %s answers", docker_host)
             name = "docker"
         else:
             log.info("runtime auto: using exec, no Docker Engine answers at %s", docker_host)
             name = "exec"
     if name == "docker":
-        return DockerRuntime(docker_host)
+        return DockerRuntime(docker_host, docker_tls)
     if name == "exec":
         return _exec_runtime(opts)
     if name == "hollow":

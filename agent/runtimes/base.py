@@ -1,4 +1,5 @@
-"""What the agent needs of a runtime: a Docker Engine API endpoint on a unix socket.
+"""What the agent needs of a runtime: a Docker Engine API endpoint (a unix socket, or
+for the docker runtime any engine address, TLS included).
 
 Keeping the interface this small means one piece of proxy code (agent.http_bridge)
 serves every runtime, hijacked streams included.
@@ -7,6 +8,8 @@ serves every runtime, hijacked streams included.
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
+
+from agent.engine_endpoint import Endpoint
 
 
 class RuntimeUnavailable(Exception):
@@ -26,6 +29,6 @@ class Runtime(Protocol):
         ...
 
     @property
-    def socket_path(self) -> str:
-        """The unix socket that speaks the Docker Engine API."""
+    def endpoint(self) -> Endpoint:
+        """Where the Docker Engine API answers."""
         ...

@@ -20,8 +20,11 @@ from typing import TYPE_CHECKING
 import grpc
 
 from certs.exposure import is_loopback, refusal
+from docker_compat.paths import api_path
+from manager.api.docker.containers import conflict
 from manager.api.docker.ps import present
 from manager.cluster.agent_client import AgentError, AgentUnavailable
+from manager.cluster.container_names import NameTaken
 from manager.cluster.model import Container, Node
 from manager.cluster.reschedule import wants_reschedule
 from manager.cluster.state import Ambiguous, NotFound
@@ -52,6 +55,11 @@ class Failure(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def name_conflict(exc: NameTaken) -> Failure:
+    """The Docker API's 409 text for a taken name, as ALREADY_EXISTS."""
+    return Failure(grpc.StatusCode.ALREADY_EXISTS, conflict(exc.name, exc.holder).message)
 
 
 def failure_for(status: int, answer: object) -> Failure:
@@ -247,14 +255,15 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def _run(self, request: pb.ContainerSpec) -> pb.RunReply:
         self._primary_only()
         name = request.name.lstrip("/")
-        if name and self.state.name_taken(name):
-            raise Failure(grpc.StatusCode.ALREADY_EXISTS,
-                          f'Conflict. The container name "/{name}" is already in use.')
+        if name and self.state.name_taken(name):  # fast; the claim at placement decides
+            raise name_conflict(NameTaken(name, self.state.container_names().get(name, "")))
         body, spec = self._spec(request)
         try:
             placed = await run_container(self.manager, body, spec, name)
         except NoNodeAvailable as exc:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        except NameTaken as exc:
+            raise name_conflict(exc) from None
         except AgentError as exc:
             raise Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         except Refused as exc:
@@ -283,8 +292,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def _act(self, ref: str, action: str, query: str = "") -> pb.ContainerInfo:
         self._primary_only()
         container, node = self._container(ref)
-        status, answer = await self._call(node, "POST", f"/containers/{container.id}/{action}",
-                                          query)
+        status, answer = await self._call(
+            node, "POST", api_path("containers", container.id, action), query)
         if status >= 300 and status != 304:
             raise failure_for(status, answer)
         with contextlib.suppress(AgentError):
@@ -295,7 +304,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def _remove(self, ref: str, force: bool) -> pb.RemoveReply:
         self._primary_only()
         container, node = self._container(ref)
-        status, answer = await self._call(node, "DELETE", f"/containers/{container.id}",
+        status, answer = await self._call(node, "DELETE", api_path("containers", container.id),
                                           "force=1" if force else "")
         if status >= 300 and status != 404:
             raise failure_for(status, answer)

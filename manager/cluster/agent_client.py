@@ -299,11 +299,12 @@ class AgentClient:
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
-    async def heartbeat(self, timeout: float = 5) -> agent_pb2.HeartbeatReply:
+    async def heartbeat(self, timeout: float = 5, refused: str = "") -> agent_pb2.HeartbeatReply:
+        """`refused`: why this manager keeps the node out of its cluster (the agent logs it)."""
         try:
             with self._timed("Heartbeat"):
-                return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(), timeout=timeout,
-                                                 metadata=_metadata())
+                return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(refused=refused),
+                                                 timeout=timeout, metadata=_metadata())
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 

@@ -17,6 +17,7 @@ import urllib.parse
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 
+from docker_compat.paths import api_path
 from manager.cluster.agent_client import AgentClient, AgentError, ReadBack
 from manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
 from manager.cluster.freshness import Freshness
@@ -165,7 +166,8 @@ class ContainerReads:
         if client is None:
             return None
         self.freshness.reading(container_id)
-        status, inspect = await client.request_json("GET", f"/containers/{container_id}/json")
+        status, inspect = await client.request_json(
+            "GET", api_path("containers", container_id, "json"))
         if status == 404:
             if self.state.container(container_id) is not None:
                 self.forget_container(container_id)
@@ -184,9 +186,14 @@ class ContainerReads:
                         and c.get("Id") == inspect["Id"]), None) if isinstance(
                             listing, list) else None
         container = container_from_engine(
-            node_id, summary or summary_from_inspect(inspect), inspect)
+            node_id, summary or summary_from_inspect(inspect), inspect, self._cpus(node_id))
         self._store(container)
         return container
+
+    def _cpus(self, node_id: str) -> int:
+        """The node's CPU count, which what a container's CpuShares reserve depends on."""
+        node = self.state.node(node_id)
+        return node.cpus if node is not None else 0
 
     async def load_containers(self, node_id: str, known_too: bool = False) -> None:
         """Read every container of a node; drop the records the node no longer has.
@@ -203,10 +210,11 @@ class ContainerReads:
 
         async def inspect(summary: dict) -> Container | None:
             async with gate:
-                code, data = await client.request_json("GET", f"/containers/{summary['Id']}/json")
+                code, data = await client.request_json(
+                    "GET", api_path("containers", summary["Id"], "json"))
             if code != 200 or not isinstance(data, dict):
                 return None
-            return container_from_engine(node_id, summary, data)
+            return container_from_engine(node_id, summary, data, self._cpus(node_id))
 
         def current(summary: dict) -> Container | None:
             old = self.state.container(summary["Id"])

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from manager.cluster.model import PENDING, Container, Node
 from manager.cluster.reschedule import create_body, wants_reschedule
+from manager.scheduler import cpu_shares
 
 # Key of the state times kept inside a Container's summary (never shown to clients).
 STATE_KEY = "FlockState"
@@ -41,9 +42,10 @@ def node_from_info(info, addr: str) -> Node:
     )
 
 
-def reserved_cpus(host: dict) -> float:
-    """Classic semantics: `-c N` (CpuShares) reserves N CPUs; NanoCpus that many/1e9."""
-    shares = host.get("CpuShares") or 0
+def reserved_cpus(host: dict, node_cpus: int) -> float:
+    """Classic semantics: `-c N` reserves N CPUs, read back from the shares the engine
+    got for them on this node of `node_cpus` (cpu_shares.py); NanoCpus that many/1e9."""
+    shares = cpu_shares.reserved_cpus(host.get("CpuShares") or 0, node_cpus)
     nano = host.get("NanoCpus") or 0
     return float(max(shares, nano / 1e9))
 
@@ -83,8 +85,10 @@ def state_times(state: dict) -> dict:
             "ExitCode": state.get("ExitCode", 0), "Health": health.get("Status", "")}
 
 
-def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Container:
-    """The manager's record of a container from the engine's list entry and inspect.
+def container_from_engine(node_id: str, summary: dict, inspect: dict,
+                          node_cpus: int) -> Container:
+    """The manager's record of a container from the engine's list entry and inspect,
+    on a node of `node_cpus` CPUs (what its CpuShares reserve depends on them).
 
     The list entry is kept as the engine gave it, plus STATE_KEY: the state's times, so
     that the Status text can be recomputed when `docker ps` asks, not frozen."""
@@ -101,7 +105,7 @@ def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Contain
         image=config.get("Image") or summary.get("Image", ""),
         image_id=inspect.get("Image", ""),
         labels=dict(config.get("Labels") or {}),
-        reserved_cpus=reserved_cpus(host),
+        reserved_cpus=reserved_cpus(host, node_cpus),
         reserved_memory=int(host.get("Memory") or 0),
         state=state.get("Status") or summary.get("State") or "created",
         ports=host_ports(config, host),
@@ -109,7 +113,8 @@ def container_from_engine(node_id: str, summary: dict, inspect: dict) -> Contain
         summary=summary,
         created=float(created) if isinstance(created, int | float) else _epoch(
             inspect.get("Created", "")),
-        create_config=create_body(inspect) if wants_reschedule(config.get("Labels")) else None,
+        create_config=(create_body(inspect, node_cpus)
+                       if wants_reschedule(config.get("Labels")) else None),
     )
 
 

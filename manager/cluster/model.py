@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# classic Swarm's engine states (cluster/engine.go stateText): never reached yet;
+# answering; failed --engine-failure-retry refreshes in a row; gone from discovery.
 PENDING = "pending"
 HEALTHY = "healthy"
 UNHEALTHY = "unhealthy"
+DISCONNECTED = "disconnected"
 
 
 @dataclass
@@ -26,13 +29,13 @@ class Node:
     # Engine labels plus the standard keys the constraint filter knows:
     # storagedriver, executiondriver, kernelversion, operatingsystem, ostype.
     labels: dict[str, str] = field(default_factory=dict)
-    health: str = PENDING  # pending | healthy | unhealthy
+    health: str = PENDING  # pending | healthy | unhealthy | disconnected
     error: str = ""  # the last refresh error, shown by `docker info`
     runtime: str = ""  # docker | exec | hollow
     server_version: str = ""
     api_version: str = ""
     min_api_version: str = ""
-    updated_at: float = 0.0  # seconds since the epoch of the last good refresh
+    updated_at: float = 0.0  # seconds since the epoch of the last refresh, good or failed
     images: int = 0  # image count reported by the node
     availability: str = "active"  # active | drain, kept by the node's agent (UpdateNode)
 
@@ -65,3 +68,12 @@ class Container:
     # The create body (Config + HostConfig) read from inspect, kept only for containers
     # with a reschedule policy so that they can be recreated when their node fails.
     create_config: dict | None = None
+
+    @property
+    def swarm_id(self) -> str:
+        """The classic Swarm ID every container placed by a manager carries: it stays
+        when the container is rescheduled, and is a reference to it (state.resolve)."""
+        return (self.labels or {}).get(SWARM_ID_LABEL, "")
+
+
+SWARM_ID_LABEL = "com.docker.swarm.id"

@@ -26,9 +26,10 @@ STATE_AFTER = {
 }
 
 
-def created_record(node_id: str, container_id: str, name: str, body: dict) -> Container:
+def created_record(node_id: str, container_id: str, name: str, body: dict,
+                   node_cpus: int) -> Container:
     """The record of a container just created from `body` (the create request as sent
-    to the node)."""
+    to the node, of `node_cpus` CPUs)."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     cmd = body.get("Cmd") or []
     inspect = {
@@ -42,7 +43,7 @@ def created_record(node_id: str, container_id: str, name: str, body: dict) -> Co
         "State": {"Status": "created"},
         "Image": "",
     }
-    return container_from_engine(node_id, summary_from_inspect(inspect), inspect)
+    return container_from_engine(node_id, summary_from_inspect(inspect), inspect, node_cpus)
 
 
 def after_action(container: Container, action: str) -> Container | None:
@@ -71,3 +72,11 @@ def exited(container: Container, code: int) -> Container:
     summary[STATE_KEY] = times
     summary["State"] = "exited"
     return replace(container, state="exited", summary=summary)
+
+
+def renamed(container: Container, name: str) -> Container:
+    """The record after a rename the node accepted, when no read of it came back: the
+    new name must be in the state before the claim on it is dropped."""
+    summary = dict(container.summary)
+    summary["Names"] = [f"/{name}"]
+    return replace(container, name=name, summary=summary)

@@ -23,8 +23,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from docker_compat.paths import api_path
 from manager.cluster.agent_client import AgentError
+from manager.cluster.container_names import NameTaken
+from manager.cluster.holding import hold_until_done
 from manager.cluster.model import UNHEALTHY, Container
+from manager.scheduler.cpu_shares import reserved_cpus
 from manager.scheduler.rules import RuleError, parse_rule
 from manager.scheduler.scheduler import NoNodeAvailable, Scheduler
 from manager.scheduler.spec import (
@@ -58,15 +62,20 @@ def wants_reschedule(labels: dict[str, str]) -> bool:
     return isinstance(policies, list) and ON_NODE_FAILURE in policies
 
 
-def create_body(inspect: dict) -> dict:
-    """A `POST /containers/create` body that makes the container of `inspect` again.
+def create_body(inspect: dict, node_cpus: int) -> dict:
+    """A `POST /containers/create` body that makes the container of `inspect` (on a
+    node of `node_cpus` CPUs) again.
 
     Config is the create body's own shape; the Hostname the engine derived from the old
-    ID is dropped so that the new container gets its own."""
+    ID is dropped so that the new container gets its own. The engine's CpuShares go
+    back to the CPUs they reserve (`-c N`), for the new node's engine to get its own
+    shares for N."""
     body = dict(inspect.get("Config") or {})
     if body.get("Hostname") and body["Hostname"] == (inspect.get("Id") or "")[:12]:
         body.pop("Hostname")
-    body["HostConfig"] = dict(inspect.get("HostConfig") or {})
+    body["HostConfig"] = host = dict(inspect.get("HostConfig") or {})
+    if host.get("CpuShares"):
+        host["CpuShares"] = reserved_cpus(host["CpuShares"], node_cpus)
     return body
 
 
@@ -164,11 +173,17 @@ class Rescheduler:
         node = decision.node
         if node.id == old.node_id or node.health != "healthy":
             return False
-        token = self.state.reserve(node.id, old.name, spec.cpus, spec.memory, spec.ports)
+        payload = prepare_create_body(body, spec, node.cpus)
         try:
-            new_id = await self._create(node.id, old, prepare_create_body(body, spec))
-        finally:
-            self.state.release(token)
+            # The name stays claimed from here until the new copy's record holds it; only
+            # the old copy (forgotten below) may share it meanwhile.
+            token = self.state.reserve(node.id, old.name, spec.cpus, spec.memory, spec.ports,
+                                       replacing=old.id)
+        except NameTaken as exc:
+            log.warning("cannot reschedule %s: %s", old.name, exc)
+            return False
+        new_id = await hold_until_done(
+            self.state, token, self._create(node.id, old, payload))
         if not new_id:
             return False
         self.watcher.forget_container(old.id)
@@ -183,7 +198,7 @@ class Rescheduler:
         client = self.watcher.client(node_id)
         if client is None:
             return ""
-        query = "name=" + urllib.parse.quote(old.name) if old.name else ""
+        query = urllib.parse.urlencode({"name": old.name}) if old.name else ""
         try:
             status, answer = await client.request_json("POST", "/containers/create", query,
                                                        body=payload)
@@ -194,7 +209,7 @@ class Rescheduler:
             new_id = answer["Id"]
             if old.state in _ACTIVE:
                 status, answer = await client.request_json(
-                    "POST", f"/containers/{new_id}/start")
+                    "POST", api_path("containers", new_id, "start"))
                 if status not in (204, 304):
                     log.warning("rescheduled %s on %s but start answered %s %s", old.name,
                                 client.addr, status, answer)
@@ -214,7 +229,7 @@ class Rescheduler:
             return False
         try:
             status, answer = await client.request_json(
-                "DELETE", f"/containers/{container.id}", "force=1&v=0")
+                "DELETE", api_path("containers", container.id), "force=1&v=0")
         except AgentError as exc:
             log.info("removing stale copy %s on %s: %s", container.id[:12], client.addr, exc)
             return False

@@ -7,7 +7,10 @@ decision at 10,000 nodes must not walk every container.
 
 Reservations for containers still being created on an agent are held as *pending*
 entries (see `reserve`) so that concurrent `create` calls do not all pick the same
-"emptiest" node before the first one lands.
+"emptiest" node before the first one lands. A reservation with a name also claims the
+name cluster-wide, in the same synchronous step (container_names.py); a rename claims
+its new name alone (`claim_name`). Node names are unique too: `upsert_node` refuses a
+second node with a taken name (NodeNameTaken).
 
 Indexes for the scheduler's filters (all kept incrementally): node label -> nodes,
 image reference -> nodes (from `set_node_images` and the images of the node's
@@ -23,26 +26,28 @@ stay current without rescanning.
 
 from __future__ import annotations
 
-import functools
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
-from manager.cluster.model import HEALTHY, Container, Node
+from manager.cluster.container_names import ContainerNames, NameTaken
+from manager.cluster.image_refs import image_aliases
+from manager.cluster.model import HEALTHY, SWARM_ID_LABEL, Container, Node
 from manager.cluster.state_types import (
     Accounted,
     Ambiguous,
     Listener,
     ListenerT,
+    NodeNameTaken,
     NodeUsage,
     NotFound,
     Pending,
     ResourceClass,
 )
 
-__all__ = ["Ambiguous", "ClusterState", "Listener", "NodeUsage", "NotFound", "Pending",
-           "ResourceClass", "image_aliases"]
+__all__ = ["Ambiguous", "ClusterState", "Listener", "NameTaken", "NodeNameTaken",
+           "NodeUsage", "NotFound", "Pending", "ResourceClass", "image_aliases"]
 
 
 class ClusterState:
@@ -53,11 +58,10 @@ class ClusterState:
         self._node_by_name: dict[str, str] = {}
         self._names: dict[str, str] = {}  # node ID -> the name indexed (nodes mutate in place)
         self._containers: dict[str, Container] = {}
-        self._by_name: dict[str, str] = {}
+        self._by_name = ContainerNames()  # holders and claims of container names
         self._by_node: dict[str, set[str]] = defaultdict(set)
         self._usage: dict[str, NodeUsage] = defaultdict(NodeUsage)
         self._pending: dict[int, Pending] = {}
-        self._pending_names: dict[str, int] = {}
         self._tokens = itertools.count(1)
         self._accounted: dict[str, Accounted] = {}
         # node label key -> value -> node ids (from a snapshot of the labels indexed)
@@ -95,6 +99,12 @@ class ClusterState:
 
     # ---------------------------------------------------------------- nodes
     def upsert_node(self, node: Node) -> None:
+        """Add or update a node; raises NodeNameTaken (and changes nothing) when another
+        node already has its name. A node that comes back with the same ID keeps its
+        name: that is a restart, not a second node."""
+        holder = self._node_by_name.get(node.name)
+        if holder is not None and holder != node.id and holder in self._nodes:
+            raise NodeNameTaken(node, self._nodes[holder])
         old = self._nodes.get(node.id)
         if old is None or old.api_version != node.api_version:
             self.health_generation += 1
@@ -186,7 +196,8 @@ class ClusterState:
         return self._healthy
 
     def unhealthy_node_ids(self) -> set[str]:
-        """IDs of the nodes that are pending or unhealthy. Do not mutate."""
+        """IDs of the nodes that are not healthy (pending, unhealthy, disconnected). Do
+        not mutate."""
         return self._unhealthy
 
     def nodes_by_resource_class(self) -> Mapping[ResourceClass, set[str]]:
@@ -263,8 +274,9 @@ class ClusterState:
         return self._port_nodes.get((port, proto), _EMPTY_SET)
 
     def container_names(self) -> Mapping[str, str]:
-        """Container name -> ID, read-only and live."""
-        return MappingProxyType(self._by_name)
+        """Container name -> ID (one of them, for a name two containers share), read-only
+        and live."""
+        return self._by_name.first()
 
     def container_map(self) -> Mapping[str, Container]:
         """Every container by ID, read-only and live."""
@@ -276,8 +288,8 @@ class ClusterState:
         try:
             return self.resolve(ref).node_id
         except LookupError:
-            token = self._pending_names.get(ref.lstrip("/"))
-            return self._pending[token].node_id if token is not None else None
+            pending = self._pending.get(self._by_name.claim_token(ref.lstrip("/")) or 0)
+            return pending.node_id if pending is not None else None
 
     # ----------------------------------------------------------- containers
     def upsert_container(self, container: Container) -> None:
@@ -307,31 +319,50 @@ class ClusterState:
         return len(self._containers)
 
     def name_taken(self, name: str) -> bool:
-        """True when a container or a pending create already uses `name`."""
-        return name in self._by_name or name in self._pending_names
+        """True when a container or a claim in flight (create, rename) already uses `name`.
+        Only a fast answer: `reserve` and `claim_name` are what make a name one's own."""
+        return self._by_name.taken(name)
 
     def resolve(self, ref: str) -> Container:
-        """A container by full ID, name, `node/name`, `/name` or unique ID prefix."""
+        """A container by full ID or Swarm ID, name, `node/name`, `/name` or unique ID or
+        Swarm ID prefix, in classic Swarm's order (cluster/container.go, Get). A name
+        two containers share (made directly on two engines) is Ambiguous alone and
+        found with its node's name."""
         ref = ref.lstrip("/")
-        found = self._containers.get(ref)
+        found = self._containers.get(ref) or self._by_swarm_id(ref)
         if found is not None:
             return found
-        cid = self._by_name.get(ref)
-        if cid is not None:
-            return self._containers[cid]
+        holders = self._by_name.holders(ref)
+        if len(holders) == 1:
+            return self._containers[holders[0]]
+        if holders:
+            raise Ambiguous(f"More than one container is named {ref} in the cluster: "
+                            "give it as NODE/NAME")
         if "/" in ref:
             node_name, _, name = ref.partition("/")
-            cid = self._by_name.get(name)
             node = self.node_by_name(node_name)
-            if cid is not None and node is not None and self._containers[cid].node_id == node.id:
-                return self._containers[cid]
+            for cid in self._by_name.holders(name) if node is not None else ():
+                if self._containers[cid].node_id == node.id:
+                    return self._containers[cid]
             raise NotFound(f"No such container: {ref}")
-        matches = [c for c in self._containers.values() if c.id.startswith(ref)] if ref else []
+        matches = [self._containers[cid] for cid in self._containers
+                   if cid.startswith(ref)] if ref else []
+        matches += [c for sid in self._container_labels.get(SWARM_ID_LABEL, _EMPTY)
+                    if ref and sid.startswith(ref) and (c := self._by_swarm_id(sid))
+                    and c not in matches]
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
             raise Ambiguous(f"Multiple IDs found with provided prefix: {ref}")
         raise NotFound(f"No such container: {ref}")
+
+    def _by_swarm_id(self, ref: str) -> Container | None:
+        """The container whose Swarm ID is `ref`: of the two copies a reschedule leaves
+        for a moment, the newer (the one reschedule.stale_copies keeps)."""
+        nodes = self._container_labels.get(SWARM_ID_LABEL, _EMPTY).get(ref, _EMPTY)
+        copies = [c for node_id in nodes for cid in self._by_node.get(node_id, ())
+                  if (c := self._containers[cid]).swarm_id == ref]
+        return max(copies, key=lambda c: (c.created, c.id), default=None)
 
     # --------------------------------------------------------- reservations
     def reserve(
@@ -341,13 +372,17 @@ class ClusterState:
         cpus: float,
         memory: int,
         ports: list[tuple[int, str]] | None = None,
+        replacing: str = "",
     ) -> int:
-        """Hold resources (and the name) on a node while a create is in flight."""
+        """Hold resources (and the name) on a node while a create is in flight. The name
+        is claimed first: NameTaken (and nothing held) when a container or another
+        claim has it; `replacing` is a container the new one replaces (see
+        ContainerNames.claim)."""
         token = next(self._tokens)
+        if name:
+            self._by_name.claim(name, token, replacing)
         pending = Pending(token, node_id, name, cpus, memory, list(ports or []))
         self._pending[token] = pending
-        if name:
-            self._pending_names[name] = token
         usage = self._usage[node_id]
         usage.cpus += cpus
         usage.memory += memory
@@ -357,13 +392,19 @@ class ClusterState:
         self.generation += 1
         return token
 
+    def claim_name(self, name: str, replacing: str = "") -> int:
+        """Claim a container name with no resources (a rename); raises NameTaken. Give
+        the token back to `release`."""
+        token = next(self._tokens)
+        self._by_name.claim(name, token, replacing)
+        return token
+
     def release(self, token: int) -> None:
-        """Drop a pending reservation (the create finished or failed)."""
+        """Drop a pending reservation or a name claim (the change finished or failed)."""
+        self._by_name.unclaim(token)
         pending = self._pending.pop(token, None)
         if pending is None:
             return
-        if pending.name and self._pending_names.get(pending.name) == token:
-            del self._pending_names[pending.name]
         usage = self._usage[pending.node_id]
         usage.cpus -= pending.cpus
         usage.memory -= pending.memory
@@ -389,7 +430,7 @@ class ClusterState:
         )
         self._accounted[container.id] = acc
         if acc.name:
-            self._by_name[acc.name] = container.id
+            self._by_name.add(acc.name, container.id)
         self._by_node[acc.node_id].add(container.id)
         usage = self._usage[acc.node_id]
         usage.cpus += acc.cpus
@@ -406,8 +447,8 @@ class ClusterState:
 
     def _unaccount(self, container: Container) -> None:
         acc = self._accounted.pop(container.id)
-        if acc.name and self._by_name.get(acc.name) == container.id:
-            del self._by_name[acc.name]
+        if acc.name:
+            self._by_name.discard(acc.name, container.id)
         self._by_node[acc.node_id].discard(container.id)
         usage = self._usage[acc.node_id]
         usage.cpus -= acc.cpus
@@ -547,20 +588,3 @@ def _bump(index: dict[str, dict[str, int]], key: str, node_id: str, delta: int) 
         if not counts:
             del index[key]
 
-
-@functools.lru_cache(maxsize=4096)
-def image_aliases(ref: str) -> tuple[str, ...]:
-    """The names an affinity `image==…` may use for image `ref` (see `image_index`).
-    Cached: every container record written computes them, and clusters run few images."""
-    if not ref:
-        return ()
-    if ref.startswith("sha256:"):
-        digest = ref[len("sha256:") :]
-        return (ref, digest, digest[:12])
-    repo, sep, _digest = ref.partition("@")
-    if sep:
-        return (ref, repo)
-    name, colon, tag = repo.rpartition(":")
-    if colon and "/" not in tag:
-        return (ref, name)
-    return (ref, f"{ref}:latest")

@@ -74,3 +74,17 @@ class Accounted:
     ports: tuple[tuple[int, str], ...]
     images: frozenset[str]
     labels: tuple[tuple[str, str], ...]
+
+
+class NodeNameTaken(Exception):
+    """A node reports the name another node (a different ID) already has: two engines on
+    hosts both called `vm`. `constraint:node==vm` and `vm/web` must keep meaning one
+    machine, so the newcomer is refused until it is given a name of its own."""
+
+    def __init__(self, node: Node, holder: Node) -> None:
+        super().__init__(
+            f'node name "{node.name}" is already taken by the node at {holder.addr} '
+            f"({holder.id}): the node at {node.addr} stays out of the cluster until it "
+            f"has a name of its own: restart its agent with `flock join --name NAME`")
+        self.node = node
+        self.holder = holder

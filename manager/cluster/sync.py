@@ -7,6 +7,17 @@ keep them current, and heartbeats: failures turn the node unhealthy (after
 `failure_retry` in a row), a success makes it healthy again after a full reload, and a
 drift between the agent's counts and ours triggers a reload too. Timers are jittered so
 that thousands of nodes do not all refresh in the same instant.
+
+The states are classic Swarm's (cluster/engine.go): a node is Pending until it has been
+reached once, however often that fails (classic keeps such an engine in its
+pendingEngines, never Unhealthy); Healthy; Unhealthy after `failure_retry` failed
+refreshes in a row (engine.go incFailureCount); Disconnected once its address has left
+discovery while it still answers (classic's removeEngine disconnects it at once; Flock
+keeps it for `departure_grace` so that a dead node's containers are rescheduled first).
+
+Node names are unique: an agent that reports a name another node has is refused, shown
+Pending with the reason (as classic Swarm shows an engine whose ID is duplicated), told
+so with its heartbeat, and tried again every heartbeat.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from manager.cluster.agent_client import AgentClient, AgentError
 from manager.cluster.container_reads import ContainerReads
@@ -24,8 +36,8 @@ from manager.cluster.convert import (
     event_target,
     node_from_info,
 )
-from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Node
-from manager.cluster.state import ClusterState
+from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
+from manager.cluster.state import ClusterState, NodeNameTaken
 
 log = logging.getLogger("flock.manager.sync")
 
@@ -38,6 +50,15 @@ IMAGE_ACTIONS = frozenset({"pull", "import", "tag", "delete", "untag", "load", "
 INFO_EVERY = 5
 CONNECT_PARALLEL = 64
 MAX_BEATS = 50.0  # heartbeats per second over the whole cluster (--max-heartbeats)
+
+
+@dataclass(frozen=True)
+class RefreshRange:
+    """Each node is refreshed after a random wait in [low, high] seconds (classic's
+    --engine-refresh-min/max-interval and its delayer in cluster/engine.go)."""
+
+    low: float
+    high: float
 
 
 # ------------------------------------------------------------------ one node
@@ -53,6 +74,9 @@ class NodeSync:
         self.beats = 0
         self.count_drift = 0  # consecutive beats whose container count differed from ours
         self.first_round = asyncio.Event()
+        self.refused = ""  # why the node is kept out of the cluster, while it is
+        self.reached = False  # answered once: until then it is Pending, whatever fails
+        self.departed = False  # its address left discovery (Disconnected while it answers)
         self._loaded = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -112,7 +136,10 @@ class NodeSync:
         if node is None:
             return
         node.updated_at = time.time()
-        if node.health != HEALTHY:
+        if self.departed and node.health == HEALTHY:
+            log.info("node %s (%s) is disconnected: gone from discovery", node.name, self.addr)
+            self.state.set_health(self.node_id, DISCONNECTED)
+        elif node.health != self.answering_health:
             # Back from a failure: whatever happened meanwhile, read it all again.
             self._loaded = False
             await self.connect()
@@ -145,7 +172,14 @@ class NodeSync:
             self.fail(exc)
             return
         node = node_from_info(info, self.addr)
-        self._adopt(node)
+        try:
+            self._adopt(node)
+        except NodeNameTaken as exc:
+            await self._refuse(exc)
+            return
+        if self.refused:
+            log.info("node %s (%s) is accepted: its name is its own now", node.name, self.addr)
+            self.refused = ""
         self._ensure_events()
         try:
             await self.watcher.load_containers(node.id, known_too=True)
@@ -154,14 +188,58 @@ class NodeSync:
             self.fail(exc)
             return
         self.failures = 0
-        self._loaded = True
-        self.state.set_health(node.id, HEALTHY)
-        log.info("node %s (%s) is healthy", node.name, self.addr)
-        for callback in self.watcher.on_healthy:
-            callback(node.id)
+        self._loaded = self.reached = True
+        health = self.answering_health
+        self.state.set_health(node.id, health)
+        log.info("node %s (%s) is %s", node.name, self.addr, health)
+        if health == HEALTHY:
+            for callback in self.watcher.on_healthy:
+                callback(node.id)
+
+    @property
+    def answering_health(self) -> str:
+        """The state of a node that answers: Healthy, or Disconnected once it has left
+        discovery."""
+        return DISCONNECTED if self.departed else HEALTHY
 
     async def _refresh_info(self) -> None:
-        self.take_info(await self.client.info(timeout=self.watcher.rpc_timeout * 2))
+        info = await self.client.info(timeout=self.watcher.rpc_timeout * 2)
+        try:
+            self.take_info(info)
+        except NodeNameTaken as exc:  # restarted under a name another node has
+            self._loaded = False
+            await self._refuse(exc)
+
+    async def _refuse(self, exc: NodeNameTaken) -> None:
+        """Keep the node out of the cluster: what it held so far goes, the reason shows
+        as a Pending entry under its address (`docker info`, `flock nodes`), in this
+        log, and in the agent's (its heartbeat carries it). Classic Swarm does the same
+        for an engine whose ID another has (cluster/swarm/cluster.go,
+        validatePendingEngine); a retry at every heartbeat lets it in once the other
+        node is gone or this one is renamed."""
+        message = str(exc)
+        if message != self.refused:
+            log.error("%s", message)
+        self.refused = message
+        if self._events is not None:
+            self._events.cancel()
+            self._events = None
+        if self.node_id is not None and self.node_id != self.addr:
+            self.state.remove_node(self.node_id)
+            self.watcher.forget(self.node_id)
+        self._show_pending(message)
+        try:
+            await self.client.heartbeat(timeout=self.watcher.rpc_timeout, refused=message)
+        except AgentError as err:
+            log.debug("telling %s it is refused: %s", self.addr, err)
+
+    def _show_pending(self, error: str) -> None:
+        """A placeholder under the agent's address, for a node that is not in (yet)."""
+        placeholder = Node(id=self.addr, name=self.addr, addr=self.addr, health=PENDING,
+                           error=error, updated_at=time.time())
+        self.node_id = placeholder.id
+        self.watcher.adopt(placeholder.id, self)
+        self.state.upsert_node(placeholder)
 
     def take_info(self, info) -> Node:
         """A fresh NodeInfo (a refresh, or an UpdateNode answer) into the state; health
@@ -189,18 +267,16 @@ class NodeSync:
         self.failures += 1
         self._loaded = self._loaded and self.failures < self.watcher.failure_retry
         if self.node_id is None:
-            # Discovered but never reached: Pending (with the error) until it has
-            # failed `failure_retry` times, like a known node.
-            placeholder = Node(id=self.addr, name=self.addr, addr=self.addr,
-                               health=PENDING, error=str(exc))
-            self.node_id = placeholder.id
-            self.watcher.adopt(placeholder.id, self)
-            self.state.upsert_node(placeholder)
+            # Discovered but never reached: Pending, with the error.
+            self._show_pending(str(exc))
             log.warning("%s", exc)
         node = self.state.node(self.node_id)
         if node is None:
             return
-        if self.failures < self.watcher.failure_retry:
+        node.updated_at = time.time()  # classic's UpdatedAt: the last check, good or not
+        if not self.reached or self.failures < self.watcher.failure_retry:
+            # Never reached: Pending with the error, however often it fails (classic's
+            # pending engines are retried, never flagged unhealthy).
             if node.health != HEALTHY:
                 self.state.set_health(self.node_id, node.health, str(exc))
             return
@@ -259,10 +335,11 @@ class NodeWatcher(ContainerReads):
     def __init__(self, state: ClusterState, backend, heartbeat: float = 20.0,
                  failure_retry: int = 3,
                  client_factory: Callable[[str], AgentClient] = AgentClient,
-                 max_beats: float = MAX_BEATS) -> None:
+                 max_beats: float = MAX_BEATS, refresh: RefreshRange | None = None) -> None:
         super().__init__(state)
         self.backend = backend
         self.heartbeat = heartbeat
+        self.refresh = refresh
         self.max_beats = max_beats
         self.failure_retry = max(1, failure_retry)
         self.client_factory = client_factory
@@ -287,10 +364,12 @@ class NodeWatcher(ContainerReads):
         quarter of a core on each side for nothing. A dead agent is still noticed at
         once, when its event stream breaks (gRPC keep-alives see a silent one within
         30 s); failing nodes keep the plain heartbeat, to come back promptly."""
-        period = self.heartbeat
+        low, high = ((self.refresh.low, self.refresh.high) if self.refresh is not None
+                     else (self.heartbeat * 0.8, self.heartbeat * 1.2))
         if healthy and self.max_beats > 0:
-            period = max(period, len(self._syncs) / self.max_beats)
-        return period * random.uniform(0.8, 1.2)
+            stretch = max(1.0, len(self._syncs) / self.max_beats / ((low + high) / 2))
+            low, high = low * stretch, high * stretch
+        return random.uniform(low, high)
 
     async def start(self, wait: float = 10.0) -> None:
         """First discovery round, waiting up to `wait` seconds for its nodes to load."""
@@ -365,7 +444,9 @@ class NodeWatcher(ContainerReads):
         now = time.monotonic()
         present = set(addrs)  # a list here made each poll quadratic: seconds at 10,000
         for addr in addrs:
-            self._departed.pop(addr, None)
+            if self._departed.pop(addr, None) is not None:
+                self._syncs[addr].departed = False
+                self._syncs[addr].wake()
             if addr not in self._syncs:
                 sync = NodeSync(self, addr)
                 self._syncs[addr] = sync
@@ -374,6 +455,7 @@ class NodeWatcher(ContainerReads):
             self._departed[addr] = now
             log.info("agent %s left discovery; its node goes in %.0fs unless it returns",
                      addr, self.departure_grace)
+            self._syncs[addr].departed = True
             self._syncs[addr].wake()
         for addr, since in list(self._departed.items()):
             if now - since < self.departure_grace:
@@ -388,7 +470,8 @@ class NodeWatcher(ContainerReads):
     @property
     def departure_grace(self) -> float:
         """Long enough for a dead node to fail its heartbeats and be rescheduled."""
-        return self.heartbeat * (self.failure_retry + 1)
+        period = max(self.heartbeat, self.refresh.high if self.refresh else 0.0)
+        return period * (self.failure_retry + 1)
 
     # ---------------------------------------------------------------- lookups
     def client(self, node_id: str) -> AgentClient | None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from flock.metrics import CONTENT_TYPE, Registry
-from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY
+from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY
 
 if TYPE_CHECKING:
     from manager.cluster.state import ClusterState
@@ -114,7 +114,7 @@ class ManagerMetrics:
         self.api_seconds.labels(method, endpoint).observe(seconds)
 
     def _nodes_by_health(self) -> dict[tuple[str, ...], float]:
-        counts = {(HEALTHY,): 0.0, (UNHEALTHY,): 0.0, (PENDING,): 0.0}
+        counts = {(HEALTHY,): 0.0, (UNHEALTHY,): 0.0, (PENDING,): 0.0, (DISCONNECTED,): 0.0}
         for node in self.state.nodes():
             counts[(node.health,)] = counts.get((node.health,), 0.0) + 1
         return counts

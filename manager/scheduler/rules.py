@@ -2,9 +2,12 @@
 soft forms `KEY==~VALUE` / `KEY!=~VALUE`.
 
 VALUE is plain text (exact match), a glob (`*` any run, `?` one character), or a
-`/regex/` (Python `re`, whole-string match). Matching is case-sensitive, as in classic
-Swarm (Go's regexp). A rule that does not parse raises `RuleError` naming the rule and
-what is wrong, so that the user sees it before anything is created.
+`/regex/` (RE2 syntax, whole-string match). Matching is case-sensitive, as in classic
+Swarm (Go's regexp). Globs and regexes both run on RE2 (docker_compat.regexp), so a
+client's pattern costs time linear in the text it is matched against, never the
+exponential backtracking of Python's `re`. A rule that does not parse, or whose pattern
+RE2 refuses, raises `RuleError` naming the rule and what is wrong, so that the user sees
+it (a 400) before anything is created.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from docker_compat import regexp
 
 EQ = "=="
 NE = "!="
@@ -35,7 +40,7 @@ class Rule:
     value: str  # without the soft marker `~`
     soft: bool = False
     kind: str = "constraint"
-    pattern: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    pattern: regexp.Pattern | None = field(default=None, compare=False, repr=False)
 
     @property
     def literal(self) -> str | None:
@@ -50,7 +55,9 @@ class Rule:
         """Whether VALUE matches `text` (the operator is not applied)."""
         if self.pattern is None:
             return text == self.value
-        return self.pattern.fullmatch(text) is not None
+        # Whole-string, unlike classic Swarm's unanchored regexp.MatchString for /regex/
+        # (scheduler/filter/expr.go): Flock's documented meaning, kept as it was.
+        return regexp.fullmatch(self.pattern, text)
 
     def matches_any(self, texts: Iterable[str]) -> bool:
         return any(self.matches(text) for text in texts)
@@ -99,15 +106,15 @@ def parse_rules(texts: Iterable[str], kind: str = "constraint") -> list[Rule]:
     return [parse_rule(text, kind) for text in texts]
 
 
-def _compile(value: str, kind: str, text: str) -> re.Pattern[str] | None:
-    """None for plain text; a compiled pattern for a glob or a /regex/."""
+def _compile(value: str, kind: str, text: str) -> regexp.Pattern | None:
+    """None for plain text; a compiled RE2 pattern for a glob or a /regex/."""
     if len(value) >= 2 and value[0] == "/" and value[-1] == "/":
         body = value[1:-1]
         if not body:
             raise RuleError(f'invalid {kind} "{text}": the regular expression // is empty')
         try:
-            return re.compile(body)
-        except re.error as exc:
+            return regexp.compile_pattern(body)
+        except regexp.RegexpError as exc:
             raise RuleError(
                 f'invalid {kind} "{text}": bad regular expression /{body}/: {exc}'
             ) from None
@@ -119,7 +126,7 @@ def _compile(value: str, kind: str, text: str) -> re.Pattern[str] | None:
             "(write /regex/)"
         )
     if "*" in value or "?" in value:
-        return re.compile(_glob_to_regex(value), re.DOTALL)
+        return regexp.compile_pattern(_glob_to_regex(value), dot_nl=True)
     return None
 
 
@@ -131,5 +138,5 @@ def _glob_to_regex(glob: str) -> str:
         elif char == "?":
             parts.append(".")
         else:
-            parts.append(re.escape(char))
+            parts.append(regexp.escape(char))
     return "".join(parts)

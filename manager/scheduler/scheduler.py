@@ -28,10 +28,17 @@ from manager.cluster.model import Node
 from manager.cluster.state import ClusterState
 from manager.scheduler.fast import FastPath
 from manager.scheduler.filters import DEFAULT_FILTERS, FILTERS, Filter, Removal
+from manager.scheduler.filters.health import CONDITION as HEALTH_CONDITION
 from manager.scheduler.spec import ContainerSpec
 from manager.scheduler.strategies import STRATEGIES, Fit, fit
 
+# Classic Swarm's three refusals, the first line of a NoNodeAvailable: a filter removed
+# every node (scheduler/filter/filter.go ApplyFilters); the health filter did
+# (scheduler/filter/health.go); the filters left nodes but none has the CPUs or memory
+# asked for (scheduler/strategy/strategy.go, weighNodes). Scripts look for these.
 HEADER = "Unable to find a node that satisfies the following conditions"
+NO_HEALTHY = "No healthy node available in the cluster"
+NO_RESOURCES = "no resources available to schedule container"
 NO_NODES = "[no nodes in the cluster]"
 
 
@@ -46,13 +53,16 @@ class DecisionObserver(Protocol):
 
 
 class NoNodeAvailable(Exception):
-    """Nothing fits. str() is the full message, classic first line then one line per
-    condition that removed nodes (`[port 80 (Bridge mode)] (removed 2 nodes)`)."""
+    """Nothing fits. str() is the full message: classic's first line for the step that
+    left nothing (`header`), then Flock's one line per condition that removed nodes
+    (`[port 80 (Bridge mode)] (removed 2 nodes)`), which classic does not give."""
 
-    def __init__(self, removals: list[Removal], lines: list[str] | None = None) -> None:
+    def __init__(self, removals: list[Removal], lines: list[str] | None = None,
+                 header: str = HEADER) -> None:
         self.removals = removals
+        self.header = header
         self.lines = lines if lines is not None else [r.line() for r in removals]
-        super().__init__("\n".join([HEADER, *self.lines]))
+        super().__init__("\n".join([header, *self.lines]))
 
 
 @dataclass
@@ -185,7 +195,7 @@ class Scheduler:
     def _narrow(self, state: ClusterState, spec: ContainerSpec) -> _Outcome:
         nodes = state.node_map()
         if not nodes:
-            raise NoNodeAvailable([], [NO_NODES])
+            raise NoNodeAvailable([], [NO_NODES], NO_HEALTHY)
         candidates: AbstractSet[str] = nodes.keys()  # a live view: filters never mutate
         removals: list[Removal] = []
         for step in self.filters:
@@ -195,10 +205,11 @@ class Scheduler:
             removals.extend(result.removals)
             candidates = result.survivors
             if not candidates:
-                raise NoNodeAvailable(removals)
+                raise NoNodeAvailable(removals, header=_refusal(step, result.removals))
         resources = fit(state, spec, candidates, self.overcommit)
         if not resources.nodes:
-            raise NoNodeAvailable(removals + _shortages(spec, resources))
+            raise NoNodeAvailable(removals + _shortages(spec, resources),
+                                  header=NO_RESOURCES)
         candidates = resources.nodes
         dropped: list[str] = []
         for step in self.filters:
@@ -209,6 +220,15 @@ class Scheduler:
                 else:
                     dropped.append(rule.source)
         return _Outcome(candidates, resources, removals, dropped)
+
+
+def _refusal(step: Filter, removals: list[Removal]) -> str:
+    """Classic's first line when `step` left no candidate: the health filter's own
+    sentence when only node health removed them (drained nodes are Flock's, and the
+    sentence would mislead there), else the list header."""
+    if step.name == "health" and all(r.condition == HEALTH_CONDITION for r in removals):
+        return NO_HEALTHY
+    return HEADER
 
 
 def _shortages(spec: ContainerSpec, resources: Fit) -> list[Removal]:

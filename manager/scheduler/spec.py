@@ -14,6 +14,8 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
+from manager.cluster.model import SWARM_ID_LABEL
+from manager.scheduler.cpu_shares import engine_shares
 from manager.scheduler.rules import Rule, RuleError, parse_rules
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "RuleError",
     "SWARM_ID_LABEL",
     "SpecError",
+    "label_list",
     "prepare_create_body",
     "spec_from_create",
 ]
@@ -31,7 +34,6 @@ __all__ = [
 CONSTRAINTS_LABEL = "com.docker.swarm.constraints"
 AFFINITIES_LABEL = "com.docker.swarm.affinities"
 RESCHEDULE_LABEL = "com.docker.swarm.reschedule-policies"
-SWARM_ID_LABEL = "com.docker.swarm.id"
 
 RESCHEDULE_POLICIES = ("on-node-failure", "off")
 _ENV_PREFIXES = ("constraint:", "affinity:", "reschedule:")
@@ -95,13 +97,15 @@ def spec_from_create(body: dict, name: str = "") -> ContainerSpec:
     )
 
 
-def prepare_create_body(body: dict, spec: ContainerSpec) -> dict:
-    """A copy of `body` for the engine: rule Env entries moved into the classic labels.
+def prepare_create_body(body: dict, spec: ContainerSpec, node_cpus: int) -> dict:
+    """A copy of `body` for the engine of a node of `node_cpus` CPUs: rule Env entries
+    moved into the classic labels, `-c N` turned into that node's shares for N CPUs.
 
     An existing `com.docker.swarm.id` is kept (a rescheduled container keeps its
     identity, as in classic Swarm); otherwise a new random 64-digit hex id is written.
     """
     out = copy.deepcopy(body)
+    _convert_cpu_shares(out, node_cpus)
     env = out.get("Env")
     if isinstance(env, list):
         out["Env"] = [e for e in env if not (isinstance(e, str) and e.startswith(_ENV_PREFIXES))]
@@ -153,7 +157,9 @@ def _env_rules(body: dict) -> dict[str, list[str]]:
     return found
 
 
-def _label_list(labels: dict[str, str], key: str) -> list[str]:
+def label_list(labels: dict[str, str], key: str) -> list[str]:
+    """A classic rule label's JSON list of strings ([] when absent or empty); RuleError
+    when it is something else (classic ignored a malformed one silently)."""
     raw = labels.get(key)
     if raw is None or raw == "":
         return []
@@ -168,20 +174,19 @@ def _label_list(labels: dict[str, str], key: str) -> list[str]:
 
 def _rules(labels: dict[str, str], key: str, from_env: list[str], kind: str) -> list[Rule]:
     """Label rules first, then Env rules (classic order), duplicates once."""
-    texts = list(dict.fromkeys(_label_list(labels, key) + from_env))
+    texts = list(dict.fromkeys(label_list(labels, key) + from_env))
     return parse_rules(texts, kind)
 
 
 def _reschedule(labels: dict[str, str], from_env: list[str]) -> list[str]:
-    policies = list(dict.fromkeys(_label_list(labels, RESCHEDULE_LABEL) + from_env))
-    for policy in policies:
-        if policy not in RESCHEDULE_POLICIES:
-            raise RuleError(
-                f'invalid reschedule policy "{policy}": expected one of '
-                + ", ".join(RESCHEDULE_POLICIES)
-            )
+    """Classic's checks in its order and words (cluster/config.go Validate), the count
+    first; a policy given twice counts once (classic counts it twice)."""
+    policies = list(dict.fromkeys(label_list(labels, RESCHEDULE_LABEL) + from_env))
     if len(policies) > 1:
         raise RuleError(f"too many reschedule policies: {', '.join(policies)}")
+    if policies and policies[0] not in RESCHEDULE_POLICIES:
+        raise RuleError(f"invalid reschedule policy: {policies[0]} (expected one of "
+                        + ", ".join(RESCHEDULE_POLICIES) + ")")
     return policies
 
 
@@ -198,6 +203,19 @@ def _cpus(host: dict, body: dict) -> float:
     shares = _number(host.get("CpuShares", body.get("CpuShares")), "CpuShares")
     nano = _number(host.get("NanoCpus"), "NanoCpus")
     return float(max(shares, nano / 1e9))
+
+
+def _convert_cpu_shares(out: dict, node_cpus: int) -> None:
+    """`-c N` reaches the engine as the node's shares for N CPUs (cpu_shares.py), in
+    HostConfig and in the old top-level field when the client sent that one."""
+    host = out.get("HostConfig")
+    cpus = (host or {}).get("CpuShares", out.get("CpuShares"))
+    if not cpus:
+        return
+    shares = engine_shares(cpus, node_cpus)
+    out["HostConfig"] = dict(host or {}, CpuShares=shares)
+    if "CpuShares" in out:
+        out["CpuShares"] = shares
 
 
 def _memory(host: dict, body: dict) -> int:

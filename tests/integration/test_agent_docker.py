@@ -279,8 +279,8 @@ def test_docker_runtime_needs_an_answering_engine(tmp_path, engine):
     assert not engine_answers("tcp://127.0.0.1:1")
     with pytest.raises(RuntimeUnavailable, match=f"Docker Engine at {dead} does not answer"):
         asyncio.run(DockerRuntime(dead).start())
-    with pytest.raises(ValueError, match="only unix://"):
-        DockerRuntime("tcp://127.0.0.1:2375")
+    with pytest.raises(ValueError, match="unsupported --docker-host 'ssh://engine'"):
+        DockerRuntime("ssh://engine")  # tcp:// engines: test_agent_tls_engine.py
     assert make_runtime("auto", docker_host=engine.url).name == "docker"
     with pytest.raises(ValueError, match="unknown runtime 'podman'"):
         make_runtime("podman")

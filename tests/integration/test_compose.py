@@ -116,3 +116,71 @@ def test_linked_app_with_volumes_lands_on_one_node_and_answers(cluster, compose)
     compose(APP, "app", "down", "-v")
     volumes = cluster.docker("volume", "ls", "-q").stdout.decode().split()
     assert not any(v.endswith("/app_data") for v in volumes)
+
+
+WEB = """\
+version: "2"
+services:
+  web:
+    image: busybox
+    command: sleep 600
+"""
+
+
+def test_project_network_on_every_node_is_reused_and_removed_whole(cluster, compose):
+    """The project network is made without a node, so on every node (not on one node as
+    classic's CreateNetwork in cluster/swarm/cluster.go would put a bridge network; see
+    docs/swarm-compat.md): replicas spread, a second `up` finds the network by its name
+    (Compose inspects it) and keeps it, `down` removes every node's copy."""
+    compose(WEB, "nets", "up", "-d", "--scale", "web=2")
+    assert nodes_of(cluster, "nets_web_") == {"node-a": 1, "node-b": 1}
+
+    def copies() -> list[str]:
+        return cluster.docker("network", "ls", "--filter", "name=nets_default", "--format",
+                              "{{.Name}} {{.ID}}").stdout.decode().splitlines()
+
+    made = copies()
+    assert sorted(line.split()[0] for line in made) == ["node-a/nets_default",
+                                                         "node-b/nets_default"]
+    compose(WEB, "nets", "up", "-d", "--scale", "web=2")
+    assert copies() == made
+    on_b = cluster.docker("network", "ls", "--filter", "node=node-b", "--filter",
+                          "name=nets_default", "--format", "{{.Name}}").stdout.decode().split()
+    assert on_b == ["node-b/nets_default"]
+    compose(WEB, "nets", "down", "-t", "0")
+    assert copies() == []
+    for engine in cluster.engines:
+        assert engine.docker("network", "inspect", "nets_default", check=False).returncode != 0
+
+
+PINNED = """\
+version: "2.1"
+services:
+  db:
+    image: busybox
+    command: sh -c "while true; do echo pong | nc -l -p 7000; done"
+  web:
+    image: busybox
+    command: sleep 600
+networks:
+  default:
+    labels:
+      com.docker.swarm.constraints: '["node==node-b"]'
+"""
+
+
+def test_project_network_pinned_by_label_keeps_services_on_one_node(cluster, compose):
+    """Classic's one-node network on request: a constraints label on the project network
+    puts it on one node, every service follows it there and reaches the others by
+    service name (DNS on a local network works within one node only)."""
+    compose(PINNED, "pinned", "up", "-d")
+    assert nodes_of(cluster, "pinned_") == {"node-b": 2}
+    listed = cluster.docker("network", "ls", "--filter", "name=pinned_default", "--format",
+                            "{{.Name}}").stdout.decode().split()
+    assert listed == ["node-b/pinned_default"]
+    wait_for(lambda: cluster.docker("exec", "pinned_web_1", "sh", "-c",
+                                    "echo ping | nc -w 5 db 7000", check=False).stdout
+             == b"pong\n", what="db answering web by its service name")
+    compose(PINNED, "pinned", "down", "-t", "0")
+    assert cluster.docker("network", "ls", "-q", "--filter", "name=pinned_default"
+                          ).stdout.decode().split() == []

@@ -80,8 +80,10 @@ def test_ping_version_and_info_through_the_cli(cluster):
     assert (status, body, head["API-Version"], head["OSType"]) == (200, "OK", "1.41", "linux")
     status, body, head = cluster.api("HEAD", "/v1.41/_ping")
     assert (status, head["API-Version"]) == (200, "1.41")
+    assert head["Content-Type"] == "text/plain; charset=utf-8"  # as the engine's HEAD
     version = json.loads(cluster.docker("version", "--format", "{{json .Server}}").stdout)
-    assert version["Version"] == "flock/0.1.0"
+    # classic's `swarm/` prefix first (api/handlers.go getVersion), then who answers
+    assert version["Version"] == "swarm/1.2.9 flock/0.1.0"
     assert version["ApiVersion"] == "1.41" and version["MinAPIVersion"] == "1.24"
     info = cluster.docker("info").stdout.decode()
     assert "Strategy: spread" in info
@@ -91,7 +93,7 @@ def test_ping_version_and_info_through_the_cli(cluster):
     assert " node-b: " + cluster.addrs[1] in info
     assert info.count("└ Status: Healthy") == 2
     assert "└ Reserved CPUs: 0 / " in info
-    assert "Server Version: flock/0.1.0" in info
+    assert "Server Version: swarm/1.2.9 flock/0.1.0" in info
 
 
 def test_info_json_layout_is_classic_swarm(cluster):
@@ -105,7 +107,7 @@ def test_info_json_layout_is_classic_swarm(cluster):
     labels = [p for p in pairs[4:] if p[0] == "  └ Labels"]
     assert "zone=node-a" in labels[0][1] and "ostype=linux" in labels[0][1]
     assert info["NCPU"] == sum(n.cpus for n in cluster.manager.state.nodes())
-    assert info["ServerVersion"] == "flock/0.1.0"
+    assert info["ServerVersion"] == "swarm/1.2.9 flock/0.1.0"  # api/handlers.go getInfo
 
 
 def test_version_prefix_out_of_range_is_a_400(cluster):

@@ -75,7 +75,7 @@ def test_own_create_and_start_make_one_read_after_the_burst():
         status, answer = await client.request_json("POST", "/containers/create", "name=mine",
                                                    BODY)
         assert status == 201
-        record = created_record(node_id, answer["Id"], "mine", BODY)
+        record = created_record(node_id, answer["Id"], "mine", BODY, 2)
         watcher.record(record)
         watcher.refresh_soon(node_id, record.id)
         state.release(token)

@@ -156,7 +156,7 @@ def test_a_client_cert_of_another_ca_is_refused(cluster, pki, sdk_env):
     manager, _, folder = cluster
     proc = docker_cli(manager.port, folder / "home", "version", check=False,
                       flags=tls_flags(pki.stranger))
-    assert proc.returncode != 0 and "flock/" not in proc.stdout.decode()
+    assert proc.returncode != 0 and "swarm/" not in proc.stdout.decode()
     tls = docker.tls.TLSConfig(client_cert=(pki.stranger.cert, pki.stranger.key),
                                ca_cert=pki.stranger.ca, verify=pki.stranger.ca)
     with pytest.raises(docker.errors.DockerException) as err:
@@ -175,12 +175,12 @@ def test_the_right_cert_works_with_flags_env_and_the_sdk(cluster, pki, sdk_env):
                     DOCKER_CERT_PATH=str(pathlib.Path(pki.client.cert).parent))
     version = docker_cli(manager.port, folder / "home", "version", "--format",
                          "{{.Server.Version}}", env=env).stdout.decode().strip()
-    assert version.startswith("flock/")
+    assert version.startswith("swarm/1.2.9 flock/")
     tls = docker.tls.TLSConfig(client_cert=(pki.client.cert, pki.client.key),
                                ca_cert=pki.client.ca, verify=pki.client.ca)
     client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{manager.port}", tls=tls)
     try:
-        assert client.info()["ServerVersion"].startswith("flock/")
+        assert client.info()["ServerVersion"].startswith("swarm/1.2.9 flock/")
         assert any(img.tags == ["busybox:latest"] for img in client.images.list())
     finally:
         client.close()
@@ -300,7 +300,7 @@ def test_tls_without_verify_encrypts_without_client_certs(pki, tmp_path, sdk_env
                           check=False).returncode != 0  # plaintext still refused
         tls = docker.tls.TLSConfig(ca_cert=pki.manager.ca, verify=pki.manager.ca)
         client = docker.DockerClient(base_url=f"tcp://127.0.0.1:{manager.port}", tls=tls)
-        assert client.version()["Version"].startswith("flock/")
+        assert client.version()["Version"].startswith("swarm/1.2.9 flock/")
         client.close()
     finally:
         manager.stop()

@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 
 from agent.cli import run_agent
+from manager.api.client_limits import ClientLimits
 from manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support.engines import Engine
@@ -59,7 +60,13 @@ class Cluster:
 
     def __init__(self, engines: Sequence[Engine], tmp_path, names: Sequence[str],
                  strategy: str = "spread",
-                 labels: Callable[[str], Sequence[str]] = lambda name: ()) -> None:
+                 labels: Callable[[str], Sequence[str]] = lambda name: (),
+                 client_limits: ClientLimits | None = None,
+                 agent_options: Callable[[str], dict] = lambda name: {},
+                 manager_options: dict | None = None) -> None:
+        """`agent_options(name)`: `flock join` options (argparse names) that replace the
+        defaults of that node's agent, e.g. a tcp:// docker_host with TLS.
+        `manager_options`: more ManagerConfig fields (e.g. classic's refresh flags)."""
         self.engines = list(engines)
         self.names = list(names)
         self.lt = LoopThread()
@@ -71,15 +78,16 @@ class Cluster:
                 addr = f"127.0.0.1:{free_port()}"
                 stop = self.lt.run(_event())
                 self.stops.append(stop)
-                self.agent_futures.append(self.lt.spawn(run_agent(
-                    agent_args(engine, addr, name, str(tmp_path / name), labels(name)),
-                    stop)))
+                args = agent_args(engine, addr, name, str(tmp_path / name), labels(name))
+                vars(args).update(agent_options(name))
+                self.agent_futures.append(self.lt.spawn(run_agent(args, stop)))
                 self.addrs.append(addr)
             self.port = free_port()
             self.url = f"tcp://127.0.0.1:{self.port}"
             self.manager = Manager(ManagerConfig(
                 discovery="nodes://" + ",".join(self.addrs), hosts=[self.url], heartbeat=2.0,
-                failure_retry=1, strategy=strategy))
+                failure_retry=1, strategy=strategy,
+                client_limits=client_limits or ClientLimits(), **(manager_options or {})))
             self.lt.run(self.manager.start())
             count = len(self.engines)
             wait_for(lambda: len(self.manager.state.healthy_nodes()) == count, 30,

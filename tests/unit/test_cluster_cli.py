@@ -8,7 +8,7 @@ import grpc
 import pytest
 
 from flock import client
-from flock.cluster_cli import node_row, verdicts
+from flock.cluster_cli import node_errors, node_row, verdicts
 from manager.api.grpc import ClusterService, Failure, create_body
 from manager.app import Manager, ManagerConfig
 from protos import cluster_pb2 as pb
@@ -50,6 +50,14 @@ def test_node_row_shows_reservations_as_percentages():
                          containers=3, labels={"zone": "a", "ostype": "linux"})
     assert node_row(node) == ["n1", "h:1", "healthy (drained)", "3", "1/4 25%",
                               "2.0/8.0 GiB 25%", "zone=a"]
+
+
+def test_node_errors_say_why_a_node_is_not_healthy():
+    nodes = [pb.NodeStatus(name="vm", health="healthy", error="a blip, recovered"),
+             pb.NodeStatus(name="10.0.0.2:4001", health="pending",
+                           error='node name "vm" is already taken'),
+             pb.NodeStatus(name="n3", health="unhealthy")]
+    assert node_errors(nodes) == ['10.0.0.2:4001: node name "vm" is already taken']
 
 
 def test_verdicts_say_chosen_ranked_or_what_removed_a_node():

@@ -28,3 +28,19 @@ def test_an_id_filter_lists_what_a_walk_would():
     assert listed([second], all_=False) == [second]
     assert listed(["0" * 64]) == []
     assert listed([first], label=["nope=1"]) == []  # the other filters still apply
+
+
+def test_name_filters_are_the_engines_re2():
+    # moby api/types/filters/parse.go Args.Match: Go regexp, a value that does not compile
+    # is skipped (it was a re.error traceback here, and `(a+)+b` a frozen agent).
+    node = HollowNode()
+    long = node.create("a" * 5_000, {"Image": "busybox"})
+    web = node.create("web-1", {"Image": "busybox"})
+
+    def listed(*values):
+        return _ids(shapes.listing(node, True, -1, {"name": list(values)}))
+
+    assert listed("(a+)+b") == []
+    assert listed("^/(a+)+$") == [long.id]
+    assert listed("[") == []
+    assert listed("[", r"web-1\z") == [web.id]

@@ -36,6 +36,21 @@ def test_request_head_for_bodies_and_hijack():
     assert "Connection: Upgrade\r\nUpgrade: tcp\r\n" in hijack and "Content-Length: 17" in hijack
 
 
+def test_request_line_is_ascii_whatever_the_names():
+    # Names the manager did not encode (another gRPC client, an older manager) reach the
+    # runtime percent-encoded, as the docker CLI sends them; the engine then answers its
+    # own 400/404. Header values travel as UTF-8. A Latin-1 head raised on these.
+    req = request(method="GET", path="/images/镜像ímage😀#/json",
+                  query="filters=%7B%7D&x=镜", headers=[("X-Meta", "镜像")])
+    head = http_bridge.build_request_head(req, "none")
+    line = head.split(b"\r\n")[0].decode("ascii")
+    assert line == ("GET /images/%E9%95%9C%E5%83%8F%C3%ADmage%F0%9F%98%80%23/json"
+                    "?filters=%7B%7D&x=%E9%95%9C HTTP/1.1")
+    assert "X-Meta: 镜像\r\n".encode() in head
+    with pytest.raises(BridgeError, match="bad request method"):
+        http_bridge.build_request_head(request(method="GÉT", path="/_ping"), "none")
+
+
 @pytest.mark.parametrize("fields, message", [
     ({"method": "GET", "path": "containers"}, "must start with '/'"),
     ({"method": "GET", "path": "/a b"}, "whitespace"),

@@ -137,3 +137,23 @@ def test_live_status_paused_health_and_restarting():
         "Up 10 seconds (health: starting)")
     assert live_status(dict(base, Status="running", Health="healthy"), NOW) == (
         "Up 10 seconds (healthy)")
+
+
+@pytest.mark.parametrize("filters, expected", [
+    # Go's regexp (RE2), as the Engine's filters.Args.Match (moby api/types/filters/parse.go)
+    ({"name": [r"web1\z"]}, ["/node-a/web1"]),  # Go syntax Python's re lacked
+    ({"name": ["web(?=1)"]}, []),  # Go refuses lookarounds: the value matches nothing
+    ({"name": ["web1[", "web2"]}, ["/node-b/web2"]),  # an invalid value is skipped
+    ({"name": ["/web1"]}, ["/node-a/web1"]),
+])
+def test_name_filters_are_re2(filters, expected):
+    assert names(filters=filters) == expected
+
+
+def test_pathological_name_filter_answers():
+    # `(a+)+b` searched in a long run of `a`s: exponential on Python's re (issue 16).
+    long = [*CONTAINERS, make("ddd555", "a" * 5_000, "A|1", created=5)]
+    listed = select(long, NODES, show_all=True, limit=-1, filters={"name": ["(a+)+b"]})
+    assert listed == []
+    listed = select(long, NODES, show_all=True, limit=-1, filters={"name": ["(a+)+$"]})
+    assert [e["Id"] for e in listed] == ["ddd555"]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from manager.api.docker.app import Router, build_router, check_version, split_version
+from manager.api.docker.app import Router, build_router, check_version, fill, split_version
 from manager.api.docker.errors import DockerError, parse_json_body
 from manager.app import ConfigError, parse_host
 from manager.cli import config_from_args, register
@@ -139,3 +139,33 @@ def test_bad_discovery_url_exits_1_with_a_clear_message(capsys):
     assert main(parse(["-H", "tcp://127.0.0.1:0", "foo://bar"])) == 1
     err = capsys.readouterr().err
     assert err.startswith("flock manage: error: discovery: ") and "foo://bar" in err
+
+
+# Routes match the path as aiohttp's `path_safe` gives it (decoded but for %2F and %25),
+# and each parameter is decoded once (issue 16, item 5): an encoded `/` or `?` stays in
+# its parameter instead of choosing another route.
+@pytest.mark.parametrize("method, path, handler, params", [
+    ("GET", "/images/busybox%2Fjson%3Fx%3D/history", "on_one_holder",
+     {"name": "busybox/json?x="}),
+    ("GET", "/images/library/busybox/json", "inspect", {"name": "library/busybox"}),
+    ("GET", "/images/library%2Fbusybox/json", "inspect", {"name": "library/busybox"}),
+    ("GET", "/images/a%25%2F%23/json", "inspect", {"name": "a%/#"}),
+    ("POST", "/exec/abc%2Fjson/start", "start", {"id": "abc/json"}),
+    ("GET", "/containers/node-a%2Fweb/json", "inspect", {"id": "node-a/web"}),
+    ("GET", "/volumes/v%3Fx", "inspect", {"name": "v?x"}),
+])
+def test_routes_match_before_parameters_are_decoded(method, path, handler, params):
+    found, got = build_router().match(method, path)
+    assert (found.__name__, got) == (handler, params)
+
+
+@pytest.mark.parametrize("template, values, path", [
+    ("/images/{name*}/history", {"name": "busybox/json?x="},
+     "/images/busybox%2Fjson%3Fx%3D/history"),
+    ("/images/{name*}/json", {"name": "registry:5000/a/b"},
+     "/images/registry%3A5000%2Fa%2Fb/json"),
+    ("/exec/{id}/start", {"id": "镜像#%"}, "/exec/%E9%95%9C%E5%83%8F%23%25/start"),
+    ("/containers/{id*}/logs", {"id": "0123abcd"}, "/containers/0123abcd/logs"),
+])
+def test_a_route_is_rebuilt_with_each_parameter_one_segment(template, values, path):
+    assert fill(template, values) == path

@@ -31,7 +31,7 @@ INSPECT = {
 
 def test_container_from_engine():
     summary = {"Id": "f" * 64, "Names": ["/web"], "Created": 1795428000}
-    container = container_from_engine("N|1", summary, INSPECT)
+    container = container_from_engine("N|1", summary, INSPECT, 4)
     assert (container.name, container.node_id, container.image) == ("web", "N|1", "busybox")
     assert container.reserved_cpus == 1.5 and container.reserved_memory == 64 << 20
     assert sorted(container.ports) == [(5353, "udp"), (8080, "tcp")]
@@ -42,8 +42,8 @@ def test_container_from_engine():
 
 
 def test_classic_cpu_shares_and_host_network_ports():
-    assert reserved_cpus({"CpuShares": 2}) == 2.0
-    assert reserved_cpus({"CpuShares": 0, "NanoCpus": 0}) == 0.0
+    assert reserved_cpus({"CpuShares": 2048}, 2) == 4.0
+    assert reserved_cpus({"CpuShares": 0, "NanoCpus": 0}, 2) == 0.0
     assert host_ports({"ExposedPorts": {"80/tcp": {}, "53/udp": {}}},
                       {"NetworkMode": "host"}) == [(80, "tcp"), (53, "udp")]
     assert host_ports({}, {"PortBindings": None}) == []

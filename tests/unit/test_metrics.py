@@ -25,7 +25,7 @@ from flock.logs import (
 )
 from flock.metrics import Registry
 from manager.api.docker.app import build_router
-from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Node
+from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
 from manager.cluster.state import ClusterState
 from manager.observability import ManagerMetrics
 from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
@@ -134,7 +134,8 @@ def test_decisions_latency_and_rejections_by_filter():
                           "containerslots": 0.0, "dependency": 0.0, "affinity": 0.0}
     assert samples["flock_nodes"] == {(("health", HEALTHY),): 2.0,
                                       (("health", UNHEALTHY),): 1.0,
-                                      (("health", PENDING),): 1.0}
+                                      (("health", PENDING),): 1.0,
+                                      (("health", DISCONNECTED),): 0.0}
 
 
 def test_an_empty_cluster_counts_a_no_node_decision_without_rejections():

@@ -19,9 +19,10 @@ DISTRIBUTION = {
     "google": "protobuf",
     "etcd3": "python3-etcd3",
     "cryptography": "cryptography",
+    "re2": "google-re2",
 }
 # Imported only inside a function by a developer tool, never by the programs.
-DEV_ONLY = {"grpc_tools"}
+DEV_ONLY = {"grpc_tools", "yaml"}
 
 
 def imported_top_levels(path: pathlib.Path) -> set[str]:

@@ -22,13 +22,13 @@ def test_create_body_keeps_config_and_host_config_and_drops_the_derived_hostname
                "Config": {"Hostname": "abcdef123456", "Image": "busybox", "Cmd": ["sleep", "9"],
                           "Labels": {POLICY: '["on-node-failure"]'}},
                "HostConfig": {"Memory": 1 << 20, "PortBindings": {"80/tcp": [{"HostPort": "8"}]}}}
-    body = create_body(inspect)
+    body = create_body(inspect, 2)
     assert body == {"Image": "busybox", "Cmd": ["sleep", "9"],
                     "Labels": {POLICY: '["on-node-failure"]'},
                     "HostConfig": {"Memory": 1 << 20,
                                    "PortBindings": {"80/tcp": [{"HostPort": "8"}]}}}
     inspect["Config"]["Hostname"] = "web"  # a hostname the user chose is kept
-    assert create_body(inspect)["Hostname"] == "web"
+    assert create_body(inspect, 2)["Hostname"] == "web"
 
 
 def test_the_newest_copy_stays():

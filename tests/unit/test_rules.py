@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from manager.api.docker.placement import node_rule
 from manager.scheduler.rules import EQ, NE, Rule, RuleError, parse_rule, parse_rules
 
 
@@ -131,3 +132,50 @@ def test_non_string_rule():
 
 def test_rule_error_is_a_value_error():
     assert issubclass(RuleError, ValueError)
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    # Python's `re` took these; RE2 (Go's regexp, classic Swarm's engine) does not.
+    ("node==/a{99999999999}/", "invalid repetition size: {99999999999}"),  # was OverflowError
+    ("node==/a{1001}/", "invalid repetition size: {1001}"),
+    (r"node==/(a)\1/", r"invalid escape sequence: \1"),
+    ("node==/web(?=-1)/", "invalid perl operator: (?="),
+    ("node==/(?<!x)web/", "invalid perl operator: (?<!"),
+    (r"node==/web\Z/", r"invalid escape sequence: \Z"),
+])
+def test_patterns_re2_refuses_name_the_rule(text, reason):
+    with pytest.raises(RuleError) as err:
+        parse_rule(text, "affinity")
+    body = text.partition("==")[2]
+    assert str(err.value) == f'invalid affinity "{text}": bad regular expression {body}: {reason}'
+
+
+def test_refused_pattern_in_a_soft_rule_is_refused_too():
+    with pytest.raises(RuleError, match=r'invalid constraint "node==~/a\{99999999999\}/"'):
+        parse_rule("node==~/a{99999999999}/")
+
+
+def test_nested_quantifiers_match_long_names_in_linear_time():
+    # issue 16: `.*(a+)+b` against 26 `a`s froze the manager for 10 s on Python's re.
+    rule = parse_rule("container==/.*(a+)+b/", "affinity")
+    assert not rule.matches("a" * 100_000)
+    assert rule.matches("a" * 100_000 + "b")
+
+
+def test_globs_with_many_stars_match_long_names():
+    # `a*a*a*a*a*b` compiles to `a.*a.*a.*a.*a.*b`: polynomial (n^5) on a backtracking
+    # engine against a run of `a`s, linear on RE2.
+    rule = parse_rule("node==a*a*a*a*a*b")
+    assert not rule.matches("a" * 20_000)
+    assert rule.matches("a" * 20_000 + "b")
+
+
+def test_go_syntax_is_understood():
+    assert parse_rule(r"node==/node-\d+\z/").matches("node-12")
+    assert parse_rule(r"node==/\p{Greek}+/").matches("αβ")
+
+
+def test_node_names_as_an_alternation_match_exactly_them():
+    rule = node_rule(["web.1", "db (2)", "x+y"])
+    assert all(rule.matches(name) for name in ["web.1", "db (2)", "x+y"])
+    assert not any(rule.matches(name) for name in ["webx1", "db 2", "xxy", "web.1 "])

@@ -10,7 +10,8 @@ import pytest
 from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
 from manager.cluster.state import ClusterState
 from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
-from manager.scheduler.scheduler import HEADER
+from manager.scheduler.drain import set_drained
+from manager.scheduler.scheduler import HEADER, NO_HEALTHY, NO_RESOURCES
 
 MIB = 1024**2
 GIB = 1024**3
@@ -154,7 +155,10 @@ def test_binpack_fills_one_node_first_with_memory_reservations():
     assert picks == [first] * 4 + [other] * 4
     with pytest.raises(NoNodeAvailable) as err:
         Scheduler("binpack").place(state, spec_from_create(body(memory=256 * MIB)))
-    assert str(err.value) == (f"{HEADER}\n[available Memory] (removed 2 nodes; 256 MiB requested)")
+    # Filters passed, resources did not: classic's own sentence first
+    # (scheduler/strategy/strategy.go ErrNoResourcesAvailable), then what was short.
+    assert str(err.value) == (
+        f"{NO_RESOURCES}\n[available Memory] (removed 2 nodes; 256 MiB requested)")
 
 
 def test_binpack_ties_go_to_more_containers():
@@ -214,7 +218,7 @@ def test_overcommit_boundary_cpus_and_classic_cpu_shares():
     assert s.place(state, spec).node.id == "a"
     with pytest.raises(NoNodeAvailable) as err:
         s.place(state, spec_from_create(body(cpus=22)))
-    assert str(err.value) == f"{HEADER}\n[available CPUs] (removed 1 node; 22 requested)"
+    assert str(err.value) == f"{NO_RESOURCES}\n[available CPUs] (removed 1 node; 22 requested)"
 
 
 def test_node_without_cpus_takes_only_containers_that_ask_for_none():
@@ -223,7 +227,7 @@ def test_node_without_cpus_takes_only_containers_that_ask_for_none():
     with pytest.raises(NoNodeAvailable) as err:
         Scheduler().place(state, spec_from_create(body(cpus=1, memory=1)))
     assert str(err.value) == (
-        f"{HEADER}\n[available CPUs] (removed 1 node; 1 requested)\n"
+        f"{NO_RESOURCES}\n[available CPUs] (removed 1 node; 1 requested)\n"
         "[available Memory] (removed 1 node; 1 B requested)"
     )
 
@@ -349,10 +353,38 @@ def test_error_when_no_node_is_healthy_or_there_are_none():
     state = cluster(node("a", health=UNHEALTHY))
     with pytest.raises(NoNodeAvailable) as err:
         Scheduler().place(state, spec_from_create(body()))
-    assert str(err.value) == f"{HEADER}\n[healthy node] (removed 1 node)"
+    # classic's health filter says this one itself (scheduler/filter/health.go)
+    assert str(err.value) == f"{NO_HEALTHY}\n[healthy node] (removed 1 node)"
     with pytest.raises(NoNodeAvailable) as err:
         Scheduler().place(ClusterState(), spec_from_create(body()))
-    assert str(err.value) == f"{HEADER}\n[no nodes in the cluster]"
+    assert str(err.value) == f"{NO_HEALTHY}\n[no nodes in the cluster]"
+
+
+def test_first_line_is_classics_for_the_step_that_left_nothing():
+    """Classic answers a filter that removed every node with the list header
+    (scheduler/filter/filter.go), and nodes that passed every filter but lack the CPUs
+    or memory with "no resources available to schedule container" alone
+    (scheduler/strategy/weighted_node.go weighNodes): scripts look for either. Flock's
+    lines after it still say which conditions removed which nodes."""
+    state = cluster(node("a", size="s", memory=GIB), node("b", size="l", memory=GIB))
+    with pytest.raises(NoNodeAvailable) as err:
+        Scheduler().place(state, spec_from_create(body("constraint:size==l", memory=2 * GIB)))
+    assert str(err.value) == (
+        f"{NO_RESOURCES}\n[size==l] (removed 1 node)\n"
+        "[available Memory] (removed 1 node; 2 GiB requested)")
+    assert err.value.header == NO_RESOURCES
+    with pytest.raises(NoNodeAvailable) as err:
+        Scheduler().place(state, spec_from_create(body("constraint:size==xl", memory=2 * GIB)))
+    assert str(err.value) == f"{HEADER}\n[size==xl] (removed 2 nodes)"
+
+
+def test_every_node_drained_keeps_the_list_header():
+    """Drain is Flock's: "No healthy node" would send the user looking at health."""
+    state = cluster(node("a"))
+    set_drained(state, "a", True)
+    with pytest.raises(NoNodeAvailable) as err:
+        Scheduler().place(state, spec_from_create(body()))
+    assert str(err.value).startswith(f"{HEADER}\n[active node (not drained)]")
 
 
 def test_without_the_health_filter_unhealthy_nodes_are_candidates():

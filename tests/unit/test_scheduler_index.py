@@ -3,10 +3,11 @@ state hooks they rely on: after any sequence of changes they equal a recomputati
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState
+from manager.cluster.state import ClusterState, NodeNameTaken
 from manager.scheduler import Scheduler, parse_rule, spec_from_create
 from manager.scheduler.buckets import IdSet, key_of
 from manager.scheduler.index import index_for
@@ -34,9 +35,11 @@ def _random_changes(state: ClusterState, rng: random.Random, steps: int) -> None
         node_id = f"n{rng.randrange(6)}"
         if action == 0:
             labels = {"containerslots": str(rng.randrange(4))} if rng.random() < 0.5 else {}
-            state.upsert_node(Node(node_id, f"name-{rng.randrange(8)}", "x:1",
-                                   cpus=rng.choice([0, 2, 4]), memory=rng.choice([0, GIB]),
-                                   labels=labels, health=rng.choice([HEALTHY, UNHEALTHY])))
+            # A name another node has is refused (and changes nothing): node names are unique.
+            with contextlib.suppress(NodeNameTaken):
+                state.upsert_node(Node(node_id, f"name-{rng.randrange(8)}", "x:1",
+                                       cpus=rng.choice([0, 2, 4]), memory=rng.choice([0, GIB]),
+                                       labels=labels, health=rng.choice([HEALTHY, UNHEALTHY])))
         elif action == 1:
             state.remove_node(node_id)
         elif action in (2, 3) and state.node(node_id):

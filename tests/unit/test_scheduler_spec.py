@@ -123,7 +123,7 @@ def test_prepare_strips_env_and_writes_labels():
         "Labels": {"mine": "yes"},
     }
     spec = spec_from_create(body)
-    out = prepare_create_body(body, spec)
+    out = prepare_create_body(body, spec, 4)
     assert out["Env"] == ["A=1"]
     labels = out["Labels"]
     assert json.loads(labels[CONSTRAINTS_LABEL]) == ["region==eu"]
@@ -137,7 +137,7 @@ def test_prepare_strips_env_and_writes_labels():
 
 def test_prepare_round_trips_through_labels():
     body = {"Env": ["constraint:node==n1", "affinity:container!=web"]}
-    out = prepare_create_body(body, spec_from_create(body))
+    out = prepare_create_body(body, spec_from_create(body), 4)
     again = spec_from_create(out)
     assert [str(r) for r in again.constraints] == ["node==n1"]
     assert [str(r) for r in again.affinities] == ["container!=web"]
@@ -145,16 +145,16 @@ def test_prepare_round_trips_through_labels():
 
 def test_prepare_new_id_each_time_but_keeps_an_existing_one():
     body = {"Image": "x"}
-    first = prepare_create_body(body, spec_from_create(body))["Labels"][SWARM_ID_LABEL]
-    second = prepare_create_body(body, spec_from_create(body))["Labels"][SWARM_ID_LABEL]
+    first = prepare_create_body(body, spec_from_create(body), 4)["Labels"][SWARM_ID_LABEL]
+    second = prepare_create_body(body, spec_from_create(body), 4)["Labels"][SWARM_ID_LABEL]
     assert first != second
     kept = {"Labels": {SWARM_ID_LABEL: "abc"}}
-    assert prepare_create_body(kept, spec_from_create(kept))["Labels"][SWARM_ID_LABEL] == "abc"
+    assert prepare_create_body(kept, spec_from_create(kept), 4)["Labels"][SWARM_ID_LABEL] == "abc"
 
 
 def test_prepare_without_rules_writes_no_rule_labels_and_no_env():
     body = {"Image": "x", "Env": None}
-    out = prepare_create_body(body, spec_from_create(body))
+    out = prepare_create_body(body, spec_from_create(body), 4)
     assert set(out["Labels"]) == {SWARM_ID_LABEL}
     assert out["Env"] is None
 
@@ -169,11 +169,15 @@ def test_prepare_without_rules_writes_no_rule_labels_and_no_env():
         ({"Labels": {CONSTRAINTS_LABEL: "region==eu"}}, "expected a JSON list of strings"),
         ({"Labels": {AFFINITIES_LABEL: "[1]"}}, "expected a JSON list of strings"),
         ({"Labels": {CONSTRAINTS_LABEL: '["bad"]'}}, 'invalid constraint "bad"'),
-        ({"Env": ["reschedule:always"]}, 'invalid reschedule policy "always"'),
+        # classic's words, cluster/config.go Validate (its "reschedule conflict" test,
+        # test/integration/rescheduling.bats, looks for them)
+        ({"Env": ["reschedule:always"]}, "invalid reschedule policy: always"),
         (
             {"Env": ["reschedule:off", "reschedule:on-node-failure"]},
             "too many reschedule policies",
         ),
+        # the count comes first, as in classic, even when one of them is invalid
+        ({"Env": ["reschedule:off", "reschedule:bogus"]}, "too many reschedule policies"),
     ],
 )
 def test_bad_rules(body, fragment):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from agent.engine_endpoint import Endpoint
 from agent.runtimes.base import RuntimeUnavailable
 from agent.runtimes.exec import isolation
 from agent.runtimes.exec.app import build_app
@@ -65,6 +66,10 @@ class ExecRuntime:
     @property
     def socket_path(self) -> str:
         return str(self.state_dir / "docker.sock")
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.unix(self.socket_path)
 
     def _build_core(self) -> Core:
         bus = EventBus(self.state_dir / "events.jsonl")

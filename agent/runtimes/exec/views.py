@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 
 from agent.runtimes.exec.containers import ContainerManager
@@ -13,6 +12,7 @@ from agent.runtimes.exec.store import ContainerRecord
 from agent.runtimes.exec.supervisor import RunState
 from agent.runtimes.exec.timefmt import parse_rfc3339nano
 from docker_compat.humanize import human_duration
+from docker_compat.regexp import filter_matches
 
 LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
                 "volume", "network", "health", "publish", "expose", "isolation", "is-task"}
@@ -97,7 +97,7 @@ def _matches(manager: ContainerManager, record: ContainerRecord, state: RunState
              filters: dict[str, list[str]]) -> bool:
     return container_matches(filters, {
         "id": lambda v: record.id.startswith(v),
-        "name": lambda v: re.search(v, f"/{record.name}") is not None,
+        "name": lambda v: filter_matches(v, f"/{record.name}"),
         "status": lambda v: ("paused" if manager.paused(record) else state.status) == v,
         "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
         "ancestor": lambda v: _ancestor(manager, record, v),

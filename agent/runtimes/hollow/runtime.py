@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from agent.engine_endpoint import Endpoint
 from agent.runtimes.base import RuntimeUnavailable
 from agent.runtimes.hollow.api import build_app
 from agent.runtimes.hollow.store import HollowNode
@@ -88,6 +89,10 @@ class HollowRuntime:
     @property
     def socket_path(self) -> str:
         return str(self.state_dir / "docker.sock")
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.unix(self.socket_path)
 
     async def start(self) -> None:
         try:

@@ -39,6 +39,7 @@ class HollowAgentService(AgentService):
                                name=self.name, extra_labels=self.labels)
 
     async def Heartbeat(self, request, context):  # noqa: N802
+        self.note_refusal(request)
         counts = self.runtime.node.counts()
         return agent_pb2.HeartbeatReply(id=self.runtime.core.engine_id,
                                         containers=counts["total"],

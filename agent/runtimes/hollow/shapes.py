@@ -5,7 +5,6 @@ views, so both runtimes answer alike."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from agent.runtimes.exec.errors import bad_request
@@ -13,6 +12,7 @@ from agent.runtimes.exec.filters import container_matches
 from agent.runtimes.exec.supervisor import RunState
 from agent.runtimes.exec.views import STATUSES, network_settings, status_text
 from agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
+from docker_compat.regexp import filter_matches
 
 
 def run_state(c: HollowContainer) -> RunState:
@@ -68,7 +68,7 @@ def summary(c: HollowContainer) -> dict:
 def _matches(c: HollowContainer, filters: dict[str, list[str]]) -> bool:
     return container_matches(filters, {
         "id": lambda v: c.id.startswith(v),
-        "name": lambda v: re.search(v, f"/{c.name}") is not None,
+        "name": lambda v: filter_matches(v, f"/{c.name}"),
         "status": lambda v: c.status == v,
         "exited": lambda v: c.status == "exited" and str(c.exit_code) == v,
         "ancestor": lambda v: v in (c.image, image_id(c.image)),

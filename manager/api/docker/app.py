@@ -4,7 +4,8 @@ aiohttp resolves routes before any middleware runs, so a `/v1.41/...` prefix can
 stripped by a middleware. Instead one catch-all aiohttp route hands every request to a
 small router of our own that strips the prefix, checks the version the way dockerd
 does, matches `(method, path)` and turns exceptions into Docker-style JSON errors.
-Anything unmatched gets a 501 that says so, never a hang.
+Anything unmatched gets a 501 that says so (a 404 where no Engine has it either), never
+a hang; a JSON body is checked before its handler runs (validation.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from docker_compat.paths import segment
+from manager.api.docker import engine_api, validation
 from manager.api.docker.errors import DockerError, error_response
 from manager.cluster.agent_client import AgentError, AgentUnavailable
 from manager.cluster.state import Ambiguous, NotFound
@@ -41,6 +45,7 @@ ENDPOINT: web.RequestKey[str] = web.RequestKey("flock_endpoint", str)
 SWARM_MODE = frozenset({"services", "tasks", "nodes", "secrets", "configs",
                         "plugins"})
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
+_PARAM = re.compile(r"\{([a-z_]+)\*?\}")
 
 
 @dataclass
@@ -49,9 +54,11 @@ class Call:
 
     request: web.Request
     manager: Manager
-    path: str  # without the /vX.Y prefix
+    path: str  # without the /vX.Y prefix, decoded: for messages, never for a node
     version: str  # the client's prefix version, "" without one
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = field(default_factory=dict)  # decoded once
+    template: str = ""  # the route matched, e.g. "/images/{name*}/history"
+    body: bytes | None = None  # the whole body, when the front read it to check it
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -67,6 +74,12 @@ class Call:
     def state(self):
         return self.manager.state
 
+    def agent_path(self, **values: str) -> str:
+        """The path to send a node: the matched route with each parameter (the client's,
+        or a replacement such as a container's real ID) encoded as one segment, so that
+        no name can add a segment or a query of its own on the way to the engine."""
+        return fill(self.template, {**self.params, **values})
+
 
 Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 
@@ -77,6 +90,20 @@ def split_version(path: str) -> tuple[str, str]:
     if match is None:
         return "", path
     return match.group(1), match.group(2) or "/"
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """`template` with each `{name}` / `{name*}` replaced by its value as one segment:
+    `/images/{name*}/json` with name `library/busybox` -> `/images/library%2Fbusybox/json`,
+    which the engine decodes back (its image routes are `{name:.*}`)."""
+    return _PARAM.sub(lambda match: segment(values[match.group(1)]), template)
+
+
+def route_path(request: web.Request) -> str:
+    """The path routes are matched on: decoded except `%2F` and `%25` (aiohttp's own
+    `path_safe`, which its router matches on too). An encoded `/` in a name then stays
+    inside its parameter instead of adding a segment that selects another route."""
+    return request.rel_url.path_safe
 
 
 def version_tuple(version: str) -> tuple[int, ...]:
@@ -123,11 +150,14 @@ class Router:
 
     def match_route(self, method: str, path: str
                     ) -> tuple[Handler, dict[str, str], str] | None:
-        """(handler, path parameters, the route's template) or None."""
+        """(handler, path parameters decoded, the route's template) or None; `path` as
+        `route_path` gives it."""
         for pattern, handler, template in self._by_method.get(method, ()):
             found = pattern.match(path)
             if found is not None:
-                return handler, found.groupdict(), template
+                params = {key: urllib.parse.unquote(value)
+                          for key, value in found.groupdict().items()}
+                return handler, params, template
         return None
 
     def template(self, method: str, path: str) -> str | None:
@@ -154,11 +184,12 @@ def build_router() -> Router:
         images,
         networks,
         system,
+        usage,
         volumes,
     )
 
     router = Router()
-    for module in (system, events, exec, containers, images, networks, volumes):
+    for module in (system, events, exec, containers, images, networks, volumes, usage):
         router.add_all(module.ROUTES)
     return router
 
@@ -172,6 +203,7 @@ def build_app(manager: Manager) -> web.Application:
     ps_json.attach(manager.state)  # `docker ps` entries encoded as records are written
     router = build_router()
     router.add("GET", "/metrics", _metrics)
+    router.add("OPTIONS", "/{path*}", _options)
 
     def endpoint(request: web.Request) -> str:
         known = request.get(ENDPOINT)  # set by `handle`, which matched the route already
@@ -180,11 +212,15 @@ def build_app(manager: Manager) -> web.Application:
         resource = request.match_info.route.resource
         if resource is not None and resource.canonical.startswith("/ui"):
             return resource.canonical  # the cluster page's few routes, by their patterns
-        return router.template(request.method, split_version(request.path)[1]) or UNMATCHED
+        return router.template(request.method,
+                               split_version(route_path(request))[1]) or UNMATCHED
 
     app.middlewares.append(request_id_middleware)  # outermost: all that follows is bound
     app.middlewares.append(metrics_middleware(manager.metrics, endpoint))
     app.on_response_prepare.append(echo_request_id)
+    app.on_response_prepare.append(close_if_body_unread)
+    if getattr(getattr(manager, "config", None), "cors", False):  # --api-enable-cors
+        app.on_response_prepare.append(cors_headers)
     ha = getattr(manager, "ha", None)
     if ha is not None:  # a replica forwards writes to the primary (manager/ha.py)
         app.middlewares.append(ha.middleware)
@@ -196,6 +232,37 @@ def build_app(manager: Manager) -> web.Application:
     register_ui(app, manager)  # the cluster page at /ui, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch)
     return app
+
+
+async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
+    """An answer that goes out before the client's body was read (a node refused a
+    build or an upload early) says `Connection: close`, as dockerd's does: aiohttp then
+    reads and drops the rest for a while and closes, so the client is neither cut off
+    mid-send nor left waiting on a connection that cannot carry another request."""
+    if request.body_exists and not request.content.at_eof():
+        response.force_close()
+        response.headers["Connection"] = "close"  # the head is built before this hook
+
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Origin, X-Requested-With, Content-Type, Accept, "
+                                    "X-Registry-Auth",
+    "Access-Control-Allow-Methods": "GET, POST, DELETE, PUT, OPTIONS",
+}
+
+
+async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """`flock manage --cors`: classic Swarm's headers on every answer (api/primary.go
+    NewPrimary with enableCors; the values are dockerd's writeCorsHeaders of its day)."""
+    for key, value in CORS_HEADERS.items():
+        response.headers.setdefault(key, value)
+
+
+async def _options(call: Call) -> web.StreamResponse:
+    """dockerd (and classic Swarm) answer OPTIONS on any path with an empty 200, for
+    browsers' CORS preflight (moby api/server/router/system optionsHandler)."""
+    return web.Response(status=200)
 
 
 async def _metrics(call: Call) -> web.StreamResponse:
@@ -212,16 +279,29 @@ def unsupported(method: str, path: str) -> str:
     return text
 
 
+def unmatched(method: str, path: str) -> DockerError:
+    """A 501 for an Engine endpoint the manager does not serve; a method or path that no
+    Engine has gets dockerd's own answer (its router's NotFoundHandler), so that a
+    client can tell "not here" from "not anywhere"."""
+    if not engine_api.knows(method, path):
+        return DockerError(404, "page not found")
+    return DockerError(501, unsupported(method, path))
+
+
 async def handle(router: Router, manager: Manager, request: web.Request) -> web.StreamResponse:
     version, path = split_version(request.path)
     try:
         check_version(version, manager.api_version())
-        found = router.match_route(request.method, path)
+        # Matched on the path as sent (item 5 of issue 16): the decoded one would read
+        # `busybox%2Fjson%3Fx%3D/history` as `busybox/json?x=/history`.
+        found = router.match_route(request.method, split_version(route_path(request))[1])
         if found is None:
             request[ENDPOINT] = UNMATCHED
-            raise DockerError(501, unsupported(request.method, path))
+            raise unmatched(request.method, path)
         handler, params, request[ENDPOINT] = found
-        return await handler(Call(request, manager, path, version, params))
+        call = Call(request, manager, path, version, params, request[ENDPOINT])
+        await validation.read_checked_body(call)
+        return await handler(call)
     except DockerError as exc:
         return error_response(exc.status, exc.message)
     except (NotFound, Ambiguous) as exc:

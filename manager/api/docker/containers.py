@@ -18,17 +18,23 @@ import urllib.parse
 
 from aiohttp import web
 
+from docker_compat.paths import api_path
+from docker_compat.references import hex_name_error, image_identifier
 from manager.api.docker import hijack, placement, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from manager.api.docker.ps import node_ip, parse_filters
 from manager.api.docker.ps_json import listing_json
+from manager.api.docker.ps_refresh import refresh_for_listing
 from manager.api.docker.system import bytes_size, cpu_count
 from manager.cluster.agent_client import AgentError
+from manager.cluster.container_names import NameTaken
 from manager.cluster.convert import reserved_cpus
+from manager.cluster.holding import hold_until_done
 from manager.cluster.model import Container, Node
-from manager.cluster.records import exited
+from manager.cluster.records import exited, renamed
 from manager.placing import place_and_create
+from manager.scheduler.cpu_shares import engine_shares
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.scores import Request
 from manager.scheduler.spec import (
@@ -55,10 +61,40 @@ def resolve(call: Call) -> tuple[Container, Node]:
     return container, node
 
 
+def reachable(call: Call) -> tuple[Container, Node]:
+    """resolve(), refused with classic's 500 when the container's node is not healthy
+    (api/utils.go getContainerFromVars, api/handlers.go getContainerJSON): the call
+    could only wait for an agent that does not answer. Flock adds the node's last
+    error, which says why, and what to do."""
+    container, node = resolve(call)
+    if not node.healthy:
+        why = f" ({node.error})" if node.error else ""
+        raise DockerError(500, f"Container {call.params['id']} running on unhealthy node "
+                               f"{node.name}{why}. {proxy.AGENT_HINT}")
+    return container, node
+
+
+def unknown_image_id(body: dict, status: int, data: bytes) -> str:
+    """For a create of an image ID that no node has: the engine's 404 message with
+    classic's sentence after it, else "". Classic's CLI pulled after that 404 and the
+    pull refused the ID (test/integration/api/run.bats looks for "cannot specify
+    64-byte hexadecimal strings"); today's CLI does not pull an ID, so it would never
+    be said."""
+    image = body.get("Image")
+    hex_id = image_identifier(image) if isinstance(image, str) else ""
+    if status != 404 or not hex_id:
+        return ""
+    try:
+        message = proxy.message_of(json.loads(data))
+    except ValueError:
+        return ""
+    return f"{message}: {hex_name_error(hex_id)}" if message.startswith("No such image") else ""
+
+
 def node_path(call: Call, container: Container) -> str:
-    """The request path with the reference replaced by the container's real ID."""
-    prefix = "/containers/" + call.params["id"]
-    return "/containers/" + container.id + call.path[len(prefix):]
+    """The request path with the reference replaced by the container's real ID (the
+    route rebuilt, each part encoded: a reference can add no segment of its own)."""
+    return call.agent_path(id=container.id)
 
 
 def conflict(name: str, holder: str) -> DockerError:
@@ -69,6 +105,8 @@ def conflict(name: str, holder: str) -> DockerError:
 
 
 def check_name(call: Call, name: str) -> None:
+    """A fast answer for a bad or taken name; only the claim (`state.reserve`,
+    `state.claim_name`) makes the name the caller's."""
     if not _NAME.match(name):
         raise bad_parameter(
             f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
@@ -103,8 +141,10 @@ async def list_containers(call: Call) -> web.StreamResponse:
         limit = int(call.query.get("limit") or -1)
     except ValueError:
         raise bad_parameter(f"invalid limit: {call.query.get('limit')}") from None
+    filters = parse_filters(call.query.get("filters", ""))
+    await refresh_for_listing(call, filters)  # classic's --refresh-on-node-filter & co.
     body = listing_json(call.state, call.state.node_map(), show_all=_flag(call, "all"),
-                        limit=limit, filters=parse_filters(call.query.get("filters", "")))
+                        limit=limit, filters=filters)
     return web.Response(body=body, content_type="application/json")
 
 
@@ -133,7 +173,11 @@ async def create(call: Call) -> web.StreamResponse:
         placed = await place_and_create(call.manager, body, spec, name, send, pinned)
     except NoNodeAvailable as exc:
         raise DockerError(500, str(exc)) from None
+    except NameTaken as exc:
+        raise conflict(exc.name, exc.holder) from None
     if placed.status != 201:
+        if refusal := unknown_image_id(body, placed.status, placed.data):
+            raise DockerError(404, refusal)
         return proxy.buffered_response(placed.extra, placed.data)
     answer = json.loads(placed.data)
     if placed.warnings:
@@ -167,7 +211,7 @@ async def prune(call: Call) -> web.StreamResponse:
 
 # ------------------------------------------------------------------ one container
 async def inspect(call: Call) -> web.StreamResponse:
-    container, node = resolve(call)
+    container, node = reachable(call)
     exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
     if exchange.status != 200:
         if exchange.status == 404:
@@ -180,7 +224,7 @@ async def inspect(call: Call) -> web.StreamResponse:
 
 async def passthrough(call: Call) -> web.StreamResponse:
     """Streamed as it comes: logs, stats, top, export, archive, changes, resize."""
-    container, node = resolve(call)
+    container, node = reachable(call)
     return await proxy.forward(call, node, node_path(call, container))
 
 
@@ -188,7 +232,7 @@ async def wait(call: Call) -> web.StreamResponse:
     """Streamed like the engine's (headers at once: `docker run` sends start only once
     they are in), but the exit is recorded before the client reads it, so that the
     `docker ps` a script runs next already shows the container exited."""
-    container, node = resolve(call)
+    container, node = reachable(call)
     exchange = await proxy.open_exchange(call, node, path=node_path(call, container))
     seen = bytearray()
 
@@ -213,7 +257,7 @@ async def wait(call: Call) -> web.StreamResponse:
 
 async def change(call: Call) -> web.StreamResponse:
     """start, stop, kill, restart, pause, unpause, update: record the result first."""
-    container, node = resolve(call)
+    container, node = reachable(call)
     path = node_path(call, container)
     watcher = call.manager.watcher
     with watcher.changing(node.id, container.id):
@@ -230,7 +274,7 @@ async def change(call: Call) -> web.StreamResponse:
 async def update(call: Call) -> web.StreamResponse:
     """`docker update`: new reservations (-m, -c, --cpus) are checked against the node's
     capacity with the scheduler's arithmetic and held while the engine applies them."""
-    container, node = resolve(call)
+    container, node = reachable(call)
     raw = await call.request.read()
     body = parse_json_body(raw)
     if not isinstance(body, dict):
@@ -248,6 +292,9 @@ async def update(call: Call) -> web.StreamResponse:
                 f"{cpu_count(usage.cpus)} of {node.cpus} CPUs and {bytes_size(usage.memory)} of "
                 f"{bytes_size(node.memory)} reserved; {cpu_count(cpus)} CPUs and "
                 f"{bytes_size(memory)} for this container would not fit")
+    if body.get("CpuShares"):  # -c N: N CPUs, sent as this node's shares for them
+        raw = json.dumps(dict(body, CpuShares=engine_shares(body["CpuShares"],
+                                                            node.cpus))).encode()
     token = state.reserve(node.id, "", extra_cpus, extra_memory)
     try:
         exchange, data = await proxy.forward_buffered(call, node, node_path(call, container),
@@ -271,12 +318,14 @@ async def _updated_reservation(call: Call, container: Container, node: Node,
     if not any(body.get(key) for key in ("Memory", "CpuShares", "NanoCpus")):
         return container.reserved_cpus, container.reserved_memory
     status, current = await proxy.node_json(call, node, "GET",
-                                            f"/containers/{container.id}/json")
+                                            api_path("containers", container.id, "json"))
     if status != 200 or not isinstance(current, dict):
         raise DockerError(status if status >= 400 else 500, proxy.message_of(current))
     host = dict(current.get("HostConfig") or {})
-    host.update({k: body[k] for k in ("Memory", "CpuShares", "NanoCpus") if body.get(k)})
-    return reserved_cpus(host), int(host.get("Memory") or 0)
+    host.update({k: body[k] for k in ("Memory", "NanoCpus") if body.get(k)})
+    if body.get("CpuShares"):
+        host["CpuShares"] = engine_shares(body["CpuShares"], node.cpus)
+    return reserved_cpus(host, node.cpus), int(host.get("Memory") or 0)
 
 
 async def commit(call: Call) -> web.StreamResponse:
@@ -307,9 +356,24 @@ async def rename(call: Call) -> web.StreamResponse:
     new = call.query.get("name", "")
     if not new:
         raise bad_parameter("name cannot be empty")
-    if new.lstrip("/") != container.name:
-        check_name(call, new)
-    return await change(call)
+    name = new.lstrip("/")
+    if name == container.name:
+        return await change(call)
+    check_name(call, new)
+    try:
+        token = call.state.claim_name(name)
+    except NameTaken as exc:
+        raise conflict(exc.name, exc.holder) from None
+    return await hold_until_done(call.state, token, _rename(call, container, name))
+
+
+async def _rename(call: Call, container: Container, name: str) -> web.StreamResponse:
+    """Rename on the node, and record the new name before the claim on it goes."""
+    answer = await change(call)
+    current = call.state.container(container.id)
+    if answer.status < 300 and current is not None and current.name != name:
+        call.manager.watcher.record(renamed(current, name))
+    return answer
 
 
 async def remove(call: Call) -> web.StreamResponse:
@@ -321,7 +385,7 @@ async def remove(call: Call) -> web.StreamResponse:
 
 
 async def attach(call: Call) -> web.StreamResponse:
-    container, node = resolve(call)
+    container, node = reachable(call)
     return await hijack.serve(call, node, node_path(call, container))
 
 

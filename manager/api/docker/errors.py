@@ -12,6 +12,8 @@ import re
 
 from aiohttp import web
 
+from manager.api.docker import json_body
+
 
 class DockerError(Exception):
     """An error answer: HTTP `status` with `{"message": message}`."""
@@ -61,11 +63,14 @@ def json_error(raw: bytes, exc: json.JSONDecodeError) -> DockerError:
 
 
 def parse_json_body(raw: bytes, what: str = "request body") -> object:
-    """The parsed JSON of a request body; an empty body is None; bad JSON is a 400."""
+    """The parsed JSON of a request body; an empty body is None; bad JSON is a 400, and
+    so is what Go's decoder refuses beyond it (nesting too deep, NaN: json_body.py)."""
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return json_body.loads(raw)
+    except json_body.BodyError as exc:
+        raise bad_parameter(str(exc)) from None
     except json.JSONDecodeError as exc:
         raise json_error(raw, exc) from None
     except UnicodeDecodeError:

@@ -1,9 +1,10 @@
 """`GET /events`: the nodes' event streams merged into one, each event tagged with its
 node the way classic Swarm did (`node` object, `from` naming the node).
 
-Each node is asked through its Docker API channel, so `since`, `until` and `filters`
-keep the Engine's meaning. The stream stays open until the client goes away (or, with
-`until`, until every node has finished).
+Each node is asked through its Docker API channel, so `since` and `filters` keep the
+Engine's meaning. `until` alone keeps classic Swarm's: no past event is replayed, the
+live ones stream until then (classic_until). The stream stays open until the client
+goes away (or, with `until`, until every node has finished).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import urllib.parse
 
 from aiohttp import web
 
@@ -31,9 +34,31 @@ def tag_event(event: dict, node: Node) -> dict:
     return out
 
 
-async def _open(call: Call, node: Node) -> DockerExchange | None:
+def classic_until(query_string: str, now: float) -> tuple[str, bool]:
+    """The query for the nodes, and whether the stream is over before it starts.
+
+    Classic Swarm watches live events only and ends them at `until` (api/handlers.go
+    getEvents), where an Engine asked for `until` alone first replays what it keeps
+    from before: so the nodes are asked `since` now, and an `until` already past
+    answers no event at all. With `since` the Engine's replay stays (classic ignored
+    `since`); an `until` that is no timestamp goes as it came, for the engines to refuse."""
+    pairs = urllib.parse.parse_qsl(query_string, keep_blank_values=True)
+    given = dict(pairs)
+    if not given.get("until") or given.get("since"):
+        return query_string, False
     try:
-        return await proxy.open_exchange(call, node, body=None)
+        until = float(given["until"])
+    except ValueError:
+        return query_string, False
+    if until <= now:
+        return query_string, True
+    kept = [(key, value) for key, value in pairs if key != "since"]
+    return urllib.parse.urlencode([*kept, ("since", f"{now:.9f}")]), False
+
+
+async def _open(call: Call, node: Node, query: str) -> DockerExchange | None:
+    try:
+        return await proxy.open_exchange(call, node, query=query, body=None)
     except Exception as exc:  # noqa: BLE001 - one node away must not end the stream
         log.info("events of %s unavailable: %s", node.name, exc)
         return None
@@ -61,8 +86,9 @@ async def _follow(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> N
 async def events(call: Call) -> web.StreamResponse:
     """The head goes out as soon as every node's stream is open, before any event: old
     clients (API < 1.30 `docker run`) wait for it before they start the container."""
-    nodes = call.state.healthy_nodes()
-    opened = await asyncio.gather(*(_open(call, node) for node in nodes))
+    query, over = classic_until(call.query_string, time.time())
+    nodes = [] if over else call.state.healthy_nodes()
+    opened = await asyncio.gather(*(_open(call, node, query) for node in nodes))
     live = [(node, ex) for node, ex in zip(nodes, opened, strict=True) if ex is not None]
     refused = next((ex for _, ex in live if ex.status != 200), None)
     if refused is not None:  # a bad filter: every node says the same

@@ -10,6 +10,7 @@ import asyncio
 
 from aiohttp import web
 
+from docker_compat.paths import api_path
 from manager.api.docker import hijack, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, parse_json_body
@@ -24,7 +25,7 @@ async def find_node(call: Call, exec_id: str) -> Node:
         return node
     nodes = state.healthy_nodes()
     answers = await asyncio.gather(
-        *(proxy.node_json(call, n, "GET", f"/exec/{exec_id}/json") for n in nodes),
+        *(proxy.node_json(call, n, "GET", api_path("exec", exec_id, "json")) for n in nodes),
         return_exceptions=True)
     for node, answer in zip(nodes, answers, strict=True):
         if not isinstance(answer, BaseException) and answer[0] == 200:
@@ -43,7 +44,7 @@ async def start(call: Call) -> web.StreamResponse:
     if config.get("Detach"):
         exchange, data = await proxy.forward_buffered(call, node, body=raw)
         return proxy.buffered_response(exchange, data)
-    return await hijack.serve(call, node, call.path, body=raw)
+    return await hijack.serve(call, node, call.agent_path(), body=raw)
 
 
 async def passthrough(call: Call) -> web.StreamResponse:

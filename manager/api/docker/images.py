@@ -6,15 +6,19 @@ nodes that hold the image.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.parse
 
 from aiohttp import web
 
+from docker_compat.paths import api_path
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
+from manager.api.docker.body_tee import Branch, Tee
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer
+from manager.api.docker.pernode import listing
 from manager.cluster.agent_client import AgentError, DockerExchange
 from manager.cluster.model import Node
 from manager.scheduler.scheduler import NoNodeAvailable
@@ -61,8 +65,9 @@ def merge_images(lists: list[list[dict]]) -> list[dict]:
     return sorted(merged.values(), key=lambda i: i.get("Created", 0), reverse=True)
 
 
-async def _all_nodes_json(call: Call, method: str, path: str, query: str = ""):
-    nodes = call.state.healthy_nodes()
+async def _all_nodes_json(call: Call, method: str, path: str, query: str = "",
+                          nodes: list[Node] | None = None):
+    nodes = call.state.healthy_nodes() if nodes is None else nodes
     answers = await asyncio.gather(
         *(proxy.node_json(call, n, method, path, query) for n in nodes),
         return_exceptions=True)
@@ -70,8 +75,11 @@ async def _all_nodes_json(call: Call, method: str, path: str, query: str = ""):
 
 
 async def list_images(call: Call) -> web.StreamResponse:
+    """`node` picks the nodes asked (classic: api/handlers.go getImagesJSON)."""
+    asked = listing(call)
     lists = []
-    for node, answer in await _all_nodes_json(call, "GET", "/images/json", call.query_string):
+    for node, answer in await _all_nodes_json(call, "GET", "/images/json", asked.query,
+                                              asked.nodes):
         if isinstance(answer, BaseException):
             log.warning("images of %s: %s", node.name, answer)
         elif answer[0] == 200 and isinstance(answer[1], list):
@@ -81,30 +89,68 @@ async def list_images(call: Call) -> web.StreamResponse:
     return json_answer(merge_images(lists))
 
 
-async def _read_all(request: web.Request) -> bytes | None:
-    if not request.body_exists:
-        return None
-    return b"".join([chunk async for chunk in request.content.iter_any()])
-
-
-async def fan_out(call: Call, nodes: list[Node], body: bytes | None) -> web.StreamResponse:
-    """Send the same request to `nodes` and merge their JSON-lines answers, each line
-    tagged with its node. When every node refuses, answer with the first refusal."""
+async def fan_out(call: Call, nodes: list[Node]) -> web.StreamResponse:
+    """Send the request, and the client's body as it comes (body_tee.py), to `nodes`
+    and merge their JSON-lines answers, each line tagged with its node. When every node
+    refuses, answer with the first refusal (naming its node when there are several)."""
     if not nodes:
         raise DockerError(500, "no healthy node to send the image to: check `docker info`")
+    request = call.request
+    tee = Tee(proxy.request_body(request), len(nodes)) if request.body_exists else None
+    branches: list[Branch | None] = list(tee.branches) if tee else [None] * len(nodes)
+    pump = asyncio.create_task(tee.pump()) if tee else None
+    try:
+        return await _merge(call, nodes, branches)
+    finally:
+        for branch in branches:
+            if branch is not None:
+                branch.close()
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+
+
+async def _open(call: Call, node: Node, branch: Branch | None
+                ) -> DockerExchange | tuple[int, str]:
+    """The node's exchange, or its refusal as (status, message); a refused node's
+    branch is closed at once, so the others get the body without waiting for it."""
+    try:
+        exchange = await proxy.open_exchange(call, node, body=branch)
+    except DockerError as exc:  # the agent is not there (proxy.unavailable)
+        _close(branch)
+        return exc.status, exc.message
+    except AgentError as exc:
+        _close(branch)
+        return 502, str(exc)
+    if exchange.status < 300:
+        return exchange
+    try:
+        text = await exchange.body()
+    except AgentError as exc:
+        text = str(exc).encode()
+    finally:
+        exchange.cancel()
+        _close(branch)
+    return exchange.status, _message(text)
+
+
+def _close(branch: Branch | None) -> None:
+    if branch is not None:
+        branch.close()
+
+
+async def _merge(call: Call, nodes: list[Node], branches: list[Branch | None]
+                 ) -> web.StreamResponse:
     opened = await asyncio.gather(
-        *(proxy.open_exchange(call, n, body=body) for n in nodes), return_exceptions=True)
-    live: list[tuple[Node, DockerExchange]] = []
+        *(_open(call, node, branch) for node, branch in zip(nodes, branches, strict=True)))
+    live: list[tuple[Node, DockerExchange, Branch | None]] = []
     failed: list[tuple[Node, int, str]] = []
-    for node, result in zip(nodes, opened, strict=True):
-        if isinstance(result, BaseException):
-            failed.append((node, 503, str(result)))
-        elif result.status >= 300:
-            text = await result.body()
-            result.cancel()
-            failed.append((node, result.status, _message(text)))
+    for node, branch, result in zip(nodes, branches, opened, strict=True):
+        if isinstance(result, tuple):
+            failed.append((node, *result))
         else:
-            live.append((node, result))
+            live.append((node, result, branch))
     if not live:
         node, status, message = failed[0]
         raise DockerError(status, message if len(nodes) == 1 else f"{node.name}: {message}")
@@ -112,7 +158,8 @@ async def fan_out(call: Call, nodes: list[Node], body: bytes | None) -> web.Stre
     response.content_type = "application/json"
     await response.prepare(call.request)
     lines: asyncio.Queue[bytes | None] = asyncio.Queue()
-    readers = [asyncio.create_task(_lines(node, exchange, lines)) for node, exchange in live]
+    readers = [asyncio.create_task(_lines(node, exchange, lines, branch))
+               for node, exchange, branch in live]
     try:
         for _ in range(len(readers)):
             while (line := await lines.get()) is not None:
@@ -123,9 +170,9 @@ async def fan_out(call: Call, nodes: list[Node], body: bytes | None) -> web.Stre
     finally:
         for task in readers:
             task.cancel()
-        for _node, exchange in live:
+        for _node, exchange, _branch in live:
             exchange.cancel()
-    for node, _exchange in live:
+    for node, _exchange, _branch in live:
         try:
             await call.manager.watcher.load_images(node.id)
         except AgentError as exc:
@@ -140,7 +187,10 @@ def _message(raw: bytes) -> str:
         return raw.decode(errors="replace").strip()
 
 
-async def _lines(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> None:
+async def _lines(node: Node, exchange: DockerExchange, out: asyncio.Queue,
+                 branch: Branch | None = None) -> None:
+    """The node's answer, line by line, into `out`; its branch of the body closes when
+    the answer ends, early or not."""
     buffer = b""
     try:
         async for chunk in exchange:
@@ -153,6 +203,7 @@ async def _lines(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> No
     except AgentError as exc:
         out.put_nowait(error_line(node.name, str(exc)))
     finally:
+        _close(branch)
         out.put_nowait(None)
 
 
@@ -173,18 +224,17 @@ async def create(call: Call) -> web.StreamResponse:
     """docker pull (fromImage) and docker import (fromSrc) on every healthy node."""
     if not call.query.get("fromImage") and not call.query.get("fromSrc"):
         raise DockerError(400, "either fromImage or fromSrc must be given")
-    body = await _read_all(call.request)
-    return await fan_out(call, call.state.healthy_nodes(), body)
+    return await fan_out(call, call.state.healthy_nodes())
 
 
 async def load(call: Call) -> web.StreamResponse:
-    return await fan_out(call, call.state.healthy_nodes(), await _read_all(call.request))
+    return await fan_out(call, call.state.healthy_nodes())
 
 
 async def inspections(call: Call, name: str) -> list[tuple[Node, dict]]:
     """Image `name` as each healthy node that has it describes it; 404 when none."""
     found = [(node, answer[1]) for node, answer
-             in await _all_nodes_json(call, "GET", f"/images/{name}/json")
+             in await _all_nodes_json(call, "GET", api_path("images", name, "json"))
              if not isinstance(answer, BaseException) and answer[0] == 200
              and isinstance(answer[1], dict)]
     if not found:
@@ -215,13 +265,13 @@ async def on_one_holder(call: Call) -> web.StreamResponse:
     names = [call.params["name"]] if "name" in call.params else call.query.getall("names", [])
     if not names:
         raise DockerError(400, "no image names given")
-    if call.path.endswith("/push") and call.query.get("tag"):
+    if call.template.endswith("/push") and call.query.get("tag"):
         names = [f"{names[0]}:{call.query['tag']}"]  # push names the repository, tag apart
     found = [{n.id: n for n in await holders(call, name)} for name in names]
     common = [node for node_id, node in found[0].items() if all(node_id in f for f in found)]
-    if not common:
-        raise DockerError(404, "no single node holds all of " + ", ".join(names)
-                          + ": save them one at a time")
+    if not common:  # classic's words and status (api/handlers.go getImages)
+        raise DockerError(404, "Unable to find an engine containing all images: ["
+                          + " ".join(names) + "]")
     return await proxy.forward(call, common[0])
 
 
@@ -230,7 +280,7 @@ async def on_every_holder(call: Call) -> web.StreamResponse:
     name = call.params["name"]
     nodes = await holders(call, name)
     results = await asyncio.gather(
-        *(proxy.node_json(call, n, call.request.method, call.path, call.query_string)
+        *(proxy.node_json(call, n, call.request.method, call.agent_path(), call.query_string)
           for n in nodes), return_exceptions=True)
     merged: list = []
     errors: list[tuple[int, str]] = []

@@ -10,6 +10,7 @@ Where a new network goes:
   a copy on every node, replicas spread and still reach their network; containers on
   different nodes are on different (same-named) bridges, as local networks always are.
   The copies share a label (COPIES_LABEL): removing one by its ID removes them all.
+  (Classic's own default was an overlay network, on every node too: docs/swarm-compat.md.)
 Built-in networks (bridge, host, none) exist on every node already.
 """
 
@@ -20,6 +21,8 @@ import secrets
 
 from aiohttp import web
 
+from docker_compat.paths import segment
+from docker_compat.regexp import filter_matches
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
@@ -27,8 +30,8 @@ from manager.api.docker.pernode import (
     Found,
     each_node,
     first_error,
+    listing,
     match,
-    quote,
     split_node,
     targets,
 )
@@ -42,6 +45,8 @@ BUILTIN = frozenset({"bridge", "host", "none"})
 # On each copy of a network made on every node: one random value shared by the copies.
 # (Compose ignores com.docker.* labels when it compares a network with its file.)
 COPIES_LABEL = "com.docker.swarm.network.copies"
+# The values of the `type` list filter (classic: api/handlers.go getNetworks).
+NETWORK_TYPES = ("custom", "builtin")
 
 
 async def node_networks(call: Call, nodes: list[Node], query: str = "") -> list[Found]:
@@ -66,15 +71,46 @@ async def find(call: Call, ref: str) -> list[Found]:
 
 
 async def list_networks(call: Call) -> web.StreamResponse:
+    """`node` picks the nodes asked; `name` is applied here, so that a value may be
+    `node/name` as in classic (cluster/network.go Networks.Filter)."""
+    asked = listing(call, own=("name",))
+    for value in asked.filters.get("type", []):
+        if value not in NETWORK_TYPES:  # the Engine (20.10) says the same with a 500
+            raise bad_parameter(f"Invalid filter: 'type'='{value}'")
+    names = asked.filters.get("name")
     entries = []
-    for item in await node_networks(call, call.state.healthy_nodes(), call.query_string):
-        entries.append(dict(item.entry, Name=item.qualified))
+    for item in await node_networks(call, asked.nodes, asked.query):
+        if not names or any(name_matches(value, item) for value in names):
+            entries.append(dict(item.entry, Name=item.qualified))
     return json_answer(entries)
 
 
+def name_matches(value: str, item: Found) -> bool:
+    """One `name` filter value, as classic's Networks.Filter reads it: the Engine's
+    match on the plain name (exact, else an unanchored regex), or exactly the network's
+    `node/name`, `node-ID/name`, ID or short ID (Networks.Get)."""
+    entry_id = str(item.entry.get("Id", ""))
+    exact = {item.qualified, f"{item.node.id}/{item.name}", entry_id, entry_id[:12]}
+    return value in exact or filter_matches(value, item.name)
+
+
 async def inspect(call: Call) -> web.StreamResponse:
-    item = (await find(call, call.params["id"]))[0]
-    return await proxy.forward(call, item.node, path=f"/networks/{quote(item.entry['Id'])}")
+    item = one_network(await find(call, call.params["id"]), call.params["id"])
+    return await proxy.forward(call, item.node, path=f"/networks/{segment(item.entry['Id'])}")
+
+
+def one_network(found: list[Found], ref: str) -> Found:
+    """The one network `ref` names. Several networks of one name on different nodes
+    (`bridge` on every node) are refused, as classic refuses them with its 404 (api/
+    handlers.go getNetwork: cluster/network.go Networks.Get gives nothing for a name
+    with several matches), rather than answered with one node's. The copies of one
+    network made on every node are one network: any copy answers."""
+    groups = {_copies(item) or str(item.entry.get("Id", "")) for item in found}
+    if len(groups) == 1:
+        return found[0]
+    places = ", ".join(sorted(item.qualified for item in found))
+    raise DockerError(404, f"No such network: {ref}: the name is ambiguous, {len(found)} "
+                           f"networks have it ({places}); name one as NODE/{ref}")
 
 
 def _create_body(raw: bytes) -> dict:
@@ -118,7 +154,7 @@ async def remove(call: Call) -> web.StreamResponse:
     results = []
     for item in found:
         results += await each_node(call, [item.node], "DELETE",
-                                   f"/networks/{quote(item.entry['Id'])}")
+                                   f"/networks/{segment(item.entry['Id'])}")
     if any(status >= 300 for _, status, _ in results):
         raise first_error(results, single=len(found) == 1)
     return web.Response(status=204)
@@ -159,7 +195,7 @@ async def _connection(call: Call, verb: str) -> web.StreamResponse:
         raise DockerError(404, f"network {ref} not found on node {node.name}, where "
                                f"container {body['Container']} runs")
     status, answer = await proxy.node_json(
-        call, node, "POST", f"/networks/{quote(found[0].entry['Id'])}/{verb}",
+        call, node, "POST", f"/networks/{segment(found[0].entry['Id'])}/{verb}",
         body=dict(body, Container=container.id))
     if status >= 300:
         raise DockerError(status, proxy.message_of(answer))
@@ -175,7 +211,7 @@ async def _force_disconnect(call: Call, ref: str, body: dict) -> web.StreamRespo
     results = []
     for item in await find(call, ref):
         results += await each_node(call, [item.node], "POST",
-                                   f"/networks/{quote(item.entry['Id'])}/disconnect",
+                                   f"/networks/{segment(item.entry['Id'])}/disconnect",
                                    body=body)
     if all(status >= 300 for _, status, _ in results):
         raise first_error(results, single=len(results) == 1)

@@ -9,13 +9,16 @@ name on several nodes: one created "on every node"), a full ID or a unique ID pr
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import urllib.parse
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError
+from manager.api.docker.ps import parse_filters
 from manager.cluster.model import Node
 from manager.scheduler.scheduler import NoNodeAvailable
 from manager.scheduler.spec import CONSTRAINTS_LABEL, RuleError, spec_from_create
@@ -80,10 +83,6 @@ def first_error(results: list[tuple[Node, int, object]], single: bool = False) -
     return DockerError(status, message if single else f"{node.name}: {message}")
 
 
-def quote(ref: str) -> str:
-    return urllib.parse.quote(ref, safe="")
-
-
 def match(found: list[Found], ref: str, id_key: str | None) -> list[Found]:
     """The Engine's lookup order over every node's entries: exact ID, then exact name
     (possibly on several nodes), then a unique ID prefix."""
@@ -120,3 +119,44 @@ def targets(call: Call, name: str, labels: object, what: str) -> tuple[list[Node
     if not nodes:
         raise DockerError(500, f"no healthy node to create the {what} on: check `docker info`")
     return nodes, name
+
+
+@dataclass
+class Listing:
+    """A cluster-wide list request taken apart: the nodes to ask, the query to send
+    them (without the filters the manager applies itself) and the client's filters."""
+
+    nodes: list[Node]
+    query: str
+    filters: dict[str, list[str]]
+
+
+def listing(call: Call, own: Collection[str] = ()) -> Listing:
+    """The `node` filter picks the nodes to ask (the engines refuse the key, so it never
+    reaches them); the keys in `own` are not sent either: the handler applies them."""
+    filters = parse_filters(call.query.get("filters", ""))
+    wanted = filters.get("node")
+    nodes = call.state.healthy_nodes()
+    sent = {key: values for key, values in filters.items() if key != "node" and key not in own}
+    return Listing(select_nodes(nodes, wanted) if wanted else nodes,
+                   without_filters(call.query_string, sent), filters)
+
+
+def select_nodes(nodes: Iterable[Node], wanted: Collection[str]) -> list[Node]:
+    """Classic's rule (api/handlers.go getImagesJSON): a value names a node by its
+    exact name or ID, and a node is kept when any value names it. No globs or regexes:
+    `node-1` must not also select `node-10`. A value naming no node selects nothing,
+    as with classic (an empty list, no error)."""
+    return [node for node in nodes if node.name in wanted or node.id in wanted]
+
+
+def without_filters(query: str, filters: dict[str, list[str]]) -> str:
+    """`query` with its `filters` parameter replaced by `filters` (dropped if empty);
+    the other parameters stay as the client encoded them."""
+    pairs = [pair for pair in query.split("&")
+             if pair and urllib.parse.unquote_plus(pair.partition("=")[0]) != "filters"]
+    if filters:
+        encoded = json.dumps({key: {value: True for value in values}
+                              for key, values in filters.items()})
+        pairs.append("filters=" + urllib.parse.quote(encoded, safe=""))
+    return "&".join(pairs)

@@ -11,8 +11,8 @@ network found on no node adds nothing: the engine's own 404 then says so.
 from __future__ import annotations
 
 import json
-import re
 
+from docker_compat import regexp
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError
 from manager.api.docker.networks import node_networks
@@ -27,7 +27,7 @@ def node_rule(names: list[str]) -> Rule:
     """`node==a`, or `node==/a|b/` for several nodes."""
     if len(names) == 1:
         return parse_rule(f"node=={names[0]}")
-    return parse_rule("node==/" + "|".join(re.escape(n) for n in sorted(names)) + "/")
+    return parse_rule("node==/" + "|".join(regexp.escape(n) for n in sorted(names)) + "/")
 
 
 def _is_network(mode: str) -> bool:

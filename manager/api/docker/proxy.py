@@ -35,7 +35,18 @@ _DROP_ANSWER = frozenset({
 
 
 def request_headers(request: web.Request) -> list[tuple[str, str]]:
-    return [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
+    """The headers a node gets. A value that is not UTF-8 (aiohttp hands its bytes over
+    as surrogates) cannot travel in the agent protocol's text fields: a 400 naming the
+    header, rather than a 500 from deep in the encoder."""
+    kept = [(k, v) for k, v in request.headers.items() if k.lower() not in _DROP_REQUEST]
+    for name, value in kept:
+        if not (name + value).isascii():
+            try:
+                (name + value).encode()
+            except UnicodeEncodeError:
+                raise DockerError(400, f"invalid header {name}: its value is not UTF-8 "
+                                       "text") from None
+    return kept
 
 
 def client_for(call: Call, node: Node) -> AgentClient:
@@ -46,12 +57,16 @@ def client_for(call: Call, node: Node) -> AgentClient:
     return client
 
 
+AGENT_HINT = "Check that the agent runs on that machine (flock join) or remove it from " \
+    "discovery."
+
+
 def unavailable(node: Node, exc: Exception) -> DockerError:
-    return DockerError(503, f"node {node.name}: {exc}. Check that the agent runs on that "
-                            "machine (flock join) or remove it from discovery.")
+    return DockerError(503, f"node {node.name}: {exc}. {AGENT_HINT}")
 
 
-async def _request_body(request: web.Request) -> AsyncIterator[bytes]:
+async def request_body(request: web.Request) -> AsyncIterator[bytes]:
+    """The client's body as it arrives: streamed to a node, never held whole."""
     async for chunk in request.content.iter_any():
         yield chunk
 
@@ -63,15 +78,17 @@ async def open_exchange(
     read_back: bool = False,
 ) -> DockerExchange:
     """Start the exchange on `node`; the client's body streams through unless given.
-    `read_back`: see AgentClient.request."""
+    `path` is sent as it is (encoded, docker_compat.paths); by default the matched route
+    rebuilt with its parameters encoded. `read_back`: see AgentClient.request."""
     request = call.request
-    if body is ...:
-        body = _request_body(request) if request.body_exists else None
+    if body is ...:  # a body the front read to check it is sent from memory
+        body = call.body if call.body is not None else (
+            request_body(request) if request.body_exists else None)
     if headers is None:
         headers = request_headers(request)
     try:
         return await client_for(call, node).request(
-            method or request.method, path or call.path,
+            method or request.method, path or call.agent_path(),
             call.query_string if query is None else query,
             headers=headers, body=body, api_version=call.version, hijack=hijack,
             read_back=read_back)

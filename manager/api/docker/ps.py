@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Mapping
 
 from docker_compat.humanize import human_duration
+from docker_compat.regexp import filter_matches
 from manager.api.docker.errors import DockerError, json_error
 from manager.cluster.convert import STATE_KEY
 from manager.cluster.model import Container, Node
@@ -23,6 +24,7 @@ KEYS = frozenset({"id", "name", "label", "status", "exited", "ancestor", "node",
                   "since", "network", "volume", "health", "publish", "expose", "isolation",
                   "is-task"})
 _EXIT = re.compile(r"^Exited \((-?\d+)\)")
+TASK_LABEL = "com.docker.swarm.task"
 
 
 def parse_filters(raw: str) -> dict[str, list[str]]:
@@ -62,15 +64,8 @@ def validate(filters: Mapping[str, list[str]]) -> None:
 
 
 def _search(patterns: Iterable[str], text: str) -> bool:
-    """The Engine's Args.Match: any value, as an unanchored regex (or literal)."""
-    for pattern in patterns:
-        try:
-            if re.search(pattern, text):
-                return True
-        except re.error:
-            if pattern in text:
-                return True
-    return False
+    """The Engine's Args.Match: any value, exactly or as an unanchored RE2 regex."""
+    return any(filter_matches(pattern, text) for pattern in patterns)
 
 
 def _labels_match(wanted: Iterable[str], labels: Mapping[str, str]) -> bool:
@@ -126,6 +121,14 @@ def _ports(summary: Mapping, key: str) -> set[str]:
             found.add(f"{number}/{port.get('Type', 'tcp')}")
             found.add(str(number))
     return found
+
+
+def _is_task_matches(values: Iterable[str], labels: Mapping[str, str]) -> bool:
+    """Classic's meaning (api/handlers.go getContainersJSON): a task is a container
+    with the `com.docker.swarm.task` label (as swarm-mode engines write it), whatever
+    its value; `true` keeps the tasks, `false` the others."""
+    is_task = TASK_LABEL in (labels or {})
+    return not ("true" in values and not is_task) and not ("false" in values and is_task)
 
 
 def _find(containers: list[Container], ref: str) -> Container:
@@ -184,7 +187,7 @@ def matches(container: Container, node: Node | None, filters: Mapping[str, list[
             return False
         if key == "expose" and not set(values) & _ports(summary, "PrivatePort"):
             return False
-        if key == "is-task" and "true" in values:
+        if key == "is-task" and not _is_task_matches(values, container.labels):
             return False
     return True
 

@@ -17,7 +17,12 @@ from manager.api.docker.errors import json_answer
 from manager.cluster.model import Container, Node
 from manager.cluster.state import ClusterState, NodeUsage
 
-SERVER_VERSION = f"flock/{__version__}"
+# Classic Swarm answers `swarm/1.2.9` (api/handlers.go getVersion, getInfo), and tools
+# tell it from an engine by that prefix (`Version.startswith("swarm")`; classic's own
+# test/integration/api/version.bats: `^swarm/[0-9]+\.[0-9]+\.[0-9]+.*$`). Flock keeps the
+# prefix and says what it is after it, as a product list does ("swarm/1.2.9 flock/0.1.0").
+SWARM_VERSION = "1.2.9"
+SERVER_VERSION = f"swarm/{SWARM_VERSION} flock/{__version__}"
 _BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 _RUNNING = ("running", "restarting")
 
@@ -162,8 +167,7 @@ def _ping_headers(call: Call) -> dict[str, str]:
 async def ping(call: Call) -> web.StreamResponse:
     body = None if call.request.method == "HEAD" else b"OK"
     headers = _ping_headers(call)
-    if body is not None:
-        headers["Content-Type"] = "text/plain; charset=utf-8"
+    headers["Content-Type"] = "text/plain; charset=utf-8"  # the engine's, on HEAD too
     return web.Response(body=body, headers=headers)
 
 

@@ -2,8 +2,9 @@
 
 As in classic Swarm, a volume created without a node (`node/name`) or a
 `com.docker.swarm.constraints` label is created on every healthy node under one name,
-so that a container using it can be placed anywhere; a plain name on several nodes is
-removed from all of them. The data of each copy stays on its node.
+so that a container using it can be placed anywhere; a `com.docker.swarm.whitelists`
+label keeps only the nodes it names. A plain name on several nodes is removed from all
+of them. The data of each copy stays on its node.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import secrets
 
 from aiohttp import web
 
+from docker_compat.paths import segment
 from manager.api.docker import proxy
 from manager.api.docker.app import Call
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
@@ -19,11 +21,14 @@ from manager.api.docker.pernode import (
     Found,
     each_node,
     first_error,
+    listing,
     match,
-    quote,
     split_node,
     targets,
 )
+from manager.cluster.model import Node
+from manager.scheduler.rules import RuleError
+from manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted
 
 
 async def node_volumes(call: Call, nodes, query: str = "") -> tuple[list[Found], list[str]]:
@@ -51,14 +56,16 @@ async def find(call: Call, ref: str) -> list[Found]:
 
 
 async def list_volumes(call: Call) -> web.StreamResponse:
-    found, warnings = await node_volumes(call, call.state.healthy_nodes(), call.query_string)
+    """`node` picks the nodes asked (classic: api/handlers.go getVolumes)."""
+    asked = listing(call)
+    found, warnings = await node_volumes(call, asked.nodes, asked.query)
     return json_answer({"Volumes": [dict(f.entry, Name=f.qualified) for f in found],
                         "Warnings": warnings or None})
 
 
 async def inspect(call: Call) -> web.StreamResponse:
     item = (await find(call, call.params["name"]))[0]
-    return await proxy.forward(call, item.node, path=f"/volumes/{quote(item.name)}")
+    return await proxy.forward(call, item.node, path=f"/volumes/{segment(item.name)}")
 
 
 async def create(call: Call) -> web.StreamResponse:
@@ -69,6 +76,7 @@ async def create(call: Call) -> web.StreamResponse:
     if not isinstance(name, str):
         raise bad_parameter("volume Name must be a string")
     nodes, name = targets(call, name, body.get("Labels"), "volume")
+    nodes = _whitelisted(nodes, body.get("Labels"))
     results = await each_node(call, nodes, "POST", "/volumes/create", body=dict(body, Name=name))
     made = [answer for _, status, answer in results if status == 201]
     if not made:
@@ -76,11 +84,24 @@ async def create(call: Call) -> web.StreamResponse:
     return json_answer(made[0], status=201)
 
 
+def _whitelisted(nodes: list[Node], labels: object) -> list[Node]:
+    """Classic's `com.docker.swarm.whitelists` label keeps the nodes it names
+    (scheduler/whitelist.py): a bad label is the client's error, no node left a 500 as
+    classic answers it (api/handlers.go postVolumesCreate)."""
+    try:
+        rules = parse_whitelists(labels)
+        return nodes if rules is None else whitelisted(nodes, rules)
+    except RuleError as exc:
+        raise bad_parameter(str(exc)) from None
+    except NotWhitelisted as exc:
+        raise DockerError(500, str(exc)) from None
+
+
 async def remove(call: Call) -> web.StreamResponse:
     found = await find(call, call.params["name"])
     results = []
     for item in found:
-        results += await each_node(call, [item.node], "DELETE", f"/volumes/{quote(item.name)}",
+        results += await each_node(call, [item.node], "DELETE", f"/volumes/{segment(item.name)}",
                                    call.query_string)
     if any(status >= 300 for _, status, _ in results):
         raise first_error(results, single=len(found) == 1)

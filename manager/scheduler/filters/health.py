@@ -1,5 +1,5 @@
-"""health: only healthy nodes are candidates (pending and unhealthy ones are not), and
-only those not drained (`flock drain`)."""
+"""health: only healthy nodes are candidates (pending, unhealthy and disconnected ones
+are not), and only those not drained (`flock drain`)."""
 
 from __future__ import annotations
 
