@@ -47,6 +47,19 @@ def load_driver(store: Store, host: Host) -> Driver:
                     store.load_secrets(host.name))
 
 
+def running_over_ssh(store: Store, name: str, without_ssh: str) -> tuple[Host, Driver]:
+    """The machine and its driver, for a command that needs SSH to a running machine
+    (ssh, scp, mount); `without_ssh` ends the refusal for a driver without SSH."""
+    host = store.load(name)
+    driver = load_driver(store, host)
+    if not driver.has_ssh:
+        raise MachineError(f'machine "{name}" uses the {host.driver_name} driver, which has '
+                           f"no SSH{without_ssh}")
+    if driver.state() is not State.RUNNING:
+        raise HostNotRunning(name)
+    return host, driver
+
+
 def target_names(store: Store, names: list[str] | None) -> list[str]:
     """The machines a command acts on: those named, else Docker Machine's "default"."""
     if names:

@@ -15,10 +15,9 @@ import ipaddress
 import shutil
 import subprocess
 
-from provisioner.commands import DEFAULT_MACHINE, load_driver
-from provisioner.errors import HostNotRunning, MachineError
+from provisioner.commands import DEFAULT_MACHINE, running_over_ssh
+from provisioner.errors import MachineError
 from provisioner.ssh import KNOWN_HOSTS
-from provisioner.states import State
 from provisioner.store import Store
 
 WRONG_NUMBER = "Improper number of arguments"   # commands/scp.go errWrongNumberArguments
@@ -80,13 +79,7 @@ def cmd_mount(args: argparse.Namespace, store: Store) -> int:
         fusermount = _tool("fusermount", "the unmount option")
         return 0 if subprocess.run([fusermount, "-u", mountpoint]).returncode == 0 else 1
     sshfs = _tool("sshfs", "the mount feature")
-    host = store.load(name)
-    driver = load_driver(store, host)
-    if not driver.has_ssh:
-        raise MachineError(f'machine "{name}" uses the {host.driver_name} driver, which has '
-                           "no SSH to mount over")
-    if driver.state() is not State.RUNNING:
-        raise HostNotRunning(name)
+    _, driver = running_over_ssh(store, name, " to mount over")
     ssh = driver.ssh_details()
     argv = sshfs_argv(sshfs, location(user or ssh.user, ssh.host, path), mountpoint,
                       ssh.port, ssh.key_path, str(store.machine_dir(name) / KNOWN_HOSTS))

@@ -15,12 +15,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provisioner.commands import DEFAULT_MACHINE, load_driver
+from provisioner.commands import DEFAULT_MACHINE, running_over_ssh
 from provisioner.drivers import Driver
-from provisioner.errors import HostNotRunning, MachineError
+from provisioner.errors import MachineError
 from provisioner.host import NAME_RE, Host
 from provisioner.ssh import KNOWN_HOSTS, Connection, connect, interactive
-from provisioner.states import State
 from provisioner.store import Store
 
 CONNECT_TIMEOUT = 15.0   # the machine is Running: SSH should answer soon
@@ -55,13 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 # --- shared ------------------------------------------------------------------------------------
 def _open(store: Store, name: str) -> tuple[Host, Driver, Connection]:
-    host = store.load(name)
-    driver = load_driver(store, host)
-    if not driver.has_ssh:
-        raise MachineError(f'machine "{name}" uses the {host.driver_name} driver, which has no '
-                           "SSH: log into that host by your own means")
-    if driver.state() is not State.RUNNING:
-        raise HostNotRunning(name)
+    host, driver = running_over_ssh(store, name, ": log into that host by your own means")
     try:
         conn = connect(driver.ssh_details(), store.machine_dir(name) / KNOWN_HOSTS,
                        timeout=min(CONNECT_TIMEOUT, host.options.ssh_timeout), step="SSH")
