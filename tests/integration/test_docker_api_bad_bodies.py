@@ -170,3 +170,22 @@ def test_options_is_an_empty_200_as_from_the_engine(cluster, engine_api):
     assert (engine.status_code, engine.content) == (200, b"")
     status, answer, _ = cluster.api("OPTIONS", "/v1.41/containers/json")
     assert (status, answer) == (200, None)
+
+
+@pytest.mark.parametrize("path", ["/containers/json", "/networks", "/volumes", "/images/json"])
+def test_filters_nested_too_deep_are_a_400_not_a_500(cluster, path):
+    """The `filters` query is JSON too: 2,000 levels (past Python's recursion limit,
+    within a request line) used to raise RecursionError in the manager -> a 500."""
+    deep = "[" * 2000 + "]" * 2000
+    status, answer, _ = cluster.api("GET", f"/v1.41{path}?filters={deep}")
+    assert status == 400, answer
+    assert "exceeded max depth" in answer["message"]
+    status, _, _ = cluster.api("GET", "/v1.41/containers/json")
+    assert status == 200  # and the manager keeps serving
+
+
+def test_buildargs_nested_too_deep_are_a_400_not_a_500(cluster):
+    deep = "[" * 2000 + "]" * 2000
+    status, answer, _ = cluster.api("POST", f"/v1.41/build?buildargs={deep}", b"not a tar")
+    assert status == 400, answer
+    assert answer["message"].startswith("invalid buildargs:")

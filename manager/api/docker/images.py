@@ -14,7 +14,7 @@ import urllib.parse
 from aiohttp import web
 
 from docker_compat.paths import api_path
-from manager.api.docker import proxy
+from manager.api.docker import json_body, proxy
 from manager.api.docker.app import Call
 from manager.api.docker.body_tee import Branch, Tee
 from manager.api.docker.errors import DockerError, bad_parameter, json_answer
@@ -317,7 +317,7 @@ def build_rules(query: str) -> tuple[list[str], str]:
     if not raw:
         return [], query
     try:
-        args = json.loads(raw)
+        args = json_body.loads(raw.encode())  # depth-checked: never a RecursionError
     except ValueError:
         raise bad_parameter(f"invalid buildargs: {raw[:80]}") from None
     if not isinstance(args, dict):

@@ -6,14 +6,13 @@ ten thousand containers never touches an agent.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Iterable, Mapping
 
 from docker_compat.humanize import human_duration
 from docker_compat.regexp import filter_matches
-from manager.api.docker.errors import DockerError, json_error
+from manager.api.docker.errors import DockerError, parse_json_body
 from manager.cluster.convert import STATE_KEY
 from manager.cluster.model import Container, Node
 
@@ -31,10 +30,7 @@ def parse_filters(raw: str) -> dict[str, list[str]]:
     """The `filters` query parameter: {"key": {"v": true}} or {"key": ["v"]}."""
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise json_error(raw.encode(), exc) from None
+    data = parse_json_body(raw.encode(), "filters")  # a 400 for too deep too, never a 500
     if not isinstance(data, dict):
         raise DockerError(400, "invalid filter: expected a JSON object of key -> values")
     filters: dict[str, list[str]] = {}
