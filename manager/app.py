@@ -20,6 +20,7 @@ import certs
 import discovery
 from certs.exposure import is_loopback, is_wildcard, refusal
 from docker_compat.tls_half_close import HalfCloseTLSSite
+from manager.api import malformed_requests
 from manager.api.client_limits import ClientLimits
 from manager.api.docker import ps_json
 from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
@@ -255,6 +256,7 @@ class Manager:
         await self.watcher.start()
         self.rescheduler.start()
         self.global_copies.start()
+        malformed_requests.install()
         self._runner = GuardedRunner(build_app(self), self.config.client_limits,
                                      handler_cancellation=True, access_log=None)
         await self._runner.setup()

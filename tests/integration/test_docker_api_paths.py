@@ -253,3 +253,24 @@ def test_non_ascii_names_get_a_4xx_on_the_exec_runtime(exec_cluster, name):
     assert (status, answer) == (404, {"message": "No such image: busybox/json?x="})
     wait_for(lambda: exec_cluster.api("GET", "/_ping")[0] == 200)
     assert not tracebacks(exec_cluster.state_dir)
+
+
+@pytest.mark.parametrize("method, target, warned", [
+    ("GET", "/images/镜像/json".encode(), True),  # raw UTF-8 in the request line
+    ("GET", b"/containers/\xff/json", True),
+    # A method aiohttp's parser does not know: on a connection's first request aiohttp
+    # logs it at debug level itself (it is what port scanners send).
+    ("BREW", b"/containers/json", False),
+])
+def test_requests_that_are_not_valid_http_log_no_traceback(cluster, method, target, warned,
+                                                           caplog):
+    """aiohttp refuses these itself with a 400 before the manager sees them, and logged
+    the first two as an ERROR with a traceback (manager/api/malformed_requests.py): the
+    client erred, not the manager, so it is one warning line naming the client."""
+    for _ in range(2):
+        status, _ = at_port(cluster.port, method, target)
+        assert status == 400
+    assert not failures(caplog)
+    said = [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"]
+    assert len(said) == (2 if warned else 0), said
+    assert all("refused a request from 127.0.0.1 that is not valid HTTP" in s for s in said)
