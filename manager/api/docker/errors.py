@@ -62,13 +62,14 @@ def json_error(raw: bytes, exc: json.JSONDecodeError) -> DockerError:
     return bad_parameter(f"invalid character {char!r} {where}")
 
 
-def parse_json_body(raw: bytes, what: str = "request body") -> object:
+def parse_json_body(raw: bytes, what: str = "request body",
+                    infinite: list[json_body.Number] | None = None) -> object:
     """The parsed JSON of a request body; an empty body is None; bad JSON is a 400, and
     so is what Go's decoder refuses beyond it (nesting too deep, NaN: json_body.py)."""
     if not raw.strip():
         return None
     try:
-        return json_body.loads(raw)
+        return json_body.loads(raw, infinite)
     except json_body.BodyError as exc:
         raise bad_parameter(str(exc)) from None
     except json.JSONDecodeError as exc:

@@ -11,6 +11,7 @@ the number's own text, so numbers other than small integers keep their literal h
 from __future__ import annotations
 
 import json
+import math
 import re
 
 # Go's scanner allows 10,000 levels (encoding/json maxNestingDepth). In Python the
@@ -66,11 +67,23 @@ def _constant(name: str) -> object:
     raise BodyError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
-def loads(raw: bytes) -> object:
+def loads(raw: bytes, infinite: list[Number] | None = None) -> object:
     """The value of `raw`; BodyError for what Go refuses beyond JSON syntax (too deep,
-    NaN), json.JSONDecodeError or UnicodeDecodeError for malformed text."""
+    NaN), json.JSONDecodeError or UnicodeDecodeError for malformed text. Numbers too
+    large for a float64 are appended to `infinite` when given: noticed while parsing,
+    they need no second pass over the body."""
     bracket = too_deep(raw)
     if bracket is not None:
         raise BodyError(f"invalid character {bracket!r} exceeded max depth "
                         f"(flock reads JSON nested at most {MAX_DEPTH} deep)")
-    return json.loads(raw, parse_float=Number, parse_int=_integer, parse_constant=_constant)
+    if infinite is None:
+        return json.loads(raw, parse_float=Number, parse_int=_integer,
+                          parse_constant=_constant)
+
+    def noted(number: int | Number) -> int | Number:
+        if isinstance(number, Number) and math.isinf(number):
+            infinite.append(number)
+        return number
+
+    return json.loads(raw, parse_float=lambda text: noted(Number(text)),
+                      parse_int=lambda text: noted(_integer(text)), parse_constant=_constant)

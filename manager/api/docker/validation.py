@@ -13,7 +13,6 @@ decoding (enums, ranges, required fields) stay the Engine's own.
 from __future__ import annotations
 
 import math
-import re
 from typing import TYPE_CHECKING
 
 from manager.api.docker import engine_api
@@ -27,9 +26,6 @@ _KINDS = ((bool, "bool"), (str, "string"), (dict, "object"), (list, "array"),
           (int, "number"), (float, "number"))
 _LITERAL = 80  # longest number quoted in a message
 _FOLDED: dict[int, dict[str, str]] = {}
-# What a number past a float64 must contain (an exponent of 3 digits, or 300 digits);
-# strings may match too, which costs a walk, never a refusal.
-_MAY_OVERFLOW = re.compile(rb"[eE][+]?0*[1-9][0-9]{2}|[0-9]{300}")
 
 
 async def read_checked_body(call: Call) -> None:
@@ -51,74 +47,104 @@ def check_body(method: str, template: str, raw: bytes) -> None:
         if route["empty_refused"]:
             raise bad_parameter("got EOF while reading request body")
         return
-    value = parse_json_body(raw)
+    infinite: list[Number] = []
+    value = parse_json_body(raw, infinite=infinite)
     problem = check_value(route["body"], value)
     if problem is not None:
         raise bad_parameter(problem)
-    huge = _first_infinite(value) if _MAY_OVERFLOW.search(raw) else None
-    if huge is not None:  # in a field the Engine ignores; it cannot be passed on as sent
-        raise bad_parameter(f"json: number {_literal(huge)} is out of range: flock passes "
-                            "on numbers that fit a float64 only")
+    if infinite:  # in a field the Engine ignores; it cannot be passed on as sent
+        raise bad_parameter(f"json: number {_literal(infinite[0])} is out of range: flock "
+                            "passes on numbers that fit a float64 only")
+
+
+class _Misfit(Exception):
+    """The first part of a body that does not fit its shape. Raised where it is found;
+    each struct on the way out adds its field's name, so that a body that fits (the
+    usual case) builds no path at all."""
+
+    def __init__(self, what: str, node: dict, struct: str) -> None:
+        super().__init__(what)
+        self.what, self.node, self.struct = what, node, struct
+        self.path: list[str] = []  # innermost field first
+
+    def message(self) -> str:
+        return _refused(self.what, self.node, tuple(reversed(self.path)), self.struct)
 
 
 def check_value(node: dict, value: object) -> str | None:
     """The Engine's message for the first part of `value` that does not fit `node`."""
-    return _check(node, value, (), node.get("struct", ""))
+    try:
+        _check(node, value, node.get("struct", ""))
+    except _Misfit as misfit:
+        return misfit.message()
+    return None
 
 
-def _check(node: dict, value: object, path: tuple[str, ...], struct: str) -> str | None:
+def _check(node: dict, value: object, struct: str) -> None:
     if value is None:
-        return None
+        return
     if "ref" in node:
         node = engine_api.definition(node["ref"])
     kind = node["kind"]
     if kind == "struct":
         if not isinstance(value, dict):
-            return _refused(_kind(value), node, path, struct)
-        return _check_fields(node, value, path)
-    if kind == "map":
+            raise _Misfit(_kind(value), node, struct)
+        _check_fields(node, value)
+    elif kind == "map":
         if not isinstance(value, dict):
-            return _refused(_kind(value), node, path, struct)
-        return _first(_check(node["values"], item, path, struct) for item in value.values())
-    if kind == "array":
+            raise _Misfit(_kind(value), node, struct)
+        values = node["values"]
+        for item in value.values():
+            _check(values, item, struct)
+    elif kind == "array":
         if not isinstance(value, list):
-            return _refused(_kind(value), node, path, struct)
-        return _first(_check(node["items"], item, path, struct) for item in value)
-    if kind == "strslice":  # a string, or an array of strings
-        if isinstance(value, str) or (isinstance(value, list) and all(
-                item is None or isinstance(item, str) for item in value)):
-            return None
-        return _refused(_kind(value), node, path, struct)
-    return _check_scalar(node, value, path, struct)
+            raise _Misfit(_kind(value), node, struct)
+        items = node["items"]
+        for item in value:
+            _check(items, item, struct)
+    elif kind == "strslice":  # a string, or an array of strings
+        if not (isinstance(value, str) or (isinstance(value, list) and all(
+                item is None or isinstance(item, str) for item in value))):
+            raise _Misfit(_kind(value), node, struct)
+    else:
+        _check_scalar(node, value, struct)
 
 
-def _check_scalar(node: dict, value: object, path: tuple[str, ...], struct: str
-                  ) -> str | None:
+def _check_scalar(node: dict, value: object, struct: str) -> None:
+    """Exact type tests first: JSON gives exact types, and bool is an int to isinstance
+    (a body's scalars are most of its values, so this is the hot path)."""
     kind = node["kind"]
     if kind == "string":
-        ok = isinstance(value, str)
+        if type(value) is str:
+            return
     elif kind == "boolean":
-        ok = isinstance(value, bool)
-    elif kind in ("integer", "number") and _kind(value) == "number":
-        if kind == "integer":
-            ok = isinstance(value, int) and node["min"] <= value <= node["max"]
-        else:
-            ok = _finite(value)
-        return None if ok else _refused(f"number {_literal(value)}", node, path, struct)
-    else:
-        ok = kind == "any"
-    return None if ok else _refused(_kind(value), node, path, struct)
+        if type(value) is bool:
+            return
+    elif kind == "integer":
+        if type(value) is int and node["min"] <= value <= node["max"]:
+            return
+        if type(value) is int or isinstance(value, float):
+            raise _Misfit(f"number {_literal(value)}", node, struct)
+    elif kind == "number":
+        if type(value) is int or isinstance(value, float):
+            if _finite(value):
+                return
+            raise _Misfit(f"number {_literal(value)}", node, struct)
+    elif kind == "any":
+        return
+    raise _Misfit(_kind(value), node, struct)
 
 
-def _check_fields(node: dict, value: dict, path: tuple[str, ...]) -> str | None:
-    fields = node["fields"]
+def _check_fields(node: dict, value: dict) -> None:
+    fields, inner = node["fields"], node["struct"]
     for key, item in value.items():
         name = key if key in fields else _folded(node).get(key.lower())
         if name is not None:  # unknown fields are ignored, as Go does
-            problem = _check(fields[name], item, (*path, name), node["struct"])
-            if problem is not None:
-                return problem
-    return None
+            try:
+                _check(fields[name], item, inner)
+            except _Misfit as misfit:
+                misfit.path.append(name)
+                raise
 
 
 def _folded(node: dict) -> dict[str, str]:
@@ -128,25 +154,6 @@ def _folded(node: dict) -> dict[str, str]:
     if folded is None:
         folded = _FOLDED[id(node)] = {name.lower(): name for name in node["fields"]}
     return folded
-
-
-def _first_infinite(value: object) -> Number | None:
-    """A number too large for a float64 anywhere in `value` (the manager re-encodes
-    bodies, and JSON has no infinity). Iterative: the depth is capped, not small."""
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, Number) and not math.isfinite(item):
-            return item
-    return None
-
-
-def _first(problems) -> str | None:
-    return next((p for p in problems if p is not None), None)
 
 
 def _finite(value: int | float) -> bool:
