@@ -28,13 +28,6 @@ def cluster(engine_pair, tmp_path_factory):
     made.close()
 
 
-@pytest.fixture
-def names(cluster):
-    before = cluster.container_ids()
-    yield lambda prefix="m": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
-
-
 def ids(cluster) -> list[set[str]]:
     return [set(found) for found in cluster.container_ids().values()]
 

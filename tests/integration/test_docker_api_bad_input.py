@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 
@@ -30,13 +29,6 @@ def cluster(engine_pair, tmp_path_factory):
     made = Cluster(engine_pair, tmp_path_factory.mktemp("bad"), ["node-a", "node-b"])
     yield made
     made.close()
-
-
-@pytest.fixture
-def names(cluster):
-    before = cluster.container_ids()
-    yield lambda prefix="b": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
 
 
 def listeners(engine) -> int:

@@ -24,13 +24,6 @@ def cluster(engine_pair, tmp_path_factory):
     made.close()
 
 
-@pytest.fixture
-def names(cluster):
-    before = cluster.container_ids()
-    yield lambda prefix="c": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
-
-
 def running(cluster, names, prefix: str = "c", *args: str) -> str:
     name = names(prefix)
     cluster.docker("run", "-d", "--name", name, *args, "busybox", "sleep", "300")

@@ -53,13 +53,6 @@ def cluster(tmp_path_factory):
 
 
 @pytest.fixture
-def name(cluster):
-    before = cluster.container_ids()
-    yield lambda prefix="c": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
-
-
-@pytest.fixture
 def long_a(cluster, name):
     """A running container whose name is 40 `a`s and digits: no `b` anywhere."""
     ref = "a" * 40 + "-" + str(uuid.uuid4().int)[:8]

@@ -5,7 +5,6 @@ labelled `size=small` and `size=large` (dockerd --label), an agent in front of e
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -38,14 +37,6 @@ def cluster(tmp_path_factory):
             made.close()
         for engine in started:
             engine.stop()
-
-
-@pytest.fixture
-def name(cluster):
-    """Unique container names; whatever a test made is removed afterwards."""
-    before = cluster.container_ids()
-    yield lambda prefix="c": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
 
 
 def run(cluster: Cluster, *args: str, check: bool = True):

@@ -30,13 +30,6 @@ def cluster(engine_pair, tmp_path_factory):
     made.close()
 
 
-@pytest.fixture
-def names(cluster):
-    before = cluster.container_ids()
-    yield lambda prefix="c": f"{prefix}-{uuid.uuid4().hex[:6]}"
-    cluster.remove_new_containers(before)
-
-
 def engine_of(cluster, node: str):
     return cluster.engines[cluster.names.index(node)]
 
