@@ -22,7 +22,6 @@ from manager.api.grpc import start_server
 from manager.scheduler.spec import AFFINITIES_LABEL, CONSTRAINTS_LABEL
 from protos import cluster_pb2 as pb
 from protos import cluster_pb2_grpc
-from tests.support import engines
 from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker
@@ -31,25 +30,15 @@ HEADER = "Unable to find a node that satisfies the following conditions"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    if not engines.have_dockerd():
-        pytest.fail("dockerd is not installed (or not root): run the README's test command")
-    started = []
-    made = None
+def cluster(engine_pair, tmp_path_factory):
+    """The session's two engines (no engine labels needed here), and a ClusterService."""
+    made = Cluster(engine_pair, tmp_path_factory.mktemp("cluster"), ["node-1", "node-2"])
     try:
-        for index in (1, 2):
-            engine = engines.start_engine(tmp_path_factory.mktemp(f"engine-{index}"))
-            started.append(engine)
-            engine.import_busybox()
-        made = Cluster(started, tmp_path_factory.mktemp("cluster"), ["node-1", "node-2"])
         made.manager.grpc_server, made.grpc_addr = made.lt.run(
             start_server(made.manager, "127.0.0.1:0"))  # stopped by Manager.stop
         yield made
     finally:
-        if made is not None:
-            made.close()
-        for engine in started:
-            engine.stop()
+        made.close()
 
 
 @pytest.fixture
