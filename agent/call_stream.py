@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 
-from flock.logs import sane_request_id, set_request_id
-from protos import agent_pb2
+from flock.common.logs import sane_request_id, set_request_id
+from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from agent.engine_endpoint import DEFAULT_DOCKER_HOST, is_unix_socket, parse_docker_host
-from agent.metrics import AgentMetrics, serve_metrics
-from agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
-from agent.server import AgentService, make_server
-from certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
-from certs.exposure import is_loopback, refusal
-from flock.durations import parse_duration
-from flock.signals import stop_on_signals
+from flock.agent.engine_endpoint import DEFAULT_DOCKER_HOST, is_unix_socket, parse_docker_host
+from flock.agent.metrics import AgentMetrics, serve_metrics
+from flock.agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
+from flock.agent.server import AgentService, make_server
+from flock.certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
+from flock.certs.exposure import is_loopback, refusal
+from flock.common.durations import parse_duration
+from flock.common.signals import stop_on_signals
 
 log = logging.getLogger("flock.agent")
 
@@ -150,7 +150,7 @@ def engine_options(args, env: Mapping[str, str] = os.environ
         return host, None
     tls = None
     if verify:
-        from certs import engine_client_context
+        from flock.certs import engine_client_context
 
         try:
             tls = engine_client_context(folder or env.get("DOCKER_CERT_PATH")
@@ -176,7 +176,7 @@ def parse_labels(items: list[str]) -> dict[str, str]:
 
 def hollow_options(args) -> dict:
     """The --hollow-* flags as make_runtime options (absent ones are left out)."""
-    from agent.runtimes.hollow.sizes import parse_memory
+    from flock.agent.runtimes.hollow.sizes import parse_memory
 
     opts: dict = {}
     cpus = getattr(args, "hollow_cpus", None)
@@ -230,7 +230,7 @@ def _advertise(args) -> str:
 
 def _resolve_discovery(args) -> str:
     """The discovery URL (else $SWARM_DISCOVERY) with --discovery-opt applied."""
-    from discovery.options import DiscoveryOptionError, resolve
+    from flock.discovery.options import DiscoveryOptionError, resolve
 
     try:
         return resolve(args.discovery, getattr(args, "discovery_opt", []))
@@ -270,8 +270,7 @@ def _open_discovery(args):
     """The discovery backend of `args`, or None; JoinError for a URL that cannot work."""
     if not args.discovery:
         return None
-    import discovery
-
+    from flock import discovery
     try:
         return discovery.open_backend(args.discovery, getattr(args, "discovery_url", None))
     except ValueError as exc:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 
-from agent.engine_endpoint import Endpoint, as_endpoint
+from flock.agent.engine_endpoint import Endpoint, as_endpoint
 
 
 class EngineError(Exception):

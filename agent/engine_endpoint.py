@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from docker_compat.tls_stream import TLSStream
+from flock.docker_compat.tls_stream import TLSStream
 
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 DEFAULT_TCP_PORT = 2375  # docker/cli opts/hosts.go: DefaultHTTPPort for tcp:// without one

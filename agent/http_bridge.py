@@ -27,9 +27,9 @@ import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from agent.engine_endpoint import Endpoint, as_endpoint, tls_failure
-from docker_compat.paths import ascii_target
-from protos import agent_pb2
+from flock.agent.engine_endpoint import Endpoint, as_endpoint, tls_failure
+from flock.docker_compat.paths import ascii_target
+from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The agent's metrics and request IDs, both from one gRPC server interceptor.
 
 Every RPC the agent serves passes through `AgentMetrics.interceptor()`, which
-- binds the manager's request ID (gRPC metadata `x-request-id`, flock/logs.py) for the
+- binds the manager's request ID (gRPC metadata `x-request-id`, common/logs.py) for the
   call, so the agent's log lines for it carry the same `request_id` as the manager's;
 - counts the RPC by method and gRPC status and times it;
 - for Docker API exchanges (Docker, DockerCall), times the runtime's answer: until the
@@ -30,8 +30,8 @@ import time
 import grpc
 from aiohttp import web
 
-from flock.logs import METADATA_KEY, bind_request_id, sane_request_id, set_request_id
-from flock.metrics import CONTENT_TYPE, Registry
+from flock.common.logs import METADATA_KEY, bind_request_id, sane_request_id, set_request_id
+from flock.common.metrics import CONTENT_TYPE, Registry
 
 log = logging.getLogger("flock.agent.requests")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 from importlib import metadata
 
-from agent import engine_api
-from agent.engine_endpoint import Endpoint
-from protos import agent_pb2
+from flock.agent import engine_api
+from flock.agent.engine_endpoint import Endpoint
+from flock.protos import agent_pb2
 
 NOT_SUPPORTED = "<not supported>"  # what newer engines report as their execution driver
 

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from certs.files import write_file
+from flock.certs.files import write_file
 
 log = logging.getLogger(__name__)
 

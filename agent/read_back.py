@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 
-from protos import agent_pb2
+from flock.protos import agent_pb2
 
 # Answers one request the way DockerCall does (for the real runtime, over its socket).
 Call = Callable[[agent_pb2.DockerRequest, bytes], Awaitable[agent_pb2.DockerCallReply]]

@@ -12,17 +12,17 @@ from pathlib import Path
 import aiohttp
 import grpc
 
-from agent import call_stream, engine_api, http_bridge
-from agent.call_stream import CallRefused
-from agent.http_bridge import BridgeError
-from agent.metrics import AgentMetrics
-from agent.node_info import fetch_node_info
-from agent.node_spec import NodeSpecStore
-from agent.read_back import read_back
-from agent.runtimes.base import Runtime
-from agent.unary_calls import AnswerTooLarge, RuntimeCalls
-from certs import Identity, RoleRequired, grpc_server_credentials
-from protos import agent_pb2, agent_pb2_grpc
+from flock.agent import call_stream, engine_api, http_bridge
+from flock.agent.call_stream import CallRefused
+from flock.agent.http_bridge import BridgeError
+from flock.agent.metrics import AgentMetrics
+from flock.agent.node_info import fetch_node_info
+from flock.agent.node_spec import NodeSpecStore
+from flock.agent.read_back import read_back
+from flock.agent.runtimes.base import Runtime
+from flock.agent.unary_calls import AnswerTooLarge, RuntimeCalls
+from flock.certs import Identity, RoleRequired, grpc_server_credentials
+from flock.protos import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import aiohttp
 from yarl import URL
 
-from agent.engine_endpoint import Endpoint, as_endpoint
-from agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head, request_target
-from protos import agent_pb2
+from flock.agent.engine_endpoint import Endpoint, as_endpoint
+from flock.agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head, request_target
+from flock.protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
 _SKIP_REQUEST = HOP_BY_HOP | {"host", "upgrade", "te", "trailer", "expect", "proxy-connection"}

@@ -16,8 +16,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from manager.api.docker import json_body, validation  # noqa: E402
-from manager.api.docker.errors import DockerError  # noqa: E402
+from flock.manager.api.docker import json_body, validation  # noqa: E402
+from flock.manager.api.docker.errors import DockerError  # noqa: E402
 
 CREATE = "/containers/create"
 

@@ -17,8 +17,8 @@ import secrets
 import statistics
 import time
 
-from manager.cluster.model import SWARM_ID_LABEL, Container, Node
-from manager.cluster.state import ClusterState, NotFound
+from flock.manager.cluster.model import SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.state import ClusterState, NotFound
 
 
 def build(count: int, nodes: int = 100) -> tuple[ClusterState, list[Container]]:

@@ -22,8 +22,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import docker  # noqa: E402
 
+from flock.common.table import print_table  # noqa: E402
 from flock.local_cluster import LocalCluster  # noqa: E402
-from flock.table import print_table  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
 
 

@@ -28,8 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import docker  # noqa: E402
 
-from certs import issue, make_ca, write_identity  # noqa: E402
-from flock.table import print_table  # noqa: E402
+from flock.certs import issue, make_ca, write_identity  # noqa: E402
+from flock.common.table import print_table  # noqa: E402
 from tests.support.cluster import Cluster  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
 

@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from flock.durations import parse_duration  # noqa: E402
-from flock.table import print_table  # noqa: E402
+from flock.common.durations import parse_duration  # noqa: E402
+from flock.common.table import print_table  # noqa: E402
 from tests.support.etcd import Etcd  # noqa: E402
 from tests.support.procs import Agent, Manager, wait_for  # noqa: E402
 

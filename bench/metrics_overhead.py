@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from scheduler import WORKLOADS, build_state  # noqa: E402 - the sibling benchmark
 
-from manager.observability import ManagerMetrics  # noqa: E402
-from manager.scheduler import Scheduler, spec_from_create  # noqa: E402
+from flock.manager.observability import ManagerMetrics  # noqa: E402
+from flock.manager.scheduler import Scheduler, spec_from_create  # noqa: E402
 
 
 def per_decision(state, spec, observer, decisions: int) -> float:

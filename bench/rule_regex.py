@@ -23,11 +23,11 @@ import re
 import statistics
 import time
 
-from docker_compat.regexp import filter_matches
-from manager.api.docker import ps
-from manager.api.docker.ps import select_containers
-from manager.cluster.model import Container, Node
-from manager.scheduler.rules import _glob_to_regex, parse_rule
+from flock.docker_compat.regexp import filter_matches
+from flock.manager.api.docker import ps
+from flock.manager.api.docker.ps import select_containers
+from flock.manager.cluster.model import Container, Node
+from flock.manager.scheduler.rules import _glob_to_regex, parse_rule
 
 PATTERNS = [".*(a+)+b", "(a+)+b", "(a|aa)+b", "(a|a?)+b", "(a*)*b", "(.*a){12}b"]
 GLOB = "a*a*a*a*a*b"  # a glob rule: `a.*a.*a.*a.*a.*b`, polynomial when backtracking

@@ -31,9 +31,9 @@ import resource
 import statistics
 import time
 
-from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState
-from manager.scheduler import Scheduler, spec_from_create
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler import Scheduler, spec_from_create
 
 MIB = 1024**2
 GIB = 1024**3

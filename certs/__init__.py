@@ -2,14 +2,14 @@
 checking them at start, and the contexts the Docker API front and the agent link use.
 Shared by the manager, the agent and `flock machine`; `flock certs` is its command."""
 
-from certs.check import (
+from flock.certs.check import (
     EXPIRY_WARNING_DAYS,
     Identity,
     expiry_warnings,
     load_ca,
     load_identity,
 )
-from certs.files import (
+from flock.certs.files import (
     CertError,
     TLSFiles,
     default_cert_path,
@@ -17,7 +17,7 @@ from certs.files import (
     write_file,
     write_identity,
 )
-from certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sans_of
+from flock.certs.issue import ROLES, Issued, covers_host, issue, make_ca, roles_of, sans_of
 
 # certs.tls needs gRPC, which takes a third of a second to load: its names are loaded
 # on first use, so that `flock machine` and `flock certs` start without it.
@@ -28,7 +28,7 @@ _TLS_NAMES = frozenset({"RoleRequired", "client_ssl_context", "engine_client_con
 
 def __getattr__(name: str) -> object:
     if name in _TLS_NAMES:
-        from certs import tls
+        from flock.certs import tls
 
         return getattr(tls, name)
     raise AttributeError(f"module 'certs' has no attribute {name!r}")

@@ -17,8 +17,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from certs.files import CertError, TLSFiles
-from certs.issue import Issued, covers_host, not_after, roles_of, sans_of, usages_of
+from flock.certs.files import CertError, TLSFiles
+from flock.certs.issue import Issued, covers_host, not_after, roles_of, sans_of, usages_of
 
 EXPIRY_WARNING_DAYS = 30
 

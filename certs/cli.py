@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from certs.check import describe_sans, load_ca, read_cert
-from certs.files import CA_CERT, CA_KEY, CertError, write_ca, write_identity
-from certs.issue import CA_DAYS, LEAF_DAYS, ROLES, issue, make_ca, roles_of, usages_of
+from flock.certs.check import describe_sans, load_ca, read_cert
+from flock.certs.files import CA_CERT, CA_KEY, CertError, write_ca, write_identity
+from flock.certs.issue import CA_DAYS, LEAF_DAYS, ROLES, issue, make_ca, roles_of, usages_of
 
 LOOPBACK_IPS = ("127.0.0.1", "::1")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from certs.issue import Issued
+from flock.certs.issue import Issued
 
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"

@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 from cryptography import x509
 
-from certs.check import Identity, load_identity, read_cert
-from certs.files import TLSFiles
-from certs.issue import roles_of
+from flock.certs.check import Identity, load_identity, read_cert
+from flock.certs.files import TLSFiles
+from flock.certs.issue import roles_of
 
 
 def server_ssl_context(ident: Identity, verify: bool) -> ssl.SSLContext:

@@ -10,9 +10,9 @@ call `register` every heartbeat; the manager calls `fetch` every heartbeat (and 
 
 from __future__ import annotations
 
-from discovery.backend import Backend, DiscoveryError
-from discovery.file import FileBackend
-from discovery.nodes import NodesBackend
+from flock.discovery.backend import Backend, DiscoveryError
+from flock.discovery.file import FileBackend
+from flock.discovery.nodes import NodesBackend
 
 __all__ = ["Backend", "DiscoveryError", "FileBackend", "NodesBackend", "open_backend"]
 
@@ -31,11 +31,11 @@ def open_backend(url: str, discovery_url: str | None = None) -> Backend:
     if scheme == "file":
         return FileBackend(rest)
     if scheme == "etcd":
-        from discovery.etcd import EtcdBackend  # grpc stubs: loaded only when used
+        from flock.discovery.etcd import EtcdBackend  # grpc stubs: loaded only when used
 
         return EtcdBackend.from_url(rest)
     if scheme == "token":
-        from discovery.token import TokenBackend
+        from flock.discovery.token import TokenBackend
 
         return TokenBackend(rest.strip("/"), discovery_url)
     raise DiscoveryError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from discovery.backend import DiscoveryError
+from flock.discovery.backend import DiscoveryError
 
 _RANGE = re.compile(r"\[(\d+):(\d+)\]")
 # Expanding more than this is almost certainly a typo, and would eat memory.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from discovery.addresses import check
-from discovery.backend import Backend, DiscoveryError
-from discovery.etcd_client import EtcdClient, EtcdUnavailable
+from flock.discovery.addresses import check
+from flock.discovery.backend import Backend, DiscoveryError
+from flock.discovery.etcd_client import EtcdClient, EtcdUnavailable
 
 log = logging.getLogger("flock.discovery.etcd")
 

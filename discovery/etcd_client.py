@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import grpc
 from etcd3.etcdrpc import rpc_pb2, rpc_pb2_grpc
 
-from discovery.backend import DiscoveryError
+from flock.discovery.backend import DiscoveryError
 
 log = logging.getLogger("flock.discovery.etcd")
 

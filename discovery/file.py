@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
-from discovery.addresses import expand_all
-from discovery.backend import Backend, DiscoveryError
+from flock.discovery.addresses import expand_all
+from flock.discovery.backend import Backend, DiscoveryError
 
 
 class FileBackend(Backend):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from discovery.addresses import expand_all
-from discovery.backend import Backend, DiscoveryError
+from flock.discovery.addresses import expand_all
+from flock.discovery.backend import Backend, DiscoveryError
 
 
 class NodesBackend(Backend):

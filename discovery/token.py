@@ -14,8 +14,8 @@ import re
 
 import aiohttp
 
-from discovery.addresses import check
-from discovery.backend import Backend, DiscoveryError
+from flock.discovery.addresses import check
+from flock.discovery.backend import Backend, DiscoveryError
 
 ENV_URL = "FLOCK_DISCOVERY_URL"
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")

@@ -7,10 +7,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from discovery.backend import DiscoveryError
-from discovery.token import ENV_URL, create_token
-from discovery.token_service import serve
-from flock.signals import stop_on_signals
+from flock.common.signals import stop_on_signals
+from flock.discovery.backend import DiscoveryError
+from flock.discovery.token import ENV_URL, create_token
+from flock.discovery.token_service import serve
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ async def _serve(host: str, port: int, state: Path | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m discovery.token_cli token serve|create ...`: the same commands, usable
+    """`python -m flock.discovery.token_cli token serve|create ...`: the same commands, usable
     before (or without) the assembled `flock` command."""
     import logging
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from discovery.addresses import check
-from discovery.backend import DiscoveryError
+from flock.discovery.addresses import check
+from flock.discovery.backend import DiscoveryError
 
 log = logging.getLogger("flock.token")
 

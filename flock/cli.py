@@ -12,20 +12,21 @@ import importlib
 import os
 import sys
 
-from flock.logs import setup_logging
-from flock.version import VersionAction
+from flock.common.logs import setup_logging
+from flock.common.version import VersionAction
 
 # The module that registers each command. Only the one a command line asks for is
 # imported: `flock machine ls` need not load the manager, the agent and gRPC (about
 # two thirds of a plain start, seconds on a loaded or emulated machine). Help, a typo
 # or no command load them all. tests/unit/test_cli_commands.py keeps this in step.
 REGISTRARS = {
-    "manage": "manager.cli", "join": "agent.cli", "up": "flock.up", "demo": "flock.demo",
-    "list": "flock.listing", "token": "discovery.token_cli", "create": "discovery.token_cli",
-    "certs": "certs.cli", **dict.fromkeys(
+    "manage": "flock.manager.cli", "join": "flock.agent.cli", "up": "flock.up",
+    "demo": "flock.demo", "list": "flock.listing", "token": "flock.discovery.token_cli",
+    "create": "flock.discovery.token_cli",
+    "certs": "flock.certs.cli", **dict.fromkeys(
         ("nodes", "ps", "explain", "run", "node", "drain", "activate", "events"),
         "flock.cluster_cli"),
-    "hollow": "flock.hollow", "machine": "provisioner.cli",
+    "hollow": "flock.hollow", "machine": "flock.provisioner.cli",
 }
 MODULES = list(dict.fromkeys(REGISTRARS.values()))  # in the order help lists them
 _VALUED = ("-l", "--log-level", "--log-format")  # top-level options that take a value

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import grpc
 
-from certs.files import default_cert_path
-from protos import cluster_pb2_grpc
+from flock.certs.files import default_cert_path
+from flock.protos import cluster_pb2_grpc
 
 DEFAULT_HOST = "127.0.0.1:2377"
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?$", re.I)

@@ -16,10 +16,10 @@ from collections.abc import Callable
 import grpc
 from google.protobuf.json_format import MessageToDict
 
-from docker_compat.humanize import human_duration
 from flock import client
-from flock.table import print_table
-from protos import cluster_pb2 as pb
+from flock.common.table import print_table
+from flock.docker_compat.humanize import human_duration
+from flock.protos import cluster_pb2 as pb
 
 GIB = 1 << 30
 

@@ -14,8 +14,8 @@ import time
 import urllib.request
 
 from flock.busybox import busybox_rootfs_tar
+from flock.common.table import print_table
 from flock.local_cluster import ClusterError, LocalCluster
-from flock.table import print_table
 from flock.up import add_cluster_flags, cluster_from_args
 
 

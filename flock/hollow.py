@@ -21,13 +21,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.cli import JoinError, parse_labels
-from agent.runtimes.hollow import HollowRuntime
-from agent.runtimes.hollow.service import HollowAgentService
-from agent.runtimes.hollow.sizes import parse_memory
-from agent.server import make_server
-from flock.durations import parse_duration
-from flock.signals import stop_on_signals
+from flock.agent.cli import JoinError, parse_labels
+from flock.agent.runtimes.hollow import HollowRuntime
+from flock.agent.runtimes.hollow.service import HollowAgentService
+from flock.agent.runtimes.hollow.sizes import parse_memory
+from flock.agent.server import make_server
+from flock.common.durations import parse_duration
+from flock.common.signals import stop_on_signals
 
 log = logging.getLogger("flock.hollow")
 # The garbage collector's full passes scan every container of every node; with the
@@ -115,7 +115,7 @@ class HollowFleet:
         return _Agent(runtime, server, service.address)
 
     async def _announce(self) -> None:
-        from discovery import FileBackend
+        from flock.discovery import FileBackend
 
         if self._backend is None:
             return
@@ -156,8 +156,7 @@ class HollowFleet:
 def _open_backend(url: str):
     if not url:
         return None
-    import discovery
-
+    from flock import discovery
     try:
         return discovery.open_backend(url)
     except ValueError as exc:
@@ -200,7 +199,7 @@ def register(subparsers) -> None:
 
 def config_from_args(args) -> FleetConfig:
     """FleetConfig from parsed options; HollowError names the option that is wrong."""
-    from agent.cli import check_address
+    from flock.agent.cli import check_address
 
     try:
         check_address("--host", f"{args.host}:1")

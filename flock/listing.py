@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import sys
 
-from discovery import DiscoveryError, open_backend
-from discovery.options import DiscoveryOptionError, resolve
-from flock.durations import parse_duration
+from flock.common.durations import parse_duration
+from flock.discovery import DiscoveryError, open_backend
+from flock.discovery.options import DiscoveryOptionError, resolve
 
 
 class ListError(ValueError):

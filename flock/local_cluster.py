@@ -42,7 +42,7 @@ def pick_runtime(requested: str, agents: int, docker_host: str) -> tuple[str, st
     container), the embedded `exec` runtime otherwise."""
     if requested != "auto":
         return requested, f"--runtime {requested}"
-    from agent.runtimes.docker import engine_answers
+    from flock.agent.runtimes.docker import engine_answers
 
     if agents == 1 and engine_answers(docker_host):
         return "docker", f"a Docker Engine answers at {docker_host}"

@@ -16,25 +16,24 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-import certs
-import discovery
-from certs.exposure import is_loopback, is_wildcard, refusal
-from docker_compat.tls_half_close import HalfCloseTLSSite
-from manager.api import malformed_requests
-from manager.api.client_limits import ClientLimits
-from manager.api.docker import ps_json
-from manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
-from manager.api.guarded_server import GuardedRunner
-from manager.cluster.agent_client import AgentClient
-from manager.cluster.call_stream import StreamSlots
-from manager.cluster.reschedule import Rescheduler
-from manager.cluster.state import ClusterState
-from manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
-from manager.global_placement import GlobalReconciler
-from manager.ha import Replication
-from manager.observability import ManagerMetrics
-from manager.observability.gc_pauses import PauseObserver
-from manager.scheduler.scheduler import Scheduler
+from flock import certs, discovery
+from flock.certs.exposure import is_loopback, is_wildcard, refusal
+from flock.docker_compat.tls_half_close import HalfCloseTLSSite
+from flock.manager.api import malformed_requests
+from flock.manager.api.client_limits import ClientLimits
+from flock.manager.api.docker import ps_json
+from flock.manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
+from flock.manager.api.guarded_server import GuardedRunner
+from flock.manager.cluster.agent_client import AgentClient
+from flock.manager.cluster.call_stream import StreamSlots
+from flock.manager.cluster.reschedule import Rescheduler
+from flock.manager.cluster.state import ClusterState
+from flock.manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
+from flock.manager.global_placement import GlobalReconciler
+from flock.manager.ha import Replication
+from flock.manager.observability import ManagerMetrics
+from flock.manager.observability.gc_pauses import PauseObserver
+from flock.manager.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("flock.manager")
 
@@ -154,7 +153,7 @@ class Manager:
     def _replication(self, config: ManagerConfig) -> Replication | None:
         if not config.replication:
             return None
-        from discovery.etcd import EtcdBackend
+        from flock.discovery.etcd import EtcdBackend
 
         if not isinstance(self.backend, EtcdBackend):
             raise ConfigError("--replication needs etcd:// discovery: the managers elect "
@@ -162,7 +161,7 @@ class Manager:
         if not config.advertise:
             raise ConfigError("--replication needs --advertise HOST:PORT: the address "
                               "other managers forward writes to")
-        from discovery.etcd_client import EtcdClient
+        from flock.discovery.etcd_client import EtcdClient
 
         client = EtcdClient([e.addr for e in self.backend.client.endpoints])
         return Replication(client, self.backend.prefix, config.advertise,
@@ -267,7 +266,7 @@ class Manager:
             await self.stop()
             raise
         if self.config.grpc_addr:
-            from manager.api.grpc import start_server
+            from flock.manager.api.grpc import start_server
 
             try:
                 self.grpc_server, self.grpc_address = await start_server(

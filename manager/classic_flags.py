@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from flock.durations import parse_duration
-from manager.cluster.sync import RefreshRange
+from flock.common.durations import parse_duration
+from flock.manager.cluster.sync import RefreshRange
 
 ENV_HOST = "SWARM_HOST"
 ENV_STRATEGY = "SWARM_STRATEGY"

@@ -7,15 +7,20 @@ import gc
 import logging
 import sys
 
-from certs import TLSFiles, default_cert_path
-from discovery.options import DiscoveryOptionError
-from discovery.options import resolve as resolve_discovery
-from flock.durations import parse_duration
-from flock.signals import stop_on_signals
-from manager import classic_flags
-from manager.api.client_limits import HEADER_TIMEOUT, IDLE_TIMEOUT, MAX_PER_CLIENT, ClientLimits
-from manager.app import ConfigError, Manager, ManagerConfig
-from manager.cluster.sync import MAX_BEATS
+from flock.certs import TLSFiles, default_cert_path
+from flock.common.durations import parse_duration
+from flock.common.signals import stop_on_signals
+from flock.discovery.options import DiscoveryOptionError
+from flock.discovery.options import resolve as resolve_discovery
+from flock.manager import classic_flags
+from flock.manager.api.client_limits import (
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_PER_CLIENT,
+    ClientLimits,
+)
+from flock.manager.app import ConfigError, Manager, ManagerConfig
+from flock.manager.cluster.sync import MAX_BEATS
 
 log = logging.getLogger("flock.manager")
 

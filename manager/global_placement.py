@@ -19,18 +19,18 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from docker_compat.paths import api_path
-from manager.cluster.agent_client import AgentError
-from manager.cluster.container_names import NameTaken
-from manager.cluster.model import Container, Node
-from manager.cluster.reschedule import create_body
-from manager.placing import Refused, run_container
-from manager.scheduler.rules import RuleError, parse_rule
-from manager.scheduler.scheduler import NoNodeAvailable
-from manager.scheduler.spec import ContainerSpec, spec_from_create
+from flock.docker_compat.paths import api_path
+from flock.manager.cluster.agent_client import AgentError
+from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.reschedule import create_body
+from flock.manager.placing import Refused, run_container
+from flock.manager.scheduler.rules import RuleError, parse_rule
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.spec import ContainerSpec, spec_from_create
 
 if TYPE_CHECKING:
-    from manager.app import Manager
+    from flock.manager.app import Manager
 
 log = logging.getLogger("flock.manager.global")
 

@@ -26,10 +26,10 @@ from collections.abc import Callable
 import aiohttp
 from aiohttp import web
 
-from discovery.etcd_client import EtcdClient
-from flock.logs import HEADER, current_request_id, new_request_id
-from manager.api.docker.errors import error_response
-from manager.observability.request_id import REQUEST_ID
+from flock.common.logs import HEADER, current_request_id, new_request_id
+from flock.discovery.etcd_client import EtcdClient
+from flock.manager.api.docker.errors import error_response
+from flock.manager.observability.request_id import REQUEST_ID
 
 log = logging.getLogger("flock.manager.ha")
 

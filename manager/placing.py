@@ -18,17 +18,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from docker_compat.paths import api_path
-from manager.cluster.agent_client import AgentUnavailable, ReadBack
-from manager.cluster.holding import hold_until_done
-from manager.cluster.model import Container, Node
-from manager.cluster.records import created_record
-from manager.scheduler.rules import Rule, RuleError, parse_rule
-from manager.scheduler.spec import ContainerSpec, prepare_create_body
+from flock.docker_compat.paths import api_path
+from flock.manager.cluster.agent_client import AgentUnavailable, ReadBack
+from flock.manager.cluster.holding import hold_until_done
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.records import created_record
+from flock.manager.scheduler.rules import Rule, RuleError, parse_rule
+from flock.manager.scheduler.spec import ContainerSpec, prepare_create_body
 
 if TYPE_CHECKING:
-    from manager.app import Manager
-    from manager.cluster.state import ClusterState
+    from flock.manager.app import Manager
+    from flock.manager.cluster.state import ClusterState
 
 T = TypeVar("T")
 # Sends the create request (JSON bytes) to the node, asking for a read-back; returns

@@ -1,6 +1,6 @@
 """Regenerate the Python modules from the .proto sources in this folder.
 
-Run `python -m protos.regenerate` from the repository root after editing a .proto
+Run `python -m flock.protos.regenerate` from the repository root after editing a .proto
 file; `tests/unit/test_protos_fresh.py` fails when the checked-in modules are stale.
 The imports inside the generated *_pb2_grpc.py are rewritten to package-relative
 form so the modules work when installed as the `protos` package.

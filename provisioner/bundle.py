@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 ENV_WHEELHOUSE = "FLOCK_WHEELHOUSE"
 STEP = "Preparing Flock's wheels"

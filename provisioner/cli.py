@@ -13,8 +13,8 @@ import argparse
 import logging
 import sys
 
-from provisioner import settings
-from provisioner.cli_parser import (
+from flock.provisioner import settings
+from flock.provisioner.cli_parser import (
     APP,
     VersionAction,
     as_machine_parser,
@@ -22,9 +22,9 @@ from provisioner.cli_parser import (
     machine_subparsers,
     too_many,
 )
-from provisioner.commands import err, out
-from provisioner.commands.create import add_create_parser, cmd_create
-from provisioner.commands.lifecycle import (
+from flock.provisioner.commands import err, out
+from flock.provisioner.commands.create import add_create_parser, cmd_create
+from flock.provisioner.commands.lifecycle import (
     cmd_kill,
     cmd_provision,
     cmd_regenerate_certs,
@@ -34,13 +34,13 @@ from provisioner.commands.lifecycle import (
     cmd_stop,
     cmd_upgrade,
 )
-from provisioner.commands.listing import DEFAULT_TIMEOUT, cmd_active, cmd_ls
-from provisioner.commands.mount import register as register_mount
-from provisioner.commands.query import cmd_inspect, cmd_ip, cmd_status, cmd_url, cmd_version
-from provisioner.commands.shellenv import SHELLS, cmd_config, cmd_env
-from provisioner.commands.transfer import cmd_export, cmd_import
-from provisioner.errors import MachineError
-from provisioner.store import ENV_STORAGE_PATH, Store
+from flock.provisioner.commands.listing import DEFAULT_TIMEOUT, cmd_active, cmd_ls
+from flock.provisioner.commands.mount import register as register_mount
+from flock.provisioner.commands.query import cmd_inspect, cmd_ip, cmd_status, cmd_url, cmd_version
+from flock.provisioner.commands.shellenv import SHELLS, cmd_config, cmd_env
+from flock.provisioner.commands.transfer import cmd_export, cmd_import
+from flock.provisioner.errors import MachineError
+from flock.provisioner.store import ENV_STORAGE_PATH, Store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -169,9 +169,9 @@ def _transfer(commands: argparse._SubParsersAction) -> None:
 def _remote(commands: argparse._SubParsersAction) -> None:
     """`ssh` and `scp`, from provisioner/commands/remote.py."""
     try:
-        from provisioner.commands.remote import register as register_remote
+        from flock.provisioner.commands.remote import register as register_remote
     except ModuleNotFoundError as exc:
-        if exc.name != "provisioner.commands.remote":
+        if exc.name != "flock.provisioner.commands.remote":
             raise
         return
     register_remote(commands)
@@ -214,7 +214,7 @@ def _setup_debug(args: argparse.Namespace) -> None:
     is refused; its value changes nothing (paramiko is native)."""
     settings.NATIVE_SSH.enabled(args.native_ssh)
     debug = settings.DEBUG.enabled(args.debug)
-    logging.getLogger("provisioner").setLevel(logging.DEBUG if debug else logging.NOTSET)
+    logging.getLogger("flock.provisioner").setLevel(logging.DEBUG if debug else logging.NOTSET)
 
 
 def _store(args: argparse.Namespace) -> Store:
@@ -242,11 +242,11 @@ def show_help(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     if args.machine_command in (None, "help"):
         return show_help(args)
-    log = logging.getLogger("provisioner.cli")
+    log = logging.getLogger("flock.provisioner.cli")
     try:
         _setup_debug(args)
         if log.isEnabledFor(logging.DEBUG):   # the version asks git: only when shown
-            from provisioner.cli_parser import version_text
+            from flock.provisioner.cli_parser import version_text
 
             log.debug("%s", version_text())
         store = _store(args)

@@ -27,8 +27,7 @@ EXIT_USAGE = 1
 def version_text() -> str:
     """`flock machine version X, build REV`, as `docker-machine version 0.16.2, build
     bd45ab13` (cli.ShowVersion with machine.go's version.FullVersion())."""
-    from flock import __version__
-    from flock.version import revision
+    from flock.common.version import __version__, revision
 
     return f"{APP} version {__version__}, build {revision()}"
 

@@ -20,8 +20,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from certs.check import load_ca, read_cert
-from certs.files import (
+from flock.certs.check import load_ca, read_cert
+from flock.certs.files import (
     PUBLIC_MODE,
     SECRET_MODE,
     CertError,
@@ -29,10 +29,10 @@ from certs.files import (
     key_pem,
     write_file,
 )
-from certs.issue import covers_host, issue, make_ca
-from provisioner.errors import MachineError
-from provisioner.host import Host
-from provisioner.store import Store
+from flock.certs.issue import covers_host, issue, make_ca
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.store import Store
 
 CLIENT_NAME = "flock-machine-client"
 LOCK_FILE = ".lock"

@@ -26,8 +26,8 @@ import urllib.parse
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from provisioner.errors import MachineError
-from provisioner.host import (
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import (
     CONFIG_VERSION,
     ENGINE_PORT,
     MANAGER_PORT,

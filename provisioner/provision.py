@@ -15,15 +15,15 @@ import shlex
 import time
 from collections.abc import Callable, Iterator
 
-from provisioner import bundle, machine_certs
-from provisioner.drivers.base import Driver
-from provisioner.errors import MachineError
-from provisioner.host import Host
-from provisioner.provisioning import checks, services
-from provisioner.provisioning.layout import Layout
-from provisioner.provisioning.target import FILES_STEP, INSTALL_STEP, Target
-from provisioner.ssh import KNOWN_HOSTS, Connection, Result, connect
-from provisioner.store import Store
+from flock.provisioner import bundle, machine_certs
+from flock.provisioner.drivers.base import Driver
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.provisioning import checks, services
+from flock.provisioner.provisioning.layout import Layout
+from flock.provisioner.provisioning.target import FILES_STEP, INSTALL_STEP, Target
+from flock.provisioner.ssh import KNOWN_HOSTS, Connection, Result, connect
+from flock.provisioner.store import Store
 
 Progress = Callable[[str], None]
 STOP_STEP = "Stopping Flock's services"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from certs.files import PUBLIC_MODE, SECRET_MODE, write_file
-from provisioner.drivers.base import SSHDetails
-from provisioner.errors import MachineError
+from flock.certs.files import PUBLIC_MODE, SECRET_MODE, write_file
+from flock.provisioner.drivers.base import SSHDetails
+from flock.provisioner.errors import MachineError
 
 KEY_FILE = "id_rsa"
 PUB_FILE = "id_rsa.pub"

@@ -23,11 +23,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from certs.files import PUBLIC_MODE, SECRET_MODE, write_file
-from provisioner import settings
-from provisioner.errors import MachineError, MachineExists, MachineNotFound
-from provisioner.host import Host, check_name
-from provisioner.machine_config import ConfigError, from_any, from_config, to_config
+from flock.certs.files import PUBLIC_MODE, SECRET_MODE, write_file
+from flock.provisioner import settings
+from flock.provisioner.errors import MachineError, MachineExists, MachineNotFound
+from flock.provisioner.host import Host, check_name
+from flock.provisioner.machine_config import ConfigError, from_any, from_config, to_config
 
 ENV_STORAGE_PATH = settings.STORAGE_PATH.machine
 CONFIG = "config.json"
@@ -40,7 +40,7 @@ def default_root() -> Path:
 
 
 def own_driver(name: str) -> bool:
-    from provisioner.drivers import DRIVERS
+    from flock.provisioner.drivers import DRIVERS
 
     return name in DRIVERS
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agent.runtimes.base import Runtime, RuntimeUnavailable
-from agent.runtimes.docker import DEFAULT_DOCKER_HOST, DockerRuntime, engine_answers
+from flock.agent.runtimes.base import Runtime, RuntimeUnavailable
+from flock.agent.runtimes.docker import DEFAULT_DOCKER_HOST, DockerRuntime, engine_answers
 
 __all__ = ["Runtime", "RuntimeUnavailable", "make_runtime", "RUNTIME_NAMES"]
 
@@ -44,7 +44,7 @@ def make_runtime(name: str, **opts) -> Runtime:
 
 
 def _exec_runtime(opts: dict) -> Runtime:
-    from agent.runtimes.exec import ExecRuntime  # written separately; loaded on demand
+    from flock.agent.runtimes.exec import ExecRuntime  # written separately; loaded on demand
 
     state_dir = opts.get("state_dir") or Path.home() / ".flock" / "agent"
     return ExecRuntime(
@@ -57,7 +57,7 @@ def _exec_runtime(opts: dict) -> Runtime:
 
 
 def _hollow_runtime(opts: dict) -> Runtime:
-    from agent.runtimes.hollow import HollowRuntime
+    from flock.agent.runtimes.hollow import HollowRuntime
 
     state_dir = opts.get("state_dir")
     return HollowRuntime(

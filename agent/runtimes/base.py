@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from agent.engine_endpoint import Endpoint
+from flock.agent.engine_endpoint import Endpoint
 
 
 class RuntimeUnavailable(Exception):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from agent.engine_endpoint import DEFAULT_DOCKER_HOST, Endpoint, parse_docker_host
-from agent.runtimes.base import RuntimeUnavailable
+from flock.agent.engine_endpoint import DEFAULT_DOCKER_HOST, Endpoint, parse_docker_host
+from flock.agent.runtimes.base import RuntimeUnavailable
 
 __all__ = ["DEFAULT_DOCKER_HOST", "DockerRuntime", "engine_answers"]
 

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from flock.systemd import DEFAULT_ETC_DIR, DEFAULT_INSTALL_DIR, UNITS, render
+from flock.common.systemd import DEFAULT_ETC_DIR, DEFAULT_INSTALL_DIR, UNITS, render
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,25 +19,25 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from certs.exposure import is_loopback, refusal
-from docker_compat.paths import api_path
-from manager.api.docker.containers import conflict
-from manager.api.docker.ps import present
-from manager.cluster.agent_client import AgentError, AgentUnavailable
-from manager.cluster.container_names import NameTaken
-from manager.cluster.model import Container, Node
-from manager.cluster.reschedule import wants_reschedule
-from manager.cluster.state import Ambiguous, NotFound
-from manager.global_placement import GLOBAL_LABEL, run_global
-from manager.placing import Refused, run_container, with_image_affinity
-from manager.scheduler.drain import ACTIVE, DRAIN, drained, set_drained
-from manager.scheduler.scheduler import NoNodeAvailable
-from manager.scheduler.spec import RuleError, spec_from_create
-from protos import cluster_pb2 as pb
-from protos import cluster_pb2_grpc
+from flock.certs.exposure import is_loopback, refusal
+from flock.docker_compat.paths import api_path
+from flock.manager.api.docker.containers import conflict
+from flock.manager.api.docker.ps import present
+from flock.manager.cluster.agent_client import AgentError, AgentUnavailable
+from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.reschedule import wants_reschedule
+from flock.manager.cluster.state import Ambiguous, NotFound
+from flock.manager.global_placement import GLOBAL_LABEL, run_global
+from flock.manager.placing import Refused, run_container, with_image_affinity
+from flock.manager.scheduler.drain import ACTIVE, DRAIN, drained, set_drained
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.spec import RuleError, spec_from_create
+from flock.protos import cluster_pb2 as pb
+from flock.protos import cluster_pb2_grpc
 
 if TYPE_CHECKING:
-    from manager.app import Manager
+    from flock.manager.app import Manager
 
 log = logging.getLogger("flock.manager.grpc")
 
@@ -431,7 +431,7 @@ def server_credentials(manager: Manager) -> grpc.ServerCredentials | None:
 async def start_server(manager: Manager, addr: str) -> tuple[grpc.aio.Server, str]:
     """Serve ClusterService on HOST:PORT; returns the server and the address bound
     (the real port when 0 was asked for). Plaintext only on loopback unless --insecure."""
-    from manager.app import ConfigError
+    from flock.manager.app import ConfigError
 
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():

@@ -19,7 +19,12 @@ from typing import Any
 
 from aiohttp import web
 
-from manager.api.client_limits import AddressCounts, ClientLimits, HeadClock, aiohttp_keepalive
+from flock.manager.api.client_limits import (
+    AddressCounts,
+    ClientLimits,
+    HeadClock,
+    aiohttp_keepalive,
+)
 
 log = logging.getLogger("flock.manager.connections")
 

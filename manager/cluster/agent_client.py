@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import grpc
 
-from flock.logs import METADATA_KEY, current_request_id
-from manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
-from protos import agent_pb2, agent_pb2_grpc
+from flock.common.logs import METADATA_KEY, current_request_id
+from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
+from flock.protos import agent_pb2, agent_pb2_grpc
 
 MAX_MESSAGE = 64 << 20
 MAX_FRAME = 1 << 20  # body bytes per DockerFrame
@@ -40,7 +40,7 @@ RpcObserver = Callable[[str, float, bool], None]
 
 
 def _metadata() -> tuple[tuple[str, str], ...] | None:
-    """The current request's ID for the agent's logs (flock/logs.py), if inside one."""
+    """The current request's ID for the agent's logs (common/logs.py), if inside one."""
     request_id = current_request_id()
     return ((METADATA_KEY, request_id),) if request_id else None
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from protos import agent_pb2
+from flock.protos import agent_pb2
 
 # Opens the stream: the generated stub's DockerCalls, given the requests to send.
 Open = Callable[[AsyncIterator[agent_pb2.TaggedDockerCall]], grpc.aio.StreamStreamCall]

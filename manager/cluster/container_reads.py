@@ -17,13 +17,13 @@ import urllib.parse
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 
-from docker_compat.paths import api_path
-from manager.cluster.agent_client import AgentClient, AgentError, ReadBack
-from manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
-from manager.cluster.freshness import Freshness
-from manager.cluster.model import Container
-from manager.cluster.records import after_action
-from manager.cluster.state import ClusterState
+from flock.docker_compat.paths import api_path
+from flock.manager.cluster.agent_client import AgentClient, AgentError, ReadBack
+from flock.manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
+from flock.manager.cluster.freshness import Freshness
+from flock.manager.cluster.model import Container
+from flock.manager.cluster.records import after_action
+from flock.manager.cluster.state import ClusterState
 
 log = logging.getLogger("flock.manager.sync")
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from manager.cluster.model import PENDING, Container, Node
-from manager.cluster.reschedule import create_body, wants_reschedule
-from manager.scheduler import cpu_shares
+from flock.manager.cluster.model import PENDING, Container, Node
+from flock.manager.cluster.reschedule import create_body, wants_reschedule
+from flock.manager.scheduler import cpu_shares
 
 # Key of the state times kept inside a Container's summary (never shown to clients).
 STATE_KEY = "FlockState"

@@ -16,7 +16,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from manager.cluster.state import ClusterState
+    from flock.manager.cluster.state import ClusterState
 
 log = logging.getLogger("flock.manager.holding")
 

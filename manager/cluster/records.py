@@ -13,8 +13,8 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from manager.cluster.convert import STATE_KEY, container_from_engine, summary_from_inspect
-from manager.cluster.model import Container
+from flock.manager.cluster.convert import STATE_KEY, container_from_engine, summary_from_inspect
+from flock.manager.cluster.model import Container
 
 # What a successful call leaves a container in, for the calls whose result is certain
 # without asking: stop, kill and restart are not here, since the exit code they leave

@@ -23,15 +23,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from docker_compat.paths import api_path
-from manager.cluster.agent_client import AgentError
-from manager.cluster.container_names import NameTaken
-from manager.cluster.holding import hold_until_done
-from manager.cluster.model import UNHEALTHY, Container
-from manager.scheduler.cpu_shares import reserved_cpus
-from manager.scheduler.rules import RuleError, parse_rule
-from manager.scheduler.scheduler import NoNodeAvailable, Scheduler
-from manager.scheduler.spec import (
+from flock.docker_compat.paths import api_path
+from flock.manager.cluster.agent_client import AgentError
+from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.holding import hold_until_done
+from flock.manager.cluster.model import UNHEALTHY, Container
+from flock.manager.scheduler.cpu_shares import reserved_cpus
+from flock.manager.scheduler.rules import RuleError, parse_rule
+from flock.manager.scheduler.scheduler import NoNodeAvailable, Scheduler
+from flock.manager.scheduler.spec import (
     RESCHEDULE_LABEL,
     SWARM_ID_LABEL,
     prepare_create_body,
@@ -39,8 +39,8 @@ from manager.scheduler.spec import (
 )
 
 if TYPE_CHECKING:
-    from manager.cluster.state import ClusterState
-    from manager.cluster.sync import NodeWatcher
+    from flock.manager.cluster.state import ClusterState
+    from flock.manager.cluster.sync import NodeWatcher
 
 log = logging.getLogger("flock.manager.reschedule")
 

@@ -31,10 +31,10 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
-from manager.cluster.container_names import ContainerNames, NameTaken
-from manager.cluster.image_refs import image_aliases
-from manager.cluster.model import HEALTHY, SWARM_ID_LABEL, Container, Node
-from manager.cluster.state_types import (
+from flock.manager.cluster.container_names import ContainerNames, NameTaken
+from flock.manager.cluster.image_refs import image_aliases
+from flock.manager.cluster.model import HEALTHY, SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.state_types import (
     Accounted,
     Ambiguous,
     Listener,

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from manager.cluster.model import Node
+from flock.manager.cluster.model import Node
 
 
 class NotFound(LookupError):

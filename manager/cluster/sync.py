@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from manager.cluster.agent_client import AgentClient, AgentError
-from manager.cluster.container_reads import ContainerReads
-from manager.cluster.convert import (
+from flock.manager.cluster.agent_client import AgentClient, AgentError
+from flock.manager.cluster.container_reads import ContainerReads
+from flock.manager.cluster.convert import (
     event_target,
     node_from_info,
 )
-from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
-from manager.cluster.state import ClusterState, NodeNameTaken
+from flock.manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
+from flock.manager.cluster.state import ClusterState, NodeNameTaken
 
 log = logging.getLogger("flock.manager.sync")
 

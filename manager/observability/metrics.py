@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from flock.metrics import CONTENT_TYPE, Registry
-from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY
+from flock.common.metrics import CONTENT_TYPE, Registry
+from flock.manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY
 
 if TYPE_CHECKING:
-    from manager.cluster.state import ClusterState
-    from manager.scheduler.filters import Removal
+    from flock.manager.cluster.state import ClusterState
+    from flock.manager.scheduler.filters import Removal
 
 access_log = logging.getLogger("flock.manager.api.access")
 

@@ -1,5 +1,5 @@
 """A request ID for every Docker API request: the client's `X-Request-ID` when it is
-sane (flock/logs.py says what that means), a new one otherwise. It is bound for the
+sane (common/logs.py says what that means), a new one otherwise. It is bound for the
 request's whole handling, so every manager log line carries it and the agent client
 sends it on to the agent; the answer carries it back in `X-Request-ID`."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flock.logs import HEADER, bind_request_id, new_request_id, sane_request_id
+from flock.common.logs import HEADER, bind_request_id, new_request_id, sane_request_id
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("flock_request_id", str)
 

@@ -1,8 +1,8 @@
 """Placement of containers on nodes: filters narrow, a strategy picks. Pure, no I/O."""
 
-from manager.scheduler.rules import Rule, RuleError, parse_rule
-from manager.scheduler.scheduler import Decision, Explanation, NoNodeAvailable, Scheduler
-from manager.scheduler.spec import (
+from flock.manager.scheduler.rules import Rule, RuleError, parse_rule
+from flock.manager.scheduler.scheduler import Decision, Explanation, NoNodeAvailable, Scheduler
+from flock.manager.scheduler.spec import (
     ContainerSpec,
     SpecError,
     prepare_create_body,

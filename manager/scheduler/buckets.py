@@ -21,9 +21,9 @@ import random
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterator
 
-from manager.cluster.model import Node
-from manager.cluster.state import NodeUsage
-from manager.scheduler.scores import Request
+from flock.manager.cluster.model import Node
+from flock.manager.cluster.state import NodeUsage
+from flock.manager.scheduler.scores import Request
 
 # total CPUs, total memory, reserved CPUs, reserved memory, containers
 Key = tuple[float, int, float, int, int]

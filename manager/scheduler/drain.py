@@ -9,8 +9,8 @@ agent's next report.
 
 from __future__ import annotations
 
-from manager.cluster.model import Node
-from manager.cluster.state import ClusterState, NodeUsage
+from flock.manager.cluster.model import Node
+from flock.manager.cluster.state import ClusterState, NodeUsage
 
 KEY = "drained"
 DRAIN = "drain"

@@ -15,13 +15,13 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.buckets import Budget, OverBudget, RankBuckets, pick_tied
-from manager.scheduler.filters import Filter
-from manager.scheduler.index import index_for
-from manager.scheduler.query import Query
-from manager.scheduler.scores import Request
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.buckets import Budget, OverBudget, RankBuckets, pick_tied
+from flock.manager.scheduler.filters import Filter
+from flock.manager.scheduler.index import index_for
+from flock.manager.scheduler.query import Query
+from flock.manager.scheduler.scores import Request
+from flock.manager.scheduler.spec import ContainerSpec
 
 DIRECT = 128  # a required collection this small is scored member by member
 BUDGET = 4096  # node visits a bucket walk may spend before scoring one by one

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from manager.cluster.model import Node
-from manager.cluster.state import ClusterState, NodeUsage
-from manager.scheduler.buckets import RankBuckets
-from manager.scheduler.rules import Rule
+from flock.manager.cluster.model import Node
+from flock.manager.cluster.state import ClusterState, NodeUsage
+from flock.manager.scheduler.buckets import RankBuckets
+from flock.manager.scheduler.rules import Rule
 
 KEY = "scheduler"
 _MAX_PATTERNS = 64  # patterns remembered at once; the oldest is forgotten first

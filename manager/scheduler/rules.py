@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from docker_compat import regexp
+from flock.docker_compat import regexp
 
 EQ = "=="
 NE = "!="

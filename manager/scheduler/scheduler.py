@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Protocol
 
-from manager.cluster.model import Node
-from manager.cluster.state import ClusterState
-from manager.scheduler.fast import FastPath
-from manager.scheduler.filters import DEFAULT_FILTERS, FILTERS, Filter, Removal
-from manager.scheduler.filters.health import CONDITION as HEALTH_CONDITION
-from manager.scheduler.spec import ContainerSpec
-from manager.scheduler.strategies import STRATEGIES, Fit, fit
+from flock.manager.cluster.model import Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.fast import FastPath
+from flock.manager.scheduler.filters import DEFAULT_FILTERS, FILTERS, Filter, Removal
+from flock.manager.scheduler.filters.health import CONDITION as HEALTH_CONDITION
+from flock.manager.scheduler.spec import ContainerSpec
+from flock.manager.scheduler.strategies import STRATEGIES, Fit, fit
 
 # Classic Swarm's three refusals, the first line of a NoNodeAvailable: a filter removed
 # every node (scheduler/filter/filter.go ApplyFilters); the health filter did

@@ -14,9 +14,9 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from manager.cluster.model import SWARM_ID_LABEL
-from manager.scheduler.cpu_shares import engine_shares
-from manager.scheduler.rules import Rule, RuleError, parse_rules
+from flock.manager.cluster.model import SWARM_ID_LABEL
+from flock.manager.scheduler.cpu_shares import engine_shares
+from flock.manager.scheduler.rules import Rule, RuleError, parse_rules
 
 __all__ = [
     "AFFINITIES_LABEL",

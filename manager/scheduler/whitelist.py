@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from manager.cluster.model import Node
-from manager.scheduler.rules import EQ, Rule, RuleError, parse_rule
-from manager.scheduler.spec import label_list
+from flock.manager.cluster.model import Node
+from flock.manager.scheduler.rules import EQ, Rule, RuleError, parse_rule
+from flock.manager.scheduler.spec import label_list
 
 WHITELISTS_LABEL = "com.docker.swarm.whitelists"
 

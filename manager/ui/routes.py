@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from manager.app import Manager
+    from flock.manager.app import Manager
 
 STATIC = Path(__file__).parent / "static"
 POLL = 0.2  # seconds between looks at the state's generation counter

@@ -13,11 +13,11 @@ import sys
 import threading
 from collections.abc import Callable
 
-from provisioner.drivers import Driver, driver_class
-from provisioner.errors import HostNotRunning, MachineError
-from provisioner.host import Host
-from provisioner.states import State
-from provisioner.store import ForeignDriver, Store, own_driver
+from flock.provisioner.drivers import Driver, driver_class
+from flock.provisioner.errors import HostNotRunning, MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.states import State
+from flock.provisioner.store import ForeignDriver, Store, own_driver
 
 DEFAULT_MACHINE = "default"
 

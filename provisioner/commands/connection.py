@@ -16,7 +16,7 @@ import ssl
 import urllib.parse
 from pathlib import Path
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 DIAL_TIMEOUT = 20.0   # cert.ValidateCertificate's net.Dialer timeout
 PREFIX = "Error checking TLS connection: "

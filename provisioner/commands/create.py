@@ -16,18 +16,18 @@ import importlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from provisioner import machine_certs, settings
-from provisioner.cli_parser import MachineParser, driver_in, extra_arguments
-from provisioner.commands import describe, err, out
-from provisioner.drivers import DRIVERS, Driver, driver_class
-from provisioner.errors import (
+from flock.provisioner import machine_certs, settings
+from flock.provisioner.cli_parser import MachineParser, driver_in, extra_arguments
+from flock.provisioner.commands import describe, err, out
+from flock.provisioner.drivers import DRIVERS, Driver, driver_class
+from flock.provisioner.errors import (
     InvalidHostname,
     InvalidName,
     MachineError,
     MachineExists,
     PreCreateFailed,
 )
-from provisioner.host import (
+from flock.provisioner.host import (
     DEFAULT_INSTALL_DIR,
     DEFAULT_INSTALL_URL,
     DEFAULT_SWARM_IMAGE,
@@ -39,8 +39,8 @@ from provisioner.host import (
     SwarmOptions,
     check_name,
 )
-from provisioner.progress import FleetProgress
-from provisioner.store import Store
+from flock.provisioner.progress import FleetProgress
+from flock.provisioner.store import Store
 
 DEFAULT_DRIVER = "libvirt"   # a local VM, as Docker Machine defaults to virtualbox
 ENV_DRIVER = settings.DRIVER.machine   # and its alias FLOCK_MACHINE_DRIVER
@@ -205,11 +205,11 @@ def _check_discovery(url: str) -> None:
                            "nodes://HOST:PORT,... or file:///PATH")
     try:
         if scheme == "etcd":
-            from discovery.etcd import parse_etcd_url
+            from flock.discovery.etcd import parse_etcd_url
 
             parse_etcd_url(rest)
         else:
-            from discovery import open_backend
+            from flock.discovery import open_backend
 
             # only the URL's form is checked here: the token service is the machine's
             # business (a placeholder keeps token:// from asking for its address)

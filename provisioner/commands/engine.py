@@ -11,7 +11,7 @@ import ssl
 import urllib.parse
 from pathlib import Path
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 
 def engine_version(url: str, ca: Path, cert: Path, key: Path, timeout: float = 10.0) -> str:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from types import ModuleType
 
-from provisioner import machine_certs
-from provisioner.commands import (
+from flock.provisioner import machine_certs
+from flock.provisioner.commands import (
     describe,
     err,
     load_driver,
@@ -23,18 +23,18 @@ from provisioner.commands import (
     run_each,
     target_names,
 )
-from provisioner.drivers import Driver
-from provisioner.errors import HostNotRunning, InvalidName, MachineError, MachineNotFound
-from provisioner.host import Host, check_name
-from provisioner.states import State
-from provisioner.store import ForeignDriver, Store
+from flock.provisioner.drivers import Driver
+from flock.provisioner.errors import HostNotRunning, InvalidName, MachineError, MachineNotFound
+from flock.provisioner.host import Host, check_name
+from flock.provisioner.states import State
+from flock.provisioner.store import ForeignDriver, Store
 
 IP_POLL = 1.0
 
 
 def provision_module() -> ModuleType:
     try:
-        from provisioner import provision
+        from flock.provisioner import provision
     except ImportError as exc:
         raise MachineError("provisioning over SSH is not available in this installation "
                            f"({exc})") from None

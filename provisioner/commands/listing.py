@@ -16,15 +16,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker_compat.regexp import Pattern, RegexpError, compile_pattern
-from provisioner import template
-from provisioner.commands import describe, listed_url, load_driver, out, swarm_url
-from provisioner.commands.engine import engine_version
-from provisioner.errors import MachineError
-from provisioner.host import Host
-from provisioner.machine_certs import machine_tls_files
-from provisioner.states import State
-from provisioner.store import Store
+from flock.docker_compat.regexp import Pattern, RegexpError, compile_pattern
+from flock.provisioner import template
+from flock.provisioner.commands import describe, listed_url, load_driver, out, swarm_url
+from flock.provisioner.commands.engine import engine_version
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.machine_certs import machine_tls_files
+from flock.provisioner.states import State
+from flock.provisioner.store import Store
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_FORMAT = ("table {{ .Name }}\\t{{ .Active }}\\t{{ .DriverName}}\\t{{ .State }}\\t"

@@ -15,10 +15,10 @@ import ipaddress
 import shutil
 import subprocess
 
-from provisioner.commands import DEFAULT_MACHINE, running_over_ssh
-from provisioner.errors import MachineError
-from provisioner.ssh import KNOWN_HOSTS
-from provisioner.store import Store
+from flock.provisioner.commands import DEFAULT_MACHINE, running_over_ssh
+from flock.provisioner.errors import MachineError
+from flock.provisioner.ssh import KNOWN_HOSTS
+from flock.provisioner.store import Store
 
 WRONG_NUMBER = "Improper number of arguments"   # commands/scp.go errWrongNumberArguments
 

@@ -13,8 +13,8 @@ import copy
 import json
 from typing import Any
 
-from provisioner import template
-from provisioner.commands import (
+from flock.provisioner import template
+from flock.provisioner.commands import (
     docker_url,
     load_driver,
     machine_ip,
@@ -22,14 +22,14 @@ from provisioner.commands import (
     run_each,
     target_names,
 )
-from provisioner.commands.engine import engine_version
-from provisioner.drivers import Driver
-from provisioner.errors import HostNotRunning, MachineError
-from provisioner.host import Host
-from provisioner.machine_certs import machine_tls_files
-from provisioner.machine_config import to_config
-from provisioner.states import State
-from provisioner.store import Store, own_driver
+from flock.provisioner.commands.engine import engine_version
+from flock.provisioner.drivers import Driver
+from flock.provisioner.errors import HostNotRunning, MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.machine_certs import machine_tls_files
+from flock.provisioner.machine_config import to_config
+from flock.provisioner.states import State
+from flock.provisioner.store import Store, own_driver
 
 
 def inspect_document(store: Store, host: Host, driver: Driver | None) -> dict[str, Any]:
@@ -108,7 +108,7 @@ def cmd_version(args: argparse.Namespace, store: Store) -> int:
     """Without a name: `flock machine version X, build REV`. With one: the machine's
     engine version (commands/version.go)."""
     if not args.name:
-        from provisioner.cli_parser import version_text
+        from flock.provisioner.cli_parser import version_text
 
         out(version_text())
         return 0

@@ -15,12 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from provisioner.commands import DEFAULT_MACHINE, running_over_ssh
-from provisioner.drivers import Driver
-from provisioner.errors import MachineError
-from provisioner.host import NAME_RE, Host
-from provisioner.ssh import KNOWN_HOSTS, Connection, connect, interactive
-from provisioner.store import Store
+from flock.provisioner.commands import DEFAULT_MACHINE, running_over_ssh
+from flock.provisioner.drivers import Driver
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import NAME_RE, Host
+from flock.provisioner.ssh import KNOWN_HOSTS, Connection, connect, interactive
+from flock.provisioner.store import Store
 
 CONNECT_TIMEOUT = 15.0   # the machine is Running: SSH should answer soon
 

@@ -12,7 +12,7 @@ import json
 import os
 import shlex
 
-from provisioner.commands import (
+from flock.provisioner.commands import (
     docker_url,
     load_driver,
     machine_ip,
@@ -20,12 +20,12 @@ from provisioner.commands import (
     swarm_url,
     target_names,
 )
-from provisioner.commands.connection import check_connection
-from provisioner.errors import HostNotRunning, MachineError
-from provisioner.host import Host
-from provisioner.machine_certs import machine_tls_files, server_cert_covers
-from provisioner.states import State
-from provisioner.store import Store
+from flock.provisioner.commands.connection import check_connection
+from flock.provisioner.errors import HostNotRunning, MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.machine_certs import machine_tls_files, server_cert_covers
+from flock.provisioner.states import State
+from flock.provisioner.store import Store
 
 SHELLS = ("bash", "sh", "zsh", "fish", "powershell", "cmd", "tcsh", "csh", "emacs")
 _ALIASES = {"sh": "bash", "zsh": "bash", "ksh": "bash", "dash": "bash", "csh": "tcsh",

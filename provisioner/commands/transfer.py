@@ -20,13 +20,13 @@ import tarfile
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from certs.check import check_key_matches, check_signed_by, read_cert, read_key
-from certs.files import SECRET_MODE, CertError, write_file
-from provisioner.commands import err, out
-from provisioner.errors import InvalidHostname, InvalidName, MachineError, MachineExists
-from provisioner.host import Host, check_name
-from provisioner.machine_config import ConfigError, from_any
-from provisioner.store import CONFIG, SECRETS, Store
+from flock.certs.check import check_key_matches, check_signed_by, read_cert, read_key
+from flock.certs.files import SECRET_MODE, CertError, write_file
+from flock.provisioner.commands import err, out
+from flock.provisioner.errors import InvalidHostname, InvalidName, MachineError, MachineExists
+from flock.provisioner.host import Host, check_name
+from flock.provisioner.machine_config import ConfigError, from_any
+from flock.provisioner.store import CONFIG, SECRETS, Store
 
 SECRET_NAMES = {SECRETS, "id_rsa"}
 

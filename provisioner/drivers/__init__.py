@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import importlib
 
-from provisioner.drivers.base import Driver, SSHDetails
-from provisioner.errors import MachineError
+from flock.provisioner.drivers.base import Driver, SSHDetails
+from flock.provisioner.errors import MachineError
 
 # name -> (module, class, pip extra that provides its library)
 DRIVERS: dict[str, tuple[str, str, str]] = {
-    "none": ("provisioner.drivers.none", "NoneDriver", ""),
-    "generic": ("provisioner.drivers.generic", "GenericDriver", ""),
-    "libvirt": ("provisioner.drivers.libvirt", "LibvirtDriver", "libvirt"),
-    "amazonec2": ("provisioner.drivers.amazonec2", "AmazonEC2Driver", "aws"),
+    "none": ("flock.provisioner.drivers.none", "NoneDriver", ""),
+    "generic": ("flock.provisioner.drivers.generic", "GenericDriver", ""),
+    "libvirt": ("flock.provisioner.drivers.libvirt", "LibvirtDriver", "libvirt"),
+    "amazonec2": ("flock.provisioner.drivers.amazonec2", "AmazonEC2Driver", "aws"),
 }
 
 

@@ -16,15 +16,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from certs.files import PUBLIC_MODE, SECRET_MODE, write_file
-from provisioner.drivers import amazonec2_options as opt
-from provisioner.drivers import require
-from provisioner.drivers.amazonec2_api import EC2, EC2Error
-from provisioner.drivers.amazonec2_cleanup import delete_made
-from provisioner.drivers.amazonec2_network import find_group, open_group, resolve_subnet
-from provisioner.drivers.base import Driver, Progress, SSHDetails
-from provisioner.errors import DriverError, MachineError
-from provisioner.states import State
+from flock.certs.files import PUBLIC_MODE, SECRET_MODE, write_file
+from flock.provisioner.drivers import amazonec2_options as opt
+from flock.provisioner.drivers import require
+from flock.provisioner.drivers.amazonec2_api import EC2, EC2Error
+from flock.provisioner.drivers.amazonec2_cleanup import delete_made
+from flock.provisioner.drivers.amazonec2_network import find_group, open_group, resolve_subnet
+from flock.provisioner.drivers.base import Driver, Progress, SSHDetails
+from flock.provisioner.errors import DriverError, MachineError
+from flock.provisioner.states import State
 
 RESOURCES = "amazonec2-resources.json"   # the journal of what a create made
 RUN_TIMEOUT = 600.0

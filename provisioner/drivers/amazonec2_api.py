@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from provisioner.drivers import require
-from provisioner.drivers.amazonec2_options import no_credentials_error
-from provisioner.errors import DriverError
+from flock.provisioner.drivers import require
+from flock.provisioner.drivers.amazonec2_options import no_credentials_error
+from flock.provisioner.errors import DriverError
 
 # Provider error codes (or their prefixes) -> the flag to look at.
 _HINTS = [

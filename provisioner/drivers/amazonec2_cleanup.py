@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from provisioner.drivers.amazonec2_api import EC2, EC2Error
-from provisioner.drivers.amazonec2_options import CREATE_TAG
-from provisioner.errors import DriverError
+from flock.provisioner.drivers.amazonec2_api import EC2, EC2Error
+from flock.provisioner.drivers.amazonec2_options import CREATE_TAG
+from flock.provisioner.errors import DriverError
 
 if TYPE_CHECKING:
-    from provisioner.drivers.amazonec2 import AmazonEC2Driver
+    from flock.provisioner.drivers.amazonec2 import AmazonEC2Driver
 
 TERMINATE_TIMEOUT = 600.0
 GROUP_TIMEOUT = 120.0    # a terminated instance's network interface lingers for a while

@@ -8,10 +8,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from provisioner.drivers.amazonec2_api import EC2
-from provisioner.drivers.amazonec2_options import MACHINE_PORTS
-from provisioner.errors import DriverError
-from provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
+from flock.provisioner.drivers.amazonec2_api import EC2
+from flock.provisioner.drivers.amazonec2_options import MACHINE_PORTS
+from flock.provisioner.errors import DriverError
+from flock.provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
 
 # Machines sharing a group reach each other's cluster ports (a manager dials its agents).
 CLUSTER_PORTS = (ENGINE_PORT, AGENT_PORT, MANAGER_PORT)

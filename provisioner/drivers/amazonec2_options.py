@@ -14,8 +14,8 @@ import os
 import re
 import urllib.request
 
-from provisioner.errors import MachineError
-from provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ZONE = "a"

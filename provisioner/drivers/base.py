@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from provisioner.errors import MachineError
-from provisioner.states import State
+from flock.provisioner.errors import MachineError
+from flock.provisioner.states import State
 
 Progress = Callable[[str], None]   # called with a short step description ("Waiting for IP")
 

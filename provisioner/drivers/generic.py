@@ -26,10 +26,10 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from certs.files import PUBLIC_MODE, SECRET_MODE, write_file
-from provisioner.drivers.base import Driver, Progress, SSHDetails
-from provisioner.errors import DriverError, MachineError
-from provisioner.states import State
+from flock.certs.files import PUBLIC_MODE, SECRET_MODE, write_file
+from flock.provisioner.drivers.base import Driver, Progress, SSHDetails
+from flock.provisioner.errors import DriverError, MachineError
+from flock.provisioner.states import State
 
 DEFAULT_USER = "root"
 DEFAULT_PORT = 22
@@ -124,7 +124,7 @@ class GenericDriver(Driver):
     # --- lifecycle ---------------------------------------------------------------------------
     def pre_create_check(self) -> None:
         if self.ssh_key:
-            from provisioner.ssh import load_key
+            from flock.provisioner.ssh import load_key
 
             if not Path(self.ssh_key).is_file():
                 raise MachineError(f"--generic-ssh-key {self.ssh_key}: no such file: give the "
@@ -137,7 +137,7 @@ class GenericDriver(Driver):
             progress(f"No --generic-ssh-key: using the machine's own key; the host must "
                      f"accept {self.machine_dir / 'id_rsa.pub'}")
             return
-        from provisioner.ssh import load_key, public_line
+        from flock.provisioner.ssh import load_key, public_line
 
         progress(f"Importing SSH key {self.ssh_key}")
         load_key(self.ssh_key)
@@ -209,19 +209,19 @@ class GenericDriver(Driver):
                 f"{self.machine_name} -- {sudo}{install}/bin/flock-services {verb}")
 
     def _install_dir(self) -> str:
-        from provisioner.store import Store
+        from flock.provisioner.store import Store
 
         try:
             return Store(self.machine_dir.parent.parent).load(self.machine_name) \
                 .options.install_dir
         except MachineError:
-            from provisioner.host import DEFAULT_INSTALL_DIR
+            from flock.provisioner.host import DEFAULT_INSTALL_DIR
 
             return DEFAULT_INSTALL_DIR
 
     def _services(self, action: str, timeout: float):
-        from provisioner.provision import run_services
-        from provisioner.store import Store
+        from flock.provisioner.provision import run_services
+        from flock.provisioner.store import Store
 
         host = Store(self.machine_dir.parent.parent).load(self.machine_name)
         return run_services(host, self, action, timeout=timeout)

@@ -24,10 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from provisioner.drivers import libvirt_storage as storage
-from provisioner.drivers import libvirt_xml as lx
-from provisioner.drivers.base import Driver, Progress, SSHDetails
-from provisioner.drivers.libvirt_conn import (
+from flock.provisioner.drivers import libvirt_storage as storage
+from flock.provisioner.drivers import libvirt_xml as lx
+from flock.provisioner.drivers.base import Driver, Progress, SSHDetails
+from flock.provisioner.drivers.libvirt_conn import (
     DOMAIN_TYPES,
     choose_guest,
     connect,
@@ -37,8 +37,8 @@ from provisioner.drivers.libvirt_conn import (
     leases,
     libvirt_module,
 )
-from provisioner.errors import DriverError, HostNotRunning, MachineError
-from provisioner.states import State
+from flock.provisioner.errors import DriverError, HostNotRunning, MachineError
+from flock.provisioner.states import State
 
 ENV_IMAGE = "FLOCK_LIBVIRT_IMAGE"
 DEFAULT_URI = "qemu:///system"

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from provisioner.drivers import libvirt_xml as lx
-from provisioner.errors import DriverError, MachineError
+from flock.provisioner.drivers import libvirt_xml as lx
+from flock.provisioner.errors import DriverError, MachineError
 
 DOMAIN_TYPES = ("auto", "qemu", "kvm")
 KVM_CHECK_TIMEOUT = 15.0
@@ -28,7 +28,7 @@ def libvirt_module() -> Any:
     reach the user once, as MachineError messages."""
     global _module
     if _module is None:
-        from provisioner.drivers import require
+        from flock.provisioner.drivers import require
         mod = require("libvirt", "libvirt")
         mod.registerErrorHandler(lambda _ctx, _err: None, None)
         _module = mod

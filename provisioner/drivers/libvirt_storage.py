@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from provisioner.drivers import libvirt_xml as lx
-from provisioner.drivers.base import Progress
-from provisioner.drivers.libvirt_conn import error_text, libvirt_module
-from provisioner.errors import DriverError, MachineError
+from flock.provisioner.drivers import libvirt_xml as lx
+from flock.provisioner.drivers.base import Progress
+from flock.provisioner.drivers.libvirt_conn import error_text, libvirt_module
+from flock.provisioner.errors import DriverError, MachineError
 
 DEFAULT_POOL = "flock"
 DEFAULT_POOL_PATH = "/var/lib/libvirt/images/flock"

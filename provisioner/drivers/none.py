@@ -16,9 +16,9 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from provisioner.drivers.base import Driver, Progress
-from provisioner.errors import DriverError, MachineError
-from provisioner.states import State
+from flock.provisioner.drivers.base import Driver, Progress
+from flock.provisioner.errors import DriverError, MachineError
+from flock.provisioner.states import State
 
 
 def parse_url(url: str) -> tuple[str, int]:

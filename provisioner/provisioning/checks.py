@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 POLL = 0.5
 DOOM_EVERY = 6   # polls between two questions to the machine (they cost a round trip)

@@ -9,7 +9,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_./+-]")
 

@@ -25,9 +25,9 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from provisioner.errors import MachineError
-from provisioner.host import EngineOptions, Host
-from provisioner.provisioning.layout import Layout
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import EngineOptions, Host
+from flock.provisioner.provisioning.layout import Layout
 
 ENGINE, AGENT, MANAGER = "engine", "agent", "manager"
 ORDER = (ENGINE, AGENT, MANAGER)   # start order; stop goes backwards
@@ -237,7 +237,7 @@ def files(services: list[Service], layout: Layout, systemd: bool,
 
 
 def _unit_files(svc: Service, layout: Layout) -> dict[str, tuple[bytes, int]]:
-    from flock.systemd import render
+    from flock.common.systemd import render
 
     if svc.name == ENGINE:
         env = "".join(f"{k}={_env_value(v)}\n" for k, v in svc.env.items())

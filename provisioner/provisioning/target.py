@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from provisioner.bundle import PROBE, PythonTarget, Wheelhouse
-from provisioner.errors import MachineError
-from provisioner.provisioning.layout import Layout
-from provisioner.ssh import Connection, Result
+from flock.provisioner.bundle import PROBE, PythonTarget, Wheelhouse
+from flock.provisioner.errors import MachineError
+from flock.provisioner.provisioning.layout import Layout
+from flock.provisioner.ssh import Connection, Result
 
 OS_STEP = "Detecting the operating system"
 PYTHON_STEP = "Installing Python"

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import pytest
 
-from certs import issue, load_ca, write_identity
 from flock.busybox import busybox_rootfs_tar
-from provisioner import machine_certs
-from provisioner.store import Store
+from flock.certs import issue, load_ca, write_identity
+from flock.provisioner import machine_certs
+from flock.provisioner.store import Store
 from tests.support import libvirt as lv
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.procs import REPO, Proc, free_port, wait_for
@@ -140,7 +140,7 @@ class World:
 
 def _warm_wheelhouse(store_cache: Path) -> None:
     """What `create` would prepare anyway; a failure here shows there, with its step."""
-    from provisioner.bundle import PythonTarget, wheelhouse
+    from flock.provisioner.bundle import PythonTarget, wheelhouse
 
     with contextlib.suppress(Exception):
         wheelhouse(store_cache, PythonTarget((3, 11), "x86_64", (2, 36), "/usr/bin/python3"))

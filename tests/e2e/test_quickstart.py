@@ -23,7 +23,7 @@ def flock(*args: str, **kwargs) -> subprocess.CompletedProcess:
 
 def shim_processes(state_dir) -> set[int]:
     """The container supervisors of this cluster only (other runs may have their own)."""
-    out = subprocess.run(["pgrep", "-f", f"agent.runtimes.exec.shim {state_dir}"],
+    out = subprocess.run(["pgrep", "-f", f"flock.agent.runtimes.exec.shim {state_dir}"],
                          capture_output=True, text=True).stdout
     return {int(pid) for pid in out.split()}
 

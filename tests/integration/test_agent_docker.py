@@ -17,12 +17,12 @@ import types
 import grpc
 import pytest
 
-from agent.runtimes import make_runtime
-from agent.runtimes.base import RuntimeUnavailable
-from agent.runtimes.docker import DockerRuntime, engine_answers
-from agent.server import AgentService, make_server
-from manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
-from protos import agent_pb2
+from flock.agent.runtimes import make_runtime
+from flock.agent.runtimes.base import RuntimeUnavailable
+from flock.agent.runtimes.docker import DockerRuntime, engine_answers
+from flock.agent.server import AgentService, make_server
+from flock.manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
+from flock.protos import agent_pb2
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.docker

@@ -19,8 +19,8 @@ import sys
 
 import pytest
 
-import certs
-from certs import TLSFiles, issue, make_ca, write_identity
+from flock import certs
+from flock.certs import TLSFiles, issue, make_ca, write_identity
 from tests.conftest import free_port
 from tests.integration.test_streams_and_limits import BUILD_AND_IMPORT
 from tests.support import engines, rawhttp

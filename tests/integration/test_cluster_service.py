@@ -13,12 +13,12 @@ import time
 import grpc
 import pytest
 
-from certs import issue, make_ca, write_identity
+from flock.certs import issue, make_ca, write_identity
 from flock.demo import import_image
 from flock.local_cluster import LocalCluster, free_port
-from manager.app import ConfigError, Manager, ManagerConfig
-from protos import cluster_pb2 as pb
-from protos import cluster_pb2_grpc
+from flock.manager.app import ConfigError, Manager, ManagerConfig
+from flock.protos import cluster_pb2 as pb
+from flock.protos import cluster_pb2_grpc
 
 MIB = 1 << 20
 

@@ -16,7 +16,7 @@ import uuid
 import docker
 import pytest
 
-from manager.api.docker.json_body import MAX_DEPTH
+from flock.manager.api.docker.json_body import MAX_DEPTH
 from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from manager.app import Manager, ManagerConfig
+from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support.cluster import Cluster, wait_for
 from tests.support.registry import have_registry, start_registry

@@ -13,18 +13,18 @@ import urllib.parse
 
 import pytest
 
-from agent.metrics import AgentMetrics
-from agent.runtimes.hollow.runtime import HollowRuntime
-from agent.runtimes.hollow.service import HollowAgentService
-from agent.server import AgentService, make_server
-from manager.cluster.agent_client import (
+from flock.agent.metrics import AgentMetrics
+from flock.agent.runtimes.hollow.runtime import HollowRuntime
+from flock.agent.runtimes.hollow.service import HollowAgentService
+from flock.agent.server import AgentService, make_server
+from flock.manager.cluster.agent_client import (
     AgentClient,
     AgentError,
     AgentUnavailable,
     BufferedExchange,
 )
-from manager.cluster.call_stream import StreamSlots
-from protos import agent_pb2_grpc
+from flock.manager.cluster.call_stream import StreamSlots
+from flock.protos import agent_pb2_grpc
 from tests.conftest import free_port
 
 

@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from agent.runtimes.exec import ExecRuntime
-from agent.runtimes.exec.isolation import CONTROLLERS, cgroup_dir
-from docker_compat.stdcopy import parse_header
+from flock.agent.runtimes.exec import ExecRuntime
+from flock.agent.runtimes.exec.isolation import CONTROLLERS, cgroup_dir
 from flock.demo import import_image
+from flock.docker_compat.stdcopy import parse_header
 from flock.local_cluster import LocalCluster
 from tests.support.engines import busybox_rootfs_tar
 

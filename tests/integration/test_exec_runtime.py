@@ -16,9 +16,9 @@ import time
 import docker
 import pytest
 
-from agent.runtimes.base import Runtime, RuntimeUnavailable
-from agent.runtimes.exec import ExecRuntime
-from agent.runtimes.exec.isolation import cgroup_dir
+from flock.agent.runtimes.base import Runtime, RuntimeUnavailable
+from flock.agent.runtimes.exec import ExecRuntime
+from flock.agent.runtimes.exec.isolation import cgroup_dir
 from tests.support.engines import busybox_rootfs_tar
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 class RuntimeProcess:
-    """`python -m agent.runtimes.exec` in a subprocess, stopped by PID."""
+    """`python -m flock.agent.runtimes.exec` in a subprocess, stopped by PID."""
 
     def __init__(self, state_dir: pathlib.Path, *extra: str) -> None:
         self.state_dir = state_dir
@@ -43,7 +43,7 @@ class RuntimeProcess:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.runtimes.exec", "--state-dir", str(self.state_dir),
+            [sys.executable, "-m", "flock.agent.runtimes.exec", "--state-dir", str(self.state_dir),
              "--name", "exec-node", "--label", "zone=test", *self.extra],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
             stdout=subprocess.DEVNULL, stderr=open(self.state_dir / "runtime.log", "ab"))

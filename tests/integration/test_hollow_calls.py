@@ -12,10 +12,10 @@ import json
 import aiohttp
 import pytest
 
-from agent.runtimes.hollow.runtime import HollowRuntime
-from agent.runtimes.hollow.service import HollowAgentService
-from agent.server import make_server
-from manager.cluster.agent_client import AgentClient, AgentUnavailable
+from flock.agent.runtimes.hollow.runtime import HollowRuntime
+from flock.agent.runtimes.hollow.service import HollowAgentService
+from flock.agent.server import make_server
+from flock.manager.cluster.agent_client import AgentClient, AgentUnavailable
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)

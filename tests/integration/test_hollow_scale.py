@@ -16,8 +16,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from agent.runtimes.hollow import HollowRuntime
 from bench.scale import REPO, Stack, call, container_body, create_and_start, per_node, remove_all
+from flock.agent.runtimes.hollow import HollowRuntime
 
 AGENTS = 50
 # 1,000 keeps the file well under a minute on a shared 2-core machine (the manager does

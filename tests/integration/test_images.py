@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from flock import __version__
 from flock.busybox import busybox_rootfs_tar
+from flock.common.version import __version__
 from tests.support import engines
 from tests.support.procs import free_port, wait_for
 

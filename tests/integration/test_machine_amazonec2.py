@@ -11,11 +11,11 @@ import stat
 
 import pytest
 
-from provisioner.drivers.amazonec2 import RESOURCES, AmazonEC2Driver
-from provisioner.errors import DriverError, MachineError
-from provisioner.host import Host
-from provisioner.states import State
-from provisioner.store import Store
+from flock.provisioner.drivers.amazonec2 import RESOURCES, AmazonEC2Driver
+from flock.provisioner.errors import DriverError, MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.states import State
+from flock.provisioner.store import Store
 from tests.support.moto import (
     ACCESS_KEY,
     NOTHING,

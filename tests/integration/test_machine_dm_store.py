@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from certs import issue, make_ca
-from certs.files import cert_pem, key_pem
+from flock.certs import issue, make_ca
+from flock.certs.files import cert_pem, key_pem
 from tests.support import engines
 from tests.support.machine_records import assert_holds, dm_record
 from tests.support.netns import NetnsHost

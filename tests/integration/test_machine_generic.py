@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pytest
 
-from certs import issue, load_ca, write_identity
 from flock.busybox import busybox_rootfs_tar
-from provisioner import machine_certs
-from provisioner.store import Store
+from flock.certs import issue, load_ca, write_identity
+from flock.provisioner import machine_certs
+from flock.provisioner.store import Store
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.netns import NetnsHost
 from tests.support.procs import REPO, Proc, free_port, wait_for

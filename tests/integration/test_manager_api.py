@@ -19,7 +19,7 @@ import uuid
 import docker
 import pytest
 
-from manager.app import Manager, ManagerConfig
+from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support.cluster import Cluster, LoopThread, wait_for
 

@@ -22,9 +22,9 @@ import aiohttp
 import grpc
 import pytest
 
-from manager.api.grpc import start_server
-from protos import cluster_pb2 as pb
-from protos import cluster_pb2_grpc
+from flock.manager.api.grpc import start_server
+from flock.protos import cluster_pb2 as pb
+from flock.protos import cluster_pb2_grpc
 from tests.support.cluster import Cluster, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]

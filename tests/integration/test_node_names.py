@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-from agent.cli import run_agent
-from manager.app import Manager, ManagerConfig
-from manager.cluster.model import HEALTHY, PENDING
+from flock.agent.cli import run_agent
+from flock.manager.app import Manager, ManagerConfig
+from flock.manager.cluster.model import HEALTHY, PENDING
 from tests.conftest import free_port
 from tests.support.cluster import LoopThread, agent_args, wait_for
 
@@ -83,7 +83,7 @@ def test_a_second_node_named_like_the_first_is_refused_until_renamed(
         listed = _flock(manager.grpc_address, "nodes")
         assert f"{other}: {refused.error}" in listed and "pending" in listed
         assert _logged(caplog, "flock.manager.sync", refused.error)  # the manager's log
-        wait_for(lambda: _logged(caplog, "agent.server",  # and the refused agent's
+        wait_for(lambda: _logged(caplog, "flock.agent.server",  # and the refused agent's
                                  f"the manager refuses this node: {refused.error}"),
                  what="the agent's log line")
 

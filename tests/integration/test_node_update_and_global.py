@@ -10,8 +10,8 @@ import sys
 import grpc
 import pytest
 
-from protos import cluster_pb2 as pb
-from protos import cluster_pb2_grpc
+from flock.protos import cluster_pb2 as pb
+from flock.protos import cluster_pb2_grpc
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.procs import Agent, Manager, free_port, wait_for
 

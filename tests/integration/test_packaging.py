@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flock import __version__
+from flock.common.version import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 # Build output and caches of the working tree stay out of the copy that is built.
@@ -83,19 +83,34 @@ def test_build_makes_a_wheel_and_an_sdist(dist, source):
     names = set(zipfile.ZipFile(wheels[0]).namelist())
     assert not [n for n in names if n.startswith("tests/") or "/tests/" in n], \
         "tests must not ship in the wheel"
-    for needed in ("protos/agent.proto", "protos/cluster.proto", "protos/agent_pb2.py",
-                   "protos/agent_pb2_grpc.py", "protos/cluster_pb2.py",
-                   "protos/cluster_pb2_grpc.py", "flock/systemd/flock-manager.service",
-                   "flock/systemd/flock-agent.service", "flock/_revision.py"):
+    for needed in ("flock/protos/agent.proto", "flock/protos/cluster.proto",
+                   "flock/protos/agent_pb2.py", "flock/protos/agent_pb2_grpc.py",
+                   "flock/protos/cluster_pb2.py", "flock/protos/cluster_pb2_grpc.py",
+                   "flock/common/systemd/flock-manager.service",
+                   "flock/common/systemd/flock-agent.service", "flock/common/_revision.py",
+                   "flock/manager/ui/static/index.html",
+                   "flock/manager/api/docker/engine_api.json"):
         assert needed in names, f"{needed} missing from the wheel"
-    revision = zipfile.ZipFile(wheels[0]).read("flock/_revision.py").decode()
+    revision = zipfile.ZipFile(wheels[0]).read("flock/common/_revision.py").decode()
     assert repr(head_revision(source)) in revision
     with tarfile.open(sdists[0]) as tar:
         members = {m.split("/", 1)[1] for m in tar.getnames() if "/" in m}
-    for needed in ("pyproject.toml", "setup.py", "flock/_revision.py", "protos/agent.proto",
-                   "flock/systemd/flock-agent.service", "deploy/systemd/agent.env"):
+    for needed in ("pyproject.toml", "setup.py", "common/_revision.py", "protos/agent.proto",
+                   "common/systemd/flock-agent.service", "deploy/systemd/agent.env"):
         assert needed in members, f"{needed} missing from the sdist"
     assert not [m for m in members if m.startswith("tests/") or m.endswith(".pyc")]
+
+
+@pytest.mark.slow
+def test_wheel_adds_one_top_level_package(dist, venv):
+    """Installing Flock puts `flock` into site-packages and nothing else of its own: no
+    `manager`, `agent`, `protos`... that could collide with another distribution's."""
+    wheel = next(dist.glob("flock-*.whl"))
+    tops = {n.split("/", 1)[0] for n in zipfile.ZipFile(wheel).namelist()}
+    assert tops == {"flock", f"flock-{__version__}.dist-info"}
+    record = next(venv.glob("lib/python*/site-packages/flock-*.dist-info/RECORD")).read_text()
+    installed = {line.split("/", 1)[0] for line in record.splitlines() if line}
+    assert {t for t in installed if not t.startswith(("flock-", ".."))} == {"flock"}
 
 
 @pytest.mark.slow
@@ -113,8 +128,8 @@ def test_plain_install_has_no_provider_libraries_nor_compiler(venv, tmp_path):
                               capture_output=True, text=True, env=clean_env())
         assert done.returncode != 0, f"{module} should not be installed by a plain install"
     done = subprocess.run(
-        [python, "-c", "import flock, protos.agent_pb2 as a, protos.agent_pb2_grpc, "
-                       "protos.cluster_pb2 as c, protos.cluster_pb2_grpc; "
+        [python, "-c", "import flock, flock.protos.agent_pb2 as a, flock.protos.agent_pb2_grpc, "
+                       "flock.protos.cluster_pb2 as c, flock.protos.cluster_pb2_grpc; "
                        "print(flock.__file__); print(a.DESCRIPTOR.name, c.DESCRIPTOR.name)"],
         cwd=tmp_path, capture_output=True, text=True, env=clean_env())
     assert done.returncode == 0, done.stderr
@@ -157,10 +172,12 @@ def test_source_checkout_asks_git_at_run_time(tmp_path):
 
 
 def test_neither_git_nor_build_says_unknown(tmp_path):
+    # Laid out as installed (flock/common/), outside any git work tree.
     shutil.copytree(REPO / "flock", tmp_path / "flock", ignore=IGNORED)
-    (tmp_path / "flock" / "_revision.py").unlink(missing_ok=True)
+    shutil.copytree(REPO / "common", tmp_path / "flock" / "common", ignore=IGNORED)
+    (tmp_path / "flock" / "common" / "_revision.py").unlink(missing_ok=True)
     done = subprocess.run([sys.executable, "-c",
-                           "from flock.version import version_line; print(version_line())"],
+                           "from flock.common.version import version_line; print(version_line())"],
                           cwd=tmp_path, capture_output=True, text=True,
                           env={**clean_env(), "PYTHONPATH": str(tmp_path)})
     assert done.returncode == 0, done.stderr

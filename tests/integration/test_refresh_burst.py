@@ -17,14 +17,14 @@ from collections import Counter
 
 import pytest
 
-import discovery
-from agent.runtimes.hollow.runtime import HollowRuntime
-from agent.runtimes.hollow.service import HollowAgentService
-from agent.server import make_server
-from manager.cluster.agent_client import AgentClient
-from manager.cluster.records import after_action, created_record
-from manager.cluster.state import ClusterState
-from manager.cluster.sync import NodeWatcher
+from flock import discovery
+from flock.agent.runtimes.hollow.runtime import HollowRuntime
+from flock.agent.runtimes.hollow.service import HollowAgentService
+from flock.agent.server import make_server
+from flock.manager.cluster.agent_client import AgentClient
+from flock.manager.cluster.records import after_action, created_record
+from flock.manager.cluster.state import ClusterState
+from flock.manager.cluster.sync import NodeWatcher
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(60)

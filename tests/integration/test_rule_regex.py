@@ -18,10 +18,10 @@ import uuid
 import grpc
 import pytest
 
-from manager.api.grpc import start_server
-from manager.scheduler.spec import AFFINITIES_LABEL, CONSTRAINTS_LABEL
-from protos import cluster_pb2 as pb
-from protos import cluster_pb2_grpc
+from flock.manager.api.grpc import start_server
+from flock.manager.scheduler.spec import AFFINITIES_LABEL, CONSTRAINTS_LABEL
+from flock.protos import cluster_pb2 as pb
+from flock.protos import cluster_pb2_grpc
 from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker

@@ -21,7 +21,7 @@ import uuid
 
 import pytest
 
-from manager.api.client_limits import ClientLimits
+from flock.manager.api.client_limits import ClientLimits
 from tests.support import rawhttp
 from tests.support.cluster import Cluster
 
@@ -178,7 +178,7 @@ def drain(sock: socket.socket) -> bytes:
 
 def test_streamed_bodies_are_not_capped_at_the_json_limit(cluster, engine_pair):
     """dockerd caps no build context; the manager's 64 MiB cap is for JSON bodies."""
-    from manager.api.docker.app import MAX_BODY
+    from flock.manager.api.docker.app import MAX_BODY
 
     data = noise(MAX_BODY + MB)
     relayed = rawhttp.request(manager_address(cluster), "POST", "/v1.41/build", data)

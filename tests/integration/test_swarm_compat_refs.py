@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from manager.app import Manager, ManagerConfig
+from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support.cluster import Cluster, wait_for
 

@@ -20,15 +20,15 @@ import urllib.request
 import docker
 import pytest
 
-import certs
-from agent.cli import JoinError, load_tls
-from agent.server import AgentService, make_server
-from certs import TLSFiles, issue, make_ca, write_identity
+from flock import certs
+from flock.agent.cli import JoinError, load_tls
+from flock.agent.server import AgentService, make_server
 from flock.busybox import busybox_rootfs_tar
+from flock.certs import TLSFiles, issue, make_ca, write_identity
 from flock.cli import build_parser
-from manager.app import ConfigError
-from manager.cli import config_from_args
-from manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
+from flock.manager.app import ConfigError
+from flock.manager.cli import config_from_args
+from flock.manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.procs import REPO, Agent, Manager, free_port, wait_for
 

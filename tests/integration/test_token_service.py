@@ -16,7 +16,7 @@ pytestmark = pytest.mark.timeout(90)
 def token_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "discovery.token_cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "flock.discovery.token_cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=30,
                           env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
@@ -44,7 +44,7 @@ def new_token(base: str) -> str:
 def service(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "discovery.token_cli", "token", "serve", "--addr",
+        [sys.executable, "-m", "flock.discovery.token_cli", "token", "serve", "--addr",
          f"127.0.0.1:{port}", "--state", str(tmp_path / "tokens.json")],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)

@@ -17,9 +17,9 @@ import uuid
 import docker
 import pytest
 
-from agent.cli import run_agent
-from certs import issue, make_ca, write_identity
-from manager.app import Manager, ManagerConfig
+from flock.agent.cli import run_agent
+from flock.certs import issue, make_ca, write_identity
+from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support import browser as chromium
 from tests.support.cluster import Cluster, LoopThread, agent_args, wait_for

@@ -19,9 +19,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 
-from agent.cli import run_agent
-from manager.api.client_limits import ClientLimits
-from manager.app import Manager, ManagerConfig
+from flock.agent.cli import run_agent
+from flock.manager.api.client_limits import ClientLimits
+from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support.engines import Engine
 

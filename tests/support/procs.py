@@ -119,7 +119,7 @@ class Agent(Proc):
         self.stop()
         self.kill_shims()
         time.sleep(0.2)
-        from agent.runtimes.exec.isolation import cgroup_dir
+        from flock.agent.runtimes.exec.isolation import cgroup_dir
 
         folder = self.state_dir / "containers"
         for cid_dir in folder.iterdir() if folder.exists() else []:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from manager.api.docker.body_tee import Tee
+from flock.manager.api.docker.body_tee import Tee
 
 
 async def chunks(count: int, size: int = 10):

@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from manager.api.docker import engine_api, engine_api_gen, json_body, validation
-from manager.api.docker.errors import DockerError, parse_json_body
+from flock.manager.api.docker import engine_api, engine_api_gen, json_body, validation
+from flock.manager.api.docker.errors import DockerError, parse_json_body
 
 CREATE = "/containers/create"
 
@@ -31,7 +31,7 @@ def refusal(template: str, body: str | bytes, method: str = "POST") -> str | Non
 def test_the_shipped_schema_is_fresh():
     assert engine_api.SCHEMA_FILE.read_text() == engine_api_gen.render(), (
         "stale manager/api/docker/engine_api.json: run "
-        "`python -m manager.api.docker.engine_api_gen`")
+        "`python -m flock.manager.api.docker.engine_api_gen`")
 
 
 @pytest.mark.parametrize("template,body,message", [
@@ -219,7 +219,7 @@ def test_engine_endpoints_come_from_the_reference(method, path, known):
 
 
 def test_every_route_with_a_json_body_is_checked():
-    from manager.api.docker.app import build_router
+    from flock.manager.api.docker.app import build_router
 
     router = build_router()
     checked = {key for key in engine_api.schema()["routes"]

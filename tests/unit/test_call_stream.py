@@ -9,8 +9,8 @@ import asyncio
 import grpc
 import pytest
 
-from manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
-from protos import agent_pb2
+from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
+from flock.protos import agent_pb2
 
 
 class ReversedAnswers:

@@ -10,7 +10,7 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from certs import (
+from flock.certs import (
     CertError,
     TLSFiles,
     covers_host,
@@ -23,9 +23,9 @@ from certs import (
     write_ca,
     write_identity,
 )
-from certs.exposure import is_loopback, is_wildcard
-from certs.files import key_pem, write_file
-from certs.issue import sans_of, usages_of
+from flock.certs.exposure import is_loopback, is_wildcard
+from flock.certs.files import key_pem, write_file
+from flock.certs.issue import sans_of, usages_of
 from flock.cli import main as flock_main
 
 UTC = datetime.UTC

@@ -11,16 +11,16 @@ import argparse
 
 import pytest
 
-from agent.cli import JoinError, _advertise, _durations, _resolve_discovery
-from agent.cli import register as register_join
-from discovery.options import DiscoveryOptionError, resolve
-from flock.durations import parse_duration
+from flock.agent.cli import JoinError, _advertise, _durations, _resolve_discovery
+from flock.agent.cli import register as register_join
+from flock.common.durations import parse_duration
+from flock.discovery.options import DiscoveryOptionError, resolve
 from flock.listing import ListError, options
 from flock.listing import register as register_list
-from manager.app import ConfigError
-from manager.cli import config_from_args
-from manager.cli import register as register_manage
-from manager.cluster.sync import RefreshRange
+from flock.manager.app import ConfigError
+from flock.manager.cli import config_from_args
+from flock.manager.cli import register as register_manage
+from flock.manager.cluster.sync import RefreshRange
 
 SWARM_ENV = ("SWARM_HOST", "SWARM_STRATEGY", "SWARM_ADVERTISE", "SWARM_DISCOVERY")
 

@@ -52,7 +52,8 @@ def test_a_known_command_gets_only_its_own_parser_and_anything_else_all():
 
 def test_flock_machine_does_not_load_the_manager_the_agent_or_grpc():
     code = ("import sys; from flock.cli import main; main(['machine', '-s', sys.argv[1], "
-            "'ls', '-q']); print(sorted(m for m in ('manager.app', 'agent.server', 'grpc') "
+            "'ls', '-q']); print(sorted(m for m in "
+            "('flock.manager.app', 'flock.agent.server', 'grpc') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, "/nonexistent-flock-store"],
                          capture_output=True, text=True, timeout=60)

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from manager.api.client_limits import (
+from flock.manager.api.client_limits import (
     AddressCounts,
     ClientLimits,
     HeadClock,

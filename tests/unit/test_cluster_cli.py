@@ -9,9 +9,9 @@ import pytest
 
 from flock import client
 from flock.cluster_cli import node_errors, node_row, verdicts
-from manager.api.grpc import ClusterService, Failure, create_body
-from manager.app import Manager, ManagerConfig
-from protos import cluster_pb2 as pb
+from flock.manager.api.grpc import ClusterService, Failure, create_body
+from flock.manager.app import Manager, ManagerConfig
+from flock.protos import cluster_pb2 as pb
 
 
 @pytest.mark.parametrize("text,size", [("0", 0), ("512", 512), ("64m", 64 << 20),

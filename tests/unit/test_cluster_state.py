@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
-from manager.cluster.state import Ambiguous, ClusterState, NotFound, image_aliases
+from flock.manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import Ambiguous, ClusterState, NotFound, image_aliases
 
 
 def node(nid: str, health: str = HEALTHY, **kw) -> Node:

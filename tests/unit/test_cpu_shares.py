@@ -4,9 +4,9 @@ them and read back from those shares (classic: cluster/engine.go, CreateContaine
 
 from __future__ import annotations
 
-from manager.cluster.reschedule import create_body
-from manager.scheduler.cpu_shares import engine_shares, reserved_cpus
-from manager.scheduler.spec import prepare_create_body, spec_from_create
+from flock.manager.cluster.reschedule import create_body
+from flock.manager.scheduler.cpu_shares import engine_shares, reserved_cpus
+from flock.manager.scheduler.spec import prepare_create_body, spec_from_create
 
 
 def test_shares_are_classic_ceil_of_the_nodes_part():

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from discovery import DiscoveryError, FileBackend, NodesBackend, open_backend
+from flock.discovery import DiscoveryError, FileBackend, NodesBackend, open_backend
 
 
 def fetch(url: str) -> list[str]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from manager.cluster.model import HEALTHY, Node
-from manager.cluster.state import ClusterState
-from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
-from manager.scheduler.drain import CONDITION, drained, set_drained
+from flock.manager.cluster.model import HEALTHY, Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
+from flock.manager.scheduler.drain import CONDITION, drained, set_drained
 
 
 def state_of(*names: str) -> ClusterState:

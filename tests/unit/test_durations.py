@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from flock.durations import parse_duration
+from flock.common.durations import parse_duration
 
 
 @pytest.mark.parametrize("text, seconds", [

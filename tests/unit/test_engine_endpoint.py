@@ -8,9 +8,9 @@ import argparse
 
 import pytest
 
-from agent.cli import JoinError, engine_options
-from agent.engine_endpoint import parse_docker_host
-from certs import issue, make_ca, write_identity
+from flock.agent.cli import JoinError, engine_options
+from flock.agent.engine_endpoint import parse_docker_host
+from flock.certs import issue, make_ca, write_identity
 
 
 @pytest.mark.parametrize("value,url,path,host,port", [

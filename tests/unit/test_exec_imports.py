@@ -8,13 +8,13 @@ import tarfile
 
 import pytest
 
-from agent.runtimes.exec import references
-from agent.runtimes.exec.errors import ApiError
-from agent.runtimes.exec.filters import parse_filters
-from agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
-from agent.runtimes.exec.signals import parse_signal
-from agent.runtimes.exec.timefmt import parse_rfc3339nano, rfc3339nano
-from docker_compat.humanize import human_duration
+from flock.agent.runtimes.exec import references
+from flock.agent.runtimes.exec.errors import ApiError
+from flock.agent.runtimes.exec.filters import parse_filters
+from flock.agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
+from flock.agent.runtimes.exec.signals import parse_signal
+from flock.agent.runtimes.exec.timefmt import parse_rfc3339nano, rfc3339nano
+from flock.docker_compat.humanize import human_duration
 
 
 def test_changes_json_and_shell_forms():

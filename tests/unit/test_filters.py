@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters import DEFAULT_FILTERS, FILTERS
-from manager.scheduler.filters.affinity import AffinityFilter
-from manager.scheduler.filters.constraint import ConstraintFilter
-from manager.scheduler.filters.dependency import DependencyFilter
-from manager.scheduler.filters.health import HealthFilter
-from manager.scheduler.filters.port import PortFilter
-from manager.scheduler.filters.slots import SlotsFilter
-from manager.scheduler.spec import spec_from_create
+from flock.manager.cluster.model import HEALTHY, PENDING, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters import DEFAULT_FILTERS, FILTERS
+from flock.manager.scheduler.filters.affinity import AffinityFilter
+from flock.manager.scheduler.filters.constraint import ConstraintFilter
+from flock.manager.scheduler.filters.dependency import DependencyFilter
+from flock.manager.scheduler.filters.health import HealthFilter
+from flock.manager.scheduler.filters.port import PortFilter
+from flock.manager.scheduler.filters.slots import SlotsFilter
+from flock.manager.scheduler.spec import spec_from_create
 
 
 def cluster(*nodes: Node) -> ClusterState:

@@ -1,7 +1,7 @@
 import pytest
 
+from flock.common.table import format_table
 from flock.local_cluster import ClusterError, LocalCluster, pick_runtime
-from flock.table import format_table
 from flock.up import parse_tcp
 
 

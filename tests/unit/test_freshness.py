@@ -1,6 +1,6 @@
 """Freshness: which container records still need a re-read (manager/cluster/freshness.py)."""
 
-from manager.cluster.freshness import Freshness
+from flock.manager.cluster.freshness import Freshness
 
 
 def test_a_reason_needs_a_read_until_a_read_starts_after_it():

@@ -6,8 +6,8 @@ from __future__ import annotations
 import gc
 import logging
 
-from manager.observability import gc_pauses
-from manager.observability.gc_pauses import PauseObserver
+from flock.manager.observability import gc_pauses
+from flock.manager.observability.gc_pauses import PauseObserver
 
 
 def test_every_collection_is_timed_by_generation_and_long_ones_are_logged(

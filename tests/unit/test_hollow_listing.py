@@ -2,8 +2,8 @@
 of full IDs looks the containers up instead of walking the node, and must list exactly
 what the walk would."""
 
-from agent.runtimes.hollow import shapes
-from agent.runtimes.hollow.store import HollowNode
+from flock.agent.runtimes.hollow import shapes
+from flock.agent.runtimes.hollow.store import HollowNode
 
 
 def _ids(rows: list[dict]) -> list[str]:

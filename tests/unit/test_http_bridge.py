@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from agent import http_bridge
-from agent.http_bridge import BridgeError, ResponseError
-from protos import agent_pb2
+from flock.agent import http_bridge
+from flock.agent.http_bridge import BridgeError, ResponseError
+from flock.protos import agent_pb2
 
 
 def request(**fields) -> agent_pb2.DockerRequest:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
-from agent import http_bridge
-from protos import agent_pb2
+from flock.agent import http_bridge
+from flock.protos import agent_pb2
 
 ANSWER = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
           b"Content-Length: 50\r\nConnection: close\r\n\r\n"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 import urllib.parse
 
-from manager.api.docker.networks import name_matches
-from manager.api.docker.pernode import Found, select_nodes, without_filters
-from manager.cluster.model import Node
+from flock.manager.api.docker.networks import name_matches
+from flock.manager.api.docker.pernode import Found, select_nodes, without_filters
+from flock.manager.cluster.model import Node
 
 A = Node(id="AAAA:1111", name="node-1", addr="127.0.0.1:1")
 B = Node(id="BBBB:2222", name="node-10", addr="127.0.0.1:2")

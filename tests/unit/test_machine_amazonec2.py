@@ -8,11 +8,11 @@ import argparse
 
 import pytest
 
-from provisioner.drivers import amazonec2_options as opt
-from provisioner.drivers import driver_class
-from provisioner.drivers.amazonec2 import STATES, AmazonEC2Driver
-from provisioner.errors import MachineError
-from provisioner.states import State
+from flock.provisioner.drivers import amazonec2_options as opt
+from flock.provisioner.drivers import driver_class
+from flock.provisioner.drivers.amazonec2 import STATES, AmazonEC2Driver
+from flock.provisioner.errors import MachineError
+from flock.provisioner.states import State
 
 AWS_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
            "AWS_DEFAULT_PROFILE", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ZONE", "AWS_AMI",

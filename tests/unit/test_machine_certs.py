@@ -11,12 +11,12 @@ import threading
 
 import pytest
 
-from certs.check import check_signed_by, read_cert
-from certs.issue import roles_of, sans_of, usages_of
-from provisioner import machine_certs
-from provisioner.errors import MachineError
-from provisioner.host import Host
-from provisioner.store import Store
+from flock.certs.check import check_signed_by, read_cert
+from flock.certs.issue import roles_of, sans_of, usages_of
+from flock.provisioner import machine_certs
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.store import Store
 
 
 def mode(path) -> int:

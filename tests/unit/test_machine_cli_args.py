@@ -12,10 +12,9 @@ import sys
 
 import pytest
 
-from flock import __version__
 from flock.cli import main
-from flock.version import revision
-from provisioner.store import Store
+from flock.common.version import __version__, revision
+from flock.provisioner.store import Store
 from tests.support.procs import REPO
 
 URL = "tcp://127.0.0.1:1"

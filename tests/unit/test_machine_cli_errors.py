@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from flock.cli import main
-from provisioner.store import Store
+from flock.provisioner.store import Store
 from tests.support.tls_endpoint import TLSEndpoint
 
 URL = "tcp://127.0.0.1:1"   # nothing listens: the none driver never dials at create

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.errors import MachineError
-from provisioner.host import Host, HostOptions
-from provisioner.machine_config import from_config, to_config
-from provisioner.store import Store
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host, HostOptions
+from flock.provisioner.machine_config import from_config, to_config
+from flock.provisioner.store import Store
 from tests.support.machine_records import ROOT, assert_holds, dm_record
 
 DM_NONE = dm_record("test", "none", {"IPAddress": "192.0.2.7",

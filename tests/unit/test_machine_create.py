@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from provisioner.commands.create import add_create_parser, host_options, machine_names
-from provisioner.errors import MachineError
-from provisioner.progress import FleetProgress
+from flock.provisioner.commands.create import add_create_parser, host_options, machine_names
+from flock.provisioner.errors import MachineError
+from flock.provisioner.progress import FleetProgress
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -148,7 +148,7 @@ def test_live_table_shows_each_machines_step():
 
 def test_generic_takes_the_users_id_rsa_when_no_key_is_given(tmp_path, monkeypatch):
     # drivers/generic/generic.go: --generic-ssh-key defaults to ~/.ssh/id_rsa
-    from provisioner.drivers.generic import GenericDriver
+    from flock.provisioner.drivers.generic import GenericDriver
 
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("GENERIC_SSH_KEY", raising=False)

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from provisioner.commands.shellenv import (
+from flock.provisioner.commands.shellenv import (
     DOCKER_VARS,
     canonical_shell,
     config_lines,
@@ -16,7 +16,7 @@ from provisioner.commands.shellenv import (
     render,
     usage_hint,
 )
-from provisioner.errors import MachineError
+from flock.provisioner.errors import MachineError
 
 VARS = [("DOCKER_TLS_VERIFY", "1"), ("DOCKER_HOST", "tcp://10.0.0.5:2376"),
         ("DOCKER_CERT_PATH", "/s/machines/m1"), ("DOCKER_MACHINE_NAME", "m1")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner.commands.listing import (
+from flock.provisioner.commands.listing import (
     matches,
     natural_key,
     parse_filters,
@@ -13,8 +13,8 @@ from provisioner.commands.listing import (
     swarm_column,
     swarm_masters,
 )
-from provisioner.errors import MachineError
-from provisioner.host import Host
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
 
 
 def host(name: str, driver: str = "none", labels: dict[str, str] | None = None,

@@ -22,15 +22,15 @@ import pytest
 
 libvirt = pytest.importorskip("libvirt")
 
-from provisioner.drivers import driver_class  # noqa: E402
-from provisioner.drivers import libvirt_conn as conn_mod  # noqa: E402
-from provisioner.drivers import libvirt_storage as storage  # noqa: E402
-from provisioner.drivers import libvirt_xml as lx  # noqa: E402
-from provisioner.drivers.libvirt import LibvirtDriver  # noqa: E402
-from provisioner.drivers.libvirt_conn import connect  # noqa: E402
-from provisioner.errors import DriverError, HostNotRunning, MachineError  # noqa: E402
-from provisioner.ssh import ensure_key_pair  # noqa: E402
-from provisioner.states import State  # noqa: E402
+from flock.provisioner.drivers import driver_class  # noqa: E402
+from flock.provisioner.drivers import libvirt_conn as conn_mod  # noqa: E402
+from flock.provisioner.drivers import libvirt_storage as storage  # noqa: E402
+from flock.provisioner.drivers import libvirt_xml as lx  # noqa: E402
+from flock.provisioner.drivers.libvirt import LibvirtDriver  # noqa: E402
+from flock.provisioner.drivers.libvirt_conn import connect  # noqa: E402
+from flock.provisioner.errors import DriverError, HostNotRunning, MachineError  # noqa: E402
+from flock.provisioner.ssh import ensure_key_pair  # noqa: E402
+from flock.provisioner.states import State  # noqa: E402
 
 TEST_URI = "test:///default"
 REPO = Path(__file__).resolve().parents[2]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from provisioner import settings
-from provisioner.errors import MachineError
-from provisioner.store import Store
+from flock.provisioner import settings
+from flock.provisioner.errors import MachineError
+from flock.provisioner.store import Store
 
 
 @pytest.mark.parametrize("flag, env, expected", [
@@ -73,12 +73,12 @@ def test_default_is_docker_machines_unless_only_an_old_flock_store_exists(tmp_pa
 
 def test_machine_tls_variables_choose_the_ca_that_signs_and_are_recorded(tmp_path,
                                                                          monkeypatch):
-    from certs import issue, make_ca
-    from certs.check import check_signed_by, read_cert
-    from certs.files import cert_pem, key_pem
-    from provisioner import machine_certs
-    from provisioner.host import Host
-    from provisioner.machine_config import to_config
+    from flock.certs import issue, make_ca
+    from flock.certs.check import check_signed_by, read_cert
+    from flock.certs.files import cert_pem, key_pem
+    from flock.provisioner import machine_certs
+    from flock.provisioner.host import Host
+    from flock.provisioner.machine_config import to_config
 
     def ca_files(name: str):
         ca = make_ca(name)

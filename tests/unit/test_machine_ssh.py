@@ -1,4 +1,4 @@
-"""provisioner.ssh against a real sshd in a network namespace: the key pair, waiting for
+"""flock.provisioner.ssh against a real sshd in a network namespace: the key pair, waiting for
 SSH (and naming what it waited for), refused keys, changed host keys, exit codes,
 streamed output, stdin, SFTP both ways."""
 
@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from provisioner import ssh
-from provisioner.drivers.base import SSHDetails
-from provisioner.errors import MachineError
+from flock.provisioner import ssh
+from flock.provisioner.drivers.base import SSHDetails
+from flock.provisioner.errors import MachineError
 from tests.support.netns import NetnsHost
 
 

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import check_address
+from flock.agent.cli import check_address
 from flock.cli import build_parser
-from manager.cli import config_from_args
-from provisioner import bundle
-from provisioner.errors import MachineError
-from provisioner.host import Host
-from provisioner.provisioning import services
-from provisioner.provisioning.layout import Layout
-from provisioner.provisioning.target import parse_os_release, supported
+from flock.manager.cli import config_from_args
+from flock.provisioner import bundle
+from flock.provisioner.errors import MachineError
+from flock.provisioner.host import Host
+from flock.provisioner.provisioning import services
+from flock.provisioner.provisioning.layout import Layout
+from flock.provisioner.provisioning.target import parse_os_release, supported
 from tests.support.procs import wait_for
 from tests.unit.test_systemd_units import exec_start_argv, parse_unit
 

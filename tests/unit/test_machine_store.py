@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from provisioner.errors import InvalidName, MachineError, MachineExists, MachineNotFound
-from provisioner.host import Host, HostOptions, check_name
-from provisioner.store import Store
+from flock.provisioner.errors import InvalidName, MachineError, MachineExists, MachineNotFound
+from flock.provisioner.host import Host, HostOptions, check_name
+from flock.provisioner.store import Store
 
 
 def mode(path) -> int:

@@ -8,8 +8,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from certs.check import read_cert
-from certs.issue import roles_of
+from flock.certs.check import read_cert
+from flock.certs.issue import roles_of
 from flock.cli import main
 from tests.support.tls_endpoint import TLSEndpoint
 

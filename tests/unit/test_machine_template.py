@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from provisioner.template import TemplateError, go_string, parse, split_table, tabulate
+from flock.provisioner.template import TemplateError, go_string, parse, split_table, tabulate
 
 DOC = {
     "Name": "m1",

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from manager.api.docker.system import bytes_size, system_status
-from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState
+from flock.manager.api.docker.system import bytes_size, system_status
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState
 
 GIB = 1 << 30
 

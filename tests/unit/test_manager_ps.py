@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from docker_compat.humanize import human_duration
-from manager.api.docker.errors import DockerError
-from manager.api.docker.ps import (
+from flock.docker_compat.humanize import human_duration
+from flock.manager.api.docker.errors import DockerError
+from flock.manager.api.docker.ps import (
     live_status,
     parse_filters,
     present,
     select,
 )
-from manager.cluster.convert import STATE_KEY
-from manager.cluster.model import Container, Node
+from flock.manager.cluster.convert import STATE_KEY
+from flock.manager.cluster.model import Container, Node
 
 NOW = 1_800_000_000.0
 NODES = {"A|1": Node(id="A|1", name="node-a", addr="10.0.0.1:4000"),

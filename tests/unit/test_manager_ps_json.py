@@ -9,10 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from manager.api.docker.ps import select
-from manager.api.docker.ps_json import listing_json
-from manager.cluster.convert import STATE_KEY
-from manager.cluster.state import ClusterState
+from flock.manager.api.docker.ps import select
+from flock.manager.api.docker.ps_json import listing_json
+from flock.manager.cluster.convert import STATE_KEY
+from flock.manager.cluster.state import ClusterState
 from tests.unit.test_manager_ps import CONTAINERS, NODES, NOW, make
 
 

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from manager.api.docker.app import Router, build_router, check_version, fill, split_version
-from manager.api.docker.errors import DockerError, parse_json_body
-from manager.app import ConfigError, parse_host
-from manager.cli import config_from_args, register
+from flock.manager.api.docker.app import Router, build_router, check_version, fill, split_version
+from flock.manager.api.docker.errors import DockerError, parse_json_body
+from flock.manager.app import ConfigError, parse_host
+from flock.manager.cli import config_from_args, register
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -134,7 +134,7 @@ def test_manage_bad_options(argv, words):
 
 
 def test_bad_discovery_url_exits_1_with_a_clear_message(capsys):
-    from manager.cli import main
+    from flock.manager.cli import main
 
     assert main(parse(["-H", "tcp://127.0.0.1:0", "foo://bar"])) == 1
     err = capsys.readouterr().err

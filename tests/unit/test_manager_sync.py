@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from manager.api.docker.images import merge_images, tag_progress
-from manager.cluster.convert import (
+from flock.manager.api.docker.images import merge_images, tag_progress
+from flock.manager.cluster.convert import (
     STATE_KEY,
     container_from_engine,
     event_target,
@@ -12,7 +12,7 @@ from manager.cluster.convert import (
     node_from_info,
     reserved_cpus,
 )
-from protos import agent_pb2
+from flock.protos import agent_pb2
 
 INSPECT = {
     "Id": "f" * 64, "Name": "/web", "Image": "sha256:" + "a" * 64,
@@ -92,10 +92,10 @@ def test_merge_images_dedupes_by_id():
 
 
 def test_implicit_image_affinity_only_when_some_node_has_the_image():
-    from manager.cluster.model import Node
-    from manager.cluster.state import ClusterState
-    from manager.placing import with_image_affinity
-    from manager.scheduler.spec import spec_from_create
+    from flock.manager.cluster.model import Node
+    from flock.manager.cluster.state import ClusterState
+    from flock.manager.placing import with_image_affinity
+    from flock.manager.scheduler.spec import spec_from_create
 
     state = ClusterState()
     state.upsert_node(Node(id="A|1", name="a", addr="a:1"))
@@ -114,8 +114,8 @@ def test_implicit_image_affinity_only_when_some_node_has_the_image():
 
 
 def test_heartbeats_are_stretched_to_the_cluster_wide_cap_for_healthy_nodes_only():
-    from manager.cluster.state import ClusterState
-    from manager.cluster.sync import NodeWatcher
+    from flock.manager.cluster.state import ClusterState
+    from flock.manager.cluster.sync import NodeWatcher
 
     watcher = NodeWatcher(ClusterState(), backend=None, heartbeat=5.0, max_beats=50)
     watcher._syncs = dict.fromkeys(f"10.0.0.{i}:4000" for i in range(100))  # 100 nodes

@@ -13,7 +13,7 @@ import sys
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flock.logs import (
+from flock.common.logs import (
     JsonFormatter,
     RequestIdFilter,
     TextFormatter,
@@ -23,12 +23,12 @@ from flock.logs import (
     new_request_id,
     sane_request_id,
 )
-from flock.metrics import Registry
-from manager.api.docker.app import build_router
-from manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
-from manager.cluster.state import ClusterState
-from manager.observability import ManagerMetrics
-from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
+from flock.common.metrics import Registry
+from flock.manager.api.docker.app import build_router
+from flock.manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTHY, Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.observability import ManagerMetrics
+from flock.manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
 
 GIB = 1024**3
 
@@ -270,10 +270,10 @@ def test_the_agent_counts_rpcs_by_status_and_logs_them_with_the_managers_request
     """A real agent gRPC server whose runtime is not there: Info and Heartbeat fail with
     UNAVAILABLE. The manager's AgentClient sends the bound request ID, the agent's log
     line for the call carries it, and both sides count the failures."""
-    from agent.metrics import AgentMetrics
-    from agent.runtimes.docker import DockerRuntime
-    from agent.server import AgentService, make_server
-    from manager.cluster.agent_client import AgentClient, AgentUnavailable
+    from flock.agent.metrics import AgentMetrics
+    from flock.agent.runtimes.docker import DockerRuntime
+    from flock.agent.server import AgentService, make_server
+    from flock.manager.cluster.agent_client import AgentClient, AgentUnavailable
 
     stream = io.StringIO()
     handler = make_handler("json", stream)

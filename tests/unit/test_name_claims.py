@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from manager.cluster.holding import hold_until_done
-from manager.cluster.model import HEALTHY, Container, Node
-from manager.cluster.state import (
+from flock.manager.cluster.holding import hold_until_done
+from flock.manager.cluster.model import HEALTHY, Container, Node
+from flock.manager.cluster.state import (
     Ambiguous,
     ClusterState,
     NameTaken,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from agent.node_spec import NodeSpec, NodeSpecStore
+from flock.agent.node_spec import NodeSpec, NodeSpecStore
 
 
 def test_later_words_win_and_removed_keys_hide_the_node_own_labels():

@@ -3,7 +3,7 @@
 import pathlib
 import tempfile
 
-from protos import regenerate
+from flock.protos import regenerate
 
 
 def test_generated_modules_are_fresh():
@@ -16,4 +16,4 @@ def test_generated_modules_are_fresh():
             if not (regenerate.HERE / path.name).exists()
             or (regenerate.HERE / path.name).read_text() != path.read_text()
         ]
-    assert not stale, f"stale generated modules {stale}: run `python -m protos.regenerate`"
+    assert not stale, f"stale generated modules {stale}: run `python -m flock.protos.regenerate`"

@@ -1,4 +1,4 @@
-"""docker_compat.regexp: client patterns compiled and matched as Go's regexp (RE2) does.
+"""flock.docker_compat.regexp: client patterns compiled and matched as Go's regexp (RE2) does.
 
 The pathological cases below took seconds to forever on Python's backtracking `re`; here
 they must simply answer (the normal per-test timeout is the only guard: figures are in
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from docker_compat.regexp import (
+from flock.docker_compat.regexp import (
     RegexpError,
     compile_pattern,
     escape,

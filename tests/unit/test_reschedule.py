@@ -3,8 +3,8 @@ container, and which copy of a duplicated container goes."""
 
 from __future__ import annotations
 
-from manager.cluster.model import Container
-from manager.cluster.reschedule import create_body, stale_copies, wants_reschedule
+from flock.manager.cluster.model import Container
+from flock.manager.cluster.reschedule import create_body, stale_copies, wants_reschedule
 
 POLICY = "com.docker.swarm.reschedule-policies"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from manager.api.docker.placement import node_rule
-from manager.scheduler.rules import EQ, NE, Rule, RuleError, parse_rule, parse_rules
+from flock.manager.api.docker.placement import node_rule
+from flock.manager.scheduler.rules import EQ, NE, Rule, RuleError, parse_rule, parse_rules
 
 
 @pytest.mark.parametrize(

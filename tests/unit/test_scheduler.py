@@ -7,11 +7,11 @@ from collections import Counter
 
 import pytest
 
-from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState
-from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
-from manager.scheduler.drain import set_drained
-from manager.scheduler.scheduler import HEADER, NO_HEALTHY, NO_RESOURCES
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
+from flock.manager.scheduler.drain import set_drained
+from flock.manager.scheduler.scheduler import HEADER, NO_HEALTHY, NO_RESOURCES
 
 MIB = 1024**2
 GIB = 1024**3

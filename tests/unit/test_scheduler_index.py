@@ -6,11 +6,11 @@ from __future__ import annotations
 import contextlib
 import random
 
-from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState, NodeNameTaken
-from manager.scheduler import Scheduler, parse_rule, spec_from_create
-from manager.scheduler.buckets import IdSet, key_of
-from manager.scheduler.index import index_for
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState, NodeNameTaken
+from flock.manager.scheduler import Scheduler, parse_rule, spec_from_create
+from flock.manager.scheduler.buckets import IdSet, key_of
+from flock.manager.scheduler.index import index_for
 
 GIB = 1024**3
 

@@ -17,10 +17,10 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
-from manager.cluster.state import ClusterState, image_aliases
-from manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
+from flock.manager.cluster.state import ClusterState, image_aliases
+from flock.manager.scheduler import NoNodeAvailable, Scheduler, spec_from_create
+from flock.manager.scheduler.spec import ContainerSpec
 
 GIB = 1024**3
 NAMES = ["web-1", "web-2", "db-1", "cache", "api-7"]

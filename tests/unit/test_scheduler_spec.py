@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from manager.scheduler.spec import (
+from flock.manager.scheduler.spec import (
     AFFINITIES_LABEL,
     CONSTRAINTS_LABEL,
     RESCHEDULE_LABEL,

@@ -8,12 +8,12 @@ import urllib.parse
 
 import pytest
 
-from manager.api.docker.events import classic_until
-from manager.api.docker.ps import _is_task_matches
-from manager.cluster.model import SWARM_ID_LABEL, Container, Node
-from manager.cluster.state import Ambiguous, ClusterState, NotFound
-from manager.scheduler.rules import RuleError
-from manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted
+from flock.manager.api.docker.events import classic_until
+from flock.manager.api.docker.ps import _is_task_matches
+from flock.manager.cluster.model import SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.state import Ambiguous, ClusterState, NotFound
+from flock.manager.scheduler.rules import RuleError
+from flock.manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted
 
 SID = "5" * 12 + "a" * 52
 

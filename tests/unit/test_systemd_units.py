@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import check_address, parse_labels
+from flock.agent.cli import check_address, parse_labels
 from flock.cli import build_parser
-from flock.systemd import UNITS, render, unit_name, unit_text
-from manager.cli import config_from_args
+from flock.common.systemd import UNITS, render, unit_name, unit_text
+from flock.manager.cli import config_from_args
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "deploy" / "systemd"

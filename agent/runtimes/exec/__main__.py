@@ -1,4 +1,4 @@
-"""`python -m agent.runtimes.exec --state-dir D [--socket S] [--name N]`: serve the exec
+"""`python -m flock.agent.runtimes.exec --state-dir D [--socket S] [--name N]`: serve the exec
 runtime on its own until SIGINT or SIGTERM."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import logging
 import pathlib
 import signal
 
-from agent.runtimes.exec.runtime import ExecRuntime
+from flock.agent.runtimes.exec.runtime import ExecRuntime
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -20,7 +20,7 @@ def _label(text: str) -> tuple[str, str]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m agent.runtimes.exec",
+    parser = argparse.ArgumentParser(prog="python -m flock.agent.runtimes.exec",
                                      description="Serve Flock's exec runtime.")
     parser.add_argument("--state-dir", required=True, type=pathlib.Path)
     parser.add_argument("--socket", help="unix socket path (default: STATE_DIR/docker.sock)")

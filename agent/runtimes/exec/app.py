@@ -8,11 +8,11 @@ import re
 
 from aiohttp import web
 
-from agent.runtimes.exec import attach, container_api, exec_api, image_api, monitor, system
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import ApiError, bad_request
-from agent.runtimes.exec.events import handle_events
-from agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec import attach, container_api, exec_api, image_api, monitor, system
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import ApiError, bad_request
+from flock.agent.runtimes.exec.events import handle_events
+from flock.agent.runtimes.exec.jsonresp import json_response
 
 log = logging.getLogger(__name__)
 VERSION_PREFIX = r"/{_v:v[0-9]+(?:\.[0-9]+)?}"

@@ -14,15 +14,15 @@ import pathlib
 
 from aiohttp import web
 
-from agent.runtimes.exec import shim_link
-from agent.runtimes.exec.containers import ContainerManager
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import conflict
-from agent.runtimes.exec.logs import LogFile
-from agent.runtimes.exec.store import ContainerRecord
-from agent.runtimes.exec.tty import requested_size
-from docker_compat.hijack import Inbound, raw_stream_response, take_over
-from docker_compat.stdcopy import HEADER, STDERR, STDOUT, frame, parse_header
+from flock.agent.runtimes.exec import shim_link
+from flock.agent.runtimes.exec.containers import ContainerManager
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import conflict
+from flock.agent.runtimes.exec.logs import LogFile
+from flock.agent.runtimes.exec.store import ContainerRecord
+from flock.agent.runtimes.exec.tty import requested_size
+from flock.docker_compat.hijack import Inbound, raw_stream_response, take_over
+from flock.docker_compat.stdcopy import HEADER, STDERR, STDOUT, frame, parse_header
 
 CONNECT_SECONDS = 10.0
 STREAM_IDS = {"stdout": STDOUT, "stderr": STDERR}

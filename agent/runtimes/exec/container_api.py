@@ -7,14 +7,14 @@ import json
 
 from aiohttp import web
 
-from agent.runtimes.exec import views
-from agent.runtimes.exec.containers import ContainerManager, NotModified
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import parse_filters
-from agent.runtimes.exec.jsonresp import json_response
-from agent.runtimes.exec.logs import handle_logs
-from agent.runtimes.exec.signals import parse_signal
+from flock.agent.runtimes.exec import views
+from flock.agent.runtimes.exec.containers import ContainerManager, NotModified
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import parse_filters
+from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec.logs import handle_logs
+from flock.agent.runtimes.exec.signals import parse_signal
 
 
 def _manager(request: web.Request) -> ContainerManager:

@@ -10,15 +10,15 @@ import secrets
 import signal
 from collections import defaultdict
 
-from agent.runtimes.exec import freezer, isolation
-from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
-from agent.runtimes.exec.events import EventBus
-from agent.runtimes.exec.images import ImageManager
-from agent.runtimes.exec.names import check_name, generate_name
-from agent.runtimes.exec.signals import parse_signal
-from agent.runtimes.exec.store import ContainerRecord, ContainerStore
-from agent.runtimes.exec.supervisor import RunState, Supervisor
-from agent.runtimes.exec.timefmt import now_rfc
+from flock.agent.runtimes.exec import freezer, isolation
+from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
+from flock.agent.runtimes.exec.events import EventBus
+from flock.agent.runtimes.exec.images import ImageManager
+from flock.agent.runtimes.exec.names import check_name, generate_name
+from flock.agent.runtimes.exec.signals import parse_signal
+from flock.agent.runtimes.exec.store import ContainerRecord, ContainerStore
+from flock.agent.runtimes.exec.supervisor import RunState, Supervisor
+from flock.agent.runtimes.exec.timefmt import now_rfc
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 * 1024 * 1024

@@ -10,10 +10,10 @@ import time
 
 from aiohttp import web
 
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import parse_filters
-from agent.runtimes.exec.timefmt import parse_client_time
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import parse_filters
+from flock.agent.runtimes.exec.timefmt import parse_client_time
 
 KEEP = 1024
 EVENT_FILTERS = {"type", "container", "event", "image", "label"}

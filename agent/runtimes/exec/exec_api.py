@@ -7,15 +7,15 @@ import contextlib
 
 from aiohttp import web
 
-from agent.runtimes.exec.container_api import json_body
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.execs import ExecInstance, ExecManager
-from agent.runtimes.exec.fdstream import FdStream
-from agent.runtimes.exec.jsonresp import json_response
-from agent.runtimes.exec.tty import requested_size
-from docker_compat.hijack import Inbound, raw_stream_response, take_over
-from docker_compat.stdcopy import STDERR, STDOUT, frame
+from flock.agent.runtimes.exec.container_api import json_body
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.execs import ExecInstance, ExecManager
+from flock.agent.runtimes.exec.fdstream import FdStream
+from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec.tty import requested_size
+from flock.docker_compat.hijack import Inbound, raw_stream_response, take_over
+from flock.docker_compat.stdcopy import STDERR, STDOUT, frame
 
 DRAIN_SECONDS = 2.0  # output still read after the process exited (children may hold it)
 

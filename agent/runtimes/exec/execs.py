@@ -16,12 +16,12 @@ import secrets
 import shutil
 from dataclasses import dataclass, field
 
-from agent.runtimes.exec import isolation
-from agent.runtimes.exec.containers import ContainerManager, merge_env
-from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
-from agent.runtimes.exec.fdstream import FdStream
-from agent.runtimes.exec.store import ContainerRecord
-from agent.runtimes.exec.tty import set_winsize
+from flock.agent.runtimes.exec import isolation
+from flock.agent.runtimes.exec.containers import ContainerManager, merge_env
+from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
+from flock.agent.runtimes.exec.fdstream import FdStream
+from flock.agent.runtimes.exec.store import ContainerRecord
+from flock.agent.runtimes.exec.tty import set_winsize
 
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 SETSID = shutil.which("setsid") or "/usr/bin/setsid"

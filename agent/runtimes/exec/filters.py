@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.errors import bad_request
 
 
 def parse_filters(text: str, allowed: set[str]) -> dict[str, list[str]]:

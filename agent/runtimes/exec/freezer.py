@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from agent.runtimes.exec import isolation
+from flock.agent.runtimes.exec import isolation
 
 SETTLE_SECONDS = 5.0
 

@@ -8,12 +8,12 @@ import tempfile
 
 from aiohttp import web
 
-from agent.runtimes.exec import references
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import parse_filters
-from agent.runtimes.exec.images import ImageManager, check_import_source, no_registry
-from agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec import references
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import parse_filters
+from flock.agent.runtimes.exec.images import ImageManager, check_import_source, no_registry
+from flock.agent.runtimes.exec.jsonresp import json_response
 
 IMAGE_FILTERS = {"dangling", "label", "reference", "before", "since"}
 

@@ -11,12 +11,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from agent.runtimes.exec import references
-from agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
-from agent.runtimes.exec.events import EventBus
-from agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
-from agent.runtimes.exec.store import ImageRecord, ImageStore
-from agent.runtimes.exec.timefmt import now_rfc, parse_rfc3339nano
+from flock.agent.runtimes.exec import references
+from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
+from flock.agent.runtimes.exec.events import EventBus
+from flock.agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
+from flock.agent.runtimes.exec.store import ImageRecord, ImageStore
+from flock.agent.runtimes.exec.timefmt import now_rfc, parse_rfc3339nano
 
 ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm"}.get(
     platform.machine(), platform.machine())
@@ -158,7 +158,7 @@ class ImageManager:
                 "SharedSize": -1, "Size": record.size, "VirtualSize": record.size}
 
     def inspect(self, record: ImageRecord) -> dict:
-        from agent.runtimes.exec.system import VERSION
+        from flock.agent.runtimes.exec.system import VERSION
 
         return {"Id": record.id, "RepoTags": list(record.repo_tags), "RepoDigests": [],
                 "Parent": "", "Comment": record.comment, "Created": record.created,

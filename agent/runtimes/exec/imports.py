@@ -14,7 +14,7 @@ import shlex
 import tarfile
 from typing import IO
 
-from agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.errors import bad_request
 
 CHANGE_COMMANDS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL",
                    "USER", "VOLUME", "WORKDIR"}

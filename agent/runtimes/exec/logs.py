@@ -13,9 +13,9 @@ from collections import deque
 
 from aiohttp import web
 
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.timefmt import parse_client_time, parse_rfc3339nano
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.timefmt import parse_client_time, parse_rfc3339nano
 
 STREAM_IDS = {"stdout": 1, "stderr": 2}
 

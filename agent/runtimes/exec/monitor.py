@@ -16,13 +16,13 @@ import time
 
 from aiohttp import web
 
-from agent.runtimes.exec import isolation
-from agent.runtimes.exec.containers import ContainerManager
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import ApiError, bad_request, conflict
-from agent.runtimes.exec.jsonresp import json_response
-from agent.runtimes.exec.store import ContainerRecord
-from agent.runtimes.exec.timefmt import ZERO_TIME, rfc3339nano
+from flock.agent.runtimes.exec import isolation
+from flock.agent.runtimes.exec.containers import ContainerManager
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict
+from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec.store import ContainerRecord
+from flock.agent.runtimes.exec.timefmt import ZERO_TIME, rfc3339nano
 
 TICKS = os.sysconf("SC_CLK_TCK")
 STATS_INTERVAL = 1.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.errors import bad_request
 
 VALID_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 LEFT = ("admiring", "brave", "clever", "dazzling", "eager", "festive", "gallant", "happy",

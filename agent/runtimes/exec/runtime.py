@@ -12,15 +12,15 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from agent.engine_endpoint import Endpoint
-from agent.runtimes.base import RuntimeUnavailable
-from agent.runtimes.exec import isolation
-from agent.runtimes.exec.app import build_app
-from agent.runtimes.exec.containers import ContainerManager
-from agent.runtimes.exec.events import EventBus
-from agent.runtimes.exec.execs import ExecManager
-from agent.runtimes.exec.images import ImageManager
-from agent.runtimes.exec.store import ContainerStore, ImageStore, engine_id
+from flock.agent.engine_endpoint import Endpoint
+from flock.agent.runtimes.base import RuntimeUnavailable
+from flock.agent.runtimes.exec import isolation
+from flock.agent.runtimes.exec.app import build_app
+from flock.agent.runtimes.exec.containers import ContainerManager
+from flock.agent.runtimes.exec.events import EventBus
+from flock.agent.runtimes.exec.execs import ExecManager
+from flock.agent.runtimes.exec.images import ImageManager
+from flock.agent.runtimes.exec.store import ContainerStore, ImageStore, engine_id
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The per-container supervisor: `python -m agent.runtimes.exec.shim <container dir>`.
+"""The per-container supervisor: `python -m flock.agent.runtimes.exec.shim <container dir>`.
 
 It detaches from the runtime (its own session, re-parented to init), so containers keep
 running when the agent restarts. It starts the command (isolated when the spec says so),
@@ -23,11 +23,11 @@ import sys
 import termios
 import time
 
-from agent.runtimes.exec import attach_socket, isolation
-from agent.runtimes.exec.store import write_json_atomic
-from agent.runtimes.exec.stream_hub import StreamHub
-from agent.runtimes.exec.timefmt import now_rfc, rfc3339nano
-from agent.runtimes.exec.tty import set_winsize
+from flock.agent.runtimes.exec import attach_socket, isolation
+from flock.agent.runtimes.exec.store import write_json_atomic
+from flock.agent.runtimes.exec.stream_hub import StreamHub
+from flock.agent.runtimes.exec.timefmt import now_rfc, rfc3339nano
+from flock.agent.runtimes.exec.tty import set_winsize
 
 LINE_MAX = 16 * 1024
 DRAIN_SECONDS = 2.0

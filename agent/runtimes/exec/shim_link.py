@@ -6,8 +6,8 @@ import asyncio
 import json
 import pathlib
 
-from agent.runtimes.exec import attach_socket
-from agent.runtimes.exec.errors import ApiError
+from flock.agent.runtimes.exec import attach_socket
+from flock.agent.runtimes.exec.errors import ApiError
 
 RESIZE_TIMEOUT = 5.0
 

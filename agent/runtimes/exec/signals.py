@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.errors import bad_request
 
 
 def parse_signal(value: str | int | None, default: int = signal.SIGKILL) -> int:

@@ -13,8 +13,8 @@ import selectors
 import socket
 import time
 
-from agent.runtimes.exec.tty import set_winsize
-from docker_compat.stdcopy import STDERR, STDOUT, frame
+from flock.agent.runtimes.exec.tty import set_winsize
+from flock.docker_compat.stdcopy import STDERR, STDOUT, frame
 
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 CLIENT_BACKLOG = 8 << 20  # output bytes a client may fall behind before it is dropped

@@ -11,10 +11,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from agent.runtimes.exec.isolation import python_path
-from agent.runtimes.exec.shim import process_start_time
-from agent.runtimes.exec.store import ContainerStore, write_json_atomic
-from agent.runtimes.exec.timefmt import ZERO_TIME, now_rfc
+from flock.agent.runtimes.exec.isolation import python_path
+from flock.agent.runtimes.exec.shim import process_start_time
+from flock.agent.runtimes.exec.store import ContainerStore, write_json_atomic
+from flock.agent.runtimes.exec.timefmt import ZERO_TIME, now_rfc
 
 SHIM_LOST = ("the container's shim died without recording an exit code; "
              "the process was killed (exit code 137 assumed)")
@@ -57,7 +57,7 @@ class Supervisor:
         self.store.clear_run(cid)
         write_json_atomic(folder / "spec.json", spec)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.runtimes.exec.shim", str(folder)],
+            [sys.executable, "-m", "flock.agent.runtimes.exec.shim", str(folder)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             start_new_session=True, env={**os.environ, "PYTHONPATH": python_path()})
         try:

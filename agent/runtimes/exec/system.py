@@ -8,9 +8,9 @@ import socket
 
 from aiohttp import web
 
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.jsonresp import json_response
-from agent.runtimes.exec.timefmt import now_rfc
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec.timefmt import now_rfc
 
 VERSION = "flock-exec/0.1.0"
 API_VERSION = "1.41"
@@ -106,7 +106,7 @@ def info_body(core) -> dict:
         "HttpsProxy": "", "NoProxy": "", "Name": core.node_name or socket.gethostname(),
         "Labels": [f"{k}={v}" for k, v in sorted(core.labels.items())],
         "ExperimentalBuild": False, "ServerVersion": VERSION,
-        "Runtimes": {"exec": {"path": "agent.runtimes.exec.shim"}}, "DefaultRuntime": "exec",
+        "Runtimes": {"exec": {"path": "flock.agent.runtimes.exec.shim"}}, "DefaultRuntime": "exec",
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": None},
         "LiveRestoreEnabled": True, "Isolation": isolation_name, "InitBinary": "",

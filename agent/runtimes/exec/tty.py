@@ -8,7 +8,7 @@ import struct
 import termios
 from collections.abc import Mapping
 
-from agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.errors import bad_request
 
 
 def set_winsize(fd: int, height: int, width: int) -> None:

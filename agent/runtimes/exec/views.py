@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import time
 
-from agent.runtimes.exec.containers import ContainerManager
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import container_matches
-from agent.runtimes.exec.store import ContainerRecord
-from agent.runtimes.exec.supervisor import RunState
-from agent.runtimes.exec.timefmt import parse_rfc3339nano
-from docker_compat.humanize import human_duration
-from docker_compat.regexp import filter_matches
+from flock.agent.runtimes.exec.containers import ContainerManager
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import container_matches
+from flock.agent.runtimes.exec.store import ContainerRecord
+from flock.agent.runtimes.exec.supervisor import RunState
+from flock.agent.runtimes.exec.timefmt import parse_rfc3339nano
+from flock.docker_compat.humanize import human_duration
+from flock.docker_compat.regexp import filter_matches
 
 LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
                 "volume", "network", "health", "publish", "expose", "isolation", "is-task"}

@@ -9,16 +9,16 @@ import struct
 
 from aiohttp import web
 
-from agent.runtimes.exec import system
-from agent.runtimes.exec.app import VERSION_PREFIX, engine_errors
-from agent.runtimes.exec.container_api import _flag
-from agent.runtimes.exec.context import CORE
-from agent.runtimes.exec.errors import ApiError, bad_request
-from agent.runtimes.exec.events import handle_events
-from agent.runtimes.exec.jsonresp import json_response
-from agent.runtimes.exec.timefmt import now_rfc
-from agent.runtimes.hollow import ops
-from agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
+from flock.agent.runtimes.exec import system
+from flock.agent.runtimes.exec.app import VERSION_PREFIX, engine_errors
+from flock.agent.runtimes.exec.container_api import _flag
+from flock.agent.runtimes.exec.context import CORE
+from flock.agent.runtimes.exec.errors import ApiError, bad_request
+from flock.agent.runtimes.exec.events import handle_events
+from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.agent.runtimes.exec.timefmt import now_rfc
+from flock.agent.runtimes.hollow import ops
+from flock.agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
 
 VERSION = "flock-hollow/0.1.0"
 HEADERS = {**system.ENGINE_HEADERS, "Server": f"Docker/{VERSION} (linux)"}

@@ -16,12 +16,12 @@ import urllib.parse
 
 from multidict import MultiDict
 
-from agent.runtimes.exec import system
-from agent.runtimes.exec.errors import ApiError
-from agent.runtimes.hollow import ops
-from agent.runtimes.hollow.api import HEADERS
-from agent.runtimes.hollow.store import HollowNode
-from protos import agent_pb2
+from flock.agent.runtimes.exec import system
+from flock.agent.runtimes.exec.errors import ApiError
+from flock.agent.runtimes.hollow import ops
+from flock.agent.runtimes.hollow.api import HEADERS
+from flock.agent.runtimes.hollow.store import HollowNode
+from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from agent.runtimes.exec.container_api import _flag, _int, parse_body
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import parse_filters
-from agent.runtimes.exec.views import LIST_FILTERS
-from agent.runtimes.hollow import shapes
-from agent.runtimes.hollow.store import HollowNode
+from flock.agent.runtimes.exec.container_api import _flag, _int, parse_body
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import parse_filters
+from flock.agent.runtimes.exec.views import LIST_FILTERS
+from flock.agent.runtimes.hollow import shapes
+from flock.agent.runtimes.hollow.store import HollowNode
 
 
 @dataclass

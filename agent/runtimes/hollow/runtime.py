@@ -16,10 +16,10 @@ from pathlib import Path
 
 from aiohttp import web
 
-from agent.engine_endpoint import Endpoint
-from agent.runtimes.base import RuntimeUnavailable
-from agent.runtimes.hollow.api import build_app
-from agent.runtimes.hollow.store import HollowNode
+from flock.agent.engine_endpoint import Endpoint
+from flock.agent.runtimes.base import RuntimeUnavailable
+from flock.agent.runtimes.hollow.api import build_app
+from flock.agent.runtimes.hollow.store import HollowNode
 
 DEFAULT_CPUS = 2
 DEFAULT_MEMORY = 2 << 30

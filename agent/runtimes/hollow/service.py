@@ -16,15 +16,15 @@ import time
 
 import grpc
 
-from agent.http_bridge import BridgeError, build_request_head
-from agent.node_info import build_node_info
-from agent.read_back import container_ref
-from agent.runtimes.exec.errors import ApiError
-from agent.runtimes.hollow import calls, shapes
-from agent.runtimes.hollow.api import info_body, version_body
-from agent.runtimes.hollow.runtime import HollowRuntime
-from agent.server import AgentService
-from protos import agent_pb2
+from flock.agent.http_bridge import BridgeError, build_request_head
+from flock.agent.node_info import build_node_info
+from flock.agent.read_back import container_ref
+from flock.agent.runtimes.exec.errors import ApiError
+from flock.agent.runtimes.hollow import calls, shapes
+from flock.agent.runtimes.hollow.api import info_body, version_body
+from flock.agent.runtimes.hollow.runtime import HollowRuntime
+from flock.agent.server import AgentService
+from flock.protos import agent_pb2
 
 _CLOSED = object()  # put in an Events queue when the runtime stops
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.runtimes.exec.errors import bad_request
-from agent.runtimes.exec.filters import container_matches
-from agent.runtimes.exec.supervisor import RunState
-from agent.runtimes.exec.views import STATUSES, network_settings, status_text
-from agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
-from docker_compat.regexp import filter_matches
+from flock.agent.runtimes.exec.errors import bad_request
+from flock.agent.runtimes.exec.filters import container_matches
+from flock.agent.runtimes.exec.supervisor import RunState
+from flock.agent.runtimes.exec.views import STATUSES, network_settings, status_text
+from flock.agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
+from flock.docker_compat.regexp import filter_matches
 
 
 def run_state(c: HollowContainer) -> RunState:

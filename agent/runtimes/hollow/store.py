@@ -11,10 +11,10 @@ import asyncio
 import secrets
 import time
 
-from agent.runtimes.exec.errors import bad_request, conflict, not_found
-from agent.runtimes.exec.names import check_name, generate_name
-from agent.runtimes.exec.signals import parse_signal
-from agent.runtimes.exec.timefmt import ZERO_TIME, rfc3339nano
+from flock.agent.runtimes.exec.errors import bad_request, conflict, not_found
+from flock.agent.runtimes.exec.names import check_name, generate_name
+from flock.agent.runtimes.exec.signals import parse_signal
+from flock.agent.runtimes.exec.timefmt import ZERO_TIME, rfc3339nano
 
 KEEP_EVENTS = 256
 DEFAULT_IMAGES = ("busybox:latest",)

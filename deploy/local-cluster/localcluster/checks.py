@@ -41,9 +41,9 @@ def require_programs() -> None:
 def require_flock() -> None:
     """Flock must import in this Python: the agents and managers run with it."""
     try:
-        import agent.cli  # noqa: F401
+        import flock.agent.cli  # noqa: F401
         import flock.busybox  # noqa: F401
-        import manager.cli  # noqa: F401
+        import flock.manager.cli  # noqa: F401
     except ImportError as exc:
         raise ClusterError(f"Flock cannot be imported by {sys.executable} ({exc}): run "
                            "`bash scripts/quickstart.sh` (or `.venv/bin/pip install -e .`) in "

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ssl
 from typing import TextIO
 
-from flock.table import format_table
+from flock.common.table import format_table
 from localcluster import procs
 from localcluster.layout import Layout, default_state_dir
 from localcluster.view import manager_view

@@ -21,17 +21,17 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from docker_compat.paths import segment
-from manager.api.docker import engine_api, validation
-from manager.api.docker.errors import DockerError, error_response
-from manager.cluster.agent_client import AgentError, AgentUnavailable
-from manager.cluster.state import Ambiguous, NotFound
-from manager.observability import echo_request_id, metrics_middleware, request_id_middleware
-from manager.observability.metrics import UNMATCHED
-from manager.ui.routes import register as register_ui
+from flock.docker_compat.paths import segment
+from flock.manager.api.docker import engine_api, validation
+from flock.manager.api.docker.errors import DockerError, error_response
+from flock.manager.cluster.agent_client import AgentError, AgentUnavailable
+from flock.manager.cluster.state import Ambiguous, NotFound
+from flock.manager.observability import echo_request_id, metrics_middleware, request_id_middleware
+from flock.manager.observability.metrics import UNMATCHED
+from flock.manager.ui.routes import register as register_ui
 
 if TYPE_CHECKING:
-    from manager.app import Manager
+    from flock.manager.app import Manager
 
 log = logging.getLogger("flock.manager.api")
 
@@ -177,7 +177,7 @@ def _compile(template: str) -> re.Pattern[str]:
 
 
 def build_router() -> Router:
-    from manager.api.docker import (
+    from flock.manager.api.docker import (
         containers,
         events,
         exec,
@@ -196,7 +196,7 @@ def build_router() -> Router:
 
 def build_app(manager: Manager) -> web.Application:
     """The aiohttp Application serving the Docker API for `manager`."""
-    from manager.api.docker import ps_json
+    from flock.manager.api.docker import ps_json
 
     app = web.Application(client_max_size=MAX_BODY)
     app[MANAGER_KEY] = manager

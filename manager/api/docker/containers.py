@@ -18,26 +18,26 @@ import urllib.parse
 
 from aiohttp import web
 
-from docker_compat.paths import api_path
-from docker_compat.references import hex_name_error, image_identifier
-from manager.api.docker import hijack, placement, proxy
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
-from manager.api.docker.ps import node_ip, parse_filters
-from manager.api.docker.ps_json import listing_json
-from manager.api.docker.ps_refresh import refresh_for_listing
-from manager.api.docker.system import bytes_size, cpu_count
-from manager.cluster.agent_client import AgentError
-from manager.cluster.container_names import NameTaken
-from manager.cluster.convert import reserved_cpus
-from manager.cluster.holding import hold_until_done
-from manager.cluster.model import Container, Node
-from manager.cluster.records import exited, renamed
-from manager.placing import place_and_create
-from manager.scheduler.cpu_shares import engine_shares
-from manager.scheduler.scheduler import NoNodeAvailable
-from manager.scheduler.scores import Request
-from manager.scheduler.spec import (
+from flock.docker_compat.paths import api_path
+from flock.docker_compat.references import hex_name_error, image_identifier
+from flock.manager.api.docker import hijack, placement, proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
+from flock.manager.api.docker.ps import node_ip, parse_filters
+from flock.manager.api.docker.ps_json import listing_json
+from flock.manager.api.docker.ps_refresh import refresh_for_listing
+from flock.manager.api.docker.system import bytes_size, cpu_count
+from flock.manager.cluster.agent_client import AgentError
+from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.convert import reserved_cpus
+from flock.manager.cluster.holding import hold_until_done
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.records import exited, renamed
+from flock.manager.placing import place_and_create
+from flock.manager.scheduler.cpu_shares import engine_shares
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.scores import Request
+from flock.manager.scheduler.spec import (
     RuleError,
     spec_from_create,
 )

@@ -1,7 +1,7 @@
 """Generate engine_api.json, the request-body shapes the front checks, from the Engine
 API reference (tests/data/docker-api-v1.41.yaml, Docker's Swagger 2.0 file).
 
-Run `python -m manager.api.docker.engine_api_gen` from the repository root after the
+Run `python -m flock.manager.api.docker.engine_api_gen` from the repository root after the
 reference changes; tests/unit/test_body_validation.py fails when the JSON is stale. The
 wheel carries only the JSON, so the manager needs neither the YAML nor a YAML parser.
 

@@ -12,7 +12,7 @@ import re
 
 from aiohttp import web
 
-from manager.api.docker import json_body
+from flock.manager.api.docker import json_body
 
 
 class DockerError(Exception):

@@ -17,11 +17,11 @@ import urllib.parse
 
 from aiohttp import web
 
-from manager.api.docker import proxy
-from manager.api.docker.app import Call
-from manager.api.docker.ps import node_ip
-from manager.cluster.agent_client import AgentError, DockerExchange
-from manager.cluster.model import Node
+from flock.manager.api.docker import proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.ps import node_ip
+from flock.manager.cluster.agent_client import AgentError, DockerExchange
+from flock.manager.cluster.model import Node
 
 log = logging.getLogger("flock.manager.events")
 

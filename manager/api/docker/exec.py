@@ -10,11 +10,11 @@ import asyncio
 
 from aiohttp import web
 
-from docker_compat.paths import api_path
-from manager.api.docker import hijack, proxy
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError, bad_parameter, parse_json_body
-from manager.cluster.model import Node
+from flock.docker_compat.paths import api_path
+from flock.manager.api.docker import hijack, proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError, bad_parameter, parse_json_body
+from flock.manager.cluster.model import Node
 
 
 async def find_node(call: Call, exec_id: str) -> Node:

@@ -7,7 +7,7 @@ WebSocket support works); output goes out through the response writer unframed, 
 a 1xx answer has no body framing. Half-close matters: when the client shuts its write
 side (stdin ended) the container's stdin is closed and output keeps flowing, so the
 transport must not close itself on EOF (asyncio's default). The connection handling
-is shared with the exec runtime, in `docker_compat.hijack`.
+is shared with the exec runtime, in `flock.docker_compat.hijack`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import logging
 
 from aiohttp import web
 
-from docker_compat.hijack import RAW_STREAM, Inbound, raw_stream_response, take_over
-from manager.api.docker import proxy
-from manager.api.docker.app import Call
-from manager.cluster.agent_client import AgentError, DockerExchange
-from manager.cluster.model import Node
+from flock.docker_compat.hijack import RAW_STREAM, Inbound, raw_stream_response, take_over
+from flock.manager.api.docker import proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.cluster.agent_client import AgentError, DockerExchange
+from flock.manager.cluster.model import Node
 
 log = logging.getLogger("flock.manager.hijack")
 

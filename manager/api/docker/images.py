@@ -13,16 +13,16 @@ import urllib.parse
 
 from aiohttp import web
 
-from docker_compat.paths import api_path
-from manager.api.docker import json_body, proxy
-from manager.api.docker.app import Call
-from manager.api.docker.body_tee import Branch, Tee
-from manager.api.docker.errors import DockerError, bad_parameter, json_answer
-from manager.api.docker.pernode import listing
-from manager.cluster.agent_client import AgentError, DockerExchange
-from manager.cluster.model import Node
-from manager.scheduler.scheduler import NoNodeAvailable
-from manager.scheduler.spec import RuleError, spec_from_create
+from flock.docker_compat.paths import api_path
+from flock.manager.api.docker import json_body, proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.body_tee import Branch, Tee
+from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer
+from flock.manager.api.docker.pernode import listing
+from flock.manager.cluster.agent_client import AgentError, DockerExchange
+from flock.manager.cluster.model import Node
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.spec import RuleError, spec_from_create
 
 log = logging.getLogger("flock.manager.images")
 

@@ -21,12 +21,12 @@ import secrets
 
 from aiohttp import web
 
-from docker_compat.paths import segment
-from docker_compat.regexp import filter_matches
-from manager.api.docker import proxy
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
-from manager.api.docker.pernode import (
+from flock.docker_compat.paths import segment
+from flock.docker_compat.regexp import filter_matches
+from flock.manager.api.docker import proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
+from flock.manager.api.docker.pernode import (
     Found,
     each_node,
     first_error,
@@ -35,9 +35,9 @@ from manager.api.docker.pernode import (
     split_node,
     targets,
 )
-from manager.cluster.agent_client import AgentError
-from manager.cluster.model import Node
-from manager.cluster.state import NotFound
+from flock.manager.cluster.agent_client import AgentError
+from flock.manager.cluster.model import Node
+from flock.manager.cluster.state import NotFound
 
 log = logging.getLogger("flock.manager.networks")
 

@@ -15,13 +15,13 @@ import urllib.parse
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
-from manager.api.docker import proxy
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError
-from manager.api.docker.ps import parse_filters
-from manager.cluster.model import Node
-from manager.scheduler.scheduler import NoNodeAvailable
-from manager.scheduler.spec import CONSTRAINTS_LABEL, RuleError, spec_from_create
+from flock.manager.api.docker import proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError
+from flock.manager.api.docker.ps import parse_filters
+from flock.manager.cluster.model import Node
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.spec import CONSTRAINTS_LABEL, RuleError, spec_from_create
 
 log = logging.getLogger("flock.manager.pernode")
 

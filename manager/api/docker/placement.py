@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 
-from docker_compat import regexp
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError
-from manager.api.docker.networks import node_networks
-from manager.api.docker.pernode import match, split_node
-from manager.cluster.model import Node
-from manager.scheduler.rules import Rule, parse_rule
+from flock.docker_compat import regexp
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError
+from flock.manager.api.docker.networks import node_networks
+from flock.manager.api.docker.pernode import match, split_node
+from flock.manager.cluster.model import Node
+from flock.manager.scheduler.rules import Rule, parse_rule
 
 _NOT_A_NETWORK = frozenset({"", "default", "bridge", "host", "none"})
 

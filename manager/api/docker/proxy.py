@@ -15,10 +15,15 @@ from types import EllipsisType
 
 from aiohttp import web
 
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError
-from manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable, DockerExchange
-from manager.cluster.model import Node
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError
+from flock.manager.cluster.agent_client import (
+    AgentClient,
+    AgentError,
+    AgentUnavailable,
+    DockerExchange,
+)
+from flock.manager.cluster.model import Node
 
 log = logging.getLogger("flock.manager.proxy")
 

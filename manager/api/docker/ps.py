@@ -10,11 +10,11 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 
-from docker_compat.humanize import human_duration
-from docker_compat.regexp import filter_matches
-from manager.api.docker.errors import DockerError, parse_json_body
-from manager.cluster.convert import STATE_KEY
-from manager.cluster.model import Container, Node
+from flock.docker_compat.humanize import human_duration
+from flock.docker_compat.regexp import filter_matches
+from flock.manager.api.docker.errors import DockerError, parse_json_body
+from flock.manager.cluster.convert import STATE_KEY
+from flock.manager.cluster.model import Container, Node
 
 STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
                       "dead"})

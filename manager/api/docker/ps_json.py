@@ -14,10 +14,10 @@ import json
 import time
 from collections.abc import Mapping
 
-from manager.api.docker.ps import live_status, present, select_containers
-from manager.cluster.convert import STATE_KEY
-from manager.cluster.model import Container, Node
-from manager.cluster.state import ClusterState, NodeUsage
+from flock.manager.api.docker.ps import live_status, present, select_containers
+from flock.manager.cluster.convert import STATE_KEY
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.state import ClusterState, NodeUsage
 
 _MARK = "\x00flock-status\x00"
 _MARK_JSON = json.dumps(_MARK).encode()

@@ -15,8 +15,8 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from manager.api.docker.app import Call
-from manager.cluster.agent_client import AgentError
+from flock.manager.api.docker.app import Call
+from flock.manager.cluster.agent_client import AgentError
 
 log = logging.getLogger("flock.manager.api")
 

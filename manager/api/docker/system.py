@@ -11,11 +11,11 @@ import time
 
 from aiohttp import web
 
-from flock import __version__
-from manager.api.docker.app import MIN_API_VERSION, Call
-from manager.api.docker.errors import json_answer
-from manager.cluster.model import Container, Node
-from manager.cluster.state import ClusterState, NodeUsage
+from flock.common.version import __version__
+from flock.manager.api.docker.app import MIN_API_VERSION, Call
+from flock.manager.api.docker.errors import json_answer
+from flock.manager.cluster.model import Container, Node
+from flock.manager.cluster.state import ClusterState, NodeUsage
 
 # Classic Swarm answers `swarm/1.2.9` (api/handlers.go getVersion, getInfo), and tools
 # tell it from an engine by that prefix (`Version.startswith("swarm")`; classic's own

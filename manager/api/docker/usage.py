@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from manager.api.docker.app import Call
-from manager.api.docker.errors import json_answer
-from manager.api.docker.images import merge_images
-from manager.api.docker.pernode import each_node, first_error
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import json_answer
+from flock.manager.api.docker.images import merge_images
+from flock.manager.api.docker.pernode import each_node, first_error
 
 
 async def disk_usage(call: Call) -> web.StreamResponse:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from manager.api.docker import engine_api
-from manager.api.docker.errors import bad_parameter, parse_json_body
-from manager.api.docker.json_body import Number
+from flock.manager.api.docker import engine_api
+from flock.manager.api.docker.errors import bad_parameter, parse_json_body
+from flock.manager.api.docker.json_body import Number
 
 if TYPE_CHECKING:
-    from manager.api.docker.app import Call
+    from flock.manager.api.docker.app import Call
 
 _KINDS = ((bool, "bool"), (str, "string"), (dict, "object"), (list, "array"),
           (int, "number"), (float, "number"))

@@ -13,11 +13,11 @@ import secrets
 
 from aiohttp import web
 
-from docker_compat.paths import segment
-from manager.api.docker import proxy
-from manager.api.docker.app import Call
-from manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
-from manager.api.docker.pernode import (
+from flock.docker_compat.paths import segment
+from flock.manager.api.docker import proxy
+from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
+from flock.manager.api.docker.pernode import (
     Found,
     each_node,
     first_error,
@@ -26,9 +26,9 @@ from manager.api.docker.pernode import (
     split_node,
     targets,
 )
-from manager.cluster.model import Node
-from manager.scheduler.rules import RuleError
-from manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted
+from flock.manager.cluster.model import Node
+from flock.manager.scheduler.rules import RuleError
+from flock.manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted
 
 
 async def node_volumes(call: Call, nodes, query: str = "") -> tuple[list[Found], list[str]]:

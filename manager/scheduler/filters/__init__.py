@@ -1,12 +1,12 @@
 """The filter chain's steps, by the names `--filter` takes."""
 
-from manager.scheduler.filters.affinity import AffinityFilter
-from manager.scheduler.filters.base import Filter, FilterResult, Removal
-from manager.scheduler.filters.constraint import ConstraintFilter
-from manager.scheduler.filters.dependency import DependencyFilter
-from manager.scheduler.filters.health import HealthFilter
-from manager.scheduler.filters.port import PortFilter
-from manager.scheduler.filters.slots import SlotsFilter
+from flock.manager.scheduler.filters.affinity import AffinityFilter
+from flock.manager.scheduler.filters.base import Filter, FilterResult, Removal
+from flock.manager.scheduler.filters.constraint import ConstraintFilter
+from flock.manager.scheduler.filters.dependency import DependencyFilter
+from flock.manager.scheduler.filters.health import HealthFilter
+from flock.manager.scheduler.filters.port import PortFilter
+from flock.manager.scheduler.filters.slots import SlotsFilter
 
 FILTERS: dict[str, type[Filter]] = {
     cls.name: cls

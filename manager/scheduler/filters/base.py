@@ -12,10 +12,10 @@ from collections.abc import Collection, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.query import IdCollection, Query
-from manager.scheduler.rules import Rule
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.query import IdCollection, Query
+from flock.manager.scheduler.rules import Rule
+from flock.manager.scheduler.spec import ContainerSpec
 
 NodeIds = AbstractSet[str]  # candidate node IDs: a set, or the live keys of the node map
 NONE: frozenset[str] = frozenset()

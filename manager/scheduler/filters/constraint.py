@@ -5,13 +5,13 @@ in classic Swarm, so `region!=eu` keeps unlabelled nodes."""
 
 from __future__ import annotations
 
-from manager.cluster.model import HEALTHY
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NONE, RuleFilter, value_hits, value_misses
-from manager.scheduler.index import index_for
-from manager.scheduler.query import IdCollection
-from manager.scheduler.rules import Rule
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.model import HEALTHY
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters.base import NONE, RuleFilter, value_hits, value_misses
+from flock.manager.scheduler.index import index_for
+from flock.manager.scheduler.query import IdCollection
+from flock.manager.scheduler.rules import Rule
+from flock.manager.scheduler.spec import ContainerSpec
 
 
 class ConstraintFilter(RuleFilter):

@@ -3,10 +3,10 @@ the node of what it depends on; all dependencies must be on one node."""
 
 from __future__ import annotations
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NONE, Filter, FilterResult, NodeIds, Removal
-from manager.scheduler.query import Query
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters.base import NONE, Filter, FilterResult, NodeIds, Removal
+from flock.manager.scheduler.query import Query
+from flock.manager.scheduler.spec import ContainerSpec
 
 
 class DependencyFilter(Filter):

@@ -3,12 +3,12 @@ are not), and only those not drained (`flock drain`)."""
 
 from __future__ import annotations
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.drain import CONDITION as DRAINED
-from manager.scheduler.drain import drained
-from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
-from manager.scheduler.query import Query
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.drain import CONDITION as DRAINED
+from flock.manager.scheduler.drain import drained
+from flock.manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
+from flock.manager.scheduler.query import Query
+from flock.manager.scheduler.spec import ContainerSpec
 
 CONDITION = "healthy node"
 

@@ -7,10 +7,10 @@ and labels change.
 
 from __future__ import annotations
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
-from manager.scheduler.query import Query
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters.base import Filter, FilterResult, NodeIds, Removal
+from flock.manager.scheduler.query import Query
+from flock.manager.scheduler.spec import ContainerSpec
 
 CONDITION = "available container slots"
 

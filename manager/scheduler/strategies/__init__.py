@@ -1,9 +1,9 @@
 """Placement strategies, by the names `--strategy` takes."""
 
-from manager.scheduler.strategies.base import Fit, Strategy, fit
-from manager.scheduler.strategies.binpack import BinpackStrategy
-from manager.scheduler.strategies.random import RandomStrategy
-from manager.scheduler.strategies.spread import SpreadStrategy
+from flock.manager.scheduler.strategies.base import Fit, Strategy, fit
+from flock.manager.scheduler.strategies.binpack import BinpackStrategy
+from flock.manager.scheduler.strategies.random import RandomStrategy
+from flock.manager.scheduler.strategies.spread import SpreadStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     "spread": SpreadStrategy,

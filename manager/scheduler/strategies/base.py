@@ -14,10 +14,10 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NodeIds
-from manager.scheduler.scores import LIMIT, NOTHING_REQUESTED, Request
-from manager.scheduler.spec import ContainerSpec
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters.base import NodeIds
+from flock.manager.scheduler.scores import LIMIT, NOTHING_REQUESTED, Request
+from flock.manager.scheduler.spec import ContainerSpec
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """binpack: the most loaded node that still fits, then most containers, so that whole
 nodes stay free for big containers."""
 
-from manager.scheduler.strategies.base import WeightedStrategy
+from flock.manager.scheduler.strategies.base import WeightedStrategy
 
 
 class BinpackStrategy(WeightedStrategy):

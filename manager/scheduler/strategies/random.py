@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from manager.cluster.state import ClusterState
-from manager.scheduler.filters.base import NodeIds
-from manager.scheduler.strategies.base import Fit, Strategy, pick
+from flock.manager.cluster.state import ClusterState
+from flock.manager.scheduler.filters.base import NodeIds
+from flock.manager.scheduler.strategies.base import Fit, Strategy, pick
 
 
 class RandomStrategy(Strategy):

@@ -1,6 +1,6 @@
 """spread: the least loaded node (lowest cpuScore + memScore), then fewest containers."""
 
-from manager.scheduler.strategies.base import WeightedStrategy
+from flock.manager.scheduler.strategies.base import WeightedStrategy
 
 
 class SpreadStrategy(WeightedStrategy):

@@ -4,7 +4,8 @@ An operator who reports a bug needs the exact code they run, not only the releas
 number. Where the revision comes from depends on how Flock was installed:
 - a source checkout (the package folder sits in a git work tree): ask git at run time,
   so the answer follows every commit and checkout;
-- a wheel or sdist: `flock/_revision.py`, written by the build (setup.py) from git;
+- a wheel or sdist: `common/_revision.py` (installed as
+  `flock/common/_revision.py`), written by the build (setup.py) from git;
 - neither: `unknown`.
 The revision is looked up only when `--version` is asked for: every other command
 starts without running git.
@@ -18,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flock import __version__
+__version__ = "0.1.0"  # the one place the release number is written (pyproject reads it)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 UNKNOWN = "unknown"
@@ -39,9 +40,9 @@ def git_revision(work_tree: Path) -> str | None:
 
 
 def built_revision() -> str | None:
-    """The revision the wheel/sdist build wrote into flock/_revision.py, if any."""
+    """The revision the wheel/sdist build wrote into common/_revision.py, if any."""
     try:
-        from flock._revision import REVISION  # written at build time, absent in git
+        from flock.common._revision import REVISION  # written at build time, absent in git
     except ImportError:
         return None
     return REVISION or None
