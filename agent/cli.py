@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import random
@@ -65,6 +66,17 @@ def register(subparsers) -> None:
                              "$DOCKER_CERT_PATH, else ~/.docker)")
     parser.add_argument("--state-dir", default=str(Path.home() / ".flock" / "agent"),
                         help="state folder of the exec runtime")
+    parser.add_argument("--exec-bridge", default="", metavar="NAME",
+                        help="exec runtime: the bridge containers are attached to (default "
+                             "flock<8 hex of the engine ID>; `none`: containers use the "
+                             "host's network)")
+    parser.add_argument("--exec-subnet", default="", metavar="CIDR",
+                        help="exec runtime: the bridge's IPv4 subnet (default: a free /24 of "
+                             "10.210.0.0/16, kept in the state folder)")
+    parser.add_argument("--insecure-registry", action="append", default=[],
+                        metavar="HOST:PORT",
+                        help="exec runtime: a registry pulled from over plain HTTP "
+                             "(repeatable; 127.0.0.0/8 and localhost always are)")
     parser.add_argument("--hollow-cpus", type=int, default=None, metavar="N",
                         help="hollow runtime: CPUs the node reports (default 2)")
     parser.add_argument("--hollow-memory", default=None, metavar="SIZE",
@@ -196,6 +208,24 @@ def hollow_options(args) -> dict:
     return opts
 
 
+def exec_network_options(args) -> dict:
+    """--exec-bridge/--exec-subnet as make_runtime options, the subnet checked now."""
+    bridge = getattr(args, "exec_bridge", "") or ""
+    subnet = getattr(args, "exec_subnet", "") or ""
+    if subnet:
+        try:
+            net = ipaddress.ip_network(subnet)
+        except ValueError as exc:
+            raise JoinError(f"invalid --exec-subnet {subnet!r}: {exc}") from None
+        if net.version != 4 or net.num_addresses < 4:
+            raise JoinError(f"invalid --exec-subnet {subnet!r}: an IPv4 subnet of at least "
+                            f"4 addresses (a /30 or larger)")
+    if len(bridge) > 15:
+        raise JoinError(f"invalid --exec-bridge {bridge!r}: interface names have at most "
+                        f"15 characters")
+    return {"bridge": bridge, "subnet": subnet} if bridge or subnet else {}
+
+
 def check_address(flag: str, text: str) -> str:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -294,7 +324,9 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     try:
         runtime = make_runtime(args.runtime, docker_host=docker_host, docker_tls=docker_tls,
                                state_dir=Path(args.state_dir).expanduser(),
-                               node_name=args.name, labels=labels, **hollow_options(args))
+                               node_name=args.name, labels=labels, **hollow_options(args),
+                               **exec_network_options(args),
+                               insecure_registries=getattr(args, "insecure_registry", []))
     except ValueError as exc:
         raise JoinError(str(exc)) from None
     await runtime.start()

@@ -28,16 +28,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from flock.agent.engine_endpoint import Endpoint, as_endpoint, tls_failure
+from flock.docker_compat.hop_headers import HOP_BY_HOP, HOP_REQUEST
 from flock.docker_compat.paths import ascii_target
 from flock.protos import agent_pb2
+from flock.protos.limits import MAX_FRAME
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME = 1 << 20  # bytes of body per data frame
 HEAD_LIMIT = 1 << 20  # longest response head we accept
-HOP_BY_HOP = frozenset({"connection", "transfer-encoding", "content-length", "keep-alive"})
-# Request headers the bridge sets itself (or that make no sense past one hop).
-_REQUEST_OWN = HOP_BY_HOP | {"upgrade", "host", "te", "trailer", "expect", "proxy-connection"}
 _BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
@@ -115,7 +113,7 @@ def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0)
     for header in req.headers:
         if any(ch in header.name + header.value for ch in "\r\n") or ":" in header.name:
             raise BridgeError(f"bad request header {header.name!r}")
-        if header.name.lower() not in _REQUEST_OWN:
+        if header.name.lower() not in HOP_REQUEST:
             lines.append(f"{header.name}: {header.value}")
     if req.hijack:
         lines += ["Connection: Upgrade", "Upgrade: tcp"]

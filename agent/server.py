@@ -23,14 +23,13 @@ from flock.agent.runtimes.base import Runtime
 from flock.agent.unary_calls import AnswerTooLarge, RuntimeCalls
 from flock.certs import Identity, RoleRequired, grpc_server_credentials
 from flock.protos import agent_pb2, agent_pb2_grpc
+from flock.protos.limits import MESSAGE_OPTIONS
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 64 << 20
 # Managers keep their channels alive with pings; allow them even between calls.
 SERVER_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    *MESSAGE_OPTIONS,
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),

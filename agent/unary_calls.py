@@ -12,11 +12,11 @@ import aiohttp
 from yarl import URL
 
 from flock.agent.engine_endpoint import Endpoint, as_endpoint
-from flock.agent.http_bridge import HOP_BY_HOP, BridgeError, build_request_head, request_target
+from flock.agent.http_bridge import BridgeError, build_request_head, request_target
+from flock.docker_compat.hop_headers import HOP_BY_HOP, HOP_REQUEST
 from flock.protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
-_SKIP_REQUEST = HOP_BY_HOP | {"host", "upgrade", "te", "trailer", "expect", "proxy-connection"}
 
 
 class AnswerTooLarge(Exception):
@@ -55,7 +55,7 @@ class RuntimeCalls:
         # encoded=True: the target goes exactly as the bridge would write it (yarl
         # would otherwise re-quote it its own way).
         url = URL(f"{self.endpoint.base_url}{request_target(req)}", encoded=True)
-        headers = {h.name: h.value for h in req.headers if h.name.lower() not in _SKIP_REQUEST}
+        headers = {h.name: h.value for h in req.headers if h.name.lower() not in HOP_REQUEST}
         async with self._client().request(
                 req.method.upper(), url,
                 headers=headers, data=body if body or req.method.upper() not in

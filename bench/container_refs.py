@@ -17,7 +17,8 @@ import secrets
 import statistics
 import time
 
-from flock.manager.cluster.model import SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.labels import SWARM_ID_LABEL
+from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.state import ClusterState, NotFound
 
 

@@ -108,7 +108,8 @@ class EtcdBackend(Backend):
         found: dict[str, None] = {}
         for key, value in sorted(pairs.items()):
             name = key[len(self.prefix) + 1:]
-            if name.rsplit("/", 1)[-1].startswith("_"):
+            # `_leader`, `_cron/...`: the managers' own keys (election, cron jobs)
+            if any(part.startswith("_") for part in name.split("/")):
                 continue
             addr = self._address(key, value)
             if addr:

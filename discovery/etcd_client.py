@@ -168,6 +168,18 @@ class EtcdClient:
         answer = await self._call(rpc_pb2_grpc.KVStub, "Txn", request)
         return bool(answer.succeeded)
 
+    async def replace(self, key: str, old: bytes, new: bytes) -> bool:
+        """Put `new` only while `key` still holds `old` (compare-and-swap): a cron run
+        taken over from a dead primary is taken by one manager only."""
+        raw = key.encode()
+        request = rpc_pb2.TxnRequest(
+            compare=[rpc_pb2.Compare(result=rpc_pb2.Compare.EQUAL,
+                                     target=rpc_pb2.Compare.VALUE, key=raw, value=old)],
+            success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=raw, value=new))],
+        )
+        answer = await self._call(rpc_pb2_grpc.KVStub, "Txn", request)
+        return bool(answer.succeeded)
+
     # ---------------------------------------------------------------- leases
     async def grant(self, ttl: float) -> int:
         """A new lease of `ttl` seconds (rounded up; etcd's minimum applies)."""

@@ -1,6 +1,9 @@
-"""Durations worded like Go's go-units, which the Engine uses in `docker ps`."""
+"""Durations and sizes worded like Go's go-units, which the Engine and the docker CLI use
+(`docker ps`, `docker info`), so that Flock's tables and messages read the same."""
 
 from __future__ import annotations
+
+_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 
 
 def human_duration(seconds: float) -> str:
@@ -30,3 +33,13 @@ def human_duration(seconds: float) -> str:
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
     return f"{int(seconds / 3600) // 24 // 365} years"
+
+
+def bytes_size(size: float) -> str:
+    """Go's units.BytesSize: 1024-based, 4 significant digits ("1.021 GiB", "0 B"), as
+    `docker info` words memory."""
+    unit = 0
+    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
+        size /= 1024
+        unit += 1
+    return f"{size:.4g} {_BINARY_UNITS[unit]}"

@@ -26,7 +26,7 @@ REGISTRARS = {
     "certs": "flock.certs.cli", **dict.fromkeys(
         ("nodes", "ps", "explain", "run", "node", "drain", "activate", "events"),
         "flock.cluster_cli"),
-    "hollow": "flock.hollow", "machine": "flock.provisioner.cli",
+    "cron": "flock.cron_cli", "hollow": "flock.hollow", "machine": "flock.provisioner.cli",
 }
 MODULES = list(dict.fromkeys(REGISTRARS.values()))  # in the order help lists them
 _VALUED = ("-l", "--log-level", "--log-format")  # top-level options that take a value

@@ -10,13 +10,19 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 from collections.abc import Callable
 
-import grpc
-from google.protobuf.json_format import MessageToDict
+# Before gRPC loads: unset, its C core prints each failed TLS handshake to stderr as
+# well, above the message that says what to do about it.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
-from flock import client
+import grpc  # noqa: E402
+from google.protobuf.json_format import MessageToDict  # noqa: E402
+
+from flock import client, connection_help
+from flock.certs.files import default_cert_path
 from flock.common.table import print_table
 from flock.docker_compat.humanize import human_duration
 from flock.protos import cluster_pb2 as pb
@@ -40,13 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ps.set_defaults(func=_command(show_containers))
 
     spec = argparse.ArgumentParser(add_help=False)
-    spec.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
-                      help="environment, incl. constraint:..., affinity:... rules")
-    spec.add_argument("-m", "--memory", default="0", help="memory to reserve (512m, 1g)")
-    spec.add_argument("-c", "--cpus", type=float, default=0.0, help="CPUs to reserve")
-    spec.add_argument("-p", "--publish", action="append", default=[],
-                      metavar="HOST:CONTAINER", help="host port to bind")
-    spec.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+    add_run_options(spec)
     spec.add_argument("--name", default="")
     spec.add_argument("image")
 
@@ -89,6 +89,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     events.set_defaults(func=_command(follow_events))
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a container that `flock run`, `explain` and `cron create` share
+    (spec_from_args reads them)."""
+    parser.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment, incl. constraint:..., affinity:... rules")
+    parser.add_argument("-m", "--memory", default="0", help="memory to reserve (512m, 1g)")
+    parser.add_argument("-c", "--cpus", type=float, default=0.0, help="CPUs to reserve")
+    parser.add_argument("-p", "--publish", action="append", default=[],
+                        metavar="HOST:CONTAINER", help="host port to bind")
+    parser.add_argument("-l", "--label", action="append", default=[], metavar="KEY=VALUE")
+
+
 def _command(work: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Turn the client's errors into a message on stderr and exit code 1."""
 
@@ -101,7 +113,10 @@ def _command(work: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
             code = err.code()
             detail = err.details() or ""
             if code == grpc.StatusCode.UNAVAILABLE and not detail.startswith("node "):
-                detail = f"cannot reach the manager at {client.target(args.host)}: {detail}"
+                detail = connection_help.unreachable(
+                    client.target(args.host), client.wants_tls(args), detail,
+                    args.tlscert or str(default_cert_path() / "cert.pem"),
+                    connection_help.speaks_tls)
             print(f"flock {args.command}: {detail}", file=sys.stderr)
         return 1
 
@@ -269,7 +284,8 @@ def follow_events(args: argparse.Namespace) -> int:
                       flush=True)
                 continue
             when = datetime.datetime.fromtimestamp(event.time, datetime.UTC)
-            print(f"{when:%Y-%m-%dT%H:%M:%S}Z {event.kind} {event.action} {event.id[:12]} "
+            ident = event.id if event.kind == "cron" else event.id[:12]  # a job's name
+            print(f"{when:%Y-%m-%dT%H:%M:%S}Z {event.kind} {event.action} {ident} "
                   f"(node={event.node})", flush=True)
     except KeyboardInterrupt:
         return 0

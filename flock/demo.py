@@ -1,7 +1,9 @@
 """`flock demo`: the main job end to end on this machine.
 
-Starts a local cluster (embedded runtime by default), imports a busybox image made from
-the host's static busybox through the manager (it fans out to every node), runs a few
+Starts a local cluster (embedded runtime by default), puts a busybox image made from the
+host's static busybox on every node (pulled through the manager from a local registry it
+starts when `docker-registry` is installed, else imported through it: either fans out
+to every node), runs a few
 containers through the Docker API, shows where each landed and what it printed, then
 removes them and stops the cluster.
 """
@@ -9,13 +11,19 @@ removes them and stops the cluster.
 from __future__ import annotations
 
 import argparse
+import pathlib
+import shutil
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.request
 
 from flock.busybox import busybox_rootfs_tar
 from flock.common.table import print_table
+from flock.docker_compat.stdcopy import demux
 from flock.local_cluster import ClusterError, LocalCluster
+from flock.local_registry import LocalRegistry, have_registry
 from flock.up import add_cluster_flags, cluster_from_args
 
 
@@ -33,12 +41,14 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cluster = cluster_from_args(args)
+    registry: LocalRegistry | None = None
     try:
         cluster.start()
         print(f"cluster up: {cluster.agents} nodes, {cluster.runtime} runtime, "
               f"DOCKER_HOST={cluster.url}", flush=True)
-        import_image(cluster)
-        rows = run_containers(cluster, args.containers)
+        registry = start_registry() if have_registry() else None
+        image = pull_image(cluster, registry) if registry else import_image(cluster)
+        rows = run_containers(cluster, args.containers, image)
         print_table(["CONTAINER", "NODE", "EXIT", "OUTPUT"], rows)
         if args.keep:
             print(f"export DOCKER_HOST={cluster.url}   # Ctrl-C stops the cluster", flush=True)
@@ -47,17 +57,45 @@ def run(args: argparse.Namespace) -> int:
                 cluster.check_children()
         for name, *_ in rows:
             cluster.api("DELETE", f"/containers/{name}?force=1")
-    except (ClusterError, RuntimeError) as exc:
+    except (ClusterError, RuntimeError, urllib.error.URLError) as exc:
         print(f"flock demo: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         pass
     finally:
         cluster.stop()
+        if registry is not None:
+            registry.stop()
+            shutil.rmtree(registry.folder, ignore_errors=True)
     return 0
 
 
-def import_image(cluster: LocalCluster, ref: str = "busybox:latest") -> None:
+def start_registry() -> LocalRegistry:
+    registry = LocalRegistry(pathlib.Path(tempfile.mkdtemp(prefix="flock-demo-registry-")))
+    try:
+        registry.start()
+    except BaseException:
+        shutil.rmtree(registry.folder, ignore_errors=True)
+        raise
+    return registry
+
+
+def pull_image(cluster: LocalCluster, registry: LocalRegistry) -> str:
+    """`docker pull` through the manager, which pulls on every node."""
+    ref = registry.push_rootfs("busybox", "latest", busybox_rootfs_tar(), {"Cmd": ["sh"]})
+    repo, _, tag = ref.rpartition(":")
+    request = urllib.request.Request(
+        f"{cluster.http_url}/images/create?fromImage={repo}&tag={tag}", data=b"",
+        method="POST")
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        for line in answer:
+            if b'"error"' in line:
+                raise ClusterError(f"image pull failed: {line.decode().strip()}")
+    print(f"pulled {ref} from a local registry on every node", flush=True)
+    return ref
+
+
+def import_image(cluster: LocalCluster, ref: str = "busybox:latest") -> str:
     """`docker import` through the manager, which sends the image to every node."""
     repo, _, tag = ref.partition(":")
     request = urllib.request.Request(
@@ -70,15 +108,17 @@ def import_image(cluster: LocalCluster, ref: str = "busybox:latest") -> None:
             if b'"error"' in line:
                 raise ClusterError(f"image import failed: {line.decode().strip()}")
     print(f"imported {ref} on every node", flush=True)
+    return ref
 
 
-def run_containers(cluster: LocalCluster, count: int) -> list[list[str]]:
+def run_containers(cluster: LocalCluster, count: int,
+                   image: str = "busybox:latest") -> list[list[str]]:
     """Create, start and wait for `count` containers; one table row each."""
     rows = []
     for index in range(1, count + 1):
         name = f"hello-{index}"
         status, created = cluster.api("POST", f"/containers/create?name={name}", {
-            "Image": "busybox:latest",
+            "Image": image,
             "Cmd": ["sh", "-c", "echo hello from $(hostname)"],
         })
         if status != 201:
@@ -97,9 +137,4 @@ def logs(cluster: LocalCluster, name: str) -> str:
     url = f"{cluster.http_url}/containers/{name}/logs?stdout=1&stderr=1"
     with urllib.request.urlopen(url, timeout=30) as answer:
         raw = answer.read()
-    out = bytearray()
-    while len(raw) >= 8:
-        size = int.from_bytes(raw[4:8], "big")
-        out += raw[8:8 + size]
-        raw = raw[8 + size:]
-    return out.decode(errors="replace")
+    return b"".join(payload for _, payload in demux(raw)).decode(errors="replace")

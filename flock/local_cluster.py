@@ -71,7 +71,6 @@ class LocalCluster:
         self._temporary = self.state_dir is None
         self.agent_ports: list[int] = []
         self.runtime_reason = ""
-        self.grpc_port = 0  # the ClusterService (flock nodes, ps, explain, drain)
 
     @property
     def url(self) -> str:
@@ -79,7 +78,8 @@ class LocalCluster:
 
     @property
     def grpc_addr(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        """The ClusterService's HOST:PORT: the Docker API's own port serves it."""
+        return f"{self.host}:{self.port}"
 
     @property
     def http_url(self) -> str:
@@ -129,11 +129,10 @@ class LocalCluster:
     def _start_manager(self) -> None:
         if not self.port:
             self.port = free_port(self.host)
-        self.grpc_port = free_port(self.host)
         discovery = "nodes://" + ",".join(f"{self.host}:{p}" for p in self.agent_ports)
         self._spawn("manager", [
             "manage", "-H", self.url, "--strategy", self.strategy,
-            "--heartbeat", self.heartbeat, "--grpc-addr", self.grpc_addr,
+            "--heartbeat", self.heartbeat,
             *self.extra_manager_args, discovery,
         ])
         self.progress(f"manager starting on {self.url}")

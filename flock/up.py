@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         print(f"# {cluster.agents} nodes ({cluster.runtime} runtime); "
               f"logs in {cluster.state_dir}. Ctrl-C stops the cluster.", flush=True)
+        # The flock commands need nothing more: the ClusterService shares the port.
         print(f"export DOCKER_HOST={cluster.url}", flush=True)
-        print(f"export FLOCK_HOST={cluster.grpc_addr}", flush=True)
         while not stop.wait(1):
             cluster.check_children()
     except KeyboardInterrupt:

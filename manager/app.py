@@ -10,29 +10,40 @@ import datetime
 import functools
 import logging
 import os
+import pathlib
+import shutil
 import socket
 import ssl
+import tempfile
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from flock import certs, discovery
 from flock.certs.exposure import is_loopback, is_wildcard, refusal
+from flock.docker_compat.api_version import API_VERSION as DEFAULT_API_VERSION
+from flock.docker_compat.api_version import version_tuple
 from flock.docker_compat.tls_half_close import HalfCloseTLSSite
 from flock.manager.api import malformed_requests
 from flock.manager.api.client_limits import ClientLimits
+from flock.manager.api.cluster_parts import Cluster, ListingRefresh
 from flock.manager.api.docker import ps_json
-from flock.manager.api.docker.app import DEFAULT_API_VERSION, build_app, version_tuple
 from flock.manager.api.guarded_server import GuardedRunner
+from flock.manager.api.shared_port import splitter
 from flock.manager.cluster.agent_client import AgentClient
 from flock.manager.cluster.call_stream import StreamSlots
-from flock.manager.cluster.reschedule import Rescheduler
 from flock.manager.cluster.state import ClusterState
 from flock.manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
-from flock.manager.global_placement import GlobalReconciler
+from flock.manager.cron.service import CronService
+from flock.manager.cron.store import FileStore, Store
 from flock.manager.ha import Replication
+from flock.manager.http_front import build_app
 from flock.manager.observability import ManagerMetrics
 from flock.manager.observability.gc_pauses import PauseObserver
+from flock.manager.observability.local_events import LocalEvents
+from flock.manager.placement.create import Placement
+from flock.manager.placement.global_copies import GlobalReconciler
+from flock.manager.placement.reschedule import Rescheduler
 from flock.manager.scheduler.scheduler import Scheduler
 
 log = logging.getLogger("flock.manager")
@@ -62,7 +73,7 @@ class ManagerConfig:
     tls_files: certs.TLSFiles | None = None  # the front's CA, cert and key
     agent_tls_files: certs.TLSFiles | None = None  # mutual TLS to agents; None: plaintext
     insecure: bool = False  # allow a plaintext Docker API on a reachable address
-    grpc_addr: str = ""  # --grpc-addr HOST:PORT: serve ClusterService there; "" off
+    grpc_addr: str = ""  # --grpc-addr HOST:PORT: ClusterService there too; "" only on -H
     # Header and idle timeouts, connections per client address (client_limits.py).
     client_limits: ClientLimits = field(default_factory=ClientLimits)
     # classic Swarm's manage flags (manager/classic_flags.py): each node's refresh period
@@ -71,6 +82,9 @@ class ManagerConfig:
     cors: bool = False
     refresh_on_node_filter: bool = False
     container_name_refresh_filter: str = ""
+    # What this manager keeps on disk: without etcd discovery, the cron jobs (cron.json).
+    # "" means ~/.flock/manager.
+    state_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -136,19 +150,40 @@ class Manager:
                                                      observer=self.metrics.agent_rpc,
                                                      stream_slots=StreamSlots()),
                                    max_beats=config.max_heartbeats, refresh=config.refresh)
-        self.rescheduler = Rescheduler(self.state, self.watcher, self.scheduler,
-                                       interval=config.heartbeat, is_leader=self.is_primary)
+        # The one create path; rescheduling and global copies go through it too.
+        self.placement = Placement(self.state, self.scheduler, self.watcher.records,
+                                   self.watcher.clients)
+        self.rescheduler = Rescheduler(self.placement, interval=config.heartbeat,
+                                       is_leader=self.is_primary)
         self.watcher.rescheduler = self.rescheduler
-        self.global_copies = GlobalReconciler(self, interval=max(5.0, 5 * config.heartbeat))
+        self.watcher.records.rescheduler = self.rescheduler
+        self.global_copies = GlobalReconciler(self.placement, self.is_primary,
+                                              interval=max(5.0, 5 * config.heartbeat))
         self.watcher.on_healthy.append(self.global_copies.node_ready)
         if self.ha is not None:
             self.ha.knows = self._knows
-        self.exec_nodes: dict[str, str] = {}  # exec ID -> node ID
+        # Cron jobs: fired by the primary only, their runs through the create path;
+        # their events join the nodes' in `docker events` and the Events stream.
+        self.local_events = LocalEvents()
+        self.cron = CronService(self._cron_store(config), self.placement, self.local_events,
+                                self.metrics.registry,
+                                owner=config.advertise or f"{self.name}/{os.getpid()}",
+                                is_primary=self.is_primary)
+        # What the fronts get of this manager (api/cluster_parts.py), never the Manager.
+        self.cluster = Cluster(
+            state=self.state, records=self.watcher.records, clients=self.watcher.clients,
+            scheduler=self.scheduler, metrics=self.metrics, this=self, nodes=self.watcher,
+            rescheduler=self.rescheduler, global_copies=self.global_copies,
+            placement=self.placement, local_events=self.local_events, cron=self.cron,
+            listing=ListingRefresh(config.refresh_on_node_filter,
+                                   config.container_name_refresh_filter))
         self._api_version: tuple[int, str] = (-1, DEFAULT_API_VERSION)
         self._runner: web.AppRunner | None = None
         self.addresses: list[str] = []
-        self.grpc_server = None  # ClusterService (manager/api/grpc.py), with --grpc-addr
-        self.grpc_address = ""
+        # ClusterService (manager/api/grpc.py): on every -H listener, and on --grpc-addr
+        self.grpc_server = None
+        self.grpc_address = ""  # what --grpc-addr bound; "" without it
+        self._grpc_dir = ""  # the 0700 folder of the private socket -H listeners pass gRPC to
 
     def _replication(self, config: ManagerConfig) -> Replication | None:
         if not config.replication:
@@ -166,6 +201,21 @@ class Manager:
         client = EtcdClient([e.addr for e in self.backend.client.endpoints])
         return Replication(client, self.backend.prefix, config.advertise,
                            config.replication_ttl)
+
+    def _cron_store(self, config: ManagerConfig) -> Store:
+        """In etcd beside the agents (every manager sees the jobs), else in a file of
+        this manager's state folder."""
+        from flock.discovery.etcd import EtcdBackend
+
+        if isinstance(self.backend, EtcdBackend):
+            from flock.discovery.etcd_client import EtcdClient
+            from flock.manager.cron.etcd_store import EtcdStore
+
+            client = EtcdClient([e.addr for e in self.backend.client.endpoints])
+            return EtcdStore(client, self.backend.prefix)
+        folder = config.state_dir or os.path.join(os.path.expanduser("~"), ".flock",
+                                                  "manager")
+        return FileStore(pathlib.Path(folder) / "cron.json")
 
     def _load_tls(self, config: ManagerConfig
                   ) -> tuple[certs.Identity | None, certs.Identity | None]:
@@ -235,8 +285,9 @@ class Manager:
         """`docker info`'s Role (and, replicated, Primary) lines."""
         return self.ha.role_rows() if self.ha is not None else [["Role", "primary"]]
 
-    def client(self, node_id: str) -> AgentClient | None:
-        return self.watcher.client(node_id)
+    def primary_address(self) -> str:
+        """The primary's Docker API address, for a replica to name; "" when unknown."""
+        return self.ha.leader if self.ha is not None else ""
 
     def api_version(self) -> str:
         """The lowest API version among healthy nodes (what every node understands).
@@ -253,10 +304,23 @@ class Manager:
         if self.ha is not None:
             await self.ha.start()
         await self.watcher.start()
+        try:
+            await self.cron.start()
+        except OSError as exc:  # an unreadable cron.json
+            await self.stop()
+            raise ConfigError(str(exc)) from None
         self.rescheduler.start()
         self.global_copies.start()
         malformed_requests.install()
-        self._runner = GuardedRunner(build_app(self), self.config.client_limits,
+        try:
+            grpc_socket = await self._start_cluster_service()
+        except BaseException:
+            await self.stop()
+            raise
+        forward = self.ha.middleware if self.ha is not None else None
+        self._runner = GuardedRunner(build_app(self.cluster, self.config.cors, forward),
+                                     self.config.client_limits,
+                                     route=splitter(grpc_socket),
                                      handler_cancellation=True, access_log=None)
         await self._runner.setup()
         try:
@@ -265,20 +329,27 @@ class Manager:
         except BaseException:
             await self.stop()
             raise
-        if self.config.grpc_addr:
-            from flock.manager.api.grpc import start_server
-
-            try:
-                self.grpc_server, self.grpc_address = await start_server(
-                    self, self.config.grpc_addr)
-            except BaseException:
-                await self.stop()
-                raise
-            log.info("ClusterService on %s", self.grpc_address)
         log.info("manager %s serving the Docker API on %s (%s)", self.name,
                  ", ".join(self.addresses), self._tls_mode())
         for warning in self.security_warnings():
             log.warning("%s", warning)
+
+    async def _start_cluster_service(self) -> str:
+        """ClusterService on a private unix socket, which the -H listeners pass gRPC
+        connections to (api/shared_port.py), and on --grpc-addr when given. Returns the
+        socket's path."""
+        from flock.manager.api.grpc import ListenError, start_server
+
+        self._grpc_dir = tempfile.mkdtemp(prefix="flock-grpc-")  # 0700: this user only
+        path = os.path.join(self._grpc_dir, "cluster.sock")
+        try:
+            self.grpc_server, self.grpc_address = await start_server(
+                self, self.config.grpc_addr, private_socket=path)
+        except ListenError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.grpc_address:
+            log.info("ClusterService on %s too (--grpc-addr)", self.grpc_address)
+        return path
 
     async def _serve(self, listen: Listen) -> None:
         assert self._runner is not None
@@ -313,21 +384,29 @@ class Manager:
         if self.front_tls is None:
             return None
         try:
-            return certs.server_ssl_context(self.front_tls, self.config.tlsverify)
+            context = certs.server_ssl_context(self.front_tls, self.config.tlsverify)
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(f"{self.front_tls.files.cert}: cannot use it for TLS: "
                               f"{getattr(exc, 'reason', None) or exc}") from None
+        # gRPC clients offer only h2 (and refuse a peer that picks nothing); HTTP/1.1
+        # first, so that a client offering both (curl) keeps speaking what aiohttp reads.
+        context.set_alpn_protocols(["http/1.1", "h2"])
+        return context
 
     async def stop(self) -> None:
         self._gc_observer.remove()
         if self.grpc_server is not None:
             await self.grpc_server.stop(0)
             self.grpc_server = None
+        if self._grpc_dir:
+            shutil.rmtree(self._grpc_dir, ignore_errors=True)
+            self._grpc_dir = ""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         await self.rescheduler.stop()
         await self.global_copies.stop()
+        await self.cron.stop()
         if self.ha is not None:
             await self.ha.stop()
         await self.watcher.stop()

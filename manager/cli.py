@@ -63,10 +63,14 @@ def register(subparsers) -> None:
                         help="this manager's API address for the other managers (default "
                              "$SWARM_ADVERTISE)")
     parser.add_argument("--grpc-addr", default="", metavar="HOST:PORT",
-                        help="also serve the gRPC ClusterService (flock nodes/ps/explain) "
-                             "there; loopback only without TLS (default: off)")
+                        help="the gRPC ClusterService (flock nodes/ps/explain), always on "
+                             "every -H address, on an address of its own too; loopback "
+                             "only without TLS (default: none)")
     parser.add_argument("--replication-ttl", default="15s",
                         help="leader lease: a dead primary is replaced within about this")
+    parser.add_argument("--state-dir", default="", metavar="DIR",
+                        help="where this manager keeps its cron jobs without etcd discovery "
+                             "(DIR/cron.json; default ~/.flock/manager)")
     add_client_limit_arguments(parser)
     add_tls_arguments(parser)
     classic_flags.add_arguments(parser)
@@ -200,7 +204,7 @@ def config_from_args(args) -> ManagerConfig:
         refresh_on_node_filter=getattr(args, "refresh_on_node_filter", False),
         container_name_refresh_filter=getattr(args, "container_name_refresh_filter", ""),
         replication_ttl=replication_ttl, grpc_addr=getattr(args, "grpc_addr", ""),
-        client_limits=client_limits(args),
+        client_limits=client_limits(args), state_dir=getattr(args, "state_dir", ""),
         **tls_config(args),
     )
 

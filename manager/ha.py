@@ -28,14 +28,13 @@ from aiohttp import web
 
 from flock.common.logs import HEADER, current_request_id, new_request_id
 from flock.discovery.etcd_client import EtcdClient
+from flock.docker_compat.hop_headers import HOP_REQUEST
 from flock.manager.api.docker.errors import error_response
 from flock.manager.observability.request_id import REQUEST_ID
 
 log = logging.getLogger("flock.manager.ha")
 
 LEADER_KEY = "_leader"
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length",
-                        "upgrade", "host", "proxy-connection", "te", "trailer"})
 # Served where they arrive: hijacked streams and exec, which need no placement.
 _LOCAL = re.compile(r"^(/v[\d.]+)?/(containers/(?P<ref>[^/]+)/(attach|exec|resize|wait)"
                     r"|exec/[^/]+/(start|resize))/?$")
@@ -159,7 +158,7 @@ class Replication:
         """Send the request to the primary and stream its answer back as it comes."""
         assert self._session is not None
         headers = [(k, v) for k, v in request.headers.items()
-                   if k.lower() not in HOP_BY_HOP and k.lower() != HEADER.lower()]
+                   if k.lower() not in HOP_REQUEST and k.lower() != HEADER.lower()]
         # The ID this manager gave the request (the client's, or a new one): the primary's
         # log lines then carry the same ID as this one's and as the answer's header.
         headers.append((HEADER, request.get(REQUEST_ID) or current_request_id()
@@ -177,7 +176,7 @@ class Replication:
                                              ssl=self.client_ssl or True) as answer:
                 response = web.StreamResponse(status=answer.status, reason=answer.reason)
                 for key, value in answer.headers.items():
-                    if key.lower() not in HOP_BY_HOP:
+                    if key.lower() not in HOP_REQUEST:
                         response.headers.add(key, value)
                 await response.prepare(request)
                 async for chunk in answer.content.iter_any():

@@ -268,3 +268,97 @@ class Event(_message.Message):
     time: float
     raw: bytes
     def __init__(self, kind: _Optional[str] = ..., action: _Optional[str] = ..., node: _Optional[str] = ..., id: _Optional[str] = ..., time: _Optional[float] = ..., raw: _Optional[bytes] = ...) -> None: ...
+
+class Job(_message.Message):
+    __slots__ = ("name", "schedule", "time_zone", "concurrency", "deadline", "history", "suspended", "created", "spec", "volumes", "body")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    HISTORY_FIELD_NUMBER: _ClassVar[int]
+    SUSPENDED_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schedule: str
+    time_zone: str
+    concurrency: str
+    deadline: float
+    history: int
+    suspended: bool
+    created: float
+    spec: ContainerSpec
+    volumes: _containers.RepeatedScalarFieldContainer[str]
+    body: str
+    def __init__(self, name: _Optional[str] = ..., schedule: _Optional[str] = ..., time_zone: _Optional[str] = ..., concurrency: _Optional[str] = ..., deadline: _Optional[float] = ..., history: _Optional[int] = ..., suspended: _Optional[bool] = ..., created: _Optional[float] = ..., spec: _Optional[_Union[ContainerSpec, _Mapping]] = ..., volumes: _Optional[_Iterable[str]] = ..., body: _Optional[str] = ...) -> None: ...
+
+class CreateJobRequest(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ...) -> None: ...
+
+class JobRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class JobRun(_message.Message):
+    __slots__ = ("job", "scheduled", "started", "node", "container", "name", "exit_code", "finished", "result", "reason")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULED_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job: str
+    scheduled: float
+    started: float
+    node: str
+    container: str
+    name: str
+    exit_code: int
+    finished: float
+    result: str
+    reason: str
+    def __init__(self, job: _Optional[str] = ..., scheduled: _Optional[float] = ..., started: _Optional[float] = ..., node: _Optional[str] = ..., container: _Optional[str] = ..., name: _Optional[str] = ..., exit_code: _Optional[int] = ..., finished: _Optional[float] = ..., result: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class JobStatus(_message.Message):
+    __slots__ = ("job", "next_run", "last")
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    job: Job
+    next_run: float
+    last: JobRun
+    def __init__(self, job: _Optional[_Union[Job, _Mapping]] = ..., next_run: _Optional[float] = ..., last: _Optional[_Union[JobRun, _Mapping]] = ...) -> None: ...
+
+class ListJobsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListJobsReply(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobStatus]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobStatus, _Mapping]]] = ...) -> None: ...
+
+class RemoveJobReply(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class JobHistoryReply(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[JobRun]
+    def __init__(self, runs: _Optional[_Iterable[_Union[JobRun, _Mapping]]] = ...) -> None: ...

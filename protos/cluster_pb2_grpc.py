@@ -89,6 +89,46 @@ class ClusterServiceStub:
                 request_serializer=cluster__pb2.EventsRequest.SerializeToString,
                 response_deserializer=cluster__pb2.Event.FromString,
                 _registered_method=True)
+        self.CreateJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/CreateJob',
+                request_serializer=cluster__pb2.CreateJobRequest.SerializeToString,
+                response_deserializer=cluster__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/ListJobs',
+                request_serializer=cluster__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=cluster__pb2.ListJobsReply.FromString,
+                _registered_method=True)
+        self.InspectJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/InspectJob',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.RemoveJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/RemoveJob',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.RemoveJobReply.FromString,
+                _registered_method=True)
+        self.SuspendJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/SuspendJob',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.ResumeJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/ResumeJob',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.JobStatus.FromString,
+                _registered_method=True)
+        self.RunJob = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/RunJob',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.JobRun.FromString,
+                _registered_method=True)
+        self.JobHistory = channel.unary_unary(
+                '/flock.cluster.v1.ClusterService/JobHistory',
+                request_serializer=cluster__pb2.JobRef.SerializeToString,
+                response_deserializer=cluster__pb2.JobHistoryReply.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -170,6 +210,60 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateJob(self, request, context):
+        """Cron jobs (`flock cron`): a schedule and the options of a `docker run`; each run is
+        a container placed like any other, fired by the primary only and claimed first so
+        that no scheduled time runs twice. A job no node can ever take, an image on no node,
+        a bad schedule or time zone is refused and nothing is kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListJobs(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SuspendJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeJob(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunJob(self, request, context):
+        """Place and start one run now, whatever the schedule says.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JobHistory(self, request, context):
+        """The job's runs, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -227,6 +321,46 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.Events,
                     request_deserializer=cluster__pb2.EventsRequest.FromString,
                     response_serializer=cluster__pb2.Event.SerializeToString,
+            ),
+            'CreateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateJob,
+                    request_deserializer=cluster__pb2.CreateJobRequest.FromString,
+                    response_serializer=cluster__pb2.JobStatus.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=cluster__pb2.ListJobsRequest.FromString,
+                    response_serializer=cluster__pb2.ListJobsReply.SerializeToString,
+            ),
+            'InspectJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectJob,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.JobStatus.SerializeToString,
+            ),
+            'RemoveJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveJob,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.RemoveJobReply.SerializeToString,
+            ),
+            'SuspendJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.SuspendJob,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.JobStatus.SerializeToString,
+            ),
+            'ResumeJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeJob,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.JobStatus.SerializeToString,
+            ),
+            'RunJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunJob,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.JobRun.SerializeToString,
+            ),
+            'JobHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.JobHistory,
+                    request_deserializer=cluster__pb2.JobRef.FromString,
+                    response_serializer=cluster__pb2.JobHistoryReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -526,6 +660,222 @@ class ClusterService:
             '/flock.cluster.v1.ClusterService/Events',
             cluster__pb2.EventsRequest.SerializeToString,
             cluster__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/CreateJob',
+            cluster__pb2.CreateJobRequest.SerializeToString,
+            cluster__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/ListJobs',
+            cluster__pb2.ListJobsRequest.SerializeToString,
+            cluster__pb2.ListJobsReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/InspectJob',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/RemoveJob',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.RemoveJobReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SuspendJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/SuspendJob',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/ResumeJob',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.JobStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/RunJob',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.JobRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JobHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/flock.cluster.v1.ClusterService/JobHistory',
+            cluster__pb2.JobRef.SerializeToString,
+            cluster__pb2.JobHistoryReply.FromString,
             options,
             channel_credentials,
             insecure,

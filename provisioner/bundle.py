@@ -14,7 +14,6 @@ machine's Python before anything is uploaded.
 from __future__ import annotations
 
 import fcntl
-import fnmatch
 import hashlib
 import json
 import os
@@ -276,18 +275,19 @@ def _pip(cmd: list[str], what: str) -> None:
 
 
 # --- Flock's own wheel ------------------------------------------------------------------------
-def _package_patterns(source: Path) -> list[str]:
+def _package_folders(source: Path) -> list[str]:
+    """The folders pyproject.toml maps into the `flock` package (its package-dir)."""
     data = tomllib.loads((source / "pyproject.toml").read_text())
-    find = data.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
-    return list(find.get("include", ["flock*"]))
+    mapped = data.get("tool", {}).get("setuptools", {}).get("package-dir", {})
+    return sorted(set(mapped.values())) or ["flock"]
 
 
 def source_files(source: Path) -> list[Path]:
     """The files a wheel is built from: the top-level build files and the packages."""
-    patterns = _package_patterns(source)
+    folders = _package_folders(source)
     files = [source / n for n in TOP_FILES if (source / n).is_file()]
     for top in sorted(source.iterdir()):
-        if not top.is_dir() or not any(fnmatch.fnmatch(top.name, p) for p in patterns):
+        if not top.is_dir() or top.name not in folders:
             continue
         if not (top / "__init__.py").exists():
             continue

@@ -12,6 +12,7 @@ need=()
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v busybox >/dev/null || need+=(busybox-static)
 command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)  # the exec runtime's outbound NAT
 command -v etcd >/dev/null || need+=(etcd-server)
 command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v docker-compose >/dev/null || need+=(docker-compose)

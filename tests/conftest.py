@@ -20,17 +20,12 @@ def port() -> int:
     return free_port()
 
 
-def _need_dockerd() -> None:
-    if not engines.have_dockerd():
-        pytest.fail("dockerd is not installed (or not root): run the README's test command")
-
-
 @pytest.fixture(scope="session")
 def engine_pair(tmp_path_factory):
     """Two real engines, busybox imported in both: one on its own bridge, one
     with --bridge=none. Shared by the tests of a session to keep the suite fast;
     tests must remove the containers they make."""
-    _need_dockerd()
+    engines.need_dockerd()
     first = engines.start_engine(tmp_path_factory.mktemp("engine-a"), bridge=True)
     try:
         second = engines.start_engine(tmp_path_factory.mktemp("engine-b"), bridge=False)

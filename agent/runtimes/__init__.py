@@ -45,6 +45,7 @@ def make_runtime(name: str, **opts) -> Runtime:
 
 def _exec_runtime(opts: dict) -> Runtime:
     from flock.agent.runtimes.exec import ExecRuntime  # written separately; loaded on demand
+    from flock.agent.runtimes.exec.network import NetworkConfig
 
     state_dir = opts.get("state_dir") or Path.home() / ".flock" / "agent"
     return ExecRuntime(
@@ -53,6 +54,8 @@ def _exec_runtime(opts: dict) -> Runtime:
         labels=opts.get("labels"),
         cpus=opts.get("cpus"),
         memory=opts.get("memory"),
+        network=NetworkConfig.from_options(opts.get("bridge") or "", opts.get("subnet") or ""),
+        insecure_registries=tuple(opts.get("insecure_registries") or ()),
     )
 
 

@@ -11,25 +11,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import grpc
 
 from flock.certs.exposure import is_loopback, refusal
 from flock.docker_compat.paths import api_path
+from flock.manager.api.cron_messages import (
+    cron_code,
+    job_from_message,
+    run_message,
+    status_message,
+    with_volumes,
+)
 from flock.manager.api.docker.containers import conflict
 from flock.manager.api.docker.ps import present
 from flock.manager.cluster.agent_client import AgentError, AgentUnavailable
+from flock.manager.cluster.clients import NodeNotConnected
 from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.labels import GLOBAL_LABEL, wants_reschedule
 from flock.manager.cluster.model import Container, Node
-from flock.manager.cluster.reschedule import wants_reschedule
-from flock.manager.cluster.state import Ambiguous, NotFound
-from flock.manager.global_placement import GLOBAL_LABEL, run_global
-from flock.manager.placing import Refused, run_container, with_image_affinity
+from flock.manager.cluster.state import Ambiguous, ClusterState, NotFound
+from flock.manager.cron.jobs import CronError
+from flock.manager.placement.create import Refused, with_image_affinity
+from flock.manager.placement.global_copies import run_global
 from flock.manager.scheduler.drain import ACTIVE, DRAIN, drained, set_drained
 from flock.manager.scheduler.scheduler import NoNodeAvailable
 from flock.manager.scheduler.spec import RuleError, spec_from_create
@@ -37,7 +47,8 @@ from flock.protos import cluster_pb2 as pb
 from flock.protos import cluster_pb2_grpc
 
 if TYPE_CHECKING:
-    from flock.manager.app import Manager
+    from flock.certs import Identity
+    from flock.manager.api.cluster_parts import Cluster
 
 log = logging.getLogger("flock.manager.grpc")
 
@@ -68,17 +79,17 @@ def failure_for(status: int, answer: object) -> Failure:
 
 
 # ------------------------------------------------------------------ conversions
-def node_status(manager: Manager, node: Node) -> pb.NodeStatus:
-    usage = manager.state.usage(node.id)
+def node_status(state: ClusterState, node: Node) -> pb.NodeStatus:
+    usage = state.usage(node.id)
     return pb.NodeStatus(
         id=node.id, name=node.name, address=node.addr, health=node.health, error=node.error,
-        drained=node.id in drained(manager.state).ids, cpus=node.cpus, memory=node.memory,
+        drained=node.id in drained(state).ids, cpus=node.cpus, memory=node.memory,
         reserved_cpus=usage.cpus, reserved_memory=usage.memory, containers=usage.containers,
         labels=node.labels, runtime=node.runtime)
 
 
-def container_info(manager: Manager, container: Container) -> pb.ContainerInfo:
-    node = manager.state.node(container.node_id)
+def container_info(state: ClusterState, container: Container) -> pb.ContainerInfo:
+    node = state.node(container.node_id)
     return pb.ContainerInfo(
         id=container.id, name=container.name, node=node.name if node else "",
         node_id=container.node_id, image=container.image, state=container.state,
@@ -129,29 +140,31 @@ def create_body(spec: pb.ContainerSpec) -> dict:
 
 # ------------------------------------------------------------------ the service
 class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, manager: Manager) -> None:
-        self.manager = manager
+    """Over the narrow `Cluster` (api/cluster_parts.py), as the Docker API's handlers."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
         self.watchers: set[asyncio.Queue] = set()  # open Events streams
 
     @property
-    def state(self):
-        return self.manager.state
+    def state(self) -> ClusterState:
+        return self.cluster.state
 
     async def ListNodes(self, request, context) -> pb.ListNodesReply:
         nodes = sorted(self.state.nodes(), key=lambda n: n.name)
-        return pb.ListNodesReply(nodes=[node_status(self.manager, n) for n in nodes])
+        return pb.ListNodesReply(nodes=[node_status(self.state, n) for n in nodes])
 
     async def ListContainers(self, request, context) -> pb.ListContainersReply:
         found = [c for c in self.state.containers() if request.all or c.state in LIVE]
         found.sort(key=lambda c: c.created, reverse=True)
         return pb.ListContainersReply(
-            containers=[container_info(self.manager, c) for c in found])
+            containers=[container_info(self.state, c) for c in found])
 
     async def InspectContainer(self, request, context) -> pb.ContainerInfo:
         return await _answer(context, self._inspect(request.ref))
 
     async def _inspect(self, ref: str) -> pb.ContainerInfo:
-        return container_info(self.manager, self._container(ref)[0])
+        return container_info(self.state, self._container(ref)[0])
 
     async def Run(self, request, context) -> pb.RunReply:
         if getattr(request, "global"):
@@ -178,6 +191,41 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         return await _answer(context, self._update_node(
             request.ref, dict(request.labels_add), list(request.labels_remove)))
 
+    # ------------------------------------------------------------- cron jobs
+    async def CreateJob(self, request, context) -> pb.JobStatus:
+        return await _answer(context, self._create_job(request.job))
+
+    async def ListJobs(self, request, context) -> pb.ListJobsReply:
+        return await _answer(context, self._jobs(lambda cron: pb.ListJobsReply(
+            jobs=[status_message(s) for s in cron.list()])))
+
+    async def InspectJob(self, request, context) -> pb.JobStatus:
+        return await _answer(context, self._jobs(
+            lambda cron: status_message(cron.get(request.name))))
+
+    async def RemoveJob(self, request, context) -> pb.RemoveJobReply:
+        async def remove(cron):
+            await cron.remove(request.name)
+            return pb.RemoveJobReply(name=request.name)
+        return await _answer(context, self._jobs(remove, write=True))
+
+    async def SuspendJob(self, request, context) -> pb.JobStatus:
+        return await _answer(context, self._switch_job(request.name, suspend=True))
+
+    async def ResumeJob(self, request, context) -> pb.JobStatus:
+        return await _answer(context, self._switch_job(request.name, suspend=False))
+
+    async def RunJob(self, request, context) -> pb.JobRun:
+        async def run(cron):
+            return run_message(await cron.run_now(request.name))
+        return await _answer(context, self._jobs(run, write=True))
+
+    async def JobHistory(self, request, context) -> pb.JobHistoryReply:
+        async def history(cron):
+            return pb.JobHistoryReply(runs=[run_message(r)
+                                            for r in await cron.history(request.name)])
+        return await _answer(context, self._jobs(history))
+
     async def Events(self, request, context) -> AsyncIterator[pb.Event]:
         queue: asyncio.Queue = asyncio.Queue(maxsize=1000)
         self.watchers.add(queue)
@@ -196,12 +244,14 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
 
         for node in self.state.healthy_nodes():
             follow(node.id)
-        self.manager.watcher.on_healthy.append(follow)
+        if self.cluster.local_events is not None:  # the manager's own: cron runs
+            tasks[""] = asyncio.create_task(self._follow_manager(queue))
+        self.cluster.nodes.on_healthy.append(follow)
         try:
             while True:
                 yield await queue.get()
         finally:
-            self.manager.watcher.on_healthy.remove(follow)
+            self.cluster.nodes.on_healthy.remove(follow)
             self.watchers.discard(queue)
             for task in tasks.values():
                 task.cancel()
@@ -210,12 +260,46 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     def _primary_only(self) -> None:
         """Changes are the primary's to make (replicated managers); the Docker front
         forwards them, this service says where to go instead."""
-        if self.manager.is_primary():
+        if self.cluster.this.is_primary():
             return
-        leader = self.manager.ha.leader if self.manager.ha is not None else ""
+        leader = self.cluster.this.primary_address()
         where = f"the primary (Docker API {leader})" if leader else "the primary, once elected"
         raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
                       f"this manager is a replica: send changes to {where}")
+
+    async def _jobs(self, work, write: bool = False):
+        """`work(cron)` (a value or an awaitable) with the cron service's refusals as gRPC
+        codes; a change only on the primary, as every other write here."""
+        cron = self.cluster.cron
+        if cron is None:
+            raise Failure(grpc.StatusCode.UNIMPLEMENTED,
+                          "this manager does not serve cron jobs")
+        if write:
+            self._primary_only()
+        try:
+            found = work(cron)
+            return await found if inspect.isawaitable(found) else found
+        except CronError as exc:
+            raise Failure(cron_code(exc), str(exc)) from None
+
+    async def _create_job(self, message: pb.Job) -> pb.JobStatus:
+        body = create_body(message.spec)  # the body `docker run` sends for these options
+        try:
+            spec_from_create(body, "")  # a bad rule is refused as `docker run` refuses it
+        except RuleError as exc:
+            raise Failure(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
+
+        async def create(cron):
+            job = await cron.create(job_from_message(message, with_volumes(body,
+                                                                           message.volumes)))
+            return status_message(cron.get(job.name))
+        return await self._jobs(create, write=True)
+
+    async def _switch_job(self, name: str, suspend: bool) -> pb.JobStatus:
+        async def switch(cron):
+            job = await (cron.suspend(name) if suspend else cron.resume(name))
+            return status_message(cron.get(job.name))
+        return await self._jobs(switch, write=True)
 
     def _container(self, ref: str) -> tuple[Container, Node]:
         try:
@@ -237,9 +321,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
 
     async def _call(self, node: Node, method: str, path: str, query: str = "",
                     body: object | None = None) -> tuple[int, object]:
-        client = self.manager.client(node.id)
-        if client is None:
-            raise Failure(grpc.StatusCode.UNAVAILABLE, f"node {node.name} is not connected")
+        client = self.cluster.clients.require(node)
         try:
             return await client.request_json(method, path, query, body)
         except AgentUnavailable as exc:
@@ -259,7 +341,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise name_conflict(NameTaken(name, self.state.container_names().get(name, "")))
         body, spec = self._spec(request)
         try:
-            placed = await run_container(self.manager, body, spec, name)
+            placed = await self.cluster.placement.run(body, spec, name)
         except NoNodeAvailable as exc:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
         except NameTaken as exc:
@@ -268,7 +350,7 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise Failure(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         except Refused as exc:
             raise failure_for(exc.status, exc.answer) from None
-        return pb.RunReply(container=container_info(self.manager, placed.record),
+        return pb.RunReply(container=container_info(self.state, placed.record),
                            warnings=placed.warnings)
 
     async def _run_global(self, request: pb.ContainerSpec) -> pb.RunReply:
@@ -281,12 +363,12 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             raise Failure(grpc.StatusCode.ALREADY_EXISTS,
                           f'global group "{group}" already exists: remove its copies first')
         body, spec = self._spec(request)
-        ran = await run_global(self.manager, body, spec, group)
+        ran = await run_global(self.cluster.placement, body, spec, group)
         if not ran.placed:
             raise Failure(grpc.StatusCode.FAILED_PRECONDITION,
                           "no node can take a copy: " + "; ".join(ran.skipped or
                                                                  ["there are no healthy nodes"]))
-        placed = [container_info(self.manager, c) for c in ran.placed]
+        placed = [container_info(self.state, c) for c in ran.placed]
         return pb.RunReply(container=placed[0], placed=placed, skipped=ran.skipped)
 
     async def _act(self, ref: str, action: str, query: str = "") -> pb.ContainerInfo:
@@ -297,9 +379,8 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
         if status >= 300 and status != 304:
             raise failure_for(status, answer)
         with contextlib.suppress(AgentError):
-            container = await self.manager.watcher.refresh_container(
-                node.id, container.id) or container
-        return container_info(self.manager, container)
+            container = await self.cluster.records.refresh(node.id, container.id) or container
+        return container_info(self.state, container)
 
     async def _remove(self, ref: str, force: bool) -> pb.RemoveReply:
         self._primary_only()
@@ -308,13 +389,13 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
                                           "force=1" if force else "")
         if status >= 300 and status != 404:
             raise failure_for(status, answer)
-        self.manager.watcher.forget_container(container.id)
+        self.cluster.records.forget(container.id)
         return pb.RemoveReply(id=container.id)
 
     async def _explain(self, request: pb.ContainerSpec) -> pb.Explanation:
         _, spec = self._spec(request)
         placing, _ = with_image_affinity(self.state, spec)
-        scheduler = self.manager.scheduler
+        scheduler = self.cluster.scheduler
         found = scheduler.explain(self.state, placing)
         nodes = self.state.node_map()
 
@@ -332,18 +413,14 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
     async def _tell_node(self, node: Node, add: dict[str, str], remove: list[str],
                          availability: str = "") -> Node:
         """Have the node's agent keep the change, then take its answer into the state."""
-        client = self.manager.client(node.id)
-        if client is None:
-            raise Failure(grpc.StatusCode.UNAVAILABLE,
-                          f"node {node.name} is not connected: its agent keeps the change, "
-                          "so retry once it is healthy again")
+        client = self.cluster.clients.require(node)
         try:
             info = await client.update_node(add, remove, availability)
         except AgentError as exc:  # the agent's own refusal keeps its code
             unreachable = isinstance(exc, AgentUnavailable) or exc.code is None
             raise Failure(grpc.StatusCode.UNAVAILABLE if unreachable else exc.code,
                           str(exc)) from None
-        return self.manager.watcher.take_info(node.id, info) or node
+        return self.cluster.nodes.take_info(node.id, info) or node
 
     async def _update_node(self, ref: str, add: dict[str, str],
                            remove: list[str]) -> pb.NodeStatus:
@@ -353,10 +430,10 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
                           "nothing to change: give --label-add KEY=VALUE or --label-rm KEY")
         node = await self._tell_node(self._node(ref), add, remove)
         log.info("node %s: labels now %s", node.name, node.labels)
-        self.manager.global_copies.node_ready(node.id)  # it may be eligible now
+        self.cluster.global_copies.node_ready(node.id)  # it may be eligible now
         self._publish(pb.Event(kind="node", action="update", node=node.name, id=node.id,
                                time=time.time()))
-        return node_status(self.manager, node)
+        return node_status(self.state, node)
 
     async def _drain(self, ref: str, value: bool) -> pb.NodeStatus:
         self._primary_only()
@@ -369,21 +446,21 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             log.info("node %s: %s", node.name, action)
             self._publish(pb.Event(kind="node", action=action, node=node.name, id=node.id,
                                    time=time.time()))
-        return node_status(self.manager, node)
+        return node_status(self.state, node)
 
     async def _drain_node(self, ref: str, reschedule: bool) -> pb.DrainReply:
         status = await self._drain(ref, True)
         reply = pb.DrainReply(node=status)
         if not reschedule:
             return reply
-        rescheduler = self.manager.rescheduler
+        rescheduler = self.cluster.rescheduler
         for container in self.state.containers(status.id):
             if not wants_reschedule(container.labels):
                 continue
             label = container.name or container.id[:12]
             moved = await rescheduler.move(container)
             (reply.moved if moved else reply.stayed).append(label)
-        reply.node.CopyFrom(node_status(self.manager, self._node(status.id)))
+        reply.node.CopyFrom(node_status(self.state, self._node(status.id)))
         return reply
 
     def _publish(self, event: pb.Event) -> None:
@@ -391,9 +468,22 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
             with contextlib.suppress(asyncio.QueueFull):
                 queue.put_nowait(event)
 
+    async def _follow_manager(self, queue: asyncio.Queue) -> None:
+        """The manager's own events (cron runs) into one Events stream."""
+        assert self.cluster.local_events is not None
+        with self.cluster.local_events.subscribe() as mine:
+            while True:
+                event = await mine.get()
+                attributes = event["Actor"]["Attributes"]
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(pb.Event(
+                        kind=event["Type"], action=event["Action"],
+                        node=attributes.get("node", ""), id=event["Actor"]["ID"],
+                        time=event["timeNano"] / 1e9, raw=json.dumps(event).encode()))
+
     async def _follow(self, node: Node, since: float, queue: asyncio.Queue) -> None:
         """One node's container events into one Events stream, until it ends."""
-        client = self.manager.client(node.id)
+        client = self.cluster.clients.get(node.id)
         if client is None:
             return
         try:
@@ -409,15 +499,32 @@ class ClusterService(cluster_pb2_grpc.ClusterServiceServicer):
 
 
 async def _answer(context: grpc.aio.ServicerContext, work):
-    """Await `work`; a Failure ends the call with its code and message."""
+    """Await `work`; a Failure ends the call with its code and message, as does a node
+    that is not connected (UNAVAILABLE, the Docker API's 503 and the same text)."""
     try:
         return await work
     except Failure as exc:
         await context.abort(exc.code, str(exc))
+    except NodeNotConnected as exc:
+        await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
 
 # ------------------------------------------------------------------ serving
-def server_credentials(manager: Manager) -> grpc.ServerCredentials | None:
+class ListenError(ValueError):
+    """An address the ClusterService cannot serve on; the message names the flag. The
+    manager (app.py, above this module) reports it as its ConfigError."""
+
+
+class Serving(Protocol):
+    """What serving needs of app.py's Manager: its narrow cluster, its front's TLS
+    identity and its config (tlsverify, insecure)."""
+
+    cluster: Cluster
+    front_tls: Identity | None
+    config: Any
+
+
+def server_credentials(manager: Serving) -> grpc.ServerCredentials | None:
     """The Docker front's identity; client certs are required as with --tlsverify."""
     ident = manager.front_tls
     if ident is None:
@@ -428,24 +535,33 @@ def server_credentials(manager: Manager) -> grpc.ServerCredentials | None:
         root_certificates=ident.ca_pem if verify else None, require_client_auth=verify)
 
 
-async def start_server(manager: Manager, addr: str) -> tuple[grpc.aio.Server, str]:
-    """Serve ClusterService on HOST:PORT; returns the server and the address bound
-    (the real port when 0 was asked for). Plaintext only on loopback unless --insecure."""
-    from flock.manager.app import ConfigError
+async def start_server(manager: Serving, addr: str, private_socket: str = ""
+                       ) -> tuple[grpc.aio.Server, str]:
+    """Serve ClusterService on HOST:PORT (--grpc-addr; "" for none) and on
+    `private_socket`, the unix socket the Docker API listeners pass gRPC connections to
+    (shared_port.py: TLS and client certs are checked there, so that socket must be
+    reachable by this user only). Returns the server and the HOST:PORT bound (the real
+    port when 0 was asked for). Plaintext only on loopback unless --insecure."""
+    server = grpc.aio.server()
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(manager.cluster), server)
+    bound = _add_port(server, manager, addr) if addr else ""
+    if private_socket:
+        server.add_insecure_port(f"unix:{private_socket}")
+    await server.start()
+    return server, bound
 
+
+def _add_port(server: grpc.aio.Server, manager: Serving, addr: str) -> str:
     host, sep, port = addr.rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"invalid --grpc-addr {addr!r}: expected HOST:PORT")
+        raise ListenError(f"invalid --grpc-addr {addr!r}: expected HOST:PORT")
     credentials = server_credentials(manager)
     if credentials is None and not is_loopback(host.strip("[]")) and not manager.config.insecure:
-        raise ConfigError(refusal("--grpc-addr", addr, "--tlsverify --tlscacert --tlscert "
+        raise ListenError(refusal("--grpc-addr", addr, "--tlsverify --tlscacert --tlscert "
                                                        "--tlskey"))
-    server = grpc.aio.server()
-    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterService(manager), server)
     try:
         bound = (server.add_secure_port(addr, credentials) if credentials is not None
                  else server.add_insecure_port(addr))
     except RuntimeError as exc:
-        raise ConfigError(f"cannot listen on {addr} (--grpc-addr): {exc}") from None
-    await server.start()
-    return server, f"{host}:{bound}"
+        raise ListenError(f"cannot listen on {addr} (--grpc-addr): {exc}") from None
+    return f"{host}:{bound}"

@@ -207,13 +207,19 @@ class GuardedConnection(asyncio.Protocol):
 class GuardedRunner(web.AppRunner):
     """An AppRunner whose sites serve through a ConnectionGuard."""
 
-    def __init__(self, app: web.Application, limits: ClientLimits, **kwargs: Any) -> None:
+    def __init__(self, app: web.Application, limits: ClientLimits, *,
+                 route: Callable[[Callable[[], Any]], Callable[[], asyncio.Protocol]]
+                 | None = None, **kwargs: Any) -> None:
         self.guard = ConnectionGuard(limits)
+        self._route = route  # wraps aiohttp's protocol factory inside the guard
         app.middlewares.insert(0, self.guard.middleware)
         super().__init__(app, keepalive_timeout=aiohttp_keepalive(limits), **kwargs)
 
     @property
     def server(self) -> Any:
-        """The protocol factory the sites listen with (aiohttp's Server, wrapped)."""
+        """The protocol factory the sites listen with (aiohttp's Server, wrapped; with a
+        `route`, such as shared_port.splitter, between the guard and aiohttp)."""
         inner = super().server
-        return None if inner is None else self.guard.factory(inner)
+        if inner is None:
+            return None
+        return self.guard.factory(inner if self._route is None else self._route(inner))

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 import grpc
 
 from flock.common.logs import METADATA_KEY, current_request_id
+from flock.docker_compat.hop_headers import HOP_BY_HOP
 from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
 from flock.protos import agent_pb2, agent_pb2_grpc
+from flock.protos.limits import MAX_FRAME, MESSAGE_OPTIONS
 
-MAX_MESSAGE = 64 << 20
-MAX_FRAME = 1 << 20  # body bytes per DockerFrame
-HOP_BY_HOP = frozenset({"connection", "transfer-encoding", "content-length", "keep-alive"})
 CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    *MESSAGE_OPTIONS,
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),

@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
+from flock.manager.cluster import cpu_shares
+from flock.manager.cluster.labels import wants_reschedule
 from flock.manager.cluster.model import PENDING, Container, Node
-from flock.manager.cluster.reschedule import create_body, wants_reschedule
-from flock.manager.scheduler import cpu_shares
 
 # Key of the state times kept inside a Container's summary (never shown to clients).
 STATE_KEY = "FlockState"
@@ -48,6 +48,24 @@ def reserved_cpus(host: dict, node_cpus: int) -> float:
     shares = cpu_shares.reserved_cpus(host.get("CpuShares") or 0, node_cpus)
     nano = host.get("NanoCpus") or 0
     return float(max(shares, nano / 1e9))
+
+
+def create_body(inspect: dict, node_cpus: int) -> dict:
+    """A `POST /containers/create` body that makes the container of `inspect` (on a
+    node of `node_cpus` CPUs) again: kept for containers that may be rescheduled, and
+    the template of a global group's next copy.
+
+    Config is the create body's own shape; the Hostname the engine derived from the old
+    ID is dropped so that the new container gets its own. The engine's CpuShares go
+    back to the CPUs they reserve (`-c N`), for the new node's engine to get its own
+    shares for N."""
+    body = dict(inspect.get("Config") or {})
+    if body.get("Hostname") and body["Hostname"] == (inspect.get("Id") or "")[:12]:
+        body.pop("Hostname")
+    body["HostConfig"] = host = dict(inspect.get("HostConfig") or {})
+    if host.get("CpuShares"):
+        host["CpuShares"] = cpu_shares.reserved_cpus(host["CpuShares"], node_cpus)
+    return body
 
 
 def host_ports(config: dict, host: dict) -> list[tuple[int, str]]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from flock.manager.cluster.labels import SWARM_ID_LABEL
+
 # classic Swarm's engine states (cluster/engine.go stateText): never reached yet;
 # answering; failed --engine-failure-retry refreshes in a row; gone from discovery.
 PENDING = "pending"
@@ -75,5 +77,3 @@ class Container:
         when the container is rescheduled, and is a reference to it (state.resolve)."""
         return (self.labels or {}).get(SWARM_ID_LABEL, "")
 
-
-SWARM_ID_LABEL = "com.docker.swarm.id"

@@ -33,7 +33,8 @@ from types import MappingProxyType
 
 from flock.manager.cluster.container_names import ContainerNames, NameTaken
 from flock.manager.cluster.image_refs import image_aliases
-from flock.manager.cluster.model import HEALTHY, SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.labels import SWARM_ID_LABEL
+from flock.manager.cluster.model import HEALTHY, Container, Node
 from flock.manager.cluster.state_types import (
     Accounted,
     Ambiguous,

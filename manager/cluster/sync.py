@@ -31,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from flock.manager.cluster.agent_client import AgentClient, AgentError
-from flock.manager.cluster.container_reads import ContainerReads
+from flock.manager.cluster.clients import Clients
+from flock.manager.cluster.container_records import Records
 from flock.manager.cluster.convert import (
     event_target,
     node_from_info,
@@ -151,9 +152,9 @@ class NodeSync:
             self.count_drift = self.count_drift + 1 if drifted else 0
             if self.count_drift >= 2:
                 self.count_drift = 0
-                await self.watcher.load_containers(self.node_id)
+                await self.watcher.records.load_containers(self.node_id)
             if reply.images != node.images:
-                await self.watcher.load_images(self.node_id)
+                await self.watcher.records.load_images(self.node_id)
         except AgentError as exc:
             self.fail(exc)
 
@@ -182,8 +183,8 @@ class NodeSync:
             self.refused = ""
         self._ensure_events()
         try:
-            await self.watcher.load_containers(node.id, known_too=True)
-            await self.watcher.load_images(node.id)
+            await self.watcher.records.load_containers(node.id, known_too=True)
+            await self.watcher.records.load_images(node.id)
         except AgentError as exc:
             self.fail(exc)
             return
@@ -315,28 +316,35 @@ class NodeSync:
         try:
             if kind == "container" and target:
                 if action == "destroy":
-                    self.watcher.forget_container(target)
+                    self.watcher.records.forget(target)
                 elif action in CONTAINER_ACTIONS:
                     attributes = (event.get("Actor") or {}).get("Attributes") or {}
-                    self.watcher.refresh_soon(node_id, target, attributes.get("name") or "",
-                                              int(event.get("timeNano") or 0))
+                    self.watcher.records.refresh_soon(
+                        node_id, target, attributes.get("name") or "",
+                        int(event.get("timeNano") or 0))
             elif kind == "image" and action in IMAGE_ACTIONS:
-                await self.watcher.load_images(node_id)
+                await self.watcher.records.load_images(node_id)
         except AgentError as exc:
             log.debug("event %s %s on %s: %s", action, target, self.addr, exc)
 
 
 # ------------------------------------------------------------------ all nodes
-class NodeWatcher(ContainerReads):
-    """Discovery poll + one NodeSync per agent address; the container records' half is
-    ContainerReads (container_reads.py). Its `rescheduler` is set by the manager: told
-    when a node fails, asked about duplicate copies."""
+class NodeWatcher:
+    """Discovery poll + one NodeSync per agent address: heartbeats, connects, health.
+    It registers each node's client in `records.clients` and has `records` (Records,
+    container_records.py) load and follow the node's containers. Its `rescheduler` is
+    set by the manager: told when a node fails."""
+
+    rescheduler = None
 
     def __init__(self, state: ClusterState, backend, heartbeat: float = 20.0,
                  failure_retry: int = 3,
                  client_factory: Callable[[str], AgentClient] = AgentClient,
-                 max_beats: float = MAX_BEATS, refresh: RefreshRange | None = None) -> None:
-        super().__init__(state)
+                 max_beats: float = MAX_BEATS, refresh: RefreshRange | None = None,
+                 records: Records | None = None) -> None:
+        self.state = state
+        self.records = records if records is not None else Records(state, Clients())
+        self.clients = self.records.clients
         self.backend = backend
         self.heartbeat = heartbeat
         self.refresh = refresh
@@ -391,10 +399,11 @@ class NodeWatcher(ContainerReads):
         if hasattr(self.backend, "close"):
             with contextlib.suppress(Exception):
                 await self.backend.close()
-        self.cancel_reads()
+        self.records.cancel_reads()
         await asyncio.gather(*(s.stop() for s in self._syncs.values()))
         self._syncs.clear()
-        self._by_node.clear()
+        for node_id in list(self._by_node):
+            self.forget(node_id)
 
     async def _loop(self) -> None:
         while True:
@@ -474,15 +483,13 @@ class NodeWatcher(ContainerReads):
         return period * (self.failure_retry + 1)
 
     # ---------------------------------------------------------------- lookups
-    def client(self, node_id: str) -> AgentClient | None:
-        sync = self._by_node.get(node_id)
-        return sync.client if sync is not None else None
-
     def adopt(self, node_id: str, sync: NodeSync) -> None:
         self._by_node[node_id] = sync
+        self.clients.add(node_id, sync.client)
 
     def forget(self, node_id: str) -> None:
         self._by_node.pop(node_id, None)
+        self.clients.remove(node_id)
 
     def take_info(self, node_id: str, info) -> Node | None:
         """An UpdateNode answer into the state at once, so the next decision sees it."""

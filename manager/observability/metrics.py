@@ -21,8 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -31,7 +31,6 @@ from flock.manager.cluster.model import DISCONNECTED, HEALTHY, PENDING, UNHEALTH
 
 if TYPE_CHECKING:
     from flock.manager.cluster.state import ClusterState
-    from flock.manager.scheduler.filters import Removal
 
 access_log = logging.getLogger("flock.manager.api.access")
 
@@ -39,6 +38,18 @@ OUTCOMES = ("placed", "no_node", "error")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 UNMATCHED = "unmatched"  # the endpoint label of a path no route knows (a 501)
 CLIENT_GONE = "499"  # nginx's word for "the client closed the connection first"
+
+
+class Rejection(Protocol):
+    """What the metrics read of the scheduler's Removal (scheduler/filters/base.py):
+    which filter took out which nodes. Described here rather than imported, since the
+    scheduler stands above observability and calls it as its DecisionObserver."""
+
+    @property
+    def filter(self) -> str: ...
+
+    @property
+    def removed(self) -> Collection[str]: ...
 
 
 class ManagerMetrics:
@@ -91,7 +102,7 @@ class ManagerMetrics:
         self._placed.value += 1
         self._decision_time.observe(seconds)
 
-    def no_node(self, seconds: float, removals: list[Removal]) -> None:
+    def no_node(self, seconds: float, removals: Iterable[Rejection]) -> None:
         self._no_node.value += 1
         self._decision_time.observe(seconds)
         for name in {r.filter or "unknown" for r in removals if r.removed}:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Protocol
 
+from flock.docker_compat.humanize import bytes_size
 from flock.manager.cluster.model import Node
 from flock.manager.cluster.state import ClusterState
 from flock.manager.scheduler.fast import FastPath
@@ -241,16 +242,6 @@ def _shortages(spec: ContainerSpec, resources: Fit) -> list[Removal]:
     if resources.short_memory:
         out.append(
             Removal("available Memory", resources.short_memory,
-                    f"{_bytes(spec.memory)} requested", filter="resources")
+                    f"{bytes_size(spec.memory)} requested", filter="resources")
         )
     return out
-
-
-def _bytes(size: int) -> str:
-    """Docker's binary units, as `docker info` prints them (1.5 GiB)."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.4g} {unit}" if unit != "B" else f"{size} B"
-        value /= 1024
-    return f"{size} B"

@@ -14,28 +14,25 @@ import json
 import secrets
 from dataclasses import dataclass, field
 
-from flock.manager.cluster.model import SWARM_ID_LABEL
-from flock.manager.scheduler.cpu_shares import engine_shares
+from flock.manager.cluster.cpu_shares import engine_shares
+from flock.manager.cluster.labels import (
+    AFFINITIES_LABEL,
+    CONSTRAINTS_LABEL,
+    RESCHEDULE_LABEL,
+    RESCHEDULE_POLICIES,
+    SWARM_ID_LABEL,
+)
 from flock.manager.scheduler.rules import Rule, RuleError, parse_rules
 
 __all__ = [
-    "AFFINITIES_LABEL",
-    "CONSTRAINTS_LABEL",
     "ContainerSpec",
-    "RESCHEDULE_LABEL",
     "RuleError",
-    "SWARM_ID_LABEL",
     "SpecError",
     "label_list",
     "prepare_create_body",
     "spec_from_create",
 ]
 
-CONSTRAINTS_LABEL = "com.docker.swarm.constraints"
-AFFINITIES_LABEL = "com.docker.swarm.affinities"
-RESCHEDULE_LABEL = "com.docker.swarm.reschedule-policies"
-
-RESCHEDULE_POLICIES = ("on-node-failure", "off")
 _ENV_PREFIXES = ("constraint:", "affinity:", "reschedule:")
 _PROTOCOLS = ("tcp", "udp", "sctp")
 

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from flock.manager.ui.jobs import job_rows
+
 if TYPE_CHECKING:
-    from flock.manager.app import Manager
+    from flock.manager.api.cluster_parts import Cluster
 
 STATIC = Path(__file__).parent / "static"
 POLL = 0.2  # seconds between looks at the state's generation counter
@@ -39,11 +41,12 @@ _PAGE_HEADERS = {
 }
 
 
-def snapshot(manager: Manager) -> dict:
+def snapshot(cluster: Cluster) -> dict:
     """What the page draws: every node with its totals, reservations (pending creates
-    included, as the scheduler counts them) and containers. Nothing that changes on a
-    mere heartbeat, so that an unchanged cluster sends nothing."""
-    state = manager.state
+    included, as the scheduler counts them) and containers, and the cron jobs (next run,
+    last result). Nothing that changes on a mere heartbeat, so that an unchanged cluster
+    sends nothing."""
+    state = cluster.state
     usage_map = state.usage_map()
     nodes = []
     for node in sorted(state.nodes(), key=lambda n: (n.name, n.addr)):
@@ -65,16 +68,16 @@ def snapshot(manager: Manager) -> dict:
             "containers": [{"id": c.id[:12], "name": c.name, "image": c.image,
                             "state": c.state} for c in containers[:MAX_CONTAINERS]],
         })
-    return {"manager": manager.name, "strategy": manager.scheduler.strategy_name,
-            "nodes": nodes}
+    return {"manager": cluster.this.name, "strategy": cluster.scheduler.strategy_name,
+            "nodes": nodes, "jobs": job_rows(cluster)}
 
 
 class ClusterPage:
-    """The handlers, bound to one manager; `closing` ends open streams at shutdown so that
-    stopping the manager does not wait for browsers to go away."""
+    """The handlers, bound to one manager's cluster; `closing` ends open streams at
+    shutdown so that stopping the manager does not wait for browsers to go away."""
 
-    def __init__(self, manager: Manager) -> None:
-        self.manager = manager
+    def __init__(self, cluster: Cluster) -> None:
+        self.parts = cluster  # not `cluster`: that is the snapshot handler's name
         self.closing = False
 
     async def redirect(self, request: web.Request) -> web.StreamResponse:
@@ -94,7 +97,7 @@ class ClusterPage:
                                              "the cluster page is /ui/\n")
 
     async def cluster(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(snapshot(self.manager), headers={"Cache-Control": "no-cache"})
+        return web.json_response(snapshot(self.parts), headers={"Cache-Control": "no-cache"})
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         """`text/event-stream`: a `cluster` event with the snapshot now and after each
@@ -103,16 +106,18 @@ class ClusterPage:
             "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no"})
         await response.prepare(request)
-        state = self.manager.state
+        state = self.parts.state
         seen_generation: int | None = None
+        seen_jobs: list[dict] | None = None
         sent = ""
         quiet_since = time.monotonic()
         try:
             await response.write(f"retry: {RETRY_MS}\n\n".encode())
             while not self.closing:
-                if state.generation != seen_generation:
-                    seen_generation = state.generation
-                    body = json.dumps(snapshot(self.manager), separators=(",", ":"))
+                jobs = job_rows(self.parts)  # a job's next run moves on its own
+                if state.generation != seen_generation or jobs != seen_jobs:
+                    seen_generation, seen_jobs = state.generation, jobs
+                    body = json.dumps(snapshot(self.parts), separators=(",", ":"))
                     if body != sent:
                         sent = body
                         await response.write(f"event: cluster\ndata: {body}\n\n".encode())
@@ -129,10 +134,10 @@ class ClusterPage:
         self.closing = True
 
 
-def register(app: web.Application, manager: Manager) -> None:
+def register(app: web.Application, cluster: Cluster) -> None:
     """Add the cluster page's routes to the manager's application (before its Docker API
     catch-all route)."""
-    page = ClusterPage(manager)
+    page = ClusterPage(cluster)
     app.router.add_get("/ui", page.redirect)
     app.router.add_get("/ui/", page.index)
     app.router.add_get("/ui/api/cluster", page.cluster)

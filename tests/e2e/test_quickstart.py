@@ -12,6 +12,7 @@ import time
 import pytest
 
 from flock.local_cluster import free_port
+from flock.local_registry import have_registry
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +34,10 @@ def test_demo_spreads_containers_and_cleans_up(tmp_path):
     result = flock("demo", "--agents", "2", "--runtime", "exec", "--containers", "4",
                    "--state-dir", str(state))
     assert result.returncode == 0, result.stderr + result.stdout
+    if have_registry():  # the image comes from a registry the demo starts and stops
+        assert "from a local registry on every node" in result.stdout, result.stdout
+        assert not subprocess.run(["pgrep", "-f", "flock-demo-registry-"],
+                                  capture_output=True).stdout, "the demo's registry is left"
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("hello-")]
     assert len(rows) == 4
     nodes = [row[1] for row in rows]

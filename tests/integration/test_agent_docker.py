@@ -21,6 +21,7 @@ from flock.agent.runtimes import make_runtime
 from flock.agent.runtimes.base import RuntimeUnavailable
 from flock.agent.runtimes.docker import DockerRuntime, engine_answers
 from flock.agent.server import AgentService, make_server
+from flock.docker_compat.stdcopy import demux
 from flock.manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
 from flock.protos import agent_pb2
 from tests.conftest import free_port
@@ -65,16 +66,6 @@ async def create(agent, cmd: list[str], **extra) -> str:
 async def start(agent, cid: str) -> None:
     status, answer = await agent.client.request_json("POST", f"/containers/{cid}/start")
     assert status == 204, answer
-
-
-def demux(raw: bytes) -> list[tuple[int, bytes]]:
-    """Split Docker's multiplexed stream into (stream, payload) frames."""
-    frames = []
-    while raw:
-        size = int.from_bytes(raw[4:8], "big")
-        frames.append((raw[0], raw[8:8 + size]))
-        raw = raw[8 + size:]
-    return frames
 
 
 def test_info_reports_the_engine(agent):

@@ -52,8 +52,7 @@ def pki(tmp_path_factory) -> dict[str, TLSFiles]:
 def tls_engine(tmp_path_factory, pki):
     """A dockerd with -H tcp://127.0.0.1:PORT --tlsverify (its unix socket is only for
     the fixture's own setup and teardown)."""
-    if not engines.have_dockerd():
-        pytest.fail("dockerd is not installed (or not root): run the README's test command")
+    engines.need_dockerd()
     files = pki["engine"]
     port = free_port()
     engine = engines.start_engine(tmp_path_factory.mktemp("tls-engine"), bridge=False,
@@ -75,12 +74,9 @@ def folder(files: TLSFiles) -> str:
 def cluster(tls_engine, pki, tmp_path_factory):
     options = {"docker_host": tls_engine.tcp_url, "docker_tlsverify": True,
                "docker_cert_path": folder(pki["client"])}
-    made = Cluster([tls_engine], tmp_path_factory.mktemp("tls-cluster"), ["machine1"],
-                   agent_options=lambda name: options)
-    try:
+    with Cluster([tls_engine], tmp_path_factory.mktemp("tls-cluster"), ["machine1"],
+                 agent_options=lambda name: options) as made:
         yield made
-    finally:
-        made.close()
 
 
 def in_terminal(host: str, command: str) -> str:

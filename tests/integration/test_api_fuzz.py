@@ -47,7 +47,6 @@ import os
 import pytest
 
 from tests.support.api_fuzz import Fuzzer, cleanup, snapshot
-from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker
 NODES = ("node-a", "node-b")
@@ -56,11 +55,7 @@ NODES = ("node-a", "node-b")
 FUZZ_EXAMPLES = int(os.environ.get("FLOCK_FUZZ_EXAMPLES", "8"))
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("fuzz"), list(NODES))
-    yield made
-    made.close()
+CLUSTER = dict(names=NODES)  # the shared `cluster` fixture (tests/integration/conftest.py)
 
 
 @pytest.mark.timeout(300)

@@ -21,13 +21,6 @@ pytestmark = pytest.mark.docker
 ABSENT_ID = "4e8aa3148a132f19ec560952231c4d39522043994df7d2dc239942c0f9424ebd"
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("classic"), ["node-a", "node-b"])
-    yield made
-    made.close()
-
-
 def ids(cluster) -> list[set[str]]:
     return [set(found) for found in cluster.container_ids().values()]
 

@@ -1,5 +1,6 @@
 """ClusterService over gRPC and the `flock` commands on it, against a real local cluster
-(two exec-runtime agents and a manager started with --grpc-addr)."""
+(two exec-runtime agents and a manager started with --grpc-addr): the typed calls on
+--grpc-addr's port, the commands through DOCKER_HOST, the Docker API's port."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from flock.demo import import_image
 from flock.local_cluster import LocalCluster, free_port
 from flock.manager.app import ConfigError, Manager, ManagerConfig
 from flock.protos import cluster_pb2 as pb
-from flock.protos import cluster_pb2_grpc
 
 MIB = 1 << 20
 
@@ -28,13 +28,6 @@ def cluster():
     with LocalCluster(agents=2, runtime="exec") as running:
         import_image(running)
         yield running
-
-
-@pytest.fixture
-def service(cluster):
-    channel = grpc.insecure_channel(cluster.grpc_addr)
-    yield cluster_pb2_grpc.ClusterServiceStub(channel)
-    channel.close()
 
 
 @pytest.fixture
@@ -57,7 +50,8 @@ def run(service, cleanup, *env: str, name: str = "", **fields) -> pb.RunReply:
 
 
 def flock(cluster, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, FLOCK_HOST=cluster.grpc_addr)
+    env = {k: v for k, v in os.environ.items() if k not in ("FLOCK_HOST", "DOCKER_HOST")}
+    env["DOCKER_HOST"] = cluster.url  # what docker uses: the commands need nothing else
     return subprocess.run([sys.executable, "-m", "flock", *args], capture_output=True,
                           text=True, timeout=30, env=env)
 
@@ -234,7 +228,8 @@ def test_cli_bad_input(cluster):
     size = flock(cluster, "explain", "-m", "lots", "busybox")
     assert size.returncode == 1 and "invalid size 'lots'" in size.stderr
     away = flock(cluster, "nodes", "-H", f"127.0.0.1:{free_port()}")
-    assert away.returncode == 1 and "cannot reach the manager" in away.stderr
+    assert away.returncode == 1 and "cannot reach the manager at 127.0.0.1:" in away.stderr
+    assert "(from -H): nothing listens there" in away.stderr
 
 
 def test_tls_like_the_docker_front_and_no_plaintext_on_a_reachable_address(tmp_path):
@@ -256,7 +251,10 @@ def test_tls_like_the_docker_front_and_no_plaintext_on_a_reachable_address(tmp_p
             good = await flock_async("nodes", *tls)
             assert (good[0], good[1].splitlines()[0].split()[0]) == (0, "NAME")
             plain = await flock_async("nodes", "-H", manager.grpc_address)
-            assert plain[0] == 1 and "cannot reach the manager" in plain[2]
+            assert plain[0] == 1 and plain[2] == (
+                f"flock nodes: cannot reach the manager at {manager.grpc_address} (from -H): it "
+                "speaks TLS there; set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH to the folder "
+                "of ca.pem, cert.pem and key.pem (or pass --tlsverify)\n")
         finally:
             await manager.stop()
         exposed = Manager(ManagerConfig(discovery=discovery, grpc_addr="0.0.0.0:0",

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -49,12 +49,11 @@ volumes:
 
 
 @pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
+def cluster(cluster):
+    """The shared one (tests/integration/conftest.py: node-a and node-b), for compose."""
     if shutil.which("docker-compose") is None:
         pytest.fail("docker-compose is not installed: run scripts/test.sh")
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("compose"), ["node-a", "node-b"])
-    yield made
-    made.close()
+    return cluster
 
 
 @pytest.fixture

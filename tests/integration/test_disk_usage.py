@@ -11,16 +11,8 @@ import docker
 import pytest
 
 from tests.support.api_fuzz import engine_target
-from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("usage"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def test_system_df_sums_the_nodes_and_names_what_is_where(cluster, engine_pair):

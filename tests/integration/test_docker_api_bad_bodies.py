@@ -25,13 +25,6 @@ DEEP = 100_000
 
 
 @pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("bodies"), ["node-a", "node-b"])
-    yield made
-    made.close()
-
-
-@pytest.fixture(scope="module")
 def engine_api(cluster):
     """The first node's engine, asked directly: the anchor for every message."""
     client = docker.APIClient(base_url=cluster.engines[0].url)

@@ -17,18 +17,11 @@ import pytest
 
 from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 from tests.support.registry import have_registry, start_registry
 
 pytestmark = pytest.mark.docker
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("bad"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def listeners(engine) -> int:

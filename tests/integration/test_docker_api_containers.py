@@ -12,16 +12,7 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import Cluster
-
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("containers"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def running(cluster, names, prefix: str = "c", *args: str) -> str:

@@ -11,31 +11,15 @@ import tarfile
 import docker
 import pytest
 
-from tests.support.cluster import Cluster
-from tests.support.registry import have_registry, start_registry
-
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    if not have_registry():
-        pytest.fail("docker-registry is not installed: run scripts/test.sh")
-    made = start_registry(tmp_path_factory.mktemp("registry"))
-    yield made
-    made.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory, registry):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("images"), ["node-a", "node-b"])
-    # The registry holds busybox as REG/busybox:1, pushed by an engine directly.
-    first = engine_pair[0]
-    first.docker("tag", "busybox:latest", registry.ref("busybox:1"))
-    first.docker("push", registry.ref("busybox:1"))
-    first.docker("rmi", registry.ref("busybox:1"))
-    yield made
-    made.close()
+def registry(registry, engine_pair):
+    """The shared one (tests/integration/conftest.py), holding busybox as REG/busybox:1,
+    pushed by an engine directly."""
+    registry.push_busybox(engine_pair[0], "busybox:1")
+    return registry
 
 
 @pytest.fixture

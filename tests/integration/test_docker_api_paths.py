@@ -22,7 +22,7 @@ import pytest
 
 from flock.local_cluster import LocalCluster
 from tests.integration.test_hollow_calls import _scenario as hollow_scenario
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -61,13 +61,6 @@ def failures(caplog) -> list[str]:
     """Log records that are errors or carry a traceback."""
     return [record.getMessage() for record in caplog.records
             if record.levelno >= logging.ERROR or record.exc_info]
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("paths"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +198,7 @@ def test_the_agent_encodes_what_arrives_unencoded(cluster, path, caplog):
     """An agent given a raw non-ASCII path (by a client other than this manager) sends
     the engine what the docker CLI would: the answer is the engine's own."""
     node = cluster.manager.state.node_by_name("node-a")
-    client = cluster.manager.client(node.id)
+    client = cluster.manager.cluster.clients.get(node.id)
     status, answer = cluster.lt.run(client.request_json("GET", path))
     assert (status, answer) == at_engine(cluster.engines[0], "GET", path.encode())
     assert 400 <= status < 500

@@ -12,17 +12,10 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.docker
 BUILTIN = {"bridge", "host", "none"}
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("resources"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def _networks(engine) -> set[str]:

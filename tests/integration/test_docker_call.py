@@ -6,7 +6,6 @@ loopback in front of a hollow runtime; the manager's AgentClient as client."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 import urllib.parse
@@ -14,9 +13,8 @@ import urllib.parse
 import pytest
 
 from flock.agent.metrics import AgentMetrics
-from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
-from flock.agent.server import AgentService, make_server
+from flock.agent.server import AgentService
 from flock.manager.cluster.agent_client import (
     AgentClient,
     AgentError,
@@ -25,7 +23,7 @@ from flock.manager.cluster.agent_client import (
 )
 from flock.manager.cluster.call_stream import StreamSlots
 from flock.protos import agent_pb2_grpc
-from tests.conftest import free_port
+from tests.support.served_agent import served_agent
 
 
 class OlderAgentService(AgentService):
@@ -41,41 +39,8 @@ class AgentBeforeCallStreams(AgentService):
     DockerCalls = agent_pb2_grpc.AgentServicer.DockerCalls
 
 
-class _Agent:
-    """A hollow runtime behind a real agent server on loopback, and a client of it."""
-
-    def __init__(self, service_class, name: str, metrics: AgentMetrics | None,
-                 slots: StreamSlots | None) -> None:
-        self.runtime = HollowRuntime(node_name=name)
-        self.addr = f"127.0.0.1:{free_port()}"
-        self.service = service_class(self.runtime, self.addr, name)
-        self.metrics = metrics
-        self.server = None
-        self.client = AgentClient(self.addr, stream_slots=slots)
-
-    async def serve(self) -> None:
-        self.server, _ = make_server(self.service, self.addr, metrics=self.metrics)
-        await self.server.start()
-
-
-@contextlib.asynccontextmanager
-async def _agent(service_class=AgentService, name: str = "calls",
-                 metrics: AgentMetrics | None = None, slots: StreamSlots | None = None):
-    agent = _Agent(service_class, name, metrics, slots)
-    await agent.runtime.start()
-    try:
-        await agent.serve()
-        yield agent
-    finally:
-        await agent.client.close()
-        if agent.server is not None:
-            await agent.server.stop(0)
-        await agent.service.calls.close()
-        await agent.runtime.stop()
-
-
 async def _scenario(check, service_class=AgentService, max_body: int | None = None) -> None:
-    async with _agent(service_class) as agent:
+    async with served_agent(service_class) as agent:
         if max_body is not None:
             agent.service.calls.max_body = max_body
         await check(agent.client)
@@ -214,7 +179,7 @@ def test_calls_in_flight_together_each_get_their_own_answer():
 
 def test_a_broken_stream_fails_its_calls_and_the_next_call_opens_another():
     async def check() -> None:
-        async with _agent() as agent:
+        async with served_agent() as agent:
             client = agent.client
             await _create(client, "before")
             await agent.server.stop(0)
@@ -247,7 +212,7 @@ def test_the_agent_counts_each_call_on_the_stream_as_a_docker_call():
     metrics = AgentMetrics()
 
     async def check() -> None:
-        async with _agent(metrics=metrics) as agent:
+        async with served_agent(metrics=metrics) as agent:
             client = agent.client
             await _create(client, "counted")
             assert (await client.request_json("GET", "/containers/counted/json"))[0] == 200
@@ -297,8 +262,8 @@ def test_streams_past_the_manager_s_cap_wait_their_turn_as_unary_calls():
     slots = StreamSlots(limit=1, idle=0.3)
 
     async def check() -> None:
-        async with _agent(name="one", slots=slots) as one, \
-                _agent(name="two", slots=slots) as two:
+        async with served_agent(name="one", slots=slots) as one, \
+                served_agent(name="two", slots=slots) as two:
             first, second = one.client, two.client
             await _create(first, "c-a")
             assert slots.open == 1 and first._calls._current is not None

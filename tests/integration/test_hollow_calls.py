@@ -12,34 +12,20 @@ import json
 import aiohttp
 import pytest
 
-from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
-from flock.agent.server import make_server
+from flock.docker_compat.hop_headers import HOP_BY_HOP
 from flock.manager.cluster.agent_client import AgentClient, AgentUnavailable
-from tests.conftest import free_port
+from tests.support.served_agent import served_agent
 
 pytestmark = pytest.mark.timeout(60)
-_PER_HOP = {"date", "server", "content-length", "connection", "keep-alive",
-            "transfer-encoding"}
+_PER_HOP = HOP_BY_HOP | {"date", "server"}
 
 
 async def _scenario(check) -> None:
-    runtime = HollowRuntime(node_name="in-process")
-    await runtime.start()
-    addr = f"127.0.0.1:{free_port()}"
-    service = HollowAgentService(runtime, addr, "in-process")
-    server, _ = make_server(service, addr)
-    await server.start()
-    client = AgentClient(addr)
-    socket = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=runtime.socket_path))
-    try:
-        await check(runtime, client, socket)
-    finally:
-        await socket.close()
-        await client.close()
-        await server.stop(0)
-        await service.calls.close()
-        await runtime.stop()
+    async with served_agent(HollowAgentService, "in-process") as agent:
+        connector = aiohttp.UnixConnector(path=agent.runtime.socket_path)
+        async with aiohttp.ClientSession(connector=connector) as socket:
+            await check(agent.runtime, agent.client, socket)
 
 
 async def _both(client: AgentClient, socket: aiohttp.ClientSession, method: str, path: str,

@@ -20,31 +20,14 @@ from tests.support.moto import (
     ACCESS_KEY,
     NOTHING,
     SECRET_KEY,
-    MotoServer,
     leftovers,
     live_instances,
-    register_debian_ami,
 )
 
 CALLER = "198.51.100.7/32"
 
 
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def ec2(moto):
-    moto.reset()
-    return moto.client()
-
-
-@pytest.fixture
-def debian_ami(ec2):
-    return register_debian_ami(ec2)
+# `moto`, `ec2` and `debian_ami`: tests/integration/conftest.py.
 
 
 def write_key(folder) -> None:

@@ -11,12 +11,12 @@ import signal
 import ssl
 import stat
 import subprocess
-import sys
 import threading
 import urllib.request
 
 import pytest
 
+from tests.support.machine_cli import flock_machine
 from tests.support.moto import (
     ACCESS_KEY,
     NOTHING,
@@ -24,38 +24,23 @@ from tests.support.moto import (
     MotoServer,
     leftovers,
     live_instances,
-    register_debian_ami,
 )
 from tests.support.netns import NetnsHost
-from tests.support.procs import REPO, free_port, wait_for
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory):
-    server = MotoServer(tmp_path_factory.mktemp("moto")).start()
-    yield server
-    server.stop()
+from tests.support.procs import free_port, wait_for
 
 
 @pytest.fixture
-def ec2(moto):
-    moto.reset()
-    return moto.client()
-
-
-@pytest.fixture
-def ami(ec2):
-    return register_debian_ami(ec2)
+def ami(debian_ami):
+    """The conftest's `debian_ami` on the conftest's `moto` and `ec2`."""
+    return debian_ami
 
 
 def clean_env(home, **extra: str) -> dict[str, str]:
-    """No AWS settings from outside: no keys, no profile files, no instance role."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(HOME=str(home), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1",
-               AWS_EC2_METADATA_DISABLED="true",
-               AWS_SHARED_CREDENTIALS_FILE=str(home / "no-credentials"),
-               AWS_CONFIG_FILE=str(home / "no-config"), **extra)
-    return env
+    """No AWS settings from outside (flock_machine drops the caller's): no keys, no
+    profile files, no instance role; `extra` on top."""
+    return {"HOME": str(home), "PYTHONUNBUFFERED": "1", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-credentials"),
+            "AWS_CONFIG_FILE": str(home / "no-config"), **extra}
 
 
 class CLI:
@@ -69,9 +54,8 @@ class CLI:
 
     def __call__(self, *args: str, env: dict[str, str] | None = None,
                  timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "flock", "machine", "-s", str(self.store), *args],
-            cwd=REPO, env=env or self.env, capture_output=True, text=True, timeout=timeout)
+        return flock_machine("-s", str(self.store), *args, env=env or self.env,
+                             timeout=timeout)
 
     def create(self, name: str, ami: str, *flags: str, env=None,
                timeout: float = 120) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from tests.support import engines
+from tests.support.machine_cli import flock_machine, ok
 from tests.support.procs import REPO, free_port
 
 pytestmark = pytest.mark.docker
@@ -22,28 +23,17 @@ pytestmark = pytest.mark.docker
 HEADER = ["NAME", "ACTIVE", "DRIVER", "STATE", "URL", "SWARM", "DOCKER", "ERRORS"]
 
 
-def machine(store, *args: str, env: dict[str, str] | None = None, stdin: str | None = None,
+def machine(store, *args: str, env: dict[str, str] | None = None, stdin: str = "",
             timeout: float = 120) -> subprocess.CompletedProcess:
     """`flock machine -s STORE ARGS...` as a user runs it."""
-    base = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST",
-                                                            "FLOCK_MACHINE_STORAGE_PATH")}
-    return subprocess.run([sys.executable, "-m", "flock", "machine", "-s", str(store), *args],
-                          cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          input=stdin if stdin is not None else "",
-                          env={**base, "PYTHONPATH": str(REPO), **(env or {})})
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}{result.stdout}"
-    return result.stdout
+    return flock_machine("-s", str(store), *args, env=env, input=stdin, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A store with machine m1 (driver none) and the dockerd behind its URL, serving the
     cert the store made for m1."""
-    if not engines.have_dockerd():
-        pytest.fail("dockerd is not installed (or not root): run scripts/test.sh")
+    engines.need_dockerd()
     store = tmp_path_factory.mktemp("store")
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 
@@ -29,9 +28,10 @@ import pytest
 from flock.certs import issue, make_ca
 from flock.certs.files import cert_pem, key_pem
 from tests.support import engines
+from tests.support.machine_cli import flock_machine, ok
 from tests.support.machine_records import assert_holds, dm_record
 from tests.support.netns import NetnsHost
-from tests.support.procs import REPO, free_port
+from tests.support.procs import free_port
 
 pytestmark = [pytest.mark.docker]
 
@@ -39,17 +39,8 @@ pytestmark = [pytest.mark.docker]
 def machine(store: Path, *args: str, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess:
     """`flock machine ARGS...` with MACHINE_STORAGE_PATH, as a Docker Machine user has it."""
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("DOCKER_", "MACHINE_", "FLOCK_MACHINE_"))}
-    return subprocess.run([sys.executable, "-m", "flock", "machine", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout, input="",
-                          env={**base, "PYTHONPATH": str(REPO),
-                               "MACHINE_STORAGE_PATH": str(store), **(env or {})})
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr}{result.stdout}"
-    return result.stdout
+    return flock_machine(*args, env={"MACHINE_STORAGE_PATH": str(store), **(env or {})},
+                         timeout=timeout)
 
 
 def write(path: Path, data: bytes, mode: int) -> None:

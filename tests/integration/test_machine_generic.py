@@ -34,6 +34,7 @@ from flock.certs import issue, load_ca, write_identity
 from flock.provisioner import machine_certs
 from flock.provisioner.store import Store
 from tests.support.etcd import Etcd, have_etcd
+from tests.support.machine_cli import flock_machine, ok, require_created
 from tests.support.netns import NetnsHost
 from tests.support.procs import REPO, Proc, free_port, wait_for
 
@@ -57,17 +58,10 @@ class World:
     discovery: str
     created: subprocess.CompletedProcess | None = None
 
-    def flock(self, *args: str, input: bytes | str | None = None,
+    def flock(self, *args: str, input: bytes | str = "",
               timeout: float = 120) -> subprocess.CompletedProcess:
         """`flock machine -s STORE ...` as a user runs it."""
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("DOCKER_HOST", "FLOCK_MACHINE_STORAGE_PATH", "FLOCK_WHEELHOUSE")}
-        text = not isinstance(input, bytes)
-        return subprocess.run(
-            [sys.executable, "-m", "flock", "machine", "-s", str(self.store), *args],
-            cwd=REPO, capture_output=True, timeout=timeout, text=text,
-            input=input if input is not None else ("" if text else b""),
-            env={**env, "PYTHONPATH": str(REPO)})
+        return flock_machine("-s", str(self.store), *args, input=input, timeout=timeout)
 
     def tls(self) -> list[str]:
         certs = self.store / "certs"
@@ -121,11 +115,6 @@ class World:
 
     def pid(self, service: str) -> int:
         return int(Path(self.install_dir, "run", f"{service}.pid").read_text())
-
-
-def ok(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr}\n{result.stdout}"
-    return result.stdout
 
 
 def _need_tools() -> None:
@@ -191,11 +180,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture
 def machine(world):
-    if world.created is None or world.created.returncode != 0:
-        pytest.fail("creating the machine failed:\n"
-                    f"{world.created.stderr if world.created else ''}\n"
-                    f"{world.created.stdout if world.created else ''}")
-    return world
+    return require_created(world)
 
 
 # --- provisioning for real --------------------------------------------------------------------

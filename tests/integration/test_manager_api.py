@@ -14,60 +14,37 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 
 import docker
 import pytest
 
+from flock.docker_compat.stdcopy import demux
 from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
-from tests.support.cluster import Cluster, LoopThread, wait_for
+from tests.support.cluster import LoopThread, unique_name, wait_for
 
 pytestmark = pytest.mark.docker
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("manager"), ("node-a", "node-b"),
-                   labels=lambda name: [f"zone={name}"])
-    yield made
-    made.close()
+# The shared `cluster` fixture (tests/integration/conftest.py): node-a and node-b.
+CLUSTER = dict(labels=lambda name: [f"zone={name}"])
 
 
 @pytest.fixture
 def names(cluster):
-    """Unique container names for one test; containers the test made on either engine
-    (named or not) are removed afterwards."""
-    before = {engine.socket: set(_ids(engine)) for engine in cluster.engines}
-
-    def new(prefix: str = "c") -> str:
-        return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-    yield new
-    gone = []
-    for engine in cluster.engines:
-        made = [cid for cid in _ids(engine) if cid not in before[engine.socket]]
-        if made:
-            engine.docker("rm", "-f", *made, check=False)
-        gone += made
-    # The manager learns of the removals from the event streams; let it catch up so the
-    # next test's placements start from empty nodes.
-    state = cluster.manager.state
-    wait_for(lambda: not any(state.container(cid) for cid in gone), what="events")
-    # ...and let it agree with the engines on everything, so that no late record of
-    # this test's containers shows up in the next test's counts.
+    """As the conftest's `names` (what a test made is removed, and the manager has seen
+    it go), and then the manager's view agrees with the engines on everything, so that
+    no late record of this test's containers shows up in the next test's counts."""
+    before = cluster.container_ids()
+    yield unique_name
+    cluster.remove_new_containers(before)
     wait_for(lambda: _converged(cluster), what="the manager's view to match the engines")
 
 
 def _converged(cluster) -> bool:
-    state = cluster.manager.state
-    known = {c.id for c in state.containers()}
-    return known == {cid for engine in cluster.engines for cid in _ids(engine)}
-
-
-def _ids(engine) -> list[str]:
-    return engine.docker("ps", "-aq", "--no-trunc", check=False).stdout.decode().split()
+    known = {c.id for c in cluster.manager.state.containers()}
+    return known == set().union(*cluster.container_ids().values())
 
 
 def node_of(cluster, name: str) -> str:
@@ -258,15 +235,6 @@ def test_attach_without_upgrade_gets_200_and_the_raw_stream(cluster, names):
     assert demux(body) == [(1, b"old\n")]
 
 
-def demux(raw: bytes) -> list[tuple[int, bytes]]:
-    frames = []
-    while raw:
-        size = int.from_bytes(raw[4:8], "big")
-        frames.append((raw[0], raw[8:8 + size]))
-        raw = raw[8 + size:]
-    return frames
-
-
 def test_binpack_fills_one_node_first(cluster, names, tmp_path):
     port = free_port()
     manager = Manager(ManagerConfig(
@@ -428,13 +396,13 @@ def test_unknown_container_is_a_404(cluster):
 
 
 def test_constraint_that_fits_nowhere_creates_nothing(cluster, names):
-    before = [set(_ids(e)) for e in cluster.engines]
+    before = cluster.container_ids()
     proc = cluster.docker("run", "-d", "-e", "constraint:zone==mars", "busybox", "true",
                           check=False)
     assert proc.returncode != 0
     assert b"Unable to find a node that satisfies the following conditions" in proc.stderr
     assert b"zone==mars" in proc.stderr
-    assert [set(_ids(e)) for e in cluster.engines] == before
+    assert cluster.container_ids() == before
     proc = cluster.docker("run", "-d", "-e", "constraint:zone==node-b", "--name",
                           names("pinned"), "busybox", "true")
     assert node_of(cluster, proc.stdout.decode().strip()) == "node-b"

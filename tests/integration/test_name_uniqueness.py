@@ -22,10 +22,9 @@ import aiohttp
 import grpc
 import pytest
 
-from flock.manager.api.grpc import start_server
 from flock.protos import cluster_pb2 as pb
 from flock.protos import cluster_pb2_grpc
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(600)]
 
@@ -37,13 +36,9 @@ BODY = {"Image": "busybox", "Cmd": ["sleep", "600"]}
 CONFLICT = re.compile(r'^Conflict\. The container name "/[\w.-]+" is already in use by ')
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("names"), ("node-a", "node-b"))
-    server, made.grpc_addr = made.lt.run(start_server(made.manager, "127.0.0.1:0"))
-    yield made
-    made.lt.run(server.stop(0))
-    made.close()
+# The shared `cluster` fixture (tests/integration/conftest.py): node-a and node-b, and a
+# ClusterService on TCP.
+CLUSTER = dict(manager_options={"grpc_addr": "127.0.0.1:0"})
 
 
 @pytest.fixture

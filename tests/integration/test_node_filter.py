@@ -15,17 +15,8 @@ import uuid
 
 import pytest
 
-from tests.support.cluster import Cluster
-
 pytestmark = pytest.mark.docker
 BUILTIN = {"bridge", "host", "none"}
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("nodefilter"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def engine_of(cluster, node: str):

@@ -14,8 +14,6 @@ import yaml
 from openapi_core import OpenAPI
 from openapi_core.testing import MockRequest, MockResponse
 
-from tests.support.cluster import Cluster
-
 pytestmark = pytest.mark.docker
 SPEC = pathlib.Path(__file__).resolve().parents[1] / "data" / "docker-api-v1.41.yaml"
 SERVER = "http://flock"
@@ -72,13 +70,6 @@ def openapi3(swagger: dict) -> dict:
 @pytest.fixture(scope="module")
 def api() -> OpenAPI:
     return OpenAPI.from_dict(openapi3(yaml.safe_load(SPEC.read_text())))
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("openapi"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def check(api: OpenAPI, cluster, method: str, path: str, body: object = None,

@@ -18,14 +18,12 @@ from collections import Counter
 import pytest
 
 from flock import discovery
-from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
-from flock.agent.server import make_server
 from flock.manager.cluster.agent_client import AgentClient
 from flock.manager.cluster.records import after_action, created_record
 from flock.manager.cluster.state import ClusterState
 from flock.manager.cluster.sync import NodeWatcher
-from tests.conftest import free_port
+from tests.support.served_agent import served_agent
 
 pytestmark = pytest.mark.timeout(60)
 DELAY = 3.0  # long enough to tell "after the burst" from "at once" on a busy machine
@@ -33,29 +31,22 @@ BODY = {"Image": "busybox", "Cmd": ["sleep", "1d"]}
 
 
 async def _scenario(check) -> None:
-    runtime = HollowRuntime(node_name="burst")
-    await runtime.start()
-    addr = f"127.0.0.1:{free_port()}"
-    service = HollowAgentService(runtime, addr, "burst")
-    server, _ = make_server(service, addr)
-    await server.start()
-    calls: Counter = Counter()
-    state = ClusterState()
-    watcher = NodeWatcher(state, discovery.open_backend(f"nodes://{addr}"), heartbeat=30,
-                          client_factory=lambda a: AgentClient(
-                              a, observer=lambda method, seconds, ok: calls.update([method])))
-    watcher.refresh_delay = DELAY
-    direct = AgentClient(addr)
-    try:
-        await watcher.start()
-        node = state.healthy_nodes()[0]
-        await check(state, watcher, node.id, direct, calls)
-    finally:
-        await direct.close()
-        await watcher.stop()
-        await server.stop(0)
-        await service.calls.close()
-        await runtime.stop()
+    """`check(state, watcher, node_id, direct, calls)`: `direct` is a client of the agent
+    of its own, whose calls `calls` (the watcher's) does not count."""
+    async with served_agent(HollowAgentService, "burst") as agent:
+        calls: Counter = Counter()
+        state = ClusterState()
+        watcher = NodeWatcher(
+            state, discovery.open_backend(f"nodes://{agent.addr}"), heartbeat=30,
+            client_factory=lambda a: AgentClient(
+                a, observer=lambda method, seconds, ok: calls.update([method])))
+        watcher.records.refresh_delay = DELAY
+        try:
+            await watcher.start()
+            node = state.healthy_nodes()[0]
+            await check(state, watcher, node.id, agent.client, calls)
+        finally:
+            await watcher.stop()
 
 
 async def _until(predicate, timeout: float) -> float:
@@ -68,20 +59,21 @@ async def _until(predicate, timeout: float) -> float:
 
 def test_own_create_and_start_make_one_read_after_the_burst():
     async def check(state, watcher, node_id, direct, calls):
-        client = watcher.client(node_id)
-        # As manager/placing.py does: the name is held while the create is in flight (its
-        # event may come before its answer), the record written on the 201.
+        client = watcher.clients.get(node_id)
+        # As the create path (manager/placement/create.py) does: the name is held while
+        # the create is in flight (its event may come before its answer), the record
+        # written on the 201.
         token = state.reserve(node_id, "mine", 0, 0)
         status, answer = await client.request_json("POST", "/containers/create", "name=mine",
                                                    BODY)
         assert status == 201
         record = created_record(node_id, answer["Id"], "mine", BODY, 2)
-        watcher.record(record)
-        watcher.refresh_soon(node_id, record.id)
+        watcher.records.write(record)
+        watcher.records.refresh_soon(node_id, record.id)
         state.release(token)
         assert (await client.request_json("POST", f"/containers/{record.id}/start"))[0] == 204
-        watcher.record(after_action(record, "start"))
-        watcher.refresh_soon(node_id, record.id)
+        watcher.records.write(after_action(record, "start"))
+        watcher.records.refresh_soon(node_id, record.id)
         before = calls["DockerCall"]
         await asyncio.sleep(DELAY / 2)  # the create and start events are in by now
         assert calls["DockerCall"] == before  # nothing read yet: the burst is waited for
@@ -120,24 +112,25 @@ def test_changes_made_by_others_are_read_at_once():
 
 
 def test_a_run_read_back_by_the_agent_makes_no_further_reads():
-    """As manager/placing.py runs a container: both changes ask the agent to read the
-    container back, so a whole `docker run` is two agent calls, and the events it
-    causes (which may arrive before the answers) make no reads of their own."""
+    """As the create path (manager/placement/create.py) runs a container: both changes
+    ask the agent to read the container back, so a whole `docker run` is two agent
+    calls, and the events it causes (which may arrive before the answers) make no reads
+    of their own."""
     async def check(state, watcher, node_id, direct, calls):
-        client = watcher.client(node_id)
+        client = watcher.clients.get(node_id)
         before = calls["DockerCall"]
-        with watcher.changing(node_id):
+        with watcher.records.changing(node_id):
             created = await client.request(
                 "POST", "/containers/create", "", [("Content-Type", "application/json")],
                 json.dumps(BODY).encode(), read_back=True)
             await created.body()
-        record = watcher.take_read_back(node_id, created.read_back)
+        record = watcher.records.take_read_back(node_id, created.read_back)
         assert record is not None and record.state == "created"
-        with watcher.changing(node_id, record.id):
+        with watcher.records.changing(node_id, record.id):
             started = await client.request("POST", f"/containers/{record.id}/start",
                                            read_back=True)
             await started.body()
-        assert watcher.record_change(node_id, record, "start", started.read_back)
+        assert watcher.records.change(node_id, record, "start", started.read_back)
         running = state.container(record.id)
         assert running.state == "running" and running.image_id.startswith("sha256:")
         assert running.summary["Names"] == [f"/{running.name}"]  # the engine's list entry

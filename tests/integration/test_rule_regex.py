@@ -18,27 +18,17 @@ import uuid
 import grpc
 import pytest
 
-from flock.manager.api.grpc import start_server
-from flock.manager.scheduler.spec import AFFINITIES_LABEL, CONSTRAINTS_LABEL
+from flock.manager.cluster.labels import AFFINITIES_LABEL, CONSTRAINTS_LABEL
 from flock.protos import cluster_pb2 as pb
-from flock.protos import cluster_pb2_grpc
-from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.docker
 EVIL = ".*(a+)+b"
 HEADER = "Unable to find a node that satisfies the following conditions"
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    """The session's two engines (no engine labels needed here), and a ClusterService."""
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("cluster"), ["node-1", "node-2"])
-    try:
-        made.manager.grpc_server, made.grpc_addr = made.lt.run(
-            start_server(made.manager, "127.0.0.1:0"))  # stopped by Manager.stop
-        yield made
-    finally:
-        made.close()
+# The shared `cluster` fixture (tests/integration/conftest.py) on the session's two
+# engines (no engine labels needed here), with a ClusterService on TCP.
+CLUSTER = dict(names=["node-1", "node-2"], manager_options={"grpc_addr": "127.0.0.1:0"})
 
 
 @pytest.fixture
@@ -47,13 +37,6 @@ def long_a(cluster, name):
     ref = "a" * 40 + "-" + str(uuid.uuid4().int)[:8]
     cluster.docker("run", "-d", "--name", ref, "busybox", "sleep", "600")
     return ref
-
-
-@pytest.fixture
-def service(cluster):
-    channel = grpc.insecure_channel(cluster.grpc_addr)
-    yield cluster_pb2_grpc.ClusterServiceStub(channel)
-    channel.close()
 
 
 def create(cluster, env=(), labels=None, name=""):

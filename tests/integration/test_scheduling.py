@@ -4,6 +4,7 @@ labelled `size=small` and `size=large` (dockerd --label), an agent in front of e
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -19,24 +20,19 @@ ONLY_SMALL = "flocktest/only-small:1"  # busybox under a tag imported on node-sm
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    if not engines.have_dockerd():
-        pytest.fail("dockerd is not installed (or not root): run the README's test command")
-    started = []
-    made = None
-    try:
+    """Engines of its own (labelled), so not the shared `cluster` of the conftest."""
+    engines.need_dockerd()
+    with contextlib.ExitStack() as stack:
+        started = []
         for size in ("small", "large"):
             engine = engines.start_engine(tmp_path_factory.mktemp(f"engine-{size}"),
                                           labels={"size": size})
+            stack.callback(engine.stop)
             started.append(engine)
             engine.import_busybox()
         started[0].import_busybox(ONLY_SMALL)
-        made = Cluster(started, tmp_path_factory.mktemp("cluster"), ["node-small", "node-large"])
-        yield made
-    finally:
-        if made is not None:
-            made.close()
-        for engine in started:
-            engine.stop()
+        yield stack.enter_context(Cluster(started, tmp_path_factory.mktemp("cluster"),
+                                          ["node-small", "node-large"]))
 
 
 def run(cluster: Cluster, *args: str, check: bool = True):

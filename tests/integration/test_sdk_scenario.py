@@ -13,39 +13,16 @@ import docker
 import docker.errors
 import pytest
 
-from tests.support.cluster import Cluster
-from tests.support.registry import have_registry, start_registry
+from flock.docker_compat.stdcopy import demux
 
 pytestmark = pytest.mark.docker
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, engine_pair):
-    if not have_registry():
-        pytest.fail("docker-registry is not installed: run scripts/test.sh")
-    made = start_registry(tmp_path_factory.mktemp("registry"))
-    engine = engine_pair[0]
-    engine.docker("tag", "busybox:latest", made.ref("sdk:1"))
-    engine.docker("push", made.ref("sdk:1"))
-    engine.docker("rmi", made.ref("sdk:1"))
-    yield made
-    made.stop()
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("sdk"), ["node-a", "node-b"])
-    yield made
-    made.close()
-
-
-def demux(raw: bytes) -> list[tuple[int, bytes]]:
-    frames = []
-    while len(raw) >= 8:
-        size = int.from_bytes(raw[4:8], "big")
-        frames.append((raw[0], raw[8:8 + size]))
-        raw = raw[8 + size:]
-    return frames
+def registry(registry, engine_pair):
+    """The shared one (tests/integration/conftest.py), holding busybox as REG/sdk:1."""
+    registry.push_busybox(engine_pair[0], "sdk:1")
+    return registry
 
 
 def outcome(step):

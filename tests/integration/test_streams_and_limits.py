@@ -32,12 +32,8 @@ LIMITS = ClientLimits(header_timeout=2.0, idle_timeout=3.0, max_per_client=6)
 MB = 1 << 20
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("streams"), NODES,
-                   client_limits=LIMITS)
-    yield made
-    made.close()
+# The shared `cluster` fixture (tests/integration/conftest.py).
+CLUSTER = dict(names=NODES, client_limits=LIMITS)
 
 
 @pytest.fixture(scope="module")

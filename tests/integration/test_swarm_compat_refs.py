@@ -16,18 +16,11 @@ import pytest
 
 from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
-from tests.support.cluster import Cluster, wait_for
+from tests.support.cluster import wait_for
 
 pytestmark = pytest.mark.docker
 
 WHITELISTS = "com.docker.swarm.whitelists"
-
-
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("compat-refs"), ["node-a", "node-b"])
-    yield made
-    made.close()
 
 
 def engine_of(cluster, node: str):

@@ -22,7 +22,7 @@ from flock.certs import issue, make_ca, write_identity
 from flock.manager.app import Manager, ManagerConfig
 from tests.conftest import free_port
 from tests.support import browser as chromium
-from tests.support.cluster import Cluster, LoopThread, agent_args, wait_for
+from tests.support.cluster import LoopThread, agent_args, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -58,11 +58,7 @@ def browser(tmp_path_factory):
     made.close()
 
 
-@pytest.fixture(scope="module")
-def cluster(engine_pair, tmp_path_factory):
-    made = Cluster(engine_pair, tmp_path_factory.mktemp("ui"), ("ui-a", "ui-b"))
-    yield made
-    made.close()
+CLUSTER = dict(names=("ui-a", "ui-b"))  # the shared `cluster` (tests/integration/conftest.py)
 
 
 @pytest.fixture

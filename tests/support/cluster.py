@@ -2,8 +2,10 @@
 one agent per engine with the docker runtime and one Manager, both in-process on an
 asyncio loop in a thread, driven from the test with the real docker CLI and plain HTTP.
 
-Shared by the integration tests so that each starts clusters of its own (node names,
-engine count, strategy, agent labels).
+Most integration modules get theirs from the shared `cluster` fixture
+(tests/integration/conftest.py), declared by a module-level `CLUSTER` dict of this
+class's options; those with engines of their own build one here directly, as a context
+manager (`with Cluster(...) as made:`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Sequence
 
 from flock.agent.cli import run_agent
@@ -96,6 +99,18 @@ class Cluster:
             self.close()
             raise
 
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    @property
+    def grpc_addr(self) -> str:
+        """The ClusterService's TCP address: "" unless the cluster was made with
+        manager_options={"grpc_addr": "127.0.0.1:0"} (then the port it got)."""
+        return self.manager.grpc_address
+
     def docker(self, *args: str, check: bool = True, input: bytes | None = None,
                timeout: float = 60) -> subprocess.CompletedProcess:
         proc = subprocess.run(["docker", "-H", self.url, *args], capture_output=True,
@@ -151,6 +166,11 @@ class Cluster:
 
 async def _event() -> asyncio.Event:
     return asyncio.Event()
+
+
+def unique_name(prefix: str = "c") -> str:
+    """`web` -> `web-1a2b3c`: tests share one cluster, so no two may pick one name."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def engine_container_ids(engine: Engine) -> list[str]:

@@ -22,6 +22,15 @@ def have_dockerd() -> bool:
     return shutil.which("dockerd") is not None and os.geteuid() == 0
 
 
+def need_dockerd() -> None:
+    """Fail (not skip) a test that needs an engine where none can start: a missing
+    dockerd is a broken test machine, not a reason to pass quietly."""
+    import pytest
+
+    if not have_dockerd():
+        pytest.fail("dockerd is not installed (or not root): run scripts/test.sh")
+
+
 @dataclass
 class Engine:
     """A running dockerd started by a test."""

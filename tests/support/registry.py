@@ -58,6 +58,13 @@ class Registry:
         except urllib.error.HTTPError:
             return []
 
+    def push_busybox(self, engine, repo: str) -> None:
+        """Put the engine's busybox in the registry as REG/`repo`, pushed by the engine
+        itself; the engine keeps no REG/`repo` tag, so a pull has something to do."""
+        engine.docker("tag", "busybox:latest", self.ref(repo))
+        engine.docker("push", self.ref(repo))
+        engine.docker("rmi", self.ref(repo))
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -68,12 +75,13 @@ class Registry:
                 self.proc.wait(10)
 
 
-def start_registry(root: pathlib.Path, timeout: float = 20) -> Registry:
-    """Start `docker-registry serve` with its own config and storage under `root`."""
+def start_registry(root: pathlib.Path, timeout: float = 20, extra_config: str = "") -> Registry:
+    """Start `docker-registry serve` with its own config and storage under `root`;
+    `extra_config` is more of its YAML config (an `auth:` section, say)."""
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = root / "config.yml"
-    config.write_text(CONFIG.format(root=root / "data", port=port))
+    config.write_text(CONFIG.format(root=root / "data", port=port) + extra_config)
     log = open(root / "registry.log", "wb")
     proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -85,6 +93,8 @@ def start_registry(root: pathlib.Path, timeout: float = 20) -> Registry:
         try:
             with urllib.request.urlopen(f"http://{registry.address}/v2/", timeout=2):
                 return registry
+        except urllib.error.HTTPError:
+            return registry  # 401: it answers, and wants credentials
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
     registry.stop()

@@ -26,15 +26,37 @@ def test_bad_sizes_are_named(text):
         client.parse_size(text)
 
 
-def test_host_from_flag_environment_or_default(monkeypatch):
-    monkeypatch.delenv("FLOCK_HOST", raising=False)
-    assert client.target(None) == client.DEFAULT_HOST
+def test_host_from_flag_then_flock_host_then_docker_host_then_the_default(monkeypatch):
+    for name in ("FLOCK_HOST", "DOCKER_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    assert client.target(None) == client.Target("127.0.0.1:2375", client.DEFAULT_HOST,
+                                                "the default")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///run/flock.sock")
+    assert client.target(None) == client.Target("unix:/run/flock.sock",
+                                                "unix:///run/flock.sock", "DOCKER_HOST")
     monkeypatch.setenv("FLOCK_HOST", "tcp://10.0.0.1:2377")
-    assert client.target(None) == "10.0.0.1:2377"
-    assert client.target("h:1") == "h:1"
-    for bad in ("h", "unix:///x.sock", "h:port"):
-        with pytest.raises(client.ClientError, match="invalid host"):
+    assert client.target(None) == client.Target("10.0.0.1:2377", "tcp://10.0.0.1:2377",
+                                                "FLOCK_HOST")
+    assert client.target("h:1") == client.Target("h:1", "h:1", "-H")
+    for bad in ("h", "unix://x.sock", "h:port", "http://h:1", "tcp://h:1/path"):
+        with pytest.raises(client.ClientError, match=f"invalid host '{bad}' \\(-H\\)"):
             client.target(bad)
+
+
+def test_the_default_is_where_flock_manage_listens():
+    assert ManagerConfig(discovery="nodes://h:1").hosts == [client.DEFAULT_HOST]
+
+
+def test_tls_from_the_flag_or_either_variable_set_to_anything(monkeypatch):
+    for name in ("FLOCK_TLS_VERIFY", "DOCKER_TLS_VERIFY"):
+        monkeypatch.delenv(name, raising=False)
+    args = client.argparse.Namespace(tlsverify=False)
+    assert not client.wants_tls(args)
+    assert client.wants_tls(client.argparse.Namespace(tlsverify=True))
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "0")  # the docker CLI's rule: set is on
+    assert client.wants_tls(args)
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "")
+    assert not client.wants_tls(args)
 
 
 def test_a_missing_cert_file_is_named(tmp_path):
@@ -98,7 +120,7 @@ def test_a_replica_refuses_changes_and_says_where_to_go():
     manager = Manager(ManagerConfig(discovery="etcd://127.0.0.1:1/flock", replication=True,
                                     advertise="127.0.0.1:2375"))
     manager.ha.leader = "10.0.0.9:2375"  # what an election would have set
-    service = ClusterService(manager)
+    service = ClusterService(manager.cluster)
     for work in (service._drain("n", True), service._remove("c", False),
                  service._run(pb.ContainerSpec(image="busybox"))):
         with pytest.raises(Failure, match=r"replica: send changes to the primary \(Docker "

@@ -4,8 +4,8 @@ them and read back from those shares (classic: cluster/engine.go, CreateContaine
 
 from __future__ import annotations
 
-from flock.manager.cluster.reschedule import create_body
-from flock.manager.scheduler.cpu_shares import engine_shares, reserved_cpus
+from flock.manager.cluster.convert import create_body
+from flock.manager.cluster.cpu_shares import engine_shares, reserved_cpus
 from flock.manager.scheduler.spec import prepare_create_body, spec_from_create
 
 

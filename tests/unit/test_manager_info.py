@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flock.manager.api.docker.system import bytes_size, system_status
+from flock.docker_compat.humanize import bytes_size
+from flock.manager.api.docker.system import system_status
 from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container, Node
 from flock.manager.cluster.state import ClusterState
 

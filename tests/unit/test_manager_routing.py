@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from flock.manager.api.docker.app import Router, build_router, check_version, fill, split_version
+from flock.manager.api.docker.app import Router, build_router, check_version, split_version
+from flock.manager.api.docker.call import fill
 from flock.manager.api.docker.errors import DockerError, parse_json_body
 from flock.manager.app import ConfigError, parse_host
 from flock.manager.cli import config_from_args, register

@@ -94,7 +94,7 @@ def test_merge_images_dedupes_by_id():
 def test_implicit_image_affinity_only_when_some_node_has_the_image():
     from flock.manager.cluster.model import Node
     from flock.manager.cluster.state import ClusterState
-    from flock.manager.placing import with_image_affinity
+    from flock.manager.placement.create import with_image_affinity
     from flock.manager.scheduler.spec import spec_from_create
 
     state = ClusterState()

@@ -10,7 +10,7 @@ import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-PRODUCT = ["flock", "manager", "agent", "provisioner", "discovery", "protos", "certs",
+PRODUCT = ["flock", "common", "manager", "agent", "provisioner", "discovery", "protos", "certs",
            "docker_compat"]
 # Import name -> distribution name, for the third-party packages the programs use.
 DISTRIBUTION = {
@@ -50,3 +50,16 @@ def test_every_third_party_import_is_a_runtime_dependency():
                 if dist.lower() not in declared:
                     missing.setdefault(dist, set()).add(str(path.relative_to(ROOT)))
     assert not missing, f"imported but not in [project].dependencies: {missing}"
+
+
+def test_machine_bundle_builds_from_every_folder_the_package_maps():
+    """`flock machine` builds the wheel it installs from these files; a folder left out
+    (as common/ was when the packages moved under one name) makes a wheel whose
+    `flock join` fails on the machine with ModuleNotFoundError."""
+    from flock.provisioner.bundle import source_files
+
+    mapped = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"]
+    tops = {p.relative_to(ROOT).parts[0] for p in source_files(ROOT)}
+    assert set(mapped.values()) <= tops
+    assert {"pyproject.toml", "setup.py"} <= tops

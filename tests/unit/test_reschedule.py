@@ -3,8 +3,10 @@ container, and which copy of a duplicated container goes."""
 
 from __future__ import annotations
 
+from flock.manager.cluster.convert import create_body
+from flock.manager.cluster.labels import wants_reschedule
 from flock.manager.cluster.model import Container
-from flock.manager.cluster.reschedule import create_body, stale_copies, wants_reschedule
+from flock.manager.placement.reschedule import stale_copies
 
 POLICY = "com.docker.swarm.reschedule-policies"
 

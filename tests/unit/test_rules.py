@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flock.manager.api.docker.placement import node_rule
+from flock.manager.api.docker.pins import node_rule
 from flock.manager.scheduler.rules import EQ, NE, Rule, RuleError, parse_rule, parse_rules
 
 

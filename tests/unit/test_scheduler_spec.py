@@ -6,11 +6,13 @@ import json
 
 import pytest
 
-from flock.manager.scheduler.spec import (
+from flock.manager.cluster.labels import (
     AFFINITIES_LABEL,
     CONSTRAINTS_LABEL,
     RESCHEDULE_LABEL,
     SWARM_ID_LABEL,
+)
+from flock.manager.scheduler.spec import (
     RuleError,
     SpecError,
     prepare_create_body,

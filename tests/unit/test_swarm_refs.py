@@ -10,7 +10,8 @@ import pytest
 
 from flock.manager.api.docker.events import classic_until
 from flock.manager.api.docker.ps import _is_task_matches
-from flock.manager.cluster.model import SWARM_ID_LABEL, Container, Node
+from flock.manager.cluster.labels import SWARM_ID_LABEL
+from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.state import Ambiguous, ClusterState, NotFound
 from flock.manager.scheduler.rules import RuleError
 from flock.manager.scheduler.whitelist import NotWhitelisted, parse_whitelists, whitelisted

@@ -9,6 +9,7 @@ import logging
 import pathlib
 import signal
 
+from flock.agent.runtimes.exec.network import NetworkConfig
 from flock.agent.runtimes.exec.runtime import ExecRuntime
 
 
@@ -28,6 +29,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label", action="append", type=_label, default=[])
     parser.add_argument("--cpus", type=int)
     parser.add_argument("--memory", type=int, help="bytes")
+    parser.add_argument("--bridge", default="",
+                        help="bridge of the containers (default flock<8 hex of the engine "
+                             "ID>; none: the host's network)")
+    parser.add_argument("--subnet", default="", help="the bridge's IPv4 subnet (default: "
+                                                      "a free /24 of 10.210.0.0/16)")
+    parser.add_argument("--insecure-registry", action="append", default=[],
+                        metavar="HOST:PORT", help="a registry to reach over plain HTTP "
+                        "(repeatable; loopback ones always are)")
     parser.add_argument("--no-isolation", action="store_true",
                         help="run containers as plain processes even as root")
     return parser.parse_args(argv)
@@ -48,7 +57,9 @@ class _SocketRuntime(ExecRuntime):
 async def serve(args: argparse.Namespace) -> None:
     kwargs = dict(state_dir=args.state_dir, node_name=args.name, labels=dict(args.label),
                   cpus=args.cpus, memory=args.memory,
-                  isolate=False if args.no_isolation else None)
+                  isolate=False if args.no_isolation else None,
+                  network=NetworkConfig.from_options(args.bridge, args.subnet),
+                  insecure_registries=tuple(args.insecure_registry))
     runtime = _SocketRuntime(args.socket, **kwargs) if args.socket else ExecRuntime(**kwargs)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,32 +8,30 @@ import re
 
 from aiohttp import web
 
-from flock.agent.runtimes.exec import attach, container_api, exec_api, image_api, monitor, system
+from flock.agent.runtimes.exec import (
+    attach,
+    container_api,
+    exec_api,
+    image_api,
+    monitor,
+    system,
+    volume_api,
+)
 from flock.agent.runtimes.exec.context import CORE
 from flock.agent.runtimes.exec.errors import ApiError, bad_request
 from flock.agent.runtimes.exec.events import handle_events
 from flock.agent.runtimes.exec.jsonresp import json_response
+from flock.docker_compat.api_version import version_refusal
 
 log = logging.getLogger(__name__)
 VERSION_PREFIX = r"/{_v:v[0-9]+(?:\.[0-9]+)?}"
 _PREFIX_RE = re.compile(r"^/v[0-9]+(?:\.[0-9]+)?(?=/)")
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in text.split("."))
-
-
 def _check_version(request: web.Request) -> None:
-    requested = request.match_info.get("_v", "")[1:]
-    if not requested:
-        return
-    if _version_tuple(requested) < _version_tuple(system.MIN_API_VERSION):
-        raise bad_request(f"client version {requested} is too old. Minimum supported API "
-                          f"version is {system.MIN_API_VERSION}, please upgrade your client "
-                          f"to a newer version")
-    if _version_tuple(requested) > _version_tuple(system.API_VERSION):
-        raise bad_request(f"client version {requested} is too new. Maximum supported API "
-                          f"version is {system.API_VERSION}")
+    refusal = version_refusal(request.match_info.get("_v", "")[1:])
+    if refusal is not None:
+        raise bad_request(refusal)
 
 
 @web.middleware
@@ -66,6 +64,7 @@ def build_app(core: object) -> web.Application:
     app[CORE] = core
     table = [*system.routes(), *container_api.routes(), *attach.routes(),
              *exec_api.routes(), *monitor.routes(), *image_api.routes(),
+             *volume_api.routes(),
              ("GET", "/events", handle_events)]
     for method, path, handler in table:
         app.router.add_route(method, path, handler)

@@ -22,10 +22,9 @@ from flock.agent.runtimes.exec.logs import LogFile
 from flock.agent.runtimes.exec.store import ContainerRecord
 from flock.agent.runtimes.exec.tty import requested_size
 from flock.docker_compat.hijack import Inbound, raw_stream_response, take_over
-from flock.docker_compat.stdcopy import HEADER, STDERR, STDOUT, frame, parse_header
+from flock.docker_compat.stdcopy import HEADER, STREAM_IDS, frame, parse_header
 
 CONNECT_SECONDS = 10.0
-STREAM_IDS = {"stdout": STDOUT, "stderr": STDERR}
 
 
 def _flag(request: web.Request, key: str) -> bool:

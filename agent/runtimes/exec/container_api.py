@@ -15,6 +15,7 @@ from flock.agent.runtimes.exec.filters import parse_filters
 from flock.agent.runtimes.exec.jsonresp import json_response
 from flock.agent.runtimes.exec.logs import handle_logs
 from flock.agent.runtimes.exec.signals import parse_signal
+from flock.docker_compat.ps_filters import LIST_FILTERS
 
 
 def _manager(request: web.Request) -> ContainerManager:
@@ -106,7 +107,8 @@ async def unpause(request: web.Request) -> web.Response:
 async def remove(request: web.Request) -> web.Response:
     if _flag(request, "link"):
         raise bad_request("the exec runtime has no links to remove")
-    await _manager(request).remove(request.match_info["id"], _flag(request, "force"))
+    await _manager(request).remove(request.match_info["id"], _flag(request, "force"),
+                                   volumes=_flag(request, "v"))
     return _no_content()
 
 
@@ -140,7 +142,7 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def listing(request: web.Request) -> web.Response:
-    filters = parse_filters(request.query.get("filters", ""), views.LIST_FILTERS)
+    filters = parse_filters(request.query.get("filters", ""), LIST_FILTERS)
     entries = views.listing(_manager(request), _flag(request, "all"),
                             _int(request, "limit", -1) or -1, _flag(request, "size"), filters)
     return json_response(entries)

@@ -6,24 +6,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import signal
 from collections import defaultdict
 
-from flock.agent.runtimes.exec import freezer, isolation
+from flock.agent.runtimes.exec import (
+    container_mounts,
+    endpoints,
+    freezer,
+    health,
+    isolation,
+    ports,
+)
 from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
 from flock.agent.runtimes.exec.events import EventBus
 from flock.agent.runtimes.exec.images import ImageManager
 from flock.agent.runtimes.exec.names import check_name, generate_name
+from flock.agent.runtimes.exec.network import Network, mode_of
 from flock.agent.runtimes.exec.signals import parse_signal
 from flock.agent.runtimes.exec.store import ContainerRecord, ContainerStore
 from flock.agent.runtimes.exec.supervisor import RunState, Supervisor
 from flock.agent.runtimes.exec.timefmt import now_rfc
+from flock.agent.runtimes.exec.unsupported import refuse_unsupported, refuse_unsupported_config
+from flock.agent.runtimes.exec.volumes import VolumeManager
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 MIN_MEMORY = 6 * 1024 * 1024
 POLL = 0.2
 WAIT_CONDITIONS = ("not-running", "next-exit", "removed")
+# dockerd 20.10 with runc 1.1 (Debian's docker.io); the docker CLI turns "no such file or
+# directory" into exit code 127 and "permission denied" into 126 (cli/command/container/run.go)
+START_FAILED = ("failed to create shim task: OCI runtime create failed: runc create failed: "
+                "unable to start container process: {}: unknown")
 
 
 class NotModified(Exception):
@@ -74,6 +89,8 @@ class ContainerManager:
         self.supervisor = Supervisor(store)
         self.records = store.load_all()
         self.images: ImageManager | None = None
+        self.volumes: VolumeManager | None = None
+        self.network: Network | None = None
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.changes = Changes()
         self.exits: dict[str, int] = defaultdict(int)
@@ -114,6 +131,9 @@ class ContainerManager:
             raise ApiError(500, f"the image of container {record.id[:12]} is gone")
         return str(self.images.rootfs(image))
 
+    def volume_users(self, name: str) -> list[str]:
+        return [r.id for r in self.records.values() if container_mounts.uses_volume(r, name)]
+
     def users_of(self, image_id: str) -> list[tuple[str, bool]]:
         return [(r.id, self.state(r).running) for r in self.records.values()
                 if r.image_id == image_id]
@@ -150,15 +170,36 @@ class ContainerManager:
         if 0 < memory < MIN_MEMORY:
             raise bad_request("Minimum memory limit allowed is 6MB")
         host_config.setdefault("NetworkMode", "default")
+        refuse_unsupported(host_config)
+        refuse_unsupported_config(body)
+        aliases = endpoints.aliases(body.get("NetworkingConfig"), mode_of(host_config))
+        if not (host_config.get("LogConfig") or {}).get("Type"):  # the Engine's default
+            host_config["LogConfig"] = {"Type": "json-file", "Config": {}}
+        health.validate(body.get("Healthcheck"))
         cid = secrets.token_hex(32)
         config, argv = self._merged_config(body, image.config, cid)
+        net_warnings = self._check_network(image.config, config, host_config)
+        assert self.volumes is not None
+        planned = container_mounts.plan(config, host_config, self.isolated, self.volumes,
+                                        str(self.images.rootfs(image)),
+                                        image.config.get("Volumes"))
         record = ContainerRecord(id=cid, name=name, created=now_rfc(), image_id=image.id,
                                  image_ref=image_ref, config=config, host_config=host_config,
-                                 path=argv[0], args=argv[1:])
+                                 path=argv[0], args=argv[1:],
+                                 extra={container_mounts.KEY: planned})
+        if aliases:
+            record.extra[endpoints.KEY] = aliases
         self.records[cid] = record
         self.store.save(record)
         self._event(record, "create")
-        return cid, self._warnings(host_config)
+        return cid, [*self._warnings(host_config), *net_warnings]
+
+    def _check_network(self, image: dict, config: dict, host_config: dict) -> list[str]:
+        """ExposedPorts merged with the image's, the network mode and port specs checked."""
+        exposed = ports.merged_exposed(image, config)
+        if exposed:
+            config["ExposedPorts"] = exposed
+        return self.network.check(config, host_config) if self.network is not None else []
 
     def find_by_name(self, name: str) -> ContainerRecord | None:
         return next((r for r in self.records.values() if r.name == name), None)
@@ -191,6 +232,11 @@ class ContainerManager:
             config.setdefault(key, False)
         if image.get("StopSignal") and not body.get("StopSignal"):
             config["StopSignal"] = image["StopSignal"]
+        checks = health.merge(body.get("Healthcheck"), image.get("Healthcheck"))
+        if checks:
+            config["Healthcheck"] = checks
+        if image.get("Volumes") or body.get("Volumes"):
+            config["Volumes"] = {**(image.get("Volumes") or {}), **(body.get("Volumes") or {})}
         return config, argv
 
     def _warnings(self, host_config: dict) -> list[str]:
@@ -198,9 +244,6 @@ class ContainerManager:
         if host_config.get("Memory") and not isolation.cgroup_available("memory"):
             warnings.append("Your kernel does not support memory limit capabilities or the "
                             "cgroup is not mounted. Limitation discarded.")
-        for key in ("Binds", "PortBindings", "Mounts", "Devices"):
-            if host_config.get(key):
-                warnings.append(f"the exec runtime ignores HostConfig.{key}")
         return warnings
 
     # --- start -----------------------------------------------------------------------
@@ -222,7 +265,9 @@ class ContainerManager:
                 "cgroups": isolation.cgroup_settings(record.host_config),
                 "open_stdin": bool(config.get("OpenStdin")),
                 "stdin_once": bool(config.get("StdinOnce")),
-                "console_size": record.host_config.get("ConsoleSize") or [0, 0]}
+                "console_size": record.host_config.get("ConsoleSize") or [0, 0],
+                "mounts": container_mounts.for_shim(record, self.volumes),
+                "readonly_root": bool(record.host_config.get("ReadonlyRootfs"))}
 
     async def start(self, ref: str) -> None:
         record = self.get(ref)
@@ -233,6 +278,8 @@ class ContainerManager:
         if self.state(record).running:
             raise NotModified()
         spec = self._spec(record)
+        if self.network is not None:
+            spec.update(await self.network.attach(record))
         waiters = self.start_waiters.pop(record.id, [])
         spec["attach_hold"] = sum(1 for w in waiters if not w.done())
         self.launching.add(record.id)
@@ -241,15 +288,38 @@ class ContainerManager:
                 waiter.set_result(True)
         try:
             report = await asyncio.to_thread(self.supervisor.launch, record.id, spec)
+        except BaseException:
+            await self._detach(record)
+            raise
         finally:
             self.launching.discard(record.id)
         if "error" in report:
-            raise bad_request("OCI runtime create failed: unable to start container process: "
-                              f"{report['error']}: unknown")
+            await self._detach(record)
+            message = START_FAILED.format(report["error"])
+            self._start_failed(record, message)
+            raise bad_request(message)
+        if self.network is not None:
+            await self.network.started(record)
         record.manually_stopped = False
         self.store.save(record)
         self.watching.add(record.id)
         self._event(record, "start")
+
+    def _start_failed(self, record: ContainerRecord, message: str) -> None:
+        """The Engine keeps the whole message as State.Error and removes a --rm container
+        whose process could not start: `docker run --rm` waits for that removal
+        (wait?condition=removed) before it exits 127 or 126 (moby daemon/start.go,
+        containerStart's deferred cleanup)."""
+        exited = self.store.exit_state(record.id)
+        if exited is not None:
+            self.store.write_exit(record.id, {**exited, "Error": message})
+        if record.host_config.get("AutoRemove"):
+            self._destroy(record)
+            container_mounts.drop_anonymous(record, self.volumes)
+
+    async def _detach(self, record: ContainerRecord) -> None:
+        if self.network is not None:
+            await self.network.detach(record)
 
     # --- stop, kill, restart ---------------------------------------------------------
     def expect_start(self, cid: str) -> asyncio.Future:
@@ -347,7 +417,8 @@ class ContainerManager:
                                 f"container {record.id}: {exc}") from None
 
     # --- remove, rename --------------------------------------------------------------
-    async def remove(self, ref: str, force: bool) -> None:
+    async def remove(self, ref: str, force: bool, volumes: bool = False) -> None:
+        """`volumes` (`rm -v`): the anonymous volumes go too."""
         record = self.get(ref)
         async with self.locks[record.id]:
             if self.state(record).running:
@@ -360,13 +431,16 @@ class ContainerManager:
                 await self._wait_exit(record, 30)
                 self.notice_exit(record)
             self._destroy(record)
+        if volumes:
+            container_mounts.drop_anonymous(record, self.volumes)
 
     def _destroy(self, record: ContainerRecord) -> None:
         if record.id not in self.records:
             return
         # `wait?condition=removed` (docker run --rm) answers the exit code once the
         # files it is read from are gone: keep the last state for the waiters.
-        self.final[record.id] = self.state(record)
+        # The Engine's answer for a removed container carries no Error (dockerd 20.10).
+        self.final[record.id] = dataclasses.replace(self.state(record), error="")
         while len(self.final) > 1000:
             self.final.pop(next(iter(self.final)))
         del self.records[record.id]
@@ -376,6 +450,8 @@ class ContainerManager:
             if not waiter.done():
                 waiter.set_result(False)
         isolation.remove_cgroups(record.id)
+        if self.network is not None:
+            self.network.release_soon(record)
         self.store.remove(record.id)
         self._event(record, "destroy")
         self.changes.notify()
@@ -424,6 +500,8 @@ class ContainerManager:
         record.reported_finish = current.finished_at
         self.store.save(record)
         self.watching.discard(record.id)
+        if self.network is not None:
+            self.network.release_soon(record)
         self._event(record, "die", exitCode=str(current.exit_code))
         if current.oom_killed:
             self._event(record, "oom")
@@ -458,6 +536,7 @@ class ContainerManager:
     async def _after_exit(self, record: ContainerRecord, exited: RunState) -> None:
         if record.host_config.get("AutoRemove"):
             self._destroy(record)
+            container_mounts.drop_anonymous(record, self.volumes)
             return
         policy = record.host_config.get("RestartPolicy") or {}
         name = policy.get("Name") or "no"

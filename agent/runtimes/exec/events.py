@@ -17,6 +17,8 @@ from flock.agent.runtimes.exec.timefmt import parse_client_time
 
 KEEP = 1024
 EVENT_FILTERS = {"type", "container", "event", "image", "label"}
+# moby's daemon/events/filter.go: these match "health_status: healthy" etc. by prefix
+FUZZY_ACTIONS = {"health_status", "exec_create", "exec_start"}
 
 
 class EventBus:
@@ -72,7 +74,9 @@ def matches(event: dict, filters: dict[str, list[str]]) -> bool:
         if key == "type":
             ok = event["Type"] in wanted
         elif key == "event":
-            ok = event["Action"] in wanted
+            ok = event["Action"] in wanted or (
+                bool(FUZZY_ACTIONS & set(wanted))
+                and any(event["Action"].startswith(w) for w in wanted))
         elif key == "container":
             ok = event["Type"] == "container" and any(
                 actor["ID"].startswith(w) or attrs.get("name") == w for w in wanted)

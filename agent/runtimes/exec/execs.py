@@ -27,7 +27,7 @@ NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 SETSID = shutil.which("setsid") or "/usr/bin/setsid"
 SHELL = "/bin/sh"
 JOIN_SCRIPT = 'while [ "$1" != -- ]; do echo $$ > "$1"; shift; done; shift; exec "$@"'
-NAMESPACE_FLAGS = ["--pid", "--mount", "--uts", "--ipc", "--root"]
+NAMESPACE_FLAGS = ["--pid", "--mount", "--uts", "--ipc", "--net", "--root"]
 KEEP_FINISHED = 256  # finished exec instances remembered for inspect
 
 

@@ -1,4 +1,5 @@
-"""Images: root folders imported from tars, with their config and tags."""
+"""Images: root folders imported from tars or pulled from registries, with their config,
+tags and digests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import hashlib
 import json
 import os
+import pathlib
 import platform
 import shutil
 import tempfile
@@ -15,6 +17,7 @@ from flock.agent.runtimes.exec import references
 from flock.agent.runtimes.exec.errors import ApiError, bad_request, conflict, not_found
 from flock.agent.runtimes.exec.events import EventBus
 from flock.agent.runtimes.exec.imports import apply_changes, empty_config, extract_rootfs
+from flock.agent.runtimes.exec.registry.layers import LayerStore
 from flock.agent.runtimes.exec.store import ImageRecord, ImageStore
 from flock.agent.runtimes.exec.timefmt import now_rfc, parse_rfc3339nano
 
@@ -32,6 +35,9 @@ class ImageManager:
         self.users_of = users_of
         self.records = store.load_all()
         self.lock = asyncio.Lock()
+        self.layers = LayerStore(store.root.parent)
+        self.insecure_registries: frozenset[str] = frozenset()
+        self.pulls = 0  # in progress: their layers are not in any record yet
 
     # --- lookup ----------------------------------------------------------------------
     def find(self, name: str) -> ImageRecord | None:
@@ -48,7 +54,7 @@ class ImageManager:
         except ApiError:
             return None
         for record in self.records.values():
-            if ref in record.repo_tags:
+            if ref in record.repo_tags or ref in record.repo_digests:
                 return record
         return None
 
@@ -88,10 +94,55 @@ class ImageManager:
             self.tag(record, ref)
         return record
 
+    # --- pull ------------------------------------------------------------------------
+    async def add_pulled(self, pulled) -> ImageRecord:
+        """Record a pulled image (registry.pull.Pulled): its root assembled from the
+        layer store under a temporary name first, so a failure leaves no image."""
+        async with self.lock:  # two pulls of one image assemble it once
+            record = self.records.get(pulled.config_digest)
+            if record is None:
+                record = await asyncio.to_thread(self._assemble, pulled)
+                self.records[record.id] = record
+                self.store.save(record)
+        if pulled.repo_digest not in record.repo_digests:
+            for other in self.records.values():
+                if pulled.repo_digest in other.repo_digests and other is not record:
+                    other.repo_digests.remove(pulled.repo_digest)
+                    self.store.save(other)
+            record.repo_digests.append(pulled.repo_digest)
+            self.store.save(record)
+        if not references.is_digest(pulled.ref):
+            self.tag(record, pulled.ref, event=False)
+        self.bus.emit("image", "pull", record.id, {"name": pulled.ref})
+        return record
+
+    def _assemble(self, pulled) -> ImageRecord:
+        config = pulled.config
+        image_hex = pulled.config_digest.split(":", 1)[1]
+        staging = pathlib.Path(tempfile.mkdtemp(prefix=".pull-", dir=self.store.root))
+        try:
+            self.layers.assemble(pulled.diff_ids, staging / "rootfs")
+            size = _tree_size(staging / "rootfs")
+            record = ImageRecord(
+                id=pulled.config_digest, repo_tags=[],
+                created=config.get("created") or now_rfc(),
+                config={**empty_config(), **(config.get("config") or {})},
+                comment=config.get("comment") or "", size=size,
+                diff_id=pulled.diff_ids[-1] if pulled.diff_ids else "",
+                layers=list(pulled.diff_ids), blobs=list(pulled.blobs),
+                architecture=config.get("architecture") or ARCH, os=config.get("os") or "linux")
+            os.replace(staging, self.store.dir(image_hex))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return record
+
     # --- tags and removal ------------------------------------------------------------
-    def tag(self, record: ImageRecord, ref: str) -> None:
+    def tag(self, record: ImageRecord, ref: str, event: bool = True) -> None:
         """Point ref at this image, taking it away from any image that had it."""
         ref = references.normalize(ref)
+        if references.is_digest(ref):
+            raise bad_request("refusing to create a tag with a digest reference")
         for other in self.records.values():
             if other is not record and ref in other.repo_tags:
                 other.repo_tags.remove(ref)
@@ -100,7 +151,8 @@ class ImageManager:
             record.repo_tags.append(ref)
         record.last_tag_time = now_rfc()
         self.store.save(record)
-        self.bus.emit("image", "tag", record.id, {"name": ref})
+        if event:
+            self.bus.emit("image", "tag", record.id, {"name": ref})
 
     def remove(self, name: str, force: bool) -> list[dict]:
         record = self.get(name)
@@ -147,27 +199,41 @@ class ImageManager:
             return []
         del self.records[record.id]
         self.store.remove(record.hex)
+        self._collect_layers()
         self.bus.emit("image", "delete", record.id, {"name": record.id})
         return [{"Deleted": record.id}]
+
+    def _collect_layers(self) -> None:
+        """Layers and blobs stay while any image uses them (they are shared); none go
+        while a pull runs (the next removal collects them)."""
+        if self.pulls:
+            return
+        keep_layers = {d for r in self.records.values() for d in r.layers}
+        keep_blobs = {b["digest"] for r in self.records.values() for b in r.blobs}
+        keep_blobs |= {r.id for r in self.records.values() if r.layers}
+        self.layers.collect(keep_layers, keep_blobs)
 
     # --- views -----------------------------------------------------------------------
     def summary(self, record: ImageRecord) -> dict:
         return {"Containers": -1, "Created": parse_rfc3339nano(record.created) // 10**9,
                 "Id": record.id, "Labels": record.config.get("Labels"), "ParentId": "",
-                "RepoDigests": [], "RepoTags": record.repo_tags or ["<none>:<none>"],
+                "RepoDigests": list(record.repo_digests),
+                "RepoTags": record.repo_tags or ["<none>:<none>"],
                 "SharedSize": -1, "Size": record.size, "VirtualSize": record.size}
 
     def inspect(self, record: ImageRecord) -> dict:
         from flock.agent.runtimes.exec.system import VERSION
 
-        return {"Id": record.id, "RepoTags": list(record.repo_tags), "RepoDigests": [],
+        return {"Id": record.id, "RepoTags": list(record.repo_tags),
+                "RepoDigests": list(record.repo_digests),
                 "Parent": "", "Comment": record.comment, "Created": record.created,
                 "Container": "", "ContainerConfig": empty_config(), "DockerVersion": VERSION,
-                "Author": "", "Config": record.config, "Architecture": ARCH, "Os": "linux",
+                "Author": "", "Config": record.config,
+                "Architecture": record.architecture or ARCH, "Os": record.os or "linux",
                 "Size": record.size, "VirtualSize": record.size,
                 "GraphDriver": {"Name": "exec",
                                 "Data": {"RootDir": str(self.store.rootfs(record.hex))}},
-                "RootFS": {"Type": "layers", "Layers": [record.diff_id]},
+                "RootFS": {"Type": "layers", "Layers": record.layers or [record.diff_id]},
                 "Metadata": {"LastTagTime": record.last_tag_time or "0001-01-01T00:00:00Z"}}
 
     def listing(self, filters: dict[str, list[str]]) -> list[dict]:
@@ -200,10 +266,17 @@ def _display(name: str) -> str:
         return name
 
 
-def no_registry(ref: str) -> ApiError:
-    repo = references.split(_display(ref))[0]
-    return ApiError(404, f"pull access denied for {repo}: the exec "
-                    f"runtime has no registry; add images with docker import or docker load")
+def _tree_size(root: pathlib.Path) -> int:
+    """Bytes of the regular files under root, each inode once."""
+    seen: set[int] = set()
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            if info.st_ino not in seen:
+                seen.add(info.st_ino)
+                total += info.st_size
+    return total
 
 
 def check_import_source(from_src: str) -> None:

@@ -14,10 +14,11 @@ import shlex
 import tarfile
 from typing import IO
 
+from flock.agent.runtimes.exec import health
 from flock.agent.runtimes.exec.errors import bad_request
 
-CHANGE_COMMANDS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL",
-                   "USER", "VOLUME", "WORKDIR"}
+CHANGE_COMMANDS = {"CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD",
+                   "STOPSIGNAL", "USER", "VOLUME", "WORKDIR"}
 
 
 def empty_config() -> dict:
@@ -78,6 +79,8 @@ def apply_changes(config: dict, changes: list[str]) -> dict:
             config["User"] = args
         elif upper == "STOPSIGNAL":
             config["StopSignal"] = args
+        elif upper == "HEALTHCHECK":
+            config["Healthcheck"] = health.from_instruction(args)
         elif upper == "EXPOSE":
             ports = config.get("ExposedPorts") or {}
             for port in args.split():

@@ -16,6 +16,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 CONTAINER_NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -38,6 +39,31 @@ def _check(result: int, what: str) -> None:
 
 def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def join_netns(path: str) -> None:
+    """Enter the network namespace the runtime prepared (network.py) for the container."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _check(_libc.setns(fd, CLONE_NEWNET), f"setns {path}")
+    finally:
+        os.close(fd)
+
+
+def mount_etc_files(root: str, files: dict[str, str]) -> None:
+    """The runtime's /etc/hosts, hostname and resolv.conf over the image's. A symlink in
+    the image is replaced, never followed: it would resolve against the host's root."""
+    for target, source in files.items():
+        path = os.path.join(root, target.lstrip("/"))
+        parent = os.path.dirname(path)
+        if os.path.realpath(parent) != os.path.normpath(parent):
+            continue  # /etc itself is a link: leave the image's files alone
+        os.makedirs(parent, exist_ok=True)
+        if os.path.islink(path) or (os.path.exists(path) and not os.path.isfile(path)):
+            os.unlink(path)
+        if not os.path.exists(path):
+            open(path, "w").close()
+        mount(source, path, None, MS_BIND)
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int = 0,
@@ -265,6 +291,9 @@ def enter(spec: dict, cgroup_fds: list[int]) -> None:
         mount(None, "/", None, MS_REC | MS_PRIVATE)
         root = prepare_root(spec)
         _mount_special(root, bool(spec.get("tty")))
+        mount_etc_files(root, spec.get("etc_files") or {})
+        from flock.agent.runtimes.exec import rootfs_mounts  # it builds on this module
+        rootfs_mounts.apply(root, spec)
         socket.sethostname(spec["hostname"])
         os.chroot(root)
         os.makedirs(workdir, exist_ok=True)

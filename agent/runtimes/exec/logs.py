@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import json
 import pathlib
-import struct
 from collections import deque
 
 from aiohttp import web
@@ -16,8 +15,7 @@ from aiohttp import web
 from flock.agent.runtimes.exec.context import CORE
 from flock.agent.runtimes.exec.errors import bad_request
 from flock.agent.runtimes.exec.timefmt import parse_client_time, parse_rfc3339nano
-
-STREAM_IDS = {"stdout": 1, "stderr": 2}
+from flock.docker_compat.stdcopy import STREAM_IDS, frame
 
 
 def _flag(request: web.Request, key: str) -> bool:
@@ -58,7 +56,7 @@ class LogSelection:
             payload = entry["time"].encode() + b" " + payload
         if self.tty:
             return payload
-        return struct.pack(">BxxxL", STREAM_IDS[entry["stream"]], len(payload)) + payload
+        return frame(STREAM_IDS[entry["stream"]], payload)
 
 
 class LogFile:

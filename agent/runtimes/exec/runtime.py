@@ -19,8 +19,11 @@ from flock.agent.runtimes.exec.app import build_app
 from flock.agent.runtimes.exec.containers import ContainerManager
 from flock.agent.runtimes.exec.events import EventBus
 from flock.agent.runtimes.exec.execs import ExecManager
+from flock.agent.runtimes.exec.health_monitor import HealthMonitor
 from flock.agent.runtimes.exec.images import ImageManager
+from flock.agent.runtimes.exec.network import Network, NetworkConfig
 from flock.agent.runtimes.exec.store import ContainerStore, ImageStore, engine_id
+from flock.agent.runtimes.exec.volumes import VolumeManager
 
 
 @dataclass
@@ -50,7 +53,9 @@ class ExecRuntime:
 
     def __init__(self, state_dir: pathlib.Path, node_name: str | None = None,
                  labels: dict[str, str] | None = None, cpus: int | None = None,
-                 memory: int | None = None, *, isolate: bool | None = None) -> None:
+                 memory: int | None = None, *, isolate: bool | None = None,
+                 network: NetworkConfig | None = None,
+                 insecure_registries: tuple[str, ...] = ()) -> None:
         self.state_dir = pathlib.Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.node_name = node_name
@@ -59,9 +64,12 @@ class ExecRuntime:
         self.memory = memory
         probed = isolation.probe()
         self.isolated: bool = probed if isolate is None else (isolate and probed)
+        self.network_config = network or NetworkConfig()
+        self.insecure_registries = frozenset(insecure_registries)
         self.core: Core | None = None
         self._runner: web.AppRunner | None = None
         self._watch: asyncio.Task | None = None
+        self._health: asyncio.Task | None = None
 
     @property
     def socket_path(self) -> str:
@@ -76,13 +84,25 @@ class ExecRuntime:
         containers = ContainerManager(ContainerStore(self.state_dir), bus, self.isolated)
         images = ImageManager(ImageStore(self.state_dir), bus, containers.users_of)
         containers.images = images
+        images.insecure_registries = self.insecure_registries
+        containers.network = self._network(containers)
+        containers.volumes = VolumeManager(self.state_dir, bus, containers.volume_users)
         return Core(self.state_dir, self.node_name, self.labels, self.cpus, self.memory,
                     self.isolated, engine_id(self.state_dir), bus, containers, images,
                     isolation.cgroup_available("memory"), ExecManager(containers))
 
+    def _network(self, containers: ContainerManager) -> Network:
+        config = self.network_config
+        if not self.isolated:
+            config = NetworkConfig(config.bridge, config.subnet, enabled=False)
+        return Network(self.state_dir, config, engine_id(self.state_dir),
+                       lambda: containers.records, lambda r: containers.state(r).running,
+                       containers.store.save)
+
     async def start(self) -> None:
         """Serve on socket_path; containers from an earlier run are picked up from disk."""
         self.core = self._build_core()
+        await self.core.containers.network.setup()
         runner = web.AppRunner(build_app(self.core), access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         _remove_stale_socket(self.socket_path)
@@ -91,16 +111,24 @@ class ExecRuntime:
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            await self.core.containers.network.close()
             raise RuntimeUnavailable(
                 f"exec runtime: cannot serve on {self.socket_path}: {exc}") from exc
         self._runner = runner
         self._watch = asyncio.get_running_loop().create_task(self.core.containers.watch())
+        self._health = asyncio.get_running_loop().create_task(
+            HealthMonitor(self.core.containers, self.core.execs).run())
 
     async def stop(self) -> None:
         """Stop serving. Containers keep running: their shims supervise them."""
         if self.core is not None:
             self.core.closing.set()
             self.core.bus.closing.set()
+        if self._health is not None:
+            self._health.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health
+            self._health = None
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -109,6 +137,8 @@ class ExecRuntime:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.core is not None and self.core.containers.network is not None:
+            await self.core.containers.network.close()
         _remove_stale_socket(self.socket_path)
 
 

@@ -28,11 +28,11 @@ from flock.agent.runtimes.exec.store import write_json_atomic
 from flock.agent.runtimes.exec.stream_hub import StreamHub
 from flock.agent.runtimes.exec.timefmt import now_rfc, rfc3339nano
 from flock.agent.runtimes.exec.tty import set_winsize
+from flock.docker_compat.stdcopy import STREAM_IDS
 
 LINE_MAX = 16 * 1024
 DRAIN_SECONDS = 2.0
 HOLD_SECONDS = 5.0  # longest wait for the attaches made before `start`
-STREAM_IDS = {"stdout": 1, "stderr": 2}
 
 
 class SpawnError(Exception):
@@ -56,6 +56,8 @@ def _child(spec: dict, stdio: tuple[int, int, int], cgroup_fds: list[int],
     """Runs in the forked child; exits or execs, never returns."""
     try:
         if spec["isolated"]:
+            if spec.get("netns"):
+                isolation.join_netns(spec["netns"])
             isolation.unshare(isolation.CONTAINER_NAMESPACES)
             grandchild = os.fork()
             if grandchild:

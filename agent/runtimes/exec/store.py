@@ -86,6 +86,13 @@ class ImageRecord:
     size: int = 0
     diff_id: str = ""
     last_tag_time: str = ""
+    # pulled images (registry/): every layer's diff id, the layer blobs' descriptors
+    # as the registry served them, `repo@sha256:` of the manifests, platform
+    layers: list[str] = field(default_factory=list)
+    blobs: list[dict] = field(default_factory=list)
+    repo_digests: list[str] = field(default_factory=list)
+    architecture: str = ""
+    os: str = ""
 
     @property
     def hex(self) -> str:

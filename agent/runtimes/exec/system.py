@@ -11,10 +11,9 @@ from aiohttp import web
 from flock.agent.runtimes.exec.context import CORE
 from flock.agent.runtimes.exec.jsonresp import json_response
 from flock.agent.runtimes.exec.timefmt import now_rfc
+from flock.docker_compat.api_version import API_VERSION, MIN_API_VERSION
 
 VERSION = "flock-exec/0.1.0"
-API_VERSION = "1.41"
-MIN_API_VERSION = "1.24"
 ENGINE_HEADERS = {"Api-Version": API_VERSION, "Docker-Experimental": "false",
                   "Ostype": "linux", "Server": f"Docker/{VERSION} (linux)"}
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
@@ -88,7 +87,8 @@ def info_body(core) -> dict:
         "ContainersStopped": counts["stopped"], "Images": len(core.images.records),
         "Driver": "exec", "DriverStatus": [["Root Dir", str(core.state_dir / "images")]],
         "SystemStatus": None,
-        "Plugins": {"Volume": [], "Network": [], "Authorization": None, "Log": ["json-file"]},
+        "Plugins": {"Volume": ["local"], "Network": network_plugins(core), "Authorization": None,
+                    "Log": ["json-file"]},
         "MemoryLimit": core.cgroups_memory, "SwapLimit": False, "KernelMemory": False,
         "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": False,
         "PidsLimit": True, "IPv4Forwarding": True, "BridgeNfIptables": False,
@@ -113,8 +113,21 @@ def info_body(core) -> dict:
         "ContainerdCommit": {"ID": "", "Expected": ""}, "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
         "SecurityOptions": [f"name=flock-exec,isolation={isolation_name}"],
-        "Warnings": warnings,
+        "Warnings": warnings + network_warnings(core),
     }
+
+
+def network_plugins(core) -> list[str]:
+    network = getattr(core.containers, "network", None)
+    return ["bridge", "host", "null"] if network is not None and network.enabled else \
+        ["host"]
+
+
+def network_warnings(core) -> list[str]:
+    """Why containers share the host's network, or have no outbound NAT."""
+    network = getattr(core.containers, "network", None)
+    return [f"WARNING: exec network: {network.note}"] if network is not None and \
+        network.note else []
 
 
 async def info(request: web.Request) -> web.Response:
@@ -142,7 +155,7 @@ def routes() -> list[tuple[str, str, object]]:
         ("HEAD", "/_ping", ping),
         ("GET", "/version", version),
         ("GET", "/info", info),
-        ("GET", "/{kind:networks|volumes|plugins}", no_networks),
-        ("GET", "/{kind:networks|volumes}/{name}", no_networks),
+        ("GET", "/{kind:networks|plugins}", no_networks),
+        ("GET", "/{kind:networks}/{name}", no_networks),
         ("GET", "/{kind:plugins}/{name}/json", no_networks),
     ]

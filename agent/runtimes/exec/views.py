@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+from flock.agent.runtimes.exec import container_mounts, health
 from flock.agent.runtimes.exec.containers import ContainerManager
 from flock.agent.runtimes.exec.errors import bad_request
 from flock.agent.runtimes.exec.filters import container_matches
@@ -12,11 +13,8 @@ from flock.agent.runtimes.exec.store import ContainerRecord
 from flock.agent.runtimes.exec.supervisor import RunState
 from flock.agent.runtimes.exec.timefmt import parse_rfc3339nano
 from flock.docker_compat.humanize import human_duration
+from flock.docker_compat.ps_filters import STATUSES
 from flock.docker_compat.regexp import filter_matches
-
-LIST_FILTERS = {"id", "name", "label", "status", "exited", "ancestor", "before", "since",
-                "volume", "network", "health", "publish", "expose", "isolation", "is-task"}
-STATUSES = {"created", "restarting", "running", "removing", "paused", "exited", "dead"}
 
 
 def network_settings() -> dict:
@@ -25,6 +23,12 @@ def network_settings() -> dict:
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
             "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
             "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": {}}
+
+
+def _network(manager: ContainerManager, record: ContainerRecord) -> dict:
+    if manager.network is None:
+        return network_settings()
+    return manager.network.settings(record, manager.state(record).pid)
 
 
 def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
@@ -38,7 +42,8 @@ def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
                   "Paused": paused,
                   "Restarting": False, "OOMKilled": state.oom_killed, "Dead": False,
                   "Pid": state.pid, "ExitCode": state.exit_code, "Error": state.error,
-                  "StartedAt": state.started_at, "FinishedAt": state.finished_at},
+                  "StartedAt": state.started_at, "FinishedAt": state.finished_at,
+                  **_health(manager, record)},
         "Image": record.image_id, "ResolvConfPath": "", "HostnamePath": "", "HostsPath": "",
         "LogPath": str(manager.store.log_path(record.id)), "Name": f"/{record.name}",
         "RestartCount": record.restart_count, "Driver": "exec", "Platform": "linux",
@@ -46,8 +51,30 @@ def inspect(manager: ContainerManager, record: ContainerRecord) -> dict:
         "HostConfig": record.host_config,
         "GraphDriver": {"Name": "exec", "Data": {"UpperDir": str(folder / "upper"),
                                                  "MergedDir": str(folder / "rootfs")}},
-        "Mounts": [], "Config": record.config, "NetworkSettings": network_settings(),
+        "Mounts": container_mounts.inspect_entries(record, manager.volumes),
+        "Config": record.config, "NetworkSettings": _network(manager, record),
     }
+
+
+def _health(manager: ContainerManager, record: ContainerRecord) -> dict:
+    """State.Health, for a container with a check that has started."""
+    if health.effective(record.config) is None:
+        return {}
+    state = health.load(manager.store.dir(record.id))
+    if state is None and manager.state(record).running:
+        state = health.starting(None)  # the monitor writes it within a poll
+    return {"Health": state} if state else {}
+
+
+def health_status(manager: ContainerManager, record: ContainerRecord) -> str:
+    """starting | healthy | unhealthy, "none" without a check (the `health` filter)."""
+    return (_health(manager, record).get("Health") or {}).get("Status") or "none"
+
+
+def _health_suffix(manager: ContainerManager, record: ContainerRecord,
+                   state: RunState) -> str:
+    status = health_status(manager, record)
+    return health.ps_suffix(status) if state.running and status != "none" else ""
 
 
 def status_text(state: RunState) -> str:
@@ -79,12 +106,15 @@ def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> d
     entry = {
         "Id": record.id, "Names": [f"/{record.name}"], "Image": shown,
         "ImageID": record.image_id, "Command": " ".join([record.path, *record.args]),
-        "Created": parse_rfc3339nano(record.created) // 10**9, "Ports": [],
+        "Created": parse_rfc3339nano(record.created) // 10**9,
+        "Ports": manager.network.ps_ports(record) if manager.network else [],
         "Labels": record.config.get("Labels") or {},
         "State": "paused" if manager.paused(record) else state.status,
-        "Status": status_text(state) + (" (Paused)" if manager.paused(record) else ""),
+        "Status": status_text(state) + (" (Paused)" if manager.paused(record) else
+                                        _health_suffix(manager, record, state)),
         "HostConfig": {"NetworkMode": record.host_config.get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": {}}, "Mounts": [],
+        "NetworkSettings": {"Networks": _network(manager, record)["Networks"]},
+        "Mounts": container_mounts.inspect_entries(record, manager.volumes),
     }
     if size:
         base = manager.images.find(record.image_id) if manager.images else None
@@ -101,6 +131,8 @@ def _matches(manager: ContainerManager, record: ContainerRecord, state: RunState
         "status": lambda v: ("paused" if manager.paused(record) else state.status) == v,
         "exited": lambda v: state.status == "exited" and str(state.exit_code) == v,
         "ancestor": lambda v: _ancestor(manager, record, v),
+        "health": lambda v: health_status(manager, record) == v,
+        "volume": lambda v: container_mounts.matches_filter(record, v),
     }, record.config.get("Labels") or {})
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import platform
-import struct
 
 from aiohttp import web
 
@@ -19,6 +18,8 @@ from flock.agent.runtimes.exec.jsonresp import json_response
 from flock.agent.runtimes.exec.timefmt import now_rfc
 from flock.agent.runtimes.hollow import ops
 from flock.agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
+from flock.docker_compat.api_version import API_VERSION, MIN_API_VERSION
+from flock.docker_compat.stdcopy import STDOUT, frame
 
 VERSION = "flock-hollow/0.1.0"
 HEADERS = {**system.ENGINE_HEADERS, "Server": f"Docker/{VERSION} (linux)"}
@@ -85,8 +86,8 @@ async def logs(request: web.Request) -> web.Response:
     line = f"hollow container {container.name} ({container.image})\n".encode()
     if container.config.get("Tty"):
         return web.Response(body=line, content_type="application/vnd.docker.raw-stream")
-    frame = struct.pack(">BxxxL", 1, len(line)) + line
-    return web.Response(body=frame, content_type="application/vnd.docker.multiplexed-stream")
+    return web.Response(body=frame(STDOUT, line),
+                        content_type="application/vnd.docker.multiplexed-stream")
 
 
 async def pull(request: web.Request) -> web.Response:
@@ -140,13 +141,13 @@ def info_body(core) -> dict:
 
 def version_body() -> dict:
     kernel = platform.release()
-    details = {"ApiVersion": system.API_VERSION, "Arch": system.ARCH, "BuildTime": "",
+    details = {"ApiVersion": API_VERSION, "Arch": system.ARCH, "BuildTime": "",
                "Experimental": "false", "GitCommit": "", "GoVersion": "",
-               "KernelVersion": kernel, "MinAPIVersion": system.MIN_API_VERSION, "Os": "linux"}
+               "KernelVersion": kernel, "MinAPIVersion": MIN_API_VERSION, "Os": "linux"}
     return {"Platform": {"Name": "Flock hollow runtime"},
             "Components": [{"Name": "Engine", "Version": VERSION, "Details": details}],
-            "Version": VERSION, "ApiVersion": system.API_VERSION,
-            "MinAPIVersion": system.MIN_API_VERSION, "GitCommit": "", "GoVersion": "",
+            "Version": VERSION, "ApiVersion": API_VERSION,
+            "MinAPIVersion": MIN_API_VERSION, "GitCommit": "", "GoVersion": "",
             "Os": "linux", "Arch": system.ARCH, "KernelVersion": kernel, "BuildTime": ""}
 
 

@@ -16,11 +16,11 @@ import urllib.parse
 
 from multidict import MultiDict
 
-from flock.agent.runtimes.exec import system
 from flock.agent.runtimes.exec.errors import ApiError
 from flock.agent.runtimes.hollow import ops
 from flock.agent.runtimes.hollow.api import HEADERS
 from flock.agent.runtimes.hollow.store import HollowNode
+from flock.docker_compat.api_version import version_refusal
 from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,6 @@ log = logging.getLogger(__name__)
 _PREFIX = "/containers/"
 _HEADERS = [agent_pb2.Header(name=k, value=v) for k, v in HEADERS.items()]
 _JSON_HEADERS = [*_HEADERS, agent_pb2.Header(name="Content-Type", value="application/json")]
-
-
-def _version(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(p) for p in text.split("."))
-    except ValueError:
-        return ()
-
-
-_MIN, _MAX = _version(system.MIN_API_VERSION), _version(system.API_VERSION)
 
 
 def route(method: str, path: str) -> tuple[ops.Operation, str] | None:
@@ -61,8 +51,9 @@ def answer(node: HollowNode, req: agent_pb2.DockerRequest,
     when the socket must answer it."""
     if req.hijack:
         return None
-    if req.api_version and not _MIN <= _version(req.api_version.removeprefix("v")) <= _MAX:
-        return None  # the socket's version error, in its words
+    version = req.api_version.removeprefix("v")
+    if req.api_version and (not version or version_refusal(version)):
+        return None  # the socket's version error (or its 404 for a bare /v/), in its words
     found = route(req.method.upper(), req.path)
     if found is None:
         return None

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from flock.agent.runtimes.exec.container_api import _flag, _int, parse_body
 from flock.agent.runtimes.exec.errors import bad_request
 from flock.agent.runtimes.exec.filters import parse_filters
-from flock.agent.runtimes.exec.views import LIST_FILTERS
 from flock.agent.runtimes.hollow import shapes
 from flock.agent.runtimes.hollow.store import HollowNode
+from flock.docker_compat.ps_filters import LIST_FILTERS
 
 
 @dataclass

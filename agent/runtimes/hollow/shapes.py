@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from flock.agent.runtimes.exec.errors import bad_request
 from flock.agent.runtimes.exec.filters import container_matches
 from flock.agent.runtimes.exec.supervisor import RunState
-from flock.agent.runtimes.exec.views import STATUSES, network_settings, status_text
+from flock.agent.runtimes.exec.views import network_settings, status_text
 from flock.agent.runtimes.hollow.store import HollowContainer, HollowNode, image_id
+from flock.docker_compat.ps_filters import STATUSES
 from flock.docker_compat.regexp import filter_matches
 
 

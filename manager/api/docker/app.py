@@ -1,11 +1,13 @@
-"""The Docker Remote API front: routing, version prefixes and error answers.
+"""The Docker Remote API's router: version prefixes, routing and error answers.
 
 aiohttp resolves routes before any middleware runs, so a `/v1.41/...` prefix cannot be
 stripped by a middleware. Instead one catch-all aiohttp route hands every request to a
 small router of our own that strips the prefix, checks the version the way dockerd
 does, matches `(method, path)` and turns exceptions into Docker-style JSON errors.
 Anything unmatched gets a 501 that says so (a 404 where no Engine has it either), never
-a hang; a JSON body is checked before its handler runs (validation.py).
+a hang; a JSON body is checked before its handler runs (validation.py). The HTTP server
+around it (middlewares, CORS, the cluster page, metrics) is composed one floor up, in
+manager/http_front.py.
 """
 
 from __future__ import annotations
@@ -14,74 +16,32 @@ import asyncio
 import logging
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from multidict import MultiDictProxy
 
-from flock.docker_compat.paths import segment
+from flock.docker_compat.api_version import MIN_API_VERSION, version_refusal
 from flock.manager.api.docker import engine_api, validation
+from flock.manager.api.docker.call import Call, Handler
 from flock.manager.api.docker.errors import DockerError, error_response
 from flock.manager.cluster.agent_client import AgentError, AgentUnavailable
+from flock.manager.cluster.clients import AGENT_HINT, NodeNotConnected
 from flock.manager.cluster.state import Ambiguous, NotFound
-from flock.manager.observability import echo_request_id, metrics_middleware, request_id_middleware
 from flock.manager.observability.metrics import UNMATCHED
-from flock.manager.ui.routes import register as register_ui
 
 if TYPE_CHECKING:
-    from flock.manager.app import Manager
+    from flock.manager.api.cluster_parts import Cluster
 
 log = logging.getLogger("flock.manager.api")
 
-MIN_API_VERSION = "1.24"
-DEFAULT_API_VERSION = "1.41"
 MAX_BODY = 64 << 20
-MANAGER_KEY: web.AppKey = web.AppKey("manager", object)
 # The route template `handle` matched, for the metrics middleware's endpoint label.
 ENDPOINT: web.RequestKey[str] = web.RequestKey("flock_endpoint", str)
 
 SWARM_MODE = frozenset({"services", "tasks", "nodes", "secrets", "configs",
                         "plugins"})
 _VERSION_PREFIX = re.compile(r"^/v(\d+\.\d+)(/.*)?$")
-_PARAM = re.compile(r"\{([a-z_]+)\*?\}")
-
-
-@dataclass
-class Call:
-    """One API request as the handlers see it."""
-
-    request: web.Request
-    manager: Manager
-    path: str  # without the /vX.Y prefix, decoded: for messages, never for a node
-    version: str  # the client's prefix version, "" without one
-    params: dict[str, str] = field(default_factory=dict)  # decoded once
-    template: str = ""  # the route matched, e.g. "/images/{name*}/history"
-    body: bytes | None = None  # the whole body, when the front read it to check it
-
-    @property
-    def query(self) -> MultiDictProxy[str]:
-        return self.request.query
-
-    @property
-    def query_string(self) -> str:
-        """As the client encoded it: aiohttp's `query_string` is decoded, which breaks a
-        value holding a space or `&` (the SDK's JSON filters have spaces)."""
-        return self.request.rel_url.raw_query_string
-
-    @property
-    def state(self):
-        return self.manager.state
-
-    def agent_path(self, **values: str) -> str:
-        """The path to send a node: the matched route with each parameter (the client's,
-        or a replacement such as a container's real ID) encoded as one segment, so that
-        no name can add a segment or a query of its own on the way to the engine."""
-        return fill(self.template, {**self.params, **values})
-
-
-Handler = Callable[[Call], Awaitable[web.StreamResponse]]
 
 
 def split_version(path: str) -> tuple[str, str]:
@@ -92,13 +52,6 @@ def split_version(path: str) -> tuple[str, str]:
     return match.group(1), match.group(2) or "/"
 
 
-def fill(template: str, values: dict[str, str]) -> str:
-    """`template` with each `{name}` / `{name*}` replaced by its value as one segment:
-    `/images/{name*}/json` with name `library/busybox` -> `/images/library%2Fbusybox/json`,
-    which the engine decodes back (its image routes are `{name:.*}`)."""
-    return _PARAM.sub(lambda match: segment(values[match.group(1)]), template)
-
-
 def route_path(request: web.Request) -> str:
     """The path routes are matched on: decoded except `%2F` and `%25` (aiohttp's own
     `path_safe`, which its router matches on too). An encoded `/` in a name then stays
@@ -106,25 +59,11 @@ def route_path(request: web.Request) -> str:
     return request.rel_url.path_safe
 
 
-def version_tuple(version: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return (0,)
-
-
 def check_version(version: str, maximum: str, minimum: str = MIN_API_VERSION) -> None:
     """Refuse a client version outside [minimum, maximum] with dockerd's words."""
-    if not version:
-        return
-    if version_tuple(version) > version_tuple(maximum):
-        raise DockerError(
-            400, f"client version {version} is too new. "
-            f"Maximum supported API version is {maximum}")
-    if version_tuple(version) < version_tuple(minimum):
-        raise DockerError(
-            400, f"client version {version} is too old. Minimum supported API version is "
-            f"{minimum}, please upgrade your client to a newer version")
+    refusal = version_refusal(version, maximum, minimum)
+    if refusal is not None:
+        raise DockerError(400, refusal)
 
 
 class Router:
@@ -191,83 +130,14 @@ def build_router() -> Router:
     router = Router()
     for module in (system, events, exec, containers, images, networks, volumes, usage):
         router.add_all(module.ROUTES)
-    return router
-
-
-def build_app(manager: Manager) -> web.Application:
-    """The aiohttp Application serving the Docker API for `manager`."""
-    from flock.manager.api.docker import ps_json
-
-    app = web.Application(client_max_size=MAX_BODY)
-    app[MANAGER_KEY] = manager
-    ps_json.attach(manager.state)  # `docker ps` entries encoded as records are written
-    router = build_router()
-    router.add("GET", "/metrics", _metrics)
     router.add("OPTIONS", "/{path*}", _options)
-
-    def endpoint(request: web.Request) -> str:
-        known = request.get(ENDPOINT)  # set by `handle`, which matched the route already
-        if known is not None:
-            return known
-        resource = request.match_info.route.resource
-        if resource is not None and resource.canonical.startswith("/ui"):
-            return resource.canonical  # the cluster page's few routes, by their patterns
-        return router.template(request.method,
-                               split_version(route_path(request))[1]) or UNMATCHED
-
-    app.middlewares.append(request_id_middleware)  # outermost: all that follows is bound
-    app.middlewares.append(metrics_middleware(manager.metrics, endpoint))
-    app.on_response_prepare.append(echo_request_id)
-    app.on_response_prepare.append(close_if_body_unread)
-    if getattr(getattr(manager, "config", None), "cors", False):  # --api-enable-cors
-        app.on_response_prepare.append(cors_headers)
-    ha = getattr(manager, "ha", None)
-    if ha is not None:  # a replica forwards writes to the primary (manager/ha.py)
-        app.middlewares.append(ha.middleware)
-
-    async def dispatch(request: web.Request) -> web.StreamResponse:
-        return await handle(router, manager, request)
-
-
-    register_ui(app, manager)  # the cluster page at /ui, before the catch-all
-    app.router.add_route("*", "/{tail:.*}", dispatch)
-    return app
-
-
-async def close_if_body_unread(request: web.Request, response: web.StreamResponse) -> None:
-    """An answer that goes out before the client's body was read (a node refused a
-    build or an upload early) says `Connection: close`, as dockerd's does: aiohttp then
-    reads and drops the rest for a while and closes, so the client is neither cut off
-    mid-send nor left waiting on a connection that cannot carry another request."""
-    if request.body_exists and not request.content.at_eof():
-        response.force_close()
-        response.headers["Connection"] = "close"  # the head is built before this hook
-
-
-CORS_HEADERS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Origin, X-Requested-With, Content-Type, Accept, "
-                                    "X-Registry-Auth",
-    "Access-Control-Allow-Methods": "GET, POST, DELETE, PUT, OPTIONS",
-}
-
-
-async def cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """`flock manage --cors`: classic Swarm's headers on every answer (api/primary.go
-    NewPrimary with enableCors; the values are dockerd's writeCorsHeaders of its day)."""
-    for key, value in CORS_HEADERS.items():
-        response.headers.setdefault(key, value)
+    return router
 
 
 async def _options(call: Call) -> web.StreamResponse:
     """dockerd (and classic Swarm) answer OPTIONS on any path with an empty 200, for
     browsers' CORS preflight (moby api/server/router/system optionsHandler)."""
     return web.Response(status=200)
-
-
-async def _metrics(call: Call) -> web.StreamResponse:
-    """Prometheus scrapes (manager/observability/metrics.py)."""
-    return call.manager.metrics.response()
 
 
 def unsupported(method: str, path: str) -> str:
@@ -288,10 +158,12 @@ def unmatched(method: str, path: str) -> DockerError:
     return DockerError(501, unsupported(method, path))
 
 
-async def handle(router: Router, manager: Manager, request: web.Request) -> web.StreamResponse:
+async def handle(router: Router, cluster: Cluster, request: web.Request
+                 ) -> web.StreamResponse:
+    """Route one request and answer every failure in the Engine's JSON error shape."""
     version, path = split_version(request.path)
     try:
-        check_version(version, manager.api_version())
+        check_version(version, cluster.this.api_version())
         # Matched on the path as sent (item 5 of issue 16): the decoded one would read
         # `busybox%2Fjson%3Fx%3D/history` as `busybox/json?x=/history`.
         found = router.match_route(request.method, split_version(route_path(request))[1])
@@ -299,7 +171,7 @@ async def handle(router: Router, manager: Manager, request: web.Request) -> web.
             request[ENDPOINT] = UNMATCHED
             raise unmatched(request.method, path)
         handler, params, request[ENDPOINT] = found
-        call = Call(request, manager, path, version, params, request[ENDPOINT])
+        call = Call(request, cluster, path, version, params, request[ENDPOINT])
         await validation.read_checked_body(call)
         return await handler(call)
     except DockerError as exc:
@@ -309,9 +181,10 @@ async def handle(router: Router, manager: Manager, request: web.Request) -> web.
     except web.HTTPRequestEntityTooLarge:
         return error_response(413, f"flock: request body too large: {request.method} {path} "
                                    f"takes at most {MAX_BODY >> 20} MiB")
+    except NodeNotConnected as exc:  # says what to do already
+        return error_response(503, str(exc))
     except AgentUnavailable as exc:
-        return error_response(503, f"{exc}. Check that the agent runs on that machine "
-                                   "(flock join) or remove it from discovery.")
+        return error_response(503, f"{exc}. {AGENT_HINT}")
     except AgentError as exc:
         return error_response(502, str(exc))
     except (asyncio.CancelledError, ConnectionResetError):

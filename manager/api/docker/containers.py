@@ -18,23 +18,24 @@ import urllib.parse
 
 from aiohttp import web
 
+from flock.docker_compat.humanize import bytes_size
 from flock.docker_compat.paths import api_path
 from flock.docker_compat.references import hex_name_error, image_identifier
-from flock.manager.api.docker import hijack, placement, proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker import hijack, pins, proxy
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from flock.manager.api.docker.ps import node_ip, parse_filters
 from flock.manager.api.docker.ps_json import listing_json
 from flock.manager.api.docker.ps_refresh import refresh_for_listing
-from flock.manager.api.docker.system import bytes_size, cpu_count
+from flock.manager.api.docker.system import cpu_count
 from flock.manager.cluster.agent_client import AgentError
+from flock.manager.cluster.clients import AGENT_HINT
 from flock.manager.cluster.container_names import NameTaken
 from flock.manager.cluster.convert import reserved_cpus
+from flock.manager.cluster.cpu_shares import engine_shares
 from flock.manager.cluster.holding import hold_until_done
 from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.records import exited, renamed
-from flock.manager.placing import place_and_create
-from flock.manager.scheduler.cpu_shares import engine_shares
 from flock.manager.scheduler.scheduler import NoNodeAvailable
 from flock.manager.scheduler.scores import Request
 from flock.manager.scheduler.spec import (
@@ -70,7 +71,7 @@ def reachable(call: Call) -> tuple[Container, Node]:
     if not node.healthy:
         why = f" ({node.error})" if node.error else ""
         raise DockerError(500, f"Container {call.params['id']} running on unhealthy node "
-                               f"{node.name}{why}. {proxy.AGENT_HINT}")
+                               f"{node.name}{why}. {AGENT_HINT}")
     return container, node
 
 
@@ -124,7 +125,7 @@ def node_object(node: Node) -> dict:
 async def refresh(call: Call, node: Node, container_id: str) -> None:
     """Re-read a container after a change; the event stream will catch up if this fails."""
     try:
-        await call.manager.watcher.refresh_container(node.id, container_id)
+        await call.cluster.records.refresh(node.id, container_id)
     except AgentError as exc:
         log.warning("refreshing %s on %s: %s", container_id, node.name, exc)
 
@@ -132,7 +133,7 @@ async def refresh(call: Call, node: Node, container_id: str) -> None:
 def refresh_later(call: Call, node: Node, container_id: str) -> None:
     """Re-read a container in the background: the answer to the client does not wait
     for it (the record written at once is right for what the client asked)."""
-    call.manager.watcher.refresh_soon(node.id, container_id)
+    call.cluster.records.refresh_soon(node.id, container_id)
 
 
 # ------------------------------------------------------------------ list / create
@@ -158,7 +159,7 @@ async def create(call: Call) -> web.StreamResponse:
         raise bad_parameter("config cannot be empty in order to create a container")
     if not isinstance(body, dict):
         raise bad_parameter("invalid container config: expected a JSON object")
-    body, pinned = await placement.pins(call, body)
+    body, pinned = await pins.from_request(call, body)
     try:
         spec = spec_from_create(body, name)
     except RuleError as exc:
@@ -170,7 +171,7 @@ async def create(call: Call) -> web.StreamResponse:
         return exchange.status, data, exchange.read_back, exchange
 
     try:
-        placed = await place_and_create(call.manager, body, spec, name, send, pinned)
+        placed = await call.cluster.placement.place_and_create(body, spec, name, send, pinned)
     except NoNodeAvailable as exc:
         raise DockerError(500, str(exc)) from None
     except NameTaken as exc:
@@ -204,7 +205,7 @@ async def prune(call: Call) -> web.StreamResponse:
         elif status >= 400:
             raise DockerError(status, f"{node.name}: {proxy.message_of(answer)}")
     for container_id in deleted:
-        call.manager.watcher.forget_container(container_id)
+        call.cluster.records.forget(container_id)
     return json_answer({"ContainersDeleted": deleted or None,
                               "SpaceReclaimed": reclaimed})
 
@@ -215,7 +216,7 @@ async def inspect(call: Call) -> web.StreamResponse:
     exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
     if exchange.status != 200:
         if exchange.status == 404:
-            call.manager.watcher.forget_container(container.id)
+            call.cluster.records.forget(container.id)
         return proxy.buffered_response(exchange, data)
     answer = json.loads(data)
     answer["Node"] = node_object(node)
@@ -247,9 +248,9 @@ async def wait(call: Call) -> web.StreamResponse:
             return
         if call.query.get("condition") == "removed":
             # `docker run --rm`: the engine answers only once the container is gone.
-            call.manager.watcher.forget_container(container.id)
+            call.cluster.records.forget(container.id)
             return
-        call.manager.watcher.record(exited(current, int(answer.get("StatusCode") or 0)))
+        call.cluster.records.write(exited(current, int(answer.get("StatusCode") or 0)))
         refresh_later(call, node, container.id)
 
     return await proxy.relay(call, exchange, see=record_exit)
@@ -259,15 +260,15 @@ async def change(call: Call) -> web.StreamResponse:
     """start, stop, kill, restart, pause, unpause, update: record the result first."""
     container, node = reachable(call)
     path = node_path(call, container)
-    watcher = call.manager.watcher
-    with watcher.changing(node.id, container.id):
+    records = call.cluster.records
+    with records.changing(node.id, container.id):
         exchange, data = await proxy.forward_buffered(call, node, path, read_back=True)
     if exchange.status < 300:
         action = path.rsplit("/", 1)[-1]
-        if not watcher.record_change(node.id, container, action, exchange.read_back):
+        if not records.change(node.id, container, action, exchange.read_back):
             await refresh(call, node, container.id)
     elif exchange.status == 404:
-        call.manager.watcher.forget_container(container.id)
+        records.forget(container.id)
     return proxy.buffered_response(exchange, data)
 
 
@@ -285,7 +286,7 @@ async def update(call: Call) -> web.StreamResponse:
     state = call.state
     if extra_cpus or extra_memory:
         usage = state.usage(node.id)
-        request = Request(extra_cpus, extra_memory, call.manager.scheduler.overcommit)
+        request = Request(extra_cpus, extra_memory, call.cluster.scheduler.overcommit)
         if request.weight(node.cpus, node.memory, usage.cpus, usage.memory) is None:
             raise DockerError(
                 409, f"Cannot update container {call.params['id']}: node {node.name} has "
@@ -345,7 +346,7 @@ async def commit(call: Call) -> web.StreamResponse:
         exchange.cancel()
     if exchange.status < 300:
         try:
-            await call.manager.watcher.load_images(node.id)
+            await call.cluster.records.load_images(node.id)
         except AgentError as exc:
             log.debug("images of %s after a commit: %s", node.name, exc)
     return proxy.buffered_response(exchange, data)
@@ -372,7 +373,7 @@ async def _rename(call: Call, container: Container, name: str) -> web.StreamResp
     answer = await change(call)
     current = call.state.container(container.id)
     if answer.status < 300 and current is not None and current.name != name:
-        call.manager.watcher.record(renamed(current, name))
+        call.cluster.records.write(renamed(current, name))
     return answer
 
 
@@ -380,7 +381,7 @@ async def remove(call: Call) -> web.StreamResponse:
     container, node = resolve(call)
     exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
     if exchange.status < 300 or exchange.status == 404:
-        call.manager.watcher.forget_container(container.id)
+        call.cluster.records.forget(container.id)
     return proxy.buffered_response(exchange, data)
 
 
@@ -394,7 +395,7 @@ async def exec_create(call: Call) -> web.StreamResponse:
     exchange, data = await proxy.forward_buffered(call, node, node_path(call, container))
     if exchange.status == 201:
         with contextlib.suppress(ValueError, KeyError, TypeError):
-            call.manager.exec_nodes[json.loads(data)["Id"]] = node.id
+            call.cluster.exec_nodes[json.loads(data)["Id"]] = node.id
     return proxy.buffered_response(exchange, data)
 
 

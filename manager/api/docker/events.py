@@ -18,10 +18,11 @@ import urllib.parse
 from aiohttp import web
 
 from flock.manager.api.docker import proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.ps import node_ip
 from flock.manager.cluster.agent_client import AgentError, DockerExchange
 from flock.manager.cluster.model import Node
+from flock.manager.observability.local_events import wanted
 
 log = logging.getLogger("flock.manager.events")
 
@@ -83,6 +84,24 @@ async def _follow(node: Node, exchange: DockerExchange, out: asyncio.Queue) -> N
         out.put_nowait(None)
 
 
+async def _follow_manager(call: Call, out: asyncio.Queue) -> None:
+    """The manager's own events (cron runs) that the request's filters keep."""
+    try:
+        filters = json.loads(call.query.get("filters") or "{}")
+        if not isinstance(filters, dict):
+            return
+        filters = {k: list(v) if not isinstance(v, dict) else [x for x, on in v.items() if on]
+                   for k, v in filters.items()}
+    except (ValueError, TypeError):
+        return  # the nodes refuse it, with the Engine's message
+    assert call.cluster.local_events is not None
+    with call.cluster.local_events.subscribe() as queue:
+        while True:
+            event = await queue.get()
+            if wanted(event, filters):
+                out.put_nowait(json.dumps(event).encode())
+
+
 async def events(call: Call) -> web.StreamResponse:
     """The head goes out as soon as every node's stream is open, before any event: old
     clients (API < 1.30 `docker run`) wait for it before they start the container."""
@@ -98,19 +117,18 @@ async def events(call: Call) -> web.StreamResponse:
         return web.Response(status=refused.status, body=body, content_type="application/json")
     queue: asyncio.Queue = asyncio.Queue()
     tasks = [asyncio.create_task(_follow(node, ex, queue)) for node, ex in live]
+    if call.cluster.local_events is not None and not over:
+        tasks.append(asyncio.create_task(_follow_manager(call, queue)))
     response = web.StreamResponse(status=200)
     response.content_type = "application/json"
     try:
         await response.prepare(call.request)
-        open_streams = len(tasks)
-        while True:
-            item = await queue.get() if open_streams > 0 else None
+        open_streams = len(live)
+        # With no node left the stream stays open (for the manager's own events).
+        while open_streams > 0 or not call.query.get("until"):
+            item = await queue.get()
             if item is None:
                 open_streams -= 1
-                if open_streams <= 0:
-                    if call.query.get("until"):
-                        break
-                    await asyncio.Event().wait()  # no node left: hold the stream open
             else:
                 await response.write(item + b"\n")
     finally:

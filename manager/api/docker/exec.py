@@ -12,14 +12,14 @@ from aiohttp import web
 
 from flock.docker_compat.paths import api_path
 from flock.manager.api.docker import hijack, proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError, bad_parameter, parse_json_body
 from flock.manager.cluster.model import Node
 
 
 async def find_node(call: Call, exec_id: str) -> Node:
     state = call.state
-    known = call.manager.exec_nodes.get(exec_id)
+    known = call.cluster.exec_nodes.get(exec_id)
     node = state.node(known) if known else None
     if node is not None:
         return node
@@ -29,7 +29,7 @@ async def find_node(call: Call, exec_id: str) -> Node:
         return_exceptions=True)
     for node, answer in zip(nodes, answers, strict=True):
         if not isinstance(answer, BaseException) and answer[0] == 200:
-            call.manager.exec_nodes[exec_id] = node.id
+            call.cluster.exec_nodes[exec_id] = node.id
             return node
     raise DockerError(404, f"No such exec instance: {exec_id}")
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from flock.docker_compat.hijack import RAW_STREAM, Inbound, raw_stream_response, take_over
 from flock.manager.api.docker import proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.cluster.agent_client import AgentError, DockerExchange
 from flock.manager.cluster.model import Node
 

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from flock.docker_compat.paths import api_path
 from flock.manager.api.docker import json_body, proxy
-from flock.manager.api.docker.app import Call
 from flock.manager.api.docker.body_tee import Branch, Tee
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer
 from flock.manager.api.docker.pernode import listing
 from flock.manager.cluster.agent_client import AgentError, DockerExchange
@@ -174,7 +174,7 @@ async def _merge(call: Call, nodes: list[Node], branches: list[Branch | None]
             exchange.cancel()
     for node, _exchange, _branch in live:
         try:
-            await call.manager.watcher.load_images(node.id)
+            await call.cluster.records.load_images(node.id)
         except AgentError as exc:
             log.debug("images of %s after a fan-out: %s", node.name, exc)
     return response
@@ -294,7 +294,7 @@ async def on_every_holder(call: Call) -> web.StreamResponse:
         elif isinstance(answer, list):
             merged += answer
         try:
-            await call.manager.watcher.load_images(node.id)
+            await call.cluster.records.load_images(node.id)
         except AgentError:
             pass
     if errors:
@@ -336,7 +336,7 @@ async def build(call: Call) -> web.StreamResponse:
     if rules:
         try:
             spec = spec_from_create({"Image": "", "Env": rules})
-            node = call.manager.scheduler.place(state, spec).node
+            node = call.cluster.scheduler.place(state, spec).node
         except RuleError as exc:
             raise bad_parameter(str(exc)) from None
         except NoNodeAvailable as exc:
@@ -349,7 +349,7 @@ async def build(call: Call) -> web.StreamResponse:
         node = nodes[0]
     response = await proxy.forward(call, node, query=query)
     try:
-        await call.manager.watcher.load_images(node.id)
+        await call.cluster.records.load_images(node.id)
     except AgentError as exc:
         log.debug("images of %s after a build: %s", node.name, exc)
     return response

@@ -24,7 +24,7 @@ from aiohttp import web
 from flock.docker_compat.paths import segment
 from flock.docker_compat.regexp import filter_matches
 from flock.manager.api.docker import proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from flock.manager.api.docker.pernode import (
     Found,
@@ -200,7 +200,7 @@ async def _connection(call: Call, verb: str) -> web.StreamResponse:
     if status >= 300:
         raise DockerError(status, proxy.message_of(answer))
     try:
-        await call.manager.watcher.refresh_container(node.id, container.id)
+        await call.cluster.records.refresh(node.id, container.id)
     except AgentError as exc:
         log.warning("refreshing %s after %s: %s", container.id, verb, exc)
     return web.Response(status=200)

@@ -16,12 +16,13 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from flock.manager.api.docker import proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError
 from flock.manager.api.docker.ps import parse_filters
+from flock.manager.cluster.labels import CONSTRAINTS_LABEL
 from flock.manager.cluster.model import Node
 from flock.manager.scheduler.scheduler import NoNodeAvailable
-from flock.manager.scheduler.spec import CONSTRAINTS_LABEL, RuleError, spec_from_create
+from flock.manager.scheduler.spec import RuleError, spec_from_create
 
 log = logging.getLogger("flock.manager.pernode")
 
@@ -110,7 +111,7 @@ def targets(call: Call, name: str, labels: object, what: str) -> tuple[list[Node
     if isinstance(labels, dict) and labels.get(CONSTRAINTS_LABEL):
         try:
             spec = spec_from_create({"Labels": {CONSTRAINTS_LABEL: labels[CONSTRAINTS_LABEL]}})
-            return [call.manager.scheduler.place(call.state, spec).node], name
+            return [call.cluster.scheduler.place(call.state, spec).node], name
         except RuleError as exc:
             raise DockerError(400, str(exc)) from None
         except NoNodeAvailable as exc:

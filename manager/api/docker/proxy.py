@@ -15,7 +15,8 @@ from types import EllipsisType
 
 from aiohttp import web
 
-from flock.manager.api.docker.app import Call
+from flock.docker_compat.hop_headers import HOP_BY_HOP, HOP_REQUEST
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError
 from flock.manager.cluster.agent_client import (
     AgentClient,
@@ -23,20 +24,17 @@ from flock.manager.cluster.agent_client import (
     AgentUnavailable,
     DockerExchange,
 )
+from flock.manager.cluster.clients import AGENT_HINT, NodeNotConnected
 from flock.manager.cluster.model import Node
 
 log = logging.getLogger("flock.manager.proxy")
 
-# Request headers that describe this hop, not the request.
-_DROP_REQUEST = frozenset({
-    "host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade",
-    "proxy-connection", "proxy-authorization", "expect",
-})
+# Request headers that describe this hop, not the request; the client's credentials for
+# a proxy in front of the manager are not the node's business either. Content-Length
+# travels on: the agent sends a streamed body with that length instead of chunked.
+_DROP_REQUEST = (HOP_REQUEST - {"content-length"}) | {"proxy-authorization"}
 # Answer headers aiohttp writes itself or that describe the agent's hop.
-_DROP_ANSWER = frozenset({
-    "connection", "keep-alive", "transfer-encoding", "content-length", "date", "server",
-    "upgrade",
-})
+_DROP_ANSWER = HOP_BY_HOP | {"date", "server", "upgrade"}
 
 
 def request_headers(request: web.Request) -> list[tuple[str, str]]:
@@ -55,15 +53,12 @@ def request_headers(request: web.Request) -> list[tuple[str, str]]:
 
 
 def client_for(call: Call, node: Node) -> AgentClient:
-    client = call.manager.client(node.id)
-    if client is None:
-        raise DockerError(503, f"node {node.name} ({node.addr}) is not connected: "
-                               "check that its agent runs (flock join)")
-    return client
-
-
-AGENT_HINT = "Check that the agent runs on that machine (flock join) or remove it from " \
-    "discovery."
+    """The node's client (clients.require), its absence as a 503: a DockerError, as the
+    fan-outs over nodes expect of a node that cannot be asked."""
+    try:
+        return call.cluster.clients.require(node)
+    except NodeNotConnected as exc:
+        raise DockerError(503, str(exc)) from None
 
 
 def unavailable(node: Node, exc: Exception) -> DockerError:

@@ -11,17 +11,14 @@ import time
 from collections.abc import Iterable, Mapping
 
 from flock.docker_compat.humanize import human_duration
+from flock.docker_compat.ps_filters import LIST_FILTERS, STATUSES
 from flock.docker_compat.regexp import filter_matches
 from flock.manager.api.docker.errors import DockerError, parse_json_body
 from flock.manager.cluster.convert import STATE_KEY
 from flock.manager.cluster.model import Container, Node
 
-STATUSES = frozenset({"created", "restarting", "running", "removing", "paused", "exited",
-                      "dead"})
 HEALTH = frozenset({"starting", "healthy", "unhealthy", "none"})
-KEYS = frozenset({"id", "name", "label", "status", "exited", "ancestor", "node", "before",
-                  "since", "network", "volume", "health", "publish", "expose", "isolation",
-                  "is-task"})
+KEYS = LIST_FILTERS | {"node"}
 _EXIT = re.compile(r"^Exited \((-?\d+)\)")
 TASK_LABEL = "com.docker.swarm.task"
 

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.cluster.agent_client import AgentError
 
 log = logging.getLogger("flock.manager.api")
@@ -23,16 +23,13 @@ log = logging.getLogger("flock.manager.api")
 
 def nodes_to_refresh(call: Call, filters: Mapping[str, list[str]]) -> list[str]:
     """IDs of the healthy nodes the flags ask to re-read for these filters."""
-    config = getattr(call.manager, "config", None)
-    if config is None:
+    flags = call.cluster.listing
+    if not flags.name_filter and not flags.on_node_filter:
         return []
-    state = call.state
-    healthy = state.healthy_nodes()
-    name = getattr(config, "container_name_refresh_filter", "")
-    if name and name in filters.get("name", ()):
+    healthy = call.state.healthy_nodes()
+    if flags.name_filter and flags.name_filter in filters.get("name", ()):
         return [n.id for n in healthy]
-    wanted = set(filters.get("node", ())) if getattr(config, "refresh_on_node_filter",
-                                                     False) else set()
+    wanted = set(filters.get("node", ())) if flags.on_node_filter else set()
     return [n.id for n in healthy if n.name in wanted or n.id in wanted]
 
 
@@ -41,8 +38,8 @@ async def refresh_for_listing(call: Call, filters: Mapping[str, list[str]]) -> N
     node_ids = nodes_to_refresh(call, filters)
     if not node_ids:
         return
-    watcher = call.manager.watcher
-    results = await asyncio.gather(*(watcher.load_containers(nid) for nid in node_ids),
+    records = call.cluster.records
+    results = await asyncio.gather(*(records.load_containers(nid) for nid in node_ids),
                                    return_exceptions=True)
     for node_id, result in zip(node_ids, results, strict=True):
         if isinstance(result, AgentError):

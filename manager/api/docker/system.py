@@ -12,7 +12,9 @@ import time
 from aiohttp import web
 
 from flock.common.version import __version__
-from flock.manager.api.docker.app import MIN_API_VERSION, Call
+from flock.docker_compat.api_version import MIN_API_VERSION
+from flock.docker_compat.humanize import bytes_size
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import json_answer
 from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.state import ClusterState, NodeUsage
@@ -23,17 +25,7 @@ from flock.manager.cluster.state import ClusterState, NodeUsage
 # prefix and says what it is after it, as a product list does ("swarm/1.2.9 flock/0.1.0").
 SWARM_VERSION = "1.2.9"
 SERVER_VERSION = f"swarm/{SWARM_VERSION} flock/{__version__}"
-_BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 _RUNNING = ("running", "restarting")
-
-
-def bytes_size(size: float) -> str:
-    """Go's units.BytesSize: 1024-based, 4 significant digits ("1.021 GiB", "0 B")."""
-    unit = 0
-    while size >= 1024 and unit < len(_BINARY_UNITS) - 1:
-        size /= 1024
-        unit += 1
-    return f"{size:.4g} {_BINARY_UNITS[unit]}"
 
 
 def cpu_count(value: float) -> str:
@@ -115,22 +107,21 @@ def system_status(state: ClusterState, strategy: str, filters: list[str],
 
 
 def info_body(call: Call) -> dict:
-    manager = call.manager
-    state = manager.state
+    this, scheduler = call.cluster.this, call.cluster.scheduler
+    state = call.state
     containers = state.containers()
     running, paused, stopped = container_counts(containers)
     nodes = state.nodes()
     uname = platform.uname()
     return {
-        "ID": "", "Name": manager.name, "ServerVersion": SERVER_VERSION,
+        "ID": "", "Name": this.name, "ServerVersion": SERVER_VERSION,
         "Containers": len(containers), "ContainersRunning": running,
         "ContainersPaused": paused, "ContainersStopped": stopped,
         "Images": sum(n.images for n in nodes),
         "Driver": "", "DriverStatus": [],
-        "SystemStatus": system_status(state, manager.scheduler.strategy_name,
-                                      manager.scheduler.filter_names,
-                                      getattr(manager, "role_rows", lambda: None)(),
-                                      getattr(manager, "tls_rows", lambda: None)()),
+        "SystemStatus": system_status(state, scheduler.strategy_name,
+                                      scheduler.filter_names, this.role_rows(),
+                                      this.tls_rows()),
         "Plugins": {"Volume": [], "Network": [], "Authorization": [], "Log": []},
         "NCPU": sum(n.cpus for n in nodes), "MemTotal": sum(n.memory for n in nodes),
         "OperatingSystem": _os_name(), "OSType": "linux", "Architecture": uname.machine,
@@ -141,7 +132,7 @@ def info_body(call: Call) -> dict:
         "LoggingDriver": "", "CgroupDriver": "none", "NEventsListener": 0,
         "HttpProxy": "", "HttpsProxy": "", "NoProxy": "", "SecurityOptions": [],
         "Warnings": [f"node {n.name}: {n.error}" for n in nodes if n.error]
-        + getattr(manager, "security_warnings", list)(),
+        + this.security_warnings(),
         "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "",
                   "ControlAvailable": False, "Error": "", "RemoteManagers": []},
     }
@@ -159,7 +150,7 @@ def _os_name() -> str:
 
 
 def _ping_headers(call: Call) -> dict[str, str]:
-    return {"API-Version": call.manager.api_version(), "OSType": "linux",
+    return {"API-Version": call.cluster.this.api_version(), "OSType": "linux",
             "Docker-Experimental": "false", "Cache-Control": "no-cache, no-store, "
             "must-revalidate", "Pragma": "no-cache", "Server": f"Flock/{__version__}"}
 
@@ -174,14 +165,14 @@ async def ping(call: Call) -> web.StreamResponse:
 async def version(call: Call) -> web.StreamResponse:
     uname = platform.uname()
     details = {
-        "ApiVersion": call.manager.api_version(), "MinAPIVersion": MIN_API_VERSION,
+        "ApiVersion": call.cluster.this.api_version(), "MinAPIVersion": MIN_API_VERSION,
         "GitCommit": "", "GoVersion": "n/a", "Os": "linux", "Arch": _go_arch(uname.machine),
         "KernelVersion": uname.release, "BuildTime": "",
     }
     body = {"Platform": {"Name": "Flock"}, "Version": SERVER_VERSION, **details,
             "Components": [{"Name": "Engine", "Version": SERVER_VERSION,
                             "Details": {k: str(v) for k, v in details.items()}}]}
-    return json_answer(body, headers={"API-Version": call.manager.api_version()})
+    return json_answer(body, headers={"API-Version": call.cluster.this.api_version()})
 
 
 def _go_arch(machine: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import json_answer
 from flock.manager.api.docker.images import merge_images
 from flock.manager.api.docker.pernode import each_node, first_error

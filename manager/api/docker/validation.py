@@ -20,7 +20,7 @@ from flock.manager.api.docker.errors import bad_parameter, parse_json_body
 from flock.manager.api.docker.json_body import Number
 
 if TYPE_CHECKING:
-    from flock.manager.api.docker.app import Call
+    from flock.manager.api.docker.call import Call
 
 _KINDS = ((bool, "bool"), (str, "string"), (dict, "object"), (list, "array"),
           (int, "number"), (float, "number"))

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from flock.docker_compat.paths import segment
 from flock.manager.api.docker import proxy
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError, bad_parameter, json_answer, parse_json_body
 from flock.manager.api.docker.pernode import (
     Found,

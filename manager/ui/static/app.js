@@ -86,7 +86,46 @@
     return box;
   }
 
+  const jobsEl = document.getElementById("jobs");
+  const jobRowsEl = document.getElementById("job-rows");
+
+  function moment(epoch) {
+    // UTC to the second, as `flock cron ls` prints it
+    return epoch ? new Date(epoch * 1000).toISOString().replace("T", " ").slice(0, 19) + "Z"
+                 : "-";
+  }
+
+  function jobRow(job) {
+    const row = el("tr", "job");
+    row.dataset.job = job.name;
+    const schedule = job.schedule + (job.time_zone && job.time_zone !== "UTC"
+                                     ? " (" + job.time_zone + ")" : "");
+    const next = el("td", "next", job.suspended ? "suspended" : moment(job.next_run));
+    const last = el("td", "last");
+    if (job.last) {
+      let text = job.last.result;
+      if (job.last.exit_code !== null && job.last.result !== "running") {
+        text += " (" + job.last.exit_code + ")";
+      }
+      const badge = el("span", "result " + job.last.result, text);
+      badge.title = [moment(job.last.scheduled), job.last.node, job.last.reason]
+        .filter(Boolean).join(" · ");
+      last.append(badge);
+    } else {
+      last.textContent = "never ran";
+    }
+    row.dataset.result = job.last ? job.last.result : "";
+    row.append(el("td", "name", job.name), el("td", "schedule", schedule), next, last);
+    return row;
+  }
+
+  function renderJobs(jobs) {
+    jobsEl.hidden = jobs.length === 0;
+    jobRowsEl.replaceChildren(...jobs.map(jobRow));
+  }
+
   function render(snap) {
+    renderJobs(snap.jobs || []);
     const nodes = snap.nodes || [];
     const containers = nodes.reduce((sum, n) => sum + n.container_count, 0);
     summaryEl.textContent = nodes.length + (nodes.length === 1 ? " node, " : " nodes, ") +

@@ -1,9 +1,13 @@
-"""The manager's container records, kept exact from the agents at the least cost.
+"""Records: the one writer of the manager's container records, kept exact from the
+agents at the least cost.
 
-Half of NodeWatcher (sync.py), kept apart because it is a subject of its own: when a
-record is re-read (a burst of reasons makes one read; a read-back the agent sends with a
-change makes none), what a change of this manager's own implies, and full loads of a
-node's containers and images. The watcher is the only writer of container records.
+Its own component, not a part of node watching (sync.py), because every front writes
+records: the Docker API after a change it forwarded, placement after a create, the
+ClusterService, the watcher on an event. One writer keeps one protocol for all of them:
+when a record is re-read (a burst of reasons makes one read; a read-back the agent sends
+with a change makes none, freshness.py), what a change of this manager's own implies
+(records.py), and full loads of a node's containers and images. Nothing else writes a
+container into ClusterState (a test checks it).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import logging
 import time
 import urllib.parse
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from flock.docker_compat.paths import api_path
-from flock.manager.cluster.agent_client import AgentClient, AgentError, ReadBack
+from flock.manager.cluster.agent_client import AgentError, ReadBack
+from flock.manager.cluster.clients import Clients
 from flock.manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
 from flock.manager.cluster.freshness import Freshness
 from flock.manager.cluster.model import Container
@@ -32,15 +37,15 @@ LOAD_PARALLEL = 16  # inspects at once while loading one node's containers
 REFRESH_DELAY = 0.3
 
 
-class ContainerReads:
-    """Mixin of NodeWatcher: reads and writes of container records. Needs `client(node_id)`
-    and, optionally, a `rescheduler` (told of stale copies on a full load)."""
+class Records:
+    """Reads and writes of container records through the nodes' `clients`. Its
+    `rescheduler`, set by the manager, is asked about stale copies on a full load."""
 
     rescheduler = None
-    client: Callable[[str], AgentClient | None]  # the agent client of a node, if connected
 
-    def __init__(self, state: ClusterState) -> None:
+    def __init__(self, state: ClusterState, clients: Clients | None = None) -> None:
         self.state = state
+        self.clients = clients if clients is not None else Clients()
         self._destroyed: OrderedDict[str, None] = OrderedDict()
         self._touched: dict[str, float] = {}
         self._soon: dict[str, asyncio.Task] = {}
@@ -55,7 +60,7 @@ class ContainerReads:
         for task in list(self._soon.values()):
             task.cancel()
 
-    def forget_container(self, container_id: str) -> None:
+    def forget(self, container_id: str) -> None:
         """The container is gone for good: drop it, and ignore late refreshes of it."""
         self._destroyed[container_id] = None
         self._written.discard(container_id)
@@ -72,7 +77,7 @@ class ContainerReads:
         record it is sure of) and each echoed by an event (`event_ns`, the engine's time
         of it). A reason already answered by a read that started after it, or an event
         already reflected by an agent's read-back, costs nothing (Freshness). When this
-        manager wrote the record itself (`record`), or the container (named `name`) is
+        manager wrote the record itself (`write`), or the container (named `name`) is
         being created through it, the read waits `refresh_delay` so that the whole burst
         makes one read; changes made by others are read at once."""
         if container_id in self._destroyed:
@@ -93,7 +98,7 @@ class ContainerReads:
                 while (container_id not in self._destroyed
                        and self.freshness.needs_read(container_id)):
                     try:
-                        await self.refresh_container(node_id, container_id)
+                        await self.refresh(node_id, container_id)
                     except AgentError as exc:
                         log.debug("refresh %s on %s: %s", container_id, node_id, exc)
                         return
@@ -117,7 +122,7 @@ class ContainerReads:
             if not self._changing[key]:
                 del self._changing[key]
 
-    def record(self, container: Container) -> None:
+    def write(self, container: Container) -> None:
         """Write a record the caller already knows to be true (e.g. right after a create
         on the node answered), without a round trip to the node. The re-read that
         follows (refresh_soon) waits for the rest of the burst."""
@@ -139,7 +144,7 @@ class ContainerReads:
         self.freshness.reading(inspect["Id"], read.read_at_ns)
         return self._store_read(node_id, inspect, listing)
 
-    def record_change(self, node_id: str, container: Container, action: str,
+    def change(self, node_id: str, container: Container, action: str,
                       read: ReadBack | None) -> bool:
         """Record the outcome of a successful change (`action`: start, stop...) of
         `container`: the agent's read-back when it sent one, else what the change
@@ -150,7 +155,7 @@ class ContainerReads:
         updated = after_action(container, action)
         if updated is None:
             return False
-        self.record(updated)
+        self.write(updated)
         self.refresh_soon(node_id, container.id)
         return True
 
@@ -160,9 +165,9 @@ class ContainerReads:
         self._touched[container.id] = time.monotonic()
         self.state.upsert_container(container)
 
-    async def refresh_container(self, node_id: str, container_id: str) -> Container | None:
+    async def refresh(self, node_id: str, container_id: str) -> Container | None:
         """Re-read one container from its node (list entry + inspect) into the state."""
-        client = self.client(node_id)
+        client = self.clients.get(node_id)
         if client is None:
             return None
         self.freshness.reading(container_id)
@@ -170,7 +175,7 @@ class ContainerReads:
             "GET", api_path("containers", container_id, "json"))
         if status == 404:
             if self.state.container(container_id) is not None:
-                self.forget_container(container_id)
+                self.forget(container_id)
             return None
         if status != 200 or not isinstance(inspect, dict):
             log.warning("inspect %s on %s: %s %s", container_id, client.addr, status, inspect)
@@ -199,7 +204,7 @@ class ContainerReads:
         """Read every container of a node; drop the records the node no longer has.
         Containers already known in the same state are not inspected again unless
         `known_too` (a full load, when a node is first reached or comes back)."""
-        client = self.client(node_id)
+        client = self.clients.get(node_id)
         if client is None:
             return
         started = time.monotonic()
@@ -238,7 +243,7 @@ class ContainerReads:
                 self._store(container)
 
     async def load_images(self, node_id: str) -> None:
-        client = self.client(node_id)
+        client = self.clients.get(node_id)
         if client is None:
             return
         # all=1: the count then matches the engine's own (heartbeat) Images figure.

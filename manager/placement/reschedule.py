@@ -1,10 +1,12 @@
 """Rescheduling: containers with `reschedule:on-node-failure` outlive their node.
 
-When a node turns unhealthy, each of its containers whose label
-`com.docker.swarm.reschedule-policies` says `on-node-failure` is created again on a
-healthy node: the same Config and HostConfig (kept from its inspect), the same name and
-`com.docker.swarm.id`, placed by the scheduler so its constraints apply again, and
-started if it was running. The old record is dropped from the view.
+When a node turns unhealthy (or is drained with `--reschedule`), each of its containers
+whose label `com.docker.swarm.reschedule-policies` says `on-node-failure` is created
+again on another healthy node through the one create path (create.py): the same Config
+and HostConfig (kept from its inspect), the same name and `com.docker.swarm.id`, placed
+by the scheduler with the same implicit image affinity, reservation and name claim as
+any create, recorded from the agent's read-back, and started if it was running. The
+old record is dropped from the view.
 
 "Never two copies": when a node comes back (or is loaded by a new manager) with a
 container whose swarm ID another node also holds, the older copy is removed — the
@@ -16,67 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import urllib.parse
 from collections.abc import Callable
-from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from flock.docker_compat.paths import api_path
 from flock.manager.cluster.agent_client import AgentError
 from flock.manager.cluster.container_names import NameTaken
-from flock.manager.cluster.holding import hold_until_done
-from flock.manager.cluster.model import UNHEALTHY, Container
-from flock.manager.scheduler.cpu_shares import reserved_cpus
-from flock.manager.scheduler.rules import RuleError, parse_rule
-from flock.manager.scheduler.scheduler import NoNodeAvailable, Scheduler
-from flock.manager.scheduler.spec import (
-    RESCHEDULE_LABEL,
-    SWARM_ID_LABEL,
-    prepare_create_body,
-    spec_from_create,
-)
-
-if TYPE_CHECKING:
-    from flock.manager.cluster.state import ClusterState
-    from flock.manager.cluster.sync import NodeWatcher
+from flock.manager.cluster.labels import SWARM_ID_LABEL, wants_reschedule
+from flock.manager.cluster.model import HEALTHY, UNHEALTHY, Container
+from flock.manager.placement.create import Placed, Placement, Refused
+from flock.manager.scheduler.rules import Rule, RuleError, parse_rule
+from flock.manager.scheduler.scheduler import NoNodeAvailable
+from flock.manager.scheduler.spec import spec_from_create
 
 log = logging.getLogger("flock.manager.reschedule")
 
-ON_NODE_FAILURE = "on-node-failure"
 _ACTIVE = ("running", "restarting", "paused")
 PARALLEL = 8
-
-
-# ------------------------------------------------------------------ pure helpers
-def wants_reschedule(labels: dict[str, str]) -> bool:
-    """True when the container's labels ask for on-node-failure rescheduling."""
-    raw = (labels or {}).get(RESCHEDULE_LABEL)
-    if not raw:
-        return False
-    try:
-        policies = json.loads(raw)
-    except ValueError:
-        policies = [raw]
-    return isinstance(policies, list) and ON_NODE_FAILURE in policies
-
-
-def create_body(inspect: dict, node_cpus: int) -> dict:
-    """A `POST /containers/create` body that makes the container of `inspect` (on a
-    node of `node_cpus` CPUs) again.
-
-    Config is the create body's own shape; the Hostname the engine derived from the old
-    ID is dropped so that the new container gets its own. The engine's CpuShares go
-    back to the CPUs they reserve (`-c N`), for the new node's engine to get its own
-    shares for N."""
-    body = dict(inspect.get("Config") or {})
-    if body.get("Hostname") and body["Hostname"] == (inspect.get("Id") or "")[:12]:
-        body.pop("Hostname")
-    body["HostConfig"] = host = dict(inspect.get("HostConfig") or {})
-    if host.get("CpuShares"):
-        host["CpuShares"] = reserved_cpus(host["CpuShares"], node_cpus)
-    return body
 
 
 def stale_copies(containers: list[Container]) -> list[Container]:
@@ -87,15 +45,23 @@ def stale_copies(containers: list[Container]) -> list[Container]:
     return [c for c in containers if c is not keep]
 
 
-# ------------------------------------------------------------------ the worker
+def elsewhere(old: Container) -> list[Rule]:
+    """Placement pins for the new copy: another node than the old one, and a healthy
+    one even when the manager runs without the health filter (`--filter`), where the
+    decision could otherwise land on the failed node itself."""
+    return [parse_rule(f"node!={old.node_id}", "constraint"),
+            parse_rule(f"health=={HEALTHY}", "constraint")]
+
+
 class Rescheduler:
     """Sweeps unhealthy nodes for containers to move; woken when a node fails."""
 
-    def __init__(self, state: ClusterState, watcher: NodeWatcher, scheduler: Scheduler,
-                 interval: float = 5.0, is_leader: Callable[[], bool] = lambda: True) -> None:
-        self.state = state
-        self.watcher = watcher
-        self.scheduler = scheduler
+    def __init__(self, placement: Placement, interval: float = 5.0,
+                 is_leader: Callable[[], bool] = lambda: True) -> None:
+        self.placement = placement
+        self.state = placement.state
+        self.records = placement.records
+        self.clients = placement.clients
         self.interval = interval
         self.is_leader = is_leader
         self._wake = asyncio.Event()
@@ -159,71 +125,50 @@ class Rescheduler:
             self._moving.discard(old.id)
 
     async def _move(self, old: Container) -> bool:
-        body = old.create_config or {}
-        try:
-            spec = spec_from_create(body, old.name)
-            placing = spec
-            if spec.image:  # prefer the nodes that have the image: there is no registry
-                image_rule = parse_rule(f"image==~{spec.image}", "affinity")
-                placing = replace(spec, affinities=[*spec.affinities, image_rule])
-            decision = self.scheduler.place(self.state, placing)
-        except (RuleError, NoNodeAvailable) as exc:
-            log.warning("cannot reschedule %s yet: %s", old.name or old.id[:12], exc)
+        placed = await self._create(old)
+        if placed is None:
             return False
-        node = decision.node
-        if node.id == old.node_id or node.health != "healthy":
-            return False
-        payload = prepare_create_body(body, spec, node.cpus)
-        try:
-            # The name stays claimed from here until the new copy's record holds it; only
-            # the old copy (forgotten below) may share it meanwhile.
-            token = self.state.reserve(node.id, old.name, spec.cpus, spec.memory, spec.ports,
-                                       replacing=old.id)
-        except NameTaken as exc:
-            log.warning("cannot reschedule %s: %s", old.name, exc)
-            return False
-        new_id = await hold_until_done(
-            self.state, token, self._create(node.id, old, payload))
-        if not new_id:
-            return False
-        self.watcher.forget_container(old.id)
+        if old.state in _ACTIVE:
+            await self._start(old, placed)
+        self.records.forget(old.id)
         self.moved += 1
         was = self.state.node(old.node_id)
         log.info("rescheduled %s from %s to %s (%s)", old.name or old.id[:12],
-                 was.name if was is not None else old.node_id, node.name, new_id[:12])
+                 was.name if was is not None else old.node_id, placed.node.name,
+                 placed.record.id[:12])
         await self.remove_copy(old)  # the old node may be back already
         return True
 
-    async def _create(self, node_id: str, old: Container, payload: dict) -> str:
-        client = self.watcher.client(node_id)
-        if client is None:
-            return ""
-        query = urllib.parse.urlencode({"name": old.name}) if old.name else ""
+    async def _create(self, old: Container) -> Placed[None] | None:
+        """The new copy, created through the one create path; the name stays claimed
+        from the decision until the new copy's record holds it, and only the old copy
+        (forgotten next) may share it meanwhile. None (logged) when it cannot be made."""
+        body = old.create_config or {}
+        label = old.name or old.id[:12]
         try:
-            status, answer = await client.request_json("POST", "/containers/create", query,
-                                                       body=payload)
-            if status != 201 or not isinstance(answer, dict):
-                log.warning("rescheduling %s on %s: create answered %s %s", old.name,
-                            client.addr, status, answer)
-                return ""
-            new_id = answer["Id"]
-            if old.state in _ACTIVE:
-                status, answer = await client.request_json(
-                    "POST", api_path("containers", new_id, "start"))
-                if status not in (204, 304):
-                    log.warning("rescheduled %s on %s but start answered %s %s", old.name,
-                                client.addr, status, answer)
-            await self.watcher.refresh_container(node_id, new_id)
-        except AgentError as exc:
-            log.warning("rescheduling %s on %s: %s", old.name, client.addr, exc)
-            return ""
-        return new_id
+            spec = spec_from_create(body, old.name)
+            return await self.placement.create(body, spec, old.name, pinned=elsewhere(old),
+                                               replacing=old.id)
+        except (RuleError, NoNodeAvailable, NameTaken) as exc:
+            log.warning("cannot reschedule %s yet: %s", label, exc)
+        except (AgentError, Refused) as exc:
+            log.warning("rescheduling %s: the create failed: %s", label, exc)
+        return None
+
+    async def _start(self, old: Container, placed: Placed[None]) -> None:
+        """Start the new copy as the old one ran. A refusal leaves it created: it is the
+        container now (its name and swarm ID), so the move still counts."""
+        try:
+            await self.placement.start(placed)
+        except (AgentError, Refused) as exc:
+            log.warning("rescheduled %s on %s but its start failed: %s",
+                        old.name or old.id[:12], placed.node.name, exc)
 
     async def remove_copy(self, container: Container, force_health: bool = False) -> bool:
         """Remove `container` on its node when the node answers (best effort): the
         older copy of a rescheduled container. `force_health`: the node is being
         loaded right now and is not marked healthy yet."""
-        client = self.watcher.client(container.node_id)
+        client = self.clients.get(container.node_id)
         node = self.state.node(container.node_id)
         if client is None or node is None or (node.health == UNHEALTHY and not force_health):
             return False
@@ -239,7 +184,7 @@ class Rescheduler:
             return False
         log.info("removed stale copy %s of %s on %s: a newer copy runs elsewhere",
                  container.id[:12], container.name, node.name)
-        self.watcher.forget_container(container.id)
+        self.records.forget(container.id)
         return True
 
     async def remove_stale(self, node_id: str, found: list[Container]) -> set[str]:

@@ -16,25 +16,22 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from flock.docker_compat.paths import api_path
 from flock.manager.cluster.agent_client import AgentError
 from flock.manager.cluster.container_names import NameTaken
+from flock.manager.cluster.convert import create_body
+from flock.manager.cluster.labels import GLOBAL_LABEL, global_group
 from flock.manager.cluster.model import Container, Node
-from flock.manager.cluster.reschedule import create_body
-from flock.manager.placing import Refused, run_container
+from flock.manager.placement.create import Placement, Refused
 from flock.manager.scheduler.rules import RuleError, parse_rule
 from flock.manager.scheduler.scheduler import NoNodeAvailable
 from flock.manager.scheduler.spec import ContainerSpec, spec_from_create
 
-if TYPE_CHECKING:
-    from flock.manager.app import Manager
-
 log = logging.getLogger("flock.manager.global")
 
-GLOBAL_LABEL = "com.flock.global"
 _NAME_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
@@ -46,8 +43,7 @@ def copy_name(group: str, node: Node) -> str:
 def groups_on(containers: list[Container]) -> dict[str, list[Container]]:
     groups: dict[str, list[Container]] = {}
     for container in containers:
-        group = (container.labels or {}).get(GLOBAL_LABEL)
-        if group:
+        if group := global_group(container.labels):
             groups.setdefault(group, []).append(container)
     return groups
 
@@ -66,7 +62,7 @@ def _why(exc: Exception) -> str:
     return str(exc)
 
 
-async def place_copy(manager: Manager, body: dict, spec: ContainerSpec, group: str,
+async def place_copy(placement: Placement, body: dict, spec: ContainerSpec, group: str,
                      node: Node) -> Container:
     """Create and start the group's copy on `node`, with the node pinned; raises
     NoNodeAvailable (the filters leave the node out), NameTaken (GROUP.NODE is taken,
@@ -75,18 +71,18 @@ async def place_copy(manager: Manager, body: dict, spec: ContainerSpec, group: s
     labels = {**(body.get("Labels") or {}), GLOBAL_LABEL: group}
     copy_body = {**body, "Labels": labels}
     pin = parse_rule(f"node=={node.id}", "constraint")
-    placed = await run_container(manager, copy_body, spec, name, pinned=[pin])
+    placed = await placement.run(copy_body, spec, name, pinned=[pin])
     return placed.record
 
 
-async def run_global(manager: Manager, body: dict, spec: ContainerSpec,
+async def run_global(placement: Placement, body: dict, spec: ContainerSpec,
                      group: str) -> GlobalRun:
     """A copy on every healthy node the filters keep, one node after the other (each
     decision sees the previous copies' reservations)."""
     result = GlobalRun()
-    for node in sorted(manager.state.healthy_nodes(), key=lambda n: n.name):
+    for node in sorted(placement.state.healthy_nodes(), key=lambda n: n.name):
         try:
-            result.placed.append(await place_copy(manager, body, spec, group, node))
+            result.placed.append(await place_copy(placement, body, spec, group, node))
         except (NoNodeAvailable, NameTaken, AgentError, Refused) as exc:
             result.skipped.append(f"{node.name}: {_why(exc)}")
     return result
@@ -98,8 +94,11 @@ class GlobalReconciler:
     later, resources freed later). Only the primary acts (replicas would each make a
     copy); one node is reconciled at a time, so two triggers never make two copies."""
 
-    def __init__(self, manager: Manager, interval: float = 10.0) -> None:
-        self.manager = manager
+    def __init__(self, placement: Placement, is_primary: Callable[[], bool],
+                 interval: float = 10.0) -> None:
+        self.placement = placement
+        self.state = placement.state
+        self.is_primary = is_primary
         self.interval = interval
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -118,7 +117,7 @@ class GlobalReconciler:
 
     def node_ready(self, node_id: str) -> None:
         """Called when a node turns healthy or its labels change."""
-        if not self.manager.is_primary() or not self._groups():
+        if not self.is_primary() or not self._groups():
             return
         task = asyncio.get_running_loop().create_task(self.reconcile(node_id))
         self._tasks.add(task)
@@ -126,14 +125,14 @@ class GlobalReconciler:
 
     def _groups(self):
         """Group -> node ID -> copies there, from the state's label index (no scan)."""
-        return self.manager.state.container_label_values(GLOBAL_LABEL)
+        return self.state.container_label_values(GLOBAL_LABEL)
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            if not self.manager.is_primary() or not self._groups():
+            if not self.is_primary() or not self._groups():
                 continue
-            for node in list(self.manager.state.healthy_nodes()):
+            for node in list(self.state.healthy_nodes()):
                 try:
                     await self.reconcile(node.id)
                 except Exception:  # noqa: BLE001 - the sweep must outlive one bad node
@@ -145,14 +144,13 @@ class GlobalReconciler:
             return await self._reconcile(node_id)
 
     async def _reconcile(self, node_id: str) -> list[Container]:
-        state = self.manager.state
-        node = state.node(node_id)
+        node = self.state.node(node_id)
         if node is None or not node.healthy:
             return []
         missing = [group for group, where in self._groups().items() if node_id not in where]
         if not missing:
             return []
-        members = groups_on(state.containers())
+        members = groups_on(self.state.containers())
         made = []
         for group in sorted(missing):
             body = await self._template(members.get(group, []))
@@ -160,7 +158,7 @@ class GlobalReconciler:
                 continue
             try:
                 spec = spec_from_create(body, copy_name(group, node))
-                made.append(await place_copy(self.manager, body, spec, group, node))
+                made.append(await place_copy(self.placement, body, spec, group, node))
                 log.info("global %s: copy started on %s", group, node.name)
             except NoNodeAvailable:
                 log.debug("global %s: %s is not eligible", group, node.name)
@@ -171,7 +169,7 @@ class GlobalReconciler:
     async def _template(self, members: list[Container]) -> dict | None:
         """The create body of an existing copy, read from its engine."""
         for member in members:
-            client = self.manager.client(member.node_id)
+            client = self.placement.clients.get(member.node_id)
             if client is None:
                 continue
             try:
@@ -179,7 +177,7 @@ class GlobalReconciler:
                     "GET", api_path("containers", member.id, "json"))
             except AgentError:
                 continue
-            node = self.manager.state.node(member.node_id)
+            node = self.state.node(member.node_id)
             if status == 200 and isinstance(inspect, dict) and node is not None:
                 return create_body(inspect, node.cpus)
         return None

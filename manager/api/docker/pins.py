@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 
 from flock.docker_compat import regexp
-from flock.manager.api.docker.app import Call
+from flock.manager.api.docker.call import Call
 from flock.manager.api.docker.errors import DockerError
 from flock.manager.api.docker.networks import node_networks
 from flock.manager.api.docker.pernode import match, split_node
@@ -34,7 +34,7 @@ def _is_network(mode: str) -> bool:
     return mode not in _NOT_A_NETWORK and not mode.startswith(("container:", "ns:"))
 
 
-async def pins(call: Call, body: dict) -> tuple[dict, list[Rule]]:
+async def from_request(call: Call, body: dict) -> tuple[dict, list[Rule]]:
     """The body to send (node prefixes stripped) and the placement rules it implies.
     `body` (parsed JSON) is left as it was: the rewrites go to a copy, made by a JSON
     round trip, which is several times cheaper than deepcopy on every create."""

@@ -1,0 +1,53 @@
+"""A real agent server on loopback in front of a hollow runtime, and the manager's
+AgentClient for it, all in the test's own event loop: what the tests of the agent
+protocol (DockerCall, the hollow agent's in-process answers, the manager's refresh
+bursts) stand on, without an engine or a child process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from flock.agent.metrics import AgentMetrics
+from flock.agent.runtimes.hollow.runtime import HollowRuntime
+from flock.agent.server import AgentService, make_server
+from flock.manager.cluster.agent_client import AgentClient
+from flock.manager.cluster.call_stream import StreamSlots
+from tests.conftest import free_port
+
+
+class ServedAgent:
+    """`service_class` (AgentService or a subclass, e.g. HollowAgentService) over a
+    HollowRuntime named `name`, to be served on `addr`; `client` talks to it."""
+
+    def __init__(self, service_class: type[AgentService], name: str,
+                 metrics: AgentMetrics | None, slots: StreamSlots | None) -> None:
+        self.runtime = HollowRuntime(node_name=name)
+        self.addr = f"127.0.0.1:{free_port()}"
+        self.service = service_class(self.runtime, self.addr, name)
+        self.metrics = metrics
+        self.server = None
+        self.client = AgentClient(self.addr, stream_slots=slots)
+
+    async def serve(self) -> None:
+        self.server, _ = make_server(self.service, self.addr, metrics=self.metrics)
+        await self.server.start()
+
+
+@contextlib.asynccontextmanager
+async def served_agent(service_class: type[AgentService] = AgentService, name: str = "calls",
+                       metrics: AgentMetrics | None = None,
+                       slots: StreamSlots | None = None) -> AsyncIterator[ServedAgent]:
+    """A ServedAgent, serving; afterwards client, server, the service's calls and the
+    runtime are closed in that order, so that no task outlives the loop."""
+    agent = ServedAgent(service_class, name, metrics, slots)
+    await agent.runtime.start()
+    try:
+        await agent.serve()
+        yield agent
+    finally:
+        await agent.client.close()
+        if agent.server is not None:
+            await agent.server.stop(0)
+        await agent.service.calls.close()
+        await agent.runtime.stop()
