@@ -22,21 +22,10 @@ import time
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from flock.manager.cron.jobs import Job  # noqa: E402
-from tests.support.etcd import Etcd  # noqa: E402
-from tests.support.procs import Agent, Manager, wait_for  # noqa: E402
+from tests.support.procs import wait_for  # noqa: E402
+from tests.support.replicated import ha_cluster, primary, replicated  # noqa: E402
 
 PREFIX = "/cronbench"
-
-
-def replicated(name: str, folder: pathlib.Path, url: str, ttl: str) -> Manager:
-    manager = Manager(name, folder, url, extra=["--replication", "--replication-ttl", ttl])
-    manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
-    return manager
-
-
-def primary(managers: list[Manager]) -> Manager | None:
-    found = [m for m in managers if m.alive and m.role().get("Role") == "primary"]
-    return found[0] if len(found) == 1 else None
 
 
 def figures(lags: list[float]) -> str:
@@ -56,16 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cron-bench-") as tmp:
         folder = pathlib.Path(tmp)
-        etcd = Etcd(folder / "etcd").start()
-        url = etcd.url(PREFIX)
-        agents = [Agent(f"n{i}", folder, url, ttl="60s").start() for i in (1, 2)]
-        managers = [replicated(f"m{i}", folder, url, args.replication_ttl).start()
-                    for i in (1, 2, 3)]
         kill_times: list[float] = []
-        try:
-            for manager in managers:
-                wait_for(lambda m=manager: list(m.nodes().values()) == ["Healthy"] * 2, 30,
-                         "nodes")
+        with ha_cluster(folder, PREFIX, args.replication_ttl) as (etcd, url, managers):
             wait_for(lambda: primary(managers), 30, "a primary")
             managers[0].import_busybox()
             job = Job(name="lag", schedule="@every 1s", deadline=60.0, history=10_000,
@@ -85,12 +66,6 @@ def main() -> None:
             end = time.time()
             time.sleep(5)
             runs = [json.loads(v) for v in etcd.keys(f"{PREFIX}/_cron/runs/lag/").values()]
-        finally:
-            for manager in managers:
-                manager.stop()
-            for agent in agents:
-                agent.cleanup()
-            etcd.stop()
     started = [r for r in runs if r["started"] and r["scheduled"] <= end]
     made_up = [r for r in started  # due within 5 s after a kill: fired by the next primary
                if any(k <= r["scheduled"] < k + 5 for k in kill_times)]

@@ -17,23 +17,10 @@ import tempfile
 import time
 import urllib.request
 
-import docker
-
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench.exec_timing import busybox_runtime, create_start_wait  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
-from tests.integration.test_exec_runtime import RuntimeProcess  # noqa: E402
-from tests.support.engines import busybox_rootfs_tar  # noqa: E402
-
-
-def run_once(client: docker.DockerClient, **options) -> float:
-    start = time.perf_counter()
-    container = client.containers.create("busybox", ["true"], **options)
-    container.start()
-    container.wait()
-    elapsed = time.perf_counter() - start
-    container.remove()
-    return elapsed
 
 
 def download(url: str) -> tuple[float, int]:
@@ -54,15 +41,11 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=64)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        rt = RuntimeProcess(pathlib.Path(folder))
-        rt.start()
-        client = docker.DockerClient(base_url=rt.url, version="1.41", timeout=60)
-        try:
-            rt.docker("import", "-", "busybox:latest", input=busybox_rootfs_tar())
+        with busybox_runtime(pathlib.Path(folder)) as (_, client):
             cases = {"host network": {"network_mode": "host"}, "bridge": {},
                      "bridge + -p": {"ports": {"80/tcp": None}}}
             for label, options in cases.items():
-                times = [run_once(client, **options) for _ in range(args.runs)]
+                times = [create_start_wait(client, **options) for _ in range(args.runs)]
                 median = statistics.median(times) * 1000
                 print(f"create+start+wait, {label:13}: median {median:6.1f} ms "
                       f"({args.runs} runs)")
@@ -80,10 +63,6 @@ def main() -> None:
                 print(f"one TCP stream, {label:24}: {size / elapsed / 1e6:7.1f} MB/s "
                       f"({size >> 20} MiB in {elapsed:.2f} s)")
             web.remove(force=True)
-        finally:
-            client.close()
-            rt.stop()
-            rt.cleanup()
 
 
 if __name__ == "__main__":

@@ -12,33 +12,26 @@ dockerd removes the image (and so its layer) first. Needs root.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pathlib
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from flock.common.table import print_table  # noqa: E402
-from tests.integration.test_exec_runtime import RuntimeProcess  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
+from tests.support.exec_runtime import RuntimeProcess  # noqa: E402
+from tests.support.oci_images import tar_of  # noqa: E402
 from tests.support.registry import start_registry  # noqa: E402
 
 
 def random_rootfs_tar(megabytes: int) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        payload = os.urandom(megabytes * 1_000_000)
-        info = tarfile.TarInfo("payload")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
-    return out.getvalue()
+    return tar_of({"payload": os.urandom(megabytes * 1_000_000)})
 
 
 def timed_pull(url: str, ref: str) -> float:

@@ -19,19 +19,8 @@ import docker
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench.exec_timing import busybox_runtime, create_start_wait  # noqa: E402
 from flock.agent.runtimes.exec.timefmt import parse_rfc3339nano  # noqa: E402
-from tests.integration.test_exec_runtime import RuntimeProcess  # noqa: E402
-from tests.support.engines import busybox_rootfs_tar  # noqa: E402
-
-
-def run_once(client: docker.DockerClient, **options) -> float:
-    start = time.perf_counter()
-    container = client.containers.create("busybox", ["true"], **options)
-    container.start()
-    container.wait()
-    elapsed = time.perf_counter() - start
-    container.remove(v=True)
-    return elapsed
 
 
 def probe_times(client: docker.DockerClient, count: int) -> list[float]:
@@ -57,13 +46,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flock-exec-storage-") as tmp:
-        runtime = RuntimeProcess(pathlib.Path(tmp))
-        runtime.start()
-        try:
-            runtime.docker("import", "-", "busybox:latest", input=busybox_rootfs_tar())
+        with busybox_runtime(pathlib.Path(tmp)) as (_, client):
             host = pathlib.Path(tmp) / "bind"
             host.mkdir()
-            client = docker.DockerClient(base_url=runtime.url, version="1.41", timeout=60)
             client.volumes.create("bench")
             cases = {
                 "no mounts": {},
@@ -74,15 +59,11 @@ def main() -> int:
             }
             print(f"exec runtime, {args.runs} runs each, median create+start+wait:")
             for label, options in cases.items():
-                times = [run_once(client, **options) for _ in range(args.runs)]
+                times = [create_start_wait(client, **options) for _ in range(args.runs)]
                 print(f"  {label:24s} {statistics.median(times) * 1000:7.1f} ms")
             probes = probe_times(client, min(args.runs, 15))
             print(f"health probe (Start->End), median of {len(probes)}: "
                   f"{statistics.median(probes) * 1000:.1f} ms")
-            client.close()
-        finally:
-            runtime.stop()
-            runtime.cleanup()
     return 0
 
 

@@ -12,11 +12,9 @@ its own dockerd engines).
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import pathlib
 import sys
-import tarfile
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +23,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from tests.support import rawhttp  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
+from tests.support.oci_images import tar_of  # noqa: E402
 from tests.support.procs import Manager, Proc, free_port, wait_for  # noqa: E402
 
 NODES = ("node-a", "node-b")
@@ -36,16 +35,6 @@ def rss_mib(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for {pid}")
-
-
-def tar_of(files: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def rounds(size: int) -> list[tuple[str, str, str, bytes]]:

@@ -44,6 +44,17 @@ def add_connection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlskey", default=None, metavar="FILE", help="client key")
 
 
+def command_parents() -> list[argparse.ArgumentParser]:
+    """The parent parsers every `flock` cluster command takes (`parents=`): the connection
+    flags and `--format`, so each command offers them with the same words."""
+    conn = argparse.ArgumentParser(add_help=False)
+    add_connection_flags(conn)
+    fmt = argparse.ArgumentParser(add_help=False)
+    fmt.add_argument("--format", choices=["table", "json"], default="table",
+                     help="table for people (default), json for scripts")
+    return [conn, fmt]
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the CLI dials, and what said so (for the messages when it fails)."""

@@ -31,11 +31,7 @@ GIB = 1 << 30
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    conn = argparse.ArgumentParser(add_help=False)
-    client.add_connection_flags(conn)
-    fmt = argparse.ArgumentParser(add_help=False)
-    fmt.add_argument("--format", choices=["table", "json"], default="table",
-                     help="table for people (default), json for scripts")
+    conn, fmt = client.command_parents()
 
     nodes = commands.add_parser("nodes", parents=[conn, fmt],
                                 help="list the cluster's nodes and what is reserved on them")

@@ -49,11 +49,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                                             "time across the cluster")
     verbs = cron.add_subparsers(dest="cron_command", metavar="COMMAND")
     verbs.required = True
-    conn = argparse.ArgumentParser(add_help=False)
-    client.add_connection_flags(conn)
-    fmt = argparse.ArgumentParser(add_help=False)
-    fmt.add_argument("--format", choices=["table", "json"], default="table",
-                     help="table for people (default), json for scripts")
+    conn, fmt = client.command_parents()
 
     create = verbs.add_parser("create", parents=[conn, fmt],
                               help="add a job: each scheduled time runs IMAGE once")

@@ -84,13 +84,7 @@ def pull_image(cluster: LocalCluster, registry: LocalRegistry) -> str:
     """`docker pull` through the manager, which pulls on every node."""
     ref = registry.push_rootfs("busybox", "latest", busybox_rootfs_tar(), {"Cmd": ["sh"]})
     repo, _, tag = ref.rpartition(":")
-    request = urllib.request.Request(
-        f"{cluster.http_url}/images/create?fromImage={repo}&tag={tag}", data=b"",
-        method="POST")
-    with urllib.request.urlopen(request, timeout=120) as answer:
-        for line in answer:
-            if b'"error"' in line:
-                raise ClusterError(f"image pull failed: {line.decode().strip()}")
+    _create_image(cluster, f"fromImage={repo}&tag={tag}", "pull")
     print(f"pulled {ref} from a local registry on every node", flush=True)
     return ref
 
@@ -98,17 +92,22 @@ def pull_image(cluster: LocalCluster, registry: LocalRegistry) -> str:
 def import_image(cluster: LocalCluster, ref: str = "busybox:latest") -> str:
     """`docker import` through the manager, which sends the image to every node."""
     repo, _, tag = ref.partition(":")
-    request = urllib.request.Request(
-        f"{cluster.http_url}/images/create?fromSrc=-&repo={repo}&tag={tag or 'latest'}",
-        data=busybox_rootfs_tar(), method="POST",
-        headers={"Content-Type": "application/x-tar"},
-    )
+    _create_image(cluster, f"fromSrc=-&repo={repo}&tag={tag or 'latest'}", "import",
+                  busybox_rootfs_tar(), {"Content-Type": "application/x-tar"})
+    print(f"imported {ref} on every node", flush=True)
+    return ref
+
+
+def _create_image(cluster: LocalCluster, query: str, what: str, data: bytes = b"",
+                  headers: dict[str, str] | None = None) -> None:
+    """POST /images/create through the manager. It answers 200 with JSON progress lines
+    even when a node fails, so an "error" in any line is what fails the command."""
+    request = urllib.request.Request(f"{cluster.http_url}/images/create?{query}", data=data,
+                                     method="POST", headers=headers or {})
     with urllib.request.urlopen(request, timeout=120) as answer:
         for line in answer:
             if b'"error"' in line:
-                raise ClusterError(f"image import failed: {line.decode().strip()}")
-    print(f"imported {ref} on every node", flush=True)
-    return ref
+                raise ClusterError(f"image {what} failed: {line.decode().strip()}")
 
 
 def run_containers(cluster: LocalCluster, count: int,

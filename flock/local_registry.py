@@ -25,13 +25,14 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 CONFIG = """\
 version: 0.1
 log:
-  level: error
+  level: {level}
 storage:
   filesystem:
     rootdirectory: {root}
-http:
+{delete}http:
   addr: 127.0.0.1:{port}
 """
+DELETE = "  delete:\n    enabled: true\n"
 
 
 def have_registry() -> bool:
@@ -44,9 +45,15 @@ def digest(data: bytes) -> str:
 
 @dataclass
 class LocalRegistry:
+    """`deletes` lets clients delete manifests and blobs; `extra_config` is more of the
+    registry's YAML config (an `auth:` section, say): the tests' registries need both."""
+
     folder: pathlib.Path
     port: int = 0
     proc: subprocess.Popen | None = None
+    log_level: str = "error"
+    deletes: bool = False
+    extra_config: str = ""
 
     @property
     def address(self) -> str:
@@ -56,7 +63,9 @@ class LocalRegistry:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         config = self.folder / "config.yml"
-        config.write_text(CONFIG.format(root=self.folder / "data", port=self.port))
+        config.write_text(CONFIG.format(
+            level=self.log_level, root=self.folder / "data", port=self.port,
+            delete=DELETE if self.deletes else "") + self.extra_config)
         with open(self.folder / "registry.log", "wb") as log:
             self.proc = subprocess.Popen(["docker-registry", "serve", str(config)],
                                          stdout=log, stderr=subprocess.STDOUT,
@@ -69,6 +78,8 @@ class LocalRegistry:
             try:
                 with urllib.request.urlopen(f"http://{self.address}/v2/", timeout=2):
                     return
+            except urllib.error.HTTPError:
+                return  # 401: it answers, and wants credentials
             except (urllib.error.URLError, ConnectionError):
                 time.sleep(0.2)
         self.stop()

@@ -282,6 +282,11 @@ class CronService:
         own), like `docker rm` of a job would not guess about them."""
         self._job(name)
         await self.store.delete_job(name)
+        # Off the timer now, not when the store's watch tells us: no run of a removed job
+        # starts after `flock cron rm` has answered.
+        if self.timer.get_job(name) is not None:
+            self.timer.remove_job(name)
+        self._scheduled.pop(name, None)
         log.info("cron: job %s removed", name)
 
     async def suspend(self, name: str) -> Job:

@@ -1,5 +1,7 @@
 """Fixtures the integration modules share: the module's `cluster`, what is built on it
-(`names`, a ClusterService client), a local registry, and a local EC2 API (moto).
+(`names`, a ClusterService client), a local registry, a local EC2 API (moto), a
+headless Chromium for the cluster page, and for the exec runtime modules an SDK `client`
+on the module's `rt` and a `flock up`-style `exec_cluster`.
 
 `cluster` is one module-wide Flock cluster on the session's two engines, made as the
 module declares it in a module-level dict `CLUSTER` of tests.support.cluster.Cluster's
@@ -12,10 +14,13 @@ takes precedence, built on the same Cluster (a context manager).
 
 from __future__ import annotations
 
+import docker
 import grpc
 import pytest
 
+from flock.local_cluster import LocalCluster
 from flock.protos import cluster_pb2_grpc
+from tests.support import browser as chromium
 from tests.support.cluster import Cluster, unique_name
 from tests.support.moto import MotoServer, register_debian_ami
 from tests.support.registry import have_registry, start_registry
@@ -63,6 +68,39 @@ def registry(tmp_path_factory):
     made = start_registry(tmp_path_factory.mktemp("registry"))
     yield made
     made.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium (WebDriver), one per module; it accepts a test CA's server cert
+    (the TLS page tests), which changes nothing for plain HTTP."""
+    why = chromium.missing()
+    if why:
+        pytest.fail(why)
+    folder = tmp_path_factory.mktemp("chromium")
+    made = chromium.start(folder / "profile", folder / "chromedriver.log", insecure_certs=True)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def client(rt):
+    """A Docker SDK client on the module's exec runtime (its `rt` fixture)."""
+    sdk = docker.DockerClient(base_url=rt.url, version="1.41", timeout=30)
+    yield sdk
+    sdk.close()
+
+
+@pytest.fixture(scope="module")
+def exec_cluster(tmp_path_factory):
+    """A manager and two exec agents, each its own process (flock up's cluster)."""
+    cluster = LocalCluster(agents=2, runtime="exec",
+                           state_dir=tmp_path_factory.mktemp("cluster") / "state")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture(scope="module")

@@ -12,41 +12,22 @@ import sys
 
 import pytest
 
-from tests.support.etcd import Etcd, have_etcd
-from tests.support.procs import Agent, Manager, wait_for
+from tests.support.etcd import have_etcd
+from tests.support.procs import Manager, wait_for
+from tests.support.replicated import ha_cluster, primary
 
 pytestmark = [pytest.mark.skipif(not have_etcd(), reason="etcd is not installed")]
 
 PREFIX = "/cronsurface"
 
 
-def replicated(name: str, folder, url: str) -> Manager:
-    manager = Manager(name, folder, url, extra=["--replication", "--replication-ttl", "2s"])
-    manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
-    return manager
-
-
 @pytest.fixture
 def ha(tmp_path):
-    etcd = Etcd(tmp_path / "etcd").start()
-    url = etcd.url(PREFIX)
-    agent = Agent("n1", tmp_path, url, ttl="60s").start()
-    managers = [replicated(f"m{i}", tmp_path, url).start() for i in (1, 2)]
-    try:
-        for manager in managers:
-            wait_for(lambda m=manager: list(m.nodes().values()) == ["Healthy"], 30,
-                     f"{manager.name} to see the node")
-        primary = wait_for(lambda: next((m for m in managers
-                                         if m.role().get("Role") == "primary"), None), 15,
-                           "a primary")
-        primary.import_busybox()
-        replica = next(m for m in managers if m is not primary)
-        yield etcd, primary, replica
-    finally:
-        for manager in managers:
-            manager.stop()
-        agent.cleanup()
-        etcd.stop()
+    with ha_cluster(tmp_path, PREFIX, "2s", agents=1, managers=2) as (etcd, _, managers):
+        leader = wait_for(lambda: primary(managers), 15, "a primary")
+        leader.import_busybox()
+        replica = next(m for m in managers if m is not leader)
+        yield etcd, leader, replica
 
 
 def flock(manager: Manager, *args: str) -> subprocess.CompletedProcess:

@@ -17,25 +17,14 @@ import pytest
 from flock.manager.cron.jobs import Job
 from flock.manager.cron.runs import rfc3339
 from tests.support.etcd import Etcd, have_etcd
-from tests.support.procs import Agent, Manager, wait_for
+from tests.support.procs import Manager, wait_for
+from tests.support.replicated import ha_cluster, primary, replicated
 
 pytestmark = [pytest.mark.skipif(not have_etcd(), reason="etcd is not installed")]
 
 TTL = 2.0
+TTL_FLAG = f"{TTL:g}s"
 PREFIX = "/cronha"
-
-
-def replicated(name: str, folder, url: str) -> Manager:
-    manager = Manager(name, folder, url, extra=["--replication", "--replication-ttl",
-                                                f"{TTL:g}s"])
-    manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
-    return manager
-
-
-def primary(managers: list[Manager]) -> Manager | None:
-    alive = [m for m in managers if m.alive]
-    found = [m for m in alive if m.role().get("Role") == "primary"]
-    return found[0] if len(found) == 1 else None
 
 
 def put_job(etcd: Etcd, job: Job) -> None:
@@ -55,23 +44,10 @@ def containers(manager: Manager, job: str) -> list[dict]:
 
 @pytest.fixture
 def ha(tmp_path):
-    etcd = Etcd(tmp_path / "etcd").start()
-    url = etcd.url(PREFIX)
-    agents = [Agent(f"n{i}", tmp_path, url, ttl="60s").start() for i in (1, 2)]
-    managers = [replicated(f"m{i}", tmp_path, url).start() for i in (1, 2, 3)]
-    try:
-        for manager in managers:
-            wait_for(lambda m=manager: list(m.nodes().values()) == ["Healthy"] * 2, 30,
-                     f"{manager.name} to see 2 healthy nodes")
+    with ha_cluster(tmp_path, PREFIX, TTL_FLAG) as (etcd, url, managers):
         wait_for(lambda: primary(managers), 15, "a primary")
         managers[0].import_busybox()
         yield etcd, managers, tmp_path, url
-    finally:
-        for manager in managers:
-            manager.stop()
-        for agent in agents:
-            agent.cleanup()
-        etcd.stop()
 
 
 def test_only_the_primary_fires_and_a_job_runs_once_per_time(ha):
@@ -99,7 +75,7 @@ def test_jobs_survive_a_full_restart_and_the_gap_collapses_into_one_run(ha):
         manager.stop()
     down = time.time()
     time.sleep(4)
-    managers[:] = [replicated(f"r{i}", folder, url).start() for i in (1, 2, 3)]
+    managers[:] = [replicated(f"r{i}", folder, url, TTL_FLAG).start() for i in (1, 2, 3)]
     wait_for(lambda: primary(managers), 30, "a primary after the restart")
     up = time.time()
     wait_for(lambda: any(r["scheduled"] > up + 1 and r["result"] == "succeeded"
@@ -144,7 +120,7 @@ def test_a_minute_of_killed_primaries_runs_each_time_once(ha):
         leader.kill9()
         kills += 1
         managers.remove(leader)
-        fresh = replicated(f"m{generation}", folder, url).start()
+        fresh = replicated(f"m{generation}", folder, url, TTL_FLAG).start()
         generation += 1
         managers.append(fresh)
         wait_for(lambda m=fresh: list(m.nodes().values()) == ["Healthy"] * 2, 30,

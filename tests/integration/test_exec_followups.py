@@ -27,9 +27,9 @@ import pytest
 from flock.agent.runtimes.exec import isolation
 from flock.busybox import busybox_rootfs_tar
 from flock.local_cluster import LocalCluster
-from tests.integration.test_exec_runtime import RuntimeProcess, raw
 from tests.support import oci_images
-from tests.support.registry import have_registry, start_registry
+from tests.support.exec_runtime import raw, running_runtime
+from tests.support.registry import start_registry
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(os.geteuid() != 0 or not isolation.probe(),
@@ -45,18 +45,9 @@ NOT_EXECUTABLE = ('docker: Error response from daemon: failed to create shim tas
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("exec-followups"))
-    runtime.start()
-    try:
-        runtime.docker("import", "-", "busybox:latest", input=busybox_rootfs_tar())
+    with running_runtime(tmp_path_factory.mktemp("exec-followups")) as runtime:
+        runtime.import_busybox()
         yield runtime
-    finally:
-        if runtime.proc is not None:
-            ids = runtime.out("ps", "-aq").split()
-            if ids:
-                runtime.docker("rm", "-f", *ids, check=False)
-        runtime.stop()
-        runtime.cleanup()
 
 
 def first_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -187,27 +178,6 @@ def test_more_unsupported_settings_answer_501(rt):
 
 
 # --- through the manager --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    if not have_registry():
-        pytest.fail("docker-registry is not installed: run scripts/test.sh")
-    made = start_registry(tmp_path_factory.mktemp("registry"))
-    yield made
-    made.stop()
-
-
-@pytest.fixture(scope="module")
-def exec_cluster(tmp_path_factory):
-    """A manager and two exec agents, each its own process (flock up's cluster)."""
-    cluster = LocalCluster(agents=2, runtime="exec",
-                           state_dir=tmp_path_factory.mktemp("cluster") / "state")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
 def cluster_docker(cluster: LocalCluster, *args: str, check: bool = True):
     return subprocess.run(["docker", "-H", cluster.url, *args], capture_output=True,
                           timeout=120, check=check)

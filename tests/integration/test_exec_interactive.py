@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import shlex
-import signal
 import socket
 import subprocess
 import threading
@@ -18,11 +16,11 @@ import time
 import pytest
 
 from flock.agent.runtimes.exec import ExecRuntime
-from flock.agent.runtimes.exec.isolation import CONTROLLERS, cgroup_dir
 from flock.demo import import_image
 from flock.docker_compat.stdcopy import parse_header
 from flock.local_cluster import LocalCluster
 from tests.support.engines import busybox_rootfs_tar
+from tests.support.exec_runtime import kill_containers, remove_cgroups
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -66,21 +64,9 @@ class Served:
 
     def kill_leftovers(self) -> None:
         """Shims and containers still running after the test, and their cgroups."""
-        folder = self.state_dir / "containers"
-        for state in folder.glob("*/state.json"):
-            data = json.loads(state.read_text())
-            for pid in (data["Pid"], data["ShimPid"]):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+        kill_containers(self.state_dir)
         time.sleep(0.3)
-        for cid_dir in folder.iterdir() if folder.exists() else []:
-            for controller in CONTROLLERS:
-                try:
-                    cgroup_dir(controller, cid_dir.name).rmdir()
-                except OSError:
-                    pass
+        remove_cgroups(self.state_dir)
 
 
 def docker(host: str, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess:

@@ -20,9 +20,8 @@ import pytest
 from flock.agent.runtimes.exec import isolation, nat, proxy
 from flock.local_cluster import LocalCluster
 from tests.conftest import free_port
-from tests.integration.test_exec_runtime import RuntimeProcess
-from tests.support.engines import busybox_rootfs_tar
 from tests.support.exec_network import bridge_of, leftovers
+from tests.support.exec_runtime import RuntimeProcess, raw, running_runtime
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(os.geteuid() != 0 or not isolation.probe(),
@@ -55,19 +54,9 @@ def in_container(rt: RuntimeProcess, name: str, script: str) -> str:
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("exec-net"))
-    runtime.start()
-    try:
-        runtime.docker("import", "-c", "EXPOSE 443", "-", "busybox:latest",
-                       input=busybox_rootfs_tar())
+    with running_runtime(tmp_path_factory.mktemp("exec-net")) as runtime:
+        runtime.import_busybox("busybox:latest", "EXPOSE 443")
         yield runtime
-    finally:
-        if runtime.proc is not None:
-            ids = runtime.out("ps", "-aq").split()
-            if ids:
-                runtime.docker("rm", "-f", *ids, check=False)
-        runtime.stop()
-        runtime.cleanup()
     assert leftovers(runtime.state_dir) == []
 
 
@@ -293,7 +282,6 @@ def test_bad_specs_are_refused(rt):
 
 
 def _post(rt: RuntimeProcess, path: str, body: bytes):
-    from tests.integration.test_exec_runtime import raw
     return raw(rt.socket, "POST", path, body)
 
 
@@ -325,7 +313,7 @@ def test_restarted_runtime_serves_ports_again(tmp_path):
     runtime = RuntimeProcess(tmp_path)
     runtime.start()
     try:
-        runtime.docker("import", "-", "busybox:latest", input=busybox_rootfs_tar())
+        runtime.import_busybox()
         port = free_port()
         serve(runtime, "kept", "-p", f"{port}:80", text="kept")
         runtime.out("run", "-d", "--name", "dies", "busybox", "sleep", "300")

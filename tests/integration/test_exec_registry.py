@@ -17,11 +17,10 @@ import bcrypt
 import pytest
 
 from flock.busybox import busybox_rootfs_tar
-from flock.local_cluster import LocalCluster
-from tests.integration.test_exec_runtime import RuntimeProcess, raw
 from tests.support import oci_images
 from tests.support.cutting_proxy import CuttingProxy
-from tests.support.registry import have_registry, start_registry
+from tests.support.exec_runtime import RuntimeProcess, raw, running_runtime
+from tests.support.registry import start_registry
 from tests.support.token_server import SERVICE, TokenServer
 
 pytestmark = pytest.mark.timeout(180)
@@ -41,15 +40,6 @@ CMD ["cat", "/data/a"]
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    if not have_registry():
-        pytest.fail("docker-registry is not installed: run scripts/test.sh")
-    made = start_registry(tmp_path_factory.mktemp("registry"))
-    yield made
-    made.stop()
-
-
-@pytest.fixture(scope="module")
 def layered(engine, registry, tmp_path_factory):
     """REG/layered:1, built and pushed by a real dockerd: three layers, the last one
     deleting a file (.wh.b) and replacing a folder (.wh..wh..opq)."""
@@ -64,14 +54,8 @@ def layered(engine, registry, tmp_path_factory):
 
 @pytest.fixture
 def rt(tmp_path):
-    runtime = RuntimeProcess(tmp_path / "exec")
-    runtime.state_dir.mkdir()
-    runtime.start()
-    try:
+    with running_runtime(tmp_path / "exec") as runtime:
         yield runtime
-    finally:
-        runtime.cleanup()
-        runtime.stop()
 
 
 def test_pull_and_run_an_image_built_by_dockerd(rt, layered):
@@ -220,18 +204,12 @@ def test_push_and_tag(rt, registry, layered):
     assert "The push refers to repository" in out and "7: digest: sha256:" in out
     assert registry.tags("again") == ["7"]
     # an imported image has no blobs: one layer is made from its root
-    rt.docker("import", "-c", 'CMD ["sh"]', "-", "homemade:1", input=busybox_rootfs_tar())
+    rt.import_busybox("homemade:1", 'CMD ["sh"]')
     rt.out("tag", "homemade:1", registry.ref("homemade:1"))
     assert "1: digest: sha256:" in rt.out("push", registry.ref("homemade:1"))
-    other = RuntimeProcess(rt.state_dir.parent / "other")
-    other.state_dir.mkdir()
-    other.start()
-    try:
+    with running_runtime(rt.state_dir.parent / "other") as other:
         other.out("pull", registry.ref("homemade:1"))
         assert other.out("run", "--rm", registry.ref("homemade:1"), "echo", "ok") == "ok"
-    finally:
-        other.cleanup()
-        other.stop()
 
 
 @pytest.fixture(scope="module")
@@ -246,10 +224,7 @@ def locked_registry(tmp_path_factory, engine):
     config = root / "engine-cli"
     engine.docker("--config", str(config), "login", "-u", "alice", "--password-stdin",
                   made.address, input=b"s3cret")
-    ref = made.ref("private:1")
-    engine.docker("tag", "busybox:latest", ref)
-    engine.docker("--config", str(config), "push", ref)
-    engine.docker("rmi", ref)
+    made.push_busybox(engine, "private:1", config)
     yield made
     made.stop()
 
@@ -290,10 +265,7 @@ def token_registry(tmp_path_factory, engine):
     config = root / "engine-cli"
     engine.docker("--config", str(config), "login", "-u", "bob", "--password-stdin",
                   made.address, input=b"hunter2")
-    ref = made.ref("team/private:1")
-    engine.docker("tag", "busybox:latest", ref)
-    engine.docker("--config", str(config), "push", ref)
-    engine.docker("rmi", ref)
+    made.push_busybox(engine, "team/private:1", config)
     yield made, tokens
     made.stop()
     tokens.close()
@@ -311,18 +283,6 @@ def test_bearer_token_auth(rt, token_registry, tmp_path):
     assert {"scope": ["repository:team/private:pull"], "service": [SERVICE],
             "client_id": ["docker"]} in tokens.requests
     assert rt.out("run", "--rm", ref, "echo", "token") == "token"
-
-
-@pytest.fixture(scope="module")
-def exec_cluster(tmp_path_factory):
-    """A manager and two exec agents, each its own process (flock up's cluster)."""
-    cluster = LocalCluster(agents=2, runtime="exec",
-                           state_dir=tmp_path_factory.mktemp("cluster") / "state")
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 def test_pull_and_run_through_the_manager(exec_cluster, layered):

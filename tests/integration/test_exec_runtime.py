@@ -5,11 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pathlib
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 
@@ -19,120 +16,16 @@ import pytest
 from flock.agent.runtimes.base import Runtime, RuntimeUnavailable
 from flock.agent.runtimes.exec import ExecRuntime
 from flock.agent.runtimes.exec.isolation import cgroup_dir
-from tests.support.engines import busybox_rootfs_tar
-from tests.support.exec_network import remove_leftovers
+from tests.support.exec_runtime import RuntimeProcess, raw, running_runtime
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(120)
-
-
-class RuntimeProcess:
-    """`python -m flock.agent.runtimes.exec` in a subprocess, stopped by PID."""
-
-    def __init__(self, state_dir: pathlib.Path, *extra: str) -> None:
-        self.state_dir = state_dir
-        self.extra = extra
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def socket(self) -> str:
-        return str(self.state_dir / "docker.sock")
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "flock.agent.runtimes.exec", "--state-dir", str(self.state_dir),
-             "--name", "exec-node", "--label", "zone=test", *self.extra],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=open(self.state_dir / "runtime.log", "ab"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError((self.state_dir / "runtime.log").read_text()[-2000:])
-            if os.path.exists(self.socket) and raw(self.socket, "GET", "/_ping")[0] == 200:
-                return
-            time.sleep(0.1)
-        raise RuntimeError("the exec runtime did not answer")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(timeout=20)
-        self.proc = None
-
-    def docker(self, *args: str, check: bool = True, input: bytes | None = None):
-        return subprocess.run(["docker", "-H", self.url, *args], check=check,
-                              capture_output=True, input=input, timeout=60)
-
-    def out(self, *args: str) -> str:
-        return self.docker(*args).stdout.decode().strip()
-
-    def cleanup(self) -> None:
-        """Kill every container this runtime started, even if it no longer answers."""
-        folder = self.state_dir / "containers"
-        for state in folder.glob("*/state.json") if folder.exists() else []:
-            data = json.loads(state.read_text())
-            for pid in (data["Pid"], data["ShimPid"]):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        time.sleep(0.3)
-        remove_leftovers(self.state_dir)
-        for cid_dir in folder.iterdir() if folder.exists() else []:
-            for controller in ("memory", "cpu", "pids"):
-                try:
-                    cgroup_dir(controller, cid_dir.name).rmdir()
-                except OSError:
-                    pass
-
-
-def raw(sock_path: str, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.0 exchange on the unix socket: status, headers, body."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.settimeout(20)
-        sock.connect(sock_path)
-        lines = [f"{method} {path} HTTP/1.0", "Host: docker"]
-        for key, value in (headers or {}).items():
-            lines.append(f"{key}: {value}")
-        if body is not None:
-            lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode().split("\r\n")
-    parsed = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    return int(status_line.split()[1]), parsed, payload
 
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("exec"))
-    runtime.start()
-    try:
-        runtime.docker("import", "-c", 'CMD ["sh"]', "-c", "ENV GREETING=hello", "-",
-                       "busybox:latest", input=busybox_rootfs_tar())
+    with running_runtime(tmp_path_factory.mktemp("exec")) as runtime:
+        runtime.import_busybox("busybox:latest", 'CMD ["sh"]', "ENV GREETING=hello")
         yield runtime
-    finally:
-        if runtime.proc is not None:
-            ids = runtime.out("ps", "-aq").split()
-            if ids:
-                runtime.docker("rm", "-f", *ids, check=False)
-        runtime.stop()
-        runtime.cleanup()
-
-
-@pytest.fixture
-def client(rt):
-    sdk = docker.DockerClient(base_url=rt.url, version="1.41", timeout=30)
-    yield sdk
-    sdk.close()
 
 
 def run_d(rt: RuntimeProcess, *args: str) -> str:
@@ -454,7 +347,7 @@ def test_plain_processes_without_isolation(tmp_path):
     runtime = RuntimeProcess(tmp_path, "--no-isolation")
     runtime.start()
     try:
-        runtime.docker("import", "-", "busybox", input=busybox_rootfs_tar())
+        runtime.import_busybox("busybox")
         cid = run_d(runtime, "busybox", "sh", "-c", "echo $$; hostname")
         assert runtime.out("wait", cid) == "0"
         pid, hostname = runtime.out("logs", cid).splitlines()

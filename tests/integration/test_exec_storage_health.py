@@ -18,8 +18,7 @@ import time
 import docker
 import pytest
 
-from tests.integration.test_exec_runtime import RuntimeProcess, raw
-from tests.support.engines import busybox_rootfs_tar
+from tests.support.exec_runtime import RuntimeProcess, raw, running_runtime
 from tests.support.procs import Agent, Manager, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
@@ -27,29 +26,11 @@ pytestmark = pytest.mark.timeout(180)
 
 @pytest.fixture(scope="module")
 def rt(tmp_path_factory):
-    runtime = RuntimeProcess(tmp_path_factory.mktemp("exec-storage"))
-    runtime.start()
-    try:
-        tar = busybox_rootfs_tar()
-        runtime.docker("import", "-c", 'CMD ["sh"]', "-", "busybox:latest", input=tar)
-        runtime.docker("import", "-c", 'CMD ["sleep", "600"]', "-c",
-                       "HEALTHCHECK --interval=1s --retries=1 CMD test -e /tmp/ok", "-",
-                       "checked:latest", input=tar)
+    with running_runtime(tmp_path_factory.mktemp("exec-storage")) as runtime:
+        runtime.import_busybox("busybox:latest", 'CMD ["sh"]')
+        runtime.import_busybox("checked:latest", 'CMD ["sleep", "600"]',
+                               "HEALTHCHECK --interval=1s --retries=1 CMD test -e /tmp/ok")
         yield runtime
-    finally:
-        if runtime.proc is not None:
-            ids = runtime.out("ps", "-aq").split()
-            if ids:
-                runtime.docker("rm", "-f", *ids, check=False)
-        runtime.stop()
-        runtime.cleanup()
-
-
-@pytest.fixture
-def client(rt):
-    sdk = docker.DockerClient(base_url=rt.url, version="1.41", timeout=30)
-    yield sdk
-    sdk.close()
 
 
 def err(result: subprocess.CompletedProcess) -> str:
@@ -280,40 +261,32 @@ def managed(tmp_path_factory):
         agent.cleanup()
 
 
-def mdocker(manager: Manager, *args: str, check: bool = True) -> str:
-    result = subprocess.run(["docker", "-H", f"tcp://{manager.addr}", *args],
-                            capture_output=True, text=True, timeout=60)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def test_volume_and_health_through_the_manager(managed):
-    mdocker(managed, "run", "--name", "mw", "-v", "mvol:/data", "busybox",
-            "sh", "-c", "echo via manager > /data/f")
-    mdocker(managed, "rm", "mw")
-    assert mdocker(managed, "run", "--rm", "-v", "mvol:/d", "busybox",
-                   "cat", "/d/f") == "via manager"
-    assert "solo/mvol" in mdocker(managed, "volume", "ls", "-q").split()  # classic: node/name
-    mdocker(managed, "run", "-d", "--name", "msick", "--health-cmd", "false",
-            "--health-interval", "1s", "--health-retries", "1", "busybox", "sleep", "600")
-    mdocker(managed, "run", "-d", "--name", "mfine", "--health-cmd", "true",
-            "--health-interval", "1s", "busybox", "sleep", "600")
-    wait_for(lambda: mdocker(managed, "ps", "--filter", "health=unhealthy",
-                             "--format", "{{.Names}}") == "solo/msick", 30, "unhealthy")
-    wait_for(lambda: mdocker(managed, "ps", "--filter", "health=healthy",
-                             "--format", "{{.Names}}") == "solo/mfine", 30, "healthy")
-    assert mdocker(managed, "ps", "--filter", "name=msick",
-                   "--format", "{{.Status}}").endswith("(unhealthy)")
-    assert mdocker(managed, "inspect", "-f", "{{.State.Health.Status}}", "msick") == "unhealthy"
+    managed.docker("run", "--name", "mw", "-v", "mvol:/data", "busybox",
+                   "sh", "-c", "echo via manager > /data/f")
+    managed.docker("rm", "mw")
+    assert managed.docker("run", "--rm", "-v", "mvol:/d", "busybox",
+                          "cat", "/d/f") == "via manager"
+    assert "solo/mvol" in managed.docker("volume", "ls", "-q").split()  # classic: node/name
+    managed.docker("run", "-d", "--name", "msick", "--health-cmd", "false",
+                   "--health-interval", "1s", "--health-retries", "1", "busybox", "sleep", "600")
+    managed.docker("run", "-d", "--name", "mfine", "--health-cmd", "true",
+                   "--health-interval", "1s", "busybox", "sleep", "600")
+    wait_for(lambda: managed.docker("ps", "--filter", "health=unhealthy",
+                                    "--format", "{{.Names}}") == "solo/msick", 30, "unhealthy")
+    wait_for(lambda: managed.docker("ps", "--filter", "health=healthy",
+                                    "--format", "{{.Names}}") == "solo/mfine", 30, "healthy")
+    assert managed.docker("ps", "--filter", "name=msick",
+                          "--format", "{{.Status}}").endswith("(unhealthy)")
+    assert managed.docker("inspect", "-f", "{{.State.Health.Status}}", "msick") == "unhealthy"
     # an unhealthy container does not make its node unhealthy: placement goes on
     assert managed.nodes() == {"solo": "Healthy"}
-    assert mdocker(managed, "run", "--rm", "busybox", "echo", "placed") == "placed"
+    assert managed.docker("run", "--rm", "busybox", "echo", "placed") == "placed"
     refused = subprocess.run(["docker", "-H", f"tcp://{managed.addr}", "run", "--rm",
                               "--privileged", "busybox", "true"], capture_output=True, text=True)
     assert "the exec runtime does not support HostConfig.Privileged" in refused.stderr
-    mdocker(managed, "rm", "-f", "msick", "mfine")
-    mdocker(managed, "volume", "rm", "mvol")
+    managed.docker("rm", "-f", "msick", "mfine")
+    managed.docker("volume", "rm", "mvol")
 
 
 def test_volumes_survive_a_runtime_restart(tmp_path):
@@ -321,7 +294,7 @@ def test_volumes_survive_a_runtime_restart(tmp_path):
     runtime = RuntimeProcess(tmp_path)
     runtime.start()
     try:
-        runtime.docker("import", "-", "busybox:latest", input=busybox_rootfs_tar())
+        runtime.import_busybox()
         cid = runtime.out("create", "-v", "durable:/d", "busybox", "true")
         runtime.stop()
         runtime.start()
@@ -341,8 +314,7 @@ def test_plain_processes_refuse_mounts_but_keep_image_volumes_quiet(tmp_path):
     runtime = RuntimeProcess(tmp_path, "--no-isolation")
     runtime.start()
     try:
-        runtime.docker("import", "-c", "VOLUME /data", "-", "vol-image:latest",
-                       input=busybox_rootfs_tar())
+        runtime.import_busybox("vol-image:latest", "VOLUME /data")
         refused = runtime.docker("run", "--rm", "-v", "xx:/x", "vol-image", "true", check=False)
         assert "the exec runtime cannot mount volumes" in err(refused)
         refused = runtime.docker("run", "--rm", "--read-only", "vol-image", "true",

@@ -17,17 +17,9 @@ pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not have_etcd(), reason="etcd is not installed")]
 
 
-def docker(manager: Manager, *args: str, check: bool = True) -> str:
-    result = subprocess.run(["docker", "-H", f"tcp://{manager.addr}", *args],
-                            capture_output=True, text=True, timeout=60)
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 def ps(manager: Manager) -> dict[str, str]:
     """`docker ps -a` through the manager: NODE/NAME -> state."""
-    out = docker(manager, "ps", "-a", "--format", "{{.Names}} {{.State}}")
+    out = manager.docker("ps", "-a", "--format", "{{.Names}} {{.State}}")
     return dict(line.split() for line in out.splitlines())
 
 
@@ -60,12 +52,12 @@ def cluster(tmp_path):
 
 def test_a_failed_node_turns_unhealthy_and_its_containers_move(cluster):
     manager, agents = cluster
-    docker(manager, "run", "-d", "--name", "web", "-e", "reschedule:on-node-failure",
-           "-e", "constraint:zone==a", "busybox", "sleep", "600")
+    manager.docker("run", "-d", "--name", "web", "-e", "reschedule:on-node-failure",
+                   "-e", "constraint:zone==a", "busybox", "sleep", "600")
     node = next(k for k in ps(manager) if k.endswith("/web")).split("/")[0]
     other = ({"n1", "n2"} - {node}).pop()
-    docker(manager, "run", "-d", "--name", "plain", "-e", f"constraint:node=={node}",
-           "busybox", "sleep", "600")
+    manager.docker("run", "-d", "--name", "plain", "-e", f"constraint:node=={node}",
+                   "busybox", "sleep", "600")
     victim = agents[node]
     victim.kill9()
     victim.kill_shims()  # the machine is gone, its containers with it
@@ -93,7 +85,7 @@ def test_a_failed_node_turns_unhealthy_and_its_containers_move(cluster):
     assert listed[f"{other}/web"] == "running"
     assert f"{node}/plain" in listed
     assert "rescheduled web from" in manager.output()
-    docker(manager, "rm", "-f", "web", "plain")
+    manager.docker("rm", "-f", "web", "plain")
 
 
 def test_health_goes_pending_to_healthy_when_the_agent_comes_late(tmp_path):
@@ -135,8 +127,8 @@ def test_a_node_whose_lease_runs_out_first_is_still_rescheduled(tmp_path):
         wait_for(lambda: list(manager.nodes().values()).count("Healthy") == 2, 30,
                  "2 healthy nodes")
         manager.import_busybox()
-        docker(manager, "run", "-d", "--name", "mover", "-e", "reschedule:on-node-failure",
-               "busybox", "sleep", "600")
+        manager.docker("run", "-d", "--name", "mover", "-e", "reschedule:on-node-failure",
+                       "busybox", "sleep", "600")
         node = next(k for k in ps(manager) if k.endswith("/mover")).split("/")[0]
         other = ({"m1", "m2"} - {node}).pop()
         agents[node].kill9()
@@ -145,7 +137,7 @@ def test_a_node_whose_lease_runs_out_first_is_still_rescheduled(tmp_path):
                  f"mover running again on {other}")
         wait_for(lambda: node not in manager.nodes(), 15, f"{node} dropped after its grace")
         assert [k for k in ps(manager) if k.endswith("/mover")] == [f"{other}/mover"]
-        docker(manager, "rm", "-f", "mover")
+        manager.docker("rm", "-f", "mover")
     finally:
         manager.stop()
         for agent in agents.values():

@@ -11,28 +11,14 @@ import urllib.request
 
 import pytest
 
-from tests.support.etcd import Etcd, have_etcd
-from tests.support.procs import REPO, Agent, Manager, wait_for
+from tests.support.etcd import have_etcd
+from tests.support.procs import REPO, Manager, wait_for
+from tests.support.replicated import ha_cluster
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif(not have_etcd(), reason="etcd is not installed")]
 
 TTL = 3.0
-
-
-def replicated(name: str, folder, url: str) -> Manager:
-    manager = Manager(name, folder, url, extra=["--replication", "--replication-ttl",
-                                                f"{TTL:g}s"])
-    manager.args[1:1] = ["--advertise", f"127.0.0.1:{manager.port}"]
-    manager.args[0:0] = ["--log-format", "json", "-l", "debug"]  # request IDs in the logs
-    return manager
-
-
-def docker(manager: Manager, *args: str) -> str:
-    result = subprocess.run(["docker", "-H", f"tcp://{manager.addr}", *args],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def roles(managers: list[Manager]) -> dict[str, dict[str, str]]:
@@ -51,21 +37,10 @@ def one_primary(managers: list[Manager]):
 
 @pytest.fixture
 def cluster(tmp_path):
-    etcd = Etcd(tmp_path / "etcd").start()
-    url = etcd.url("/ha")
-    agents = [Agent(f"n{i}", tmp_path, url, ttl="60s").start() for i in (1, 2)]
-    managers = [replicated(f"m{i}", tmp_path, url).start() for i in (1, 2, 3)]
-    try:
-        for manager in managers:
-            wait_for(lambda m=manager: list(m.nodes().values()) == ["Healthy"] * 2, 30,
-                     f"{manager.name} to see 2 healthy nodes")
+    # request IDs in the logs: JSON, debug
+    with ha_cluster(tmp_path, "/ha", f"{TTL:g}s",
+                    options=("--log-format", "json", "-l", "debug")) as (etcd, _, managers):
         yield managers, etcd
-    finally:
-        for manager in managers:
-            manager.stop()
-        for agent in agents:
-            agent.cleanup()
-        etcd.stop()
 
 
 def test_one_primary_replicas_forward_and_failover(cluster):
@@ -92,14 +67,14 @@ def test_one_primary_replicas_forward_and_failover(cluster):
 
     assert any("POST /containers/create 201" in e["message"]
                for e in wait_for(primary_lines, 10, "the primary's line for the request"))
-    docker(replicas[1], "rm", "rid")
+    replicas[1].docker("rm", "rid")
     for index in range(4):
-        docker(replicas[index % 2], "run", "-d", "--name", f"c{index}", "busybox",
-               "sleep", "600")
+        replicas[index % 2].docker("run", "-d", "--name", f"c{index}", "busybox",
+                                   "sleep", "600")
     expected = [f"c{i}" for i in range(4)]
 
     def names(manager: Manager) -> list[str]:
-        out = docker(manager, "ps", "--format", "{{.Names}}")
+        out = manager.docker("ps", "--format", "{{.Names}}")
         return sorted(line.split("/")[1] for line in out.splitlines())
 
     for manager in managers:
@@ -118,10 +93,10 @@ def test_one_primary_replicas_forward_and_failover(cluster):
     for manager in replicas:
         assert names(manager) == expected  # every container, once
     survivor = next(m for m in replicas if m.addr != new_leader)
-    docker(survivor, "run", "-d", "--name", "after", "busybox", "sleep", "600")
+    survivor.docker("run", "-d", "--name", "after", "busybox", "sleep", "600")
     for manager in replicas:
         wait_for(lambda m=manager: "after" in names(m), 10, "the write after failover")
-    docker(survivor, "rm", "-f", *expected, "after")
+    survivor.docker("rm", "-f", *expected, "after")
 
 
 def test_replication_needs_etcd_and_an_address(tmp_path):

@@ -47,17 +47,6 @@ return Array.from(document.querySelectorAll("section.node")).map(function (box) 
 """
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    why = chromium.missing()
-    if why:
-        pytest.fail(why)
-    folder = tmp_path_factory.mktemp("chromium")
-    made = chromium.start(folder / "profile", folder / "chromedriver.log", insecure_certs=True)
-    yield made
-    made.close()
-
-
 CLUSTER = dict(names=("ui-a", "ui-b"))  # the shared `cluster` (tests/integration/conftest.py)
 
 

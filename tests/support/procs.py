@@ -103,31 +103,17 @@ class Agent(Proc):
 
     def kill_shims(self) -> None:
         """Kill every container (and its supervisor) of this agent: a machine failure."""
-        folder = self.state_dir / "containers"
-        for state in folder.glob("*/state.json") if folder.exists() else []:
-            try:
-                data = json.loads(state.read_text())
-            except ValueError:
-                continue
-            for key in ("Pid", "ShimPid"):
-                try:
-                    os.kill(int(data.get(key) or 0), signal.SIGKILL)
-                except (OSError, ValueError):
-                    pass
+        from tests.support.exec_runtime import kill_containers
+
+        kill_containers(self.state_dir)
 
     def cleanup(self) -> None:
+        from tests.support.exec_runtime import remove_cgroups
+
         self.stop()
         self.kill_shims()
         time.sleep(0.2)
-        from flock.agent.runtimes.exec.isolation import cgroup_dir
-
-        folder = self.state_dir / "containers"
-        for cid_dir in folder.iterdir() if folder.exists() else []:
-            for controller in ("memory", "cpu", "pids"):
-                try:
-                    cgroup_dir(controller, cid_dir.name).rmdir()
-                except OSError:
-                    pass
+        remove_cgroups(self.state_dir)
 
 
 class Manager(Proc):
@@ -144,6 +130,15 @@ class Manager(Proc):
     def api(self, method: str, path: str, body: object | None = None,
             raw: bytes | None = None, timeout: float = 30) -> tuple[int, object]:
         return api(f"http://{self.addr}", method, path, body, raw, timeout)
+
+    def docker(self, *args: str, check: bool = True) -> str:
+        """The docker CLI against this manager; its stdout, stripped (`check`: it must
+        succeed, its stderr in the failure)."""
+        result = subprocess.run(["docker", "-H", f"tcp://{self.addr}", *args],
+                                capture_output=True, text=True, timeout=60)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
 
     def info(self) -> dict:
         try:

@@ -30,6 +30,19 @@ def write_json_atomic(path: pathlib.Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def folder_size(path: pathlib.Path) -> int:
+    """Bytes in the files below `path`, as `du --apparent-size` counts them; a file that
+    goes while it is walked (a running container's) counts nothing."""
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
 def read_json(path: pathlib.Path) -> Any | None:
     try:
         return json.loads(path.read_text())

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from flock.agent.runtimes.exec import container_mounts, health
 from flock.agent.runtimes.exec.containers import ContainerManager
 from flock.agent.runtimes.exec.errors import bad_request
 from flock.agent.runtimes.exec.filters import container_matches
-from flock.agent.runtimes.exec.store import ContainerRecord
+from flock.agent.runtimes.exec.store import ContainerRecord, folder_size
 from flock.agent.runtimes.exec.supervisor import RunState
 from flock.agent.runtimes.exec.timefmt import parse_rfc3339nano
 from flock.docker_compat.humanize import human_duration
@@ -87,17 +86,6 @@ def status_text(state: RunState) -> str:
     return "Created"
 
 
-def _dir_size(path: str) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> dict:
     state = manager.state(record)
     image = manager.images.find(record.image_ref) if manager.images else None
@@ -118,7 +106,7 @@ def summary(manager: ContainerManager, record: ContainerRecord, size: bool) -> d
     }
     if size:
         base = manager.images.find(record.image_id) if manager.images else None
-        entry["SizeRw"] = _dir_size(str(manager.store.dir(record.id) / "upper"))
+        entry["SizeRw"] = folder_size(manager.store.dir(record.id) / "upper")
         entry["SizeRootFs"] = entry["SizeRw"] + (base.size if base else 0)
     return entry
 

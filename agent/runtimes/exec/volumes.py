@@ -5,7 +5,6 @@ is not removed."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import secrets
 import shutil
@@ -16,7 +15,7 @@ from flock.agent.runtimes.exec.errors import ApiError, conflict, not_found
 from flock.agent.runtimes.exec.events import EventBus
 from flock.agent.runtimes.exec.filters import label_ok
 from flock.agent.runtimes.exec.mounts import check_volume_name
-from flock.agent.runtimes.exec.store import read_json, write_json_atomic
+from flock.agent.runtimes.exec.store import folder_size, read_json, write_json_atomic
 from flock.agent.runtimes.exec.timefmt import now_rfc
 
 ANONYMOUS_LABEL = "com.docker.volume.anonymous"
@@ -153,13 +152,3 @@ def _copy_image_content(rootfs: pathlib.Path, target: str, into: pathlib.Path) -
         return
     shutil.copytree(source, into, symlinks=True, dirs_exist_ok=True)
 
-
-def folder_size(path: pathlib.Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
