@@ -3,7 +3,7 @@
 Run `python -m flock.protos.regenerate` from the repository root after editing a .proto
 file; `tests/unit/test_protos_fresh.py` fails when the checked-in modules are stale.
 The imports inside the generated *_pb2_grpc.py are rewritten to package-relative
-form so the modules work when installed as the `protos` package.
+form so the modules work when installed as the `flock.protos` package.
 """
 
 from __future__ import annotations
