@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,17 +27,20 @@ from flock.manager.cron.runs import Run
 log = logging.getLogger("flock.manager.cron")
 
 
-class Store:
-    """The memory both stores share; the subclasses make it last."""
+class Store(ABC):
+    """The memory both stores share; the subclasses (FileStore, EtcdStore) make it last
+    and must implement every abstract write below."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.runs: dict[str, dict[str, Run]] = {}  # job name -> run key -> run
         self.on_change: Callable[[str], None] = lambda name: None
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:  # noqa: B027 - a hook: the file store has nothing to start
+        return None
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:  # noqa: B027 - a hook: the file store has nothing to stop
+        return None
 
     def job_runs(self, name: str) -> list[Run]:
         """The job's runs, newest first."""
@@ -47,30 +51,37 @@ class Store:
         return self.runs.get(name, {}).get(key)
 
     # What each store makes durable; each returns once the change is kept.
+    @abstractmethod
     async def add_job(self, job: Job) -> bool:
         """Store a new job; False when one of that name exists."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def put_job(self, job: Job) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def delete_job(self, name: str) -> None:
         """The job and every record of its runs."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def claim(self, run: Run) -> bool:
         """Record `run` only if its key is free: True when this call made it."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def take_over(self, old: Run, new: Run) -> bool:
         """Replace `old` by `new` only while `old` is still what is stored."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def put_run(self, run: Run) -> None:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     async def delete_run(self, run: Run) -> None:
-        raise NotImplementedError
+        ...
 
     # Memory, for the subclasses.
     def _remember_run(self, run: Run) -> None:
