@@ -61,7 +61,8 @@ class Runner:
         self.metrics = metrics
         self.owner = owner
         self.waiters: dict[tuple[str, str], asyncio.Task] = {}  # (job, run key) -> task
-        self.busy: set[tuple[str, str]] = set()  # runs being started or adopted here
+        # runs being started or adopted here, each with what is set when that is over
+        self.busy: dict[tuple[str, str], asyncio.Event] = {}
 
     async def stop(self) -> None:
         """Stop waiting (the runs stay recorded as running; whoever is primary next
@@ -111,11 +112,29 @@ class Runner:
     async def execute(self, job: Job, run: Run, raise_refusal: bool = False) -> Run:
         """Create and start the claimed `run`'s container, record it running and wait
         for its end in the background."""
-        self.busy.add((run.job, run.key))
-        try:
+        with self._busy((run.job, run.key)):
             return await self._execute(job, run, raise_refusal)
+
+    @contextlib.contextmanager
+    def _busy(self, key: tuple[str, str]):
+        done = self.busy[key] = asyncio.Event()
+        try:
+            yield
         finally:
-            self.busy.discard((run.job, run.key))
+            done.set()
+            if self.busy.get(key) is done:
+                del self.busy[key]
+
+    async def settle(self, job: str, timeout: float = 60) -> None:
+        """Until the runs of `job` being started or adopted here have their container
+        (or their refusal): a removed job's container does not appear after the removal
+        has answered."""
+        waits = [asyncio.ensure_future(done.wait())
+                 for (name, _), done in list(self.busy.items()) if name == job]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=timeout)
+            for wait in late:
+                wait.cancel()
 
     async def _execute(self, job: Job, run: Run, raise_refusal: bool) -> Run:
         stored = self.store.run(run.job, run.key)
@@ -150,6 +169,8 @@ class Runner:
 
     async def _running(self, run: Run, container: Container) -> Run:
         node = self.state.node(container.node_id)
+        if run.job not in self.store.jobs:  # removed while its container was made
+            return replace(run, container=container.id)
         stored = self.store.run(run.job, run.key)
         replaced = stored is not None and stored.result == "replaced"  # while it was made
         run = replace(stored if replaced else run, result="replaced" if replaced else "running",
@@ -190,11 +211,8 @@ class Runner:
         key = (run.job, run.key)
         if key in self.waiters or key in self.busy:
             return
-        self.busy.add(key)
-        try:
+        with self._busy(key):
             await self._adopt(job, run)
-        finally:
-            self.busy.discard(key)
 
     async def _adopt(self, job: Job, run: Run) -> None:
         if run.result == "running" and run.container:
@@ -314,6 +332,8 @@ class Runner:
         return run
 
     async def end(self, run: Run, result: str, reason: str = "") -> None:
+        if run.job not in self.store.jobs:  # removed meanwhile: no record to bring back
+            return
         run = replace(run, result=result, reason=reason or run.reason)
         await self.store.put_run(run)
         self._ended(run)

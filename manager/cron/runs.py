@@ -108,6 +108,15 @@ def plan_catch_up(times: list[float], now: float, deadline: float | None
     return [t for t in times if now - t <= deadline], late
 
 
+def within_history(runs: list[Run], history: int) -> list[Run]:
+    """What a job's history shows: its active runs and its newest `history` finished
+    ones, newest first. The older ones are being forgotten (their containers removed
+    first), so they are not shown even while their records last."""
+    forgotten = {r.key for r in beyond_history(runs, history)}
+    return sorted((r for r in runs if r.key not in forgotten), key=lambda r: r.scheduled,
+                  reverse=True)
+
+
 def beyond_history(runs: list[Run], history: int) -> list[Run]:
     """The finished runs past the newest `history` of them: theirs to forget."""
     done = sorted((r for r in runs if not r.active), key=lambda r: r.scheduled, reverse=True)

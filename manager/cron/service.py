@@ -33,7 +33,14 @@ from flock.manager.cron.errors import (
 from flock.manager.cron.jobs import Job, check_job
 from flock.manager.cron.metrics import CronMetrics
 from flock.manager.cron.runner import Runner
-from flock.manager.cron.runs import Run, catch_up_from, plan_catch_up, run_body, unfired
+from flock.manager.cron.runs import (
+    Run,
+    catch_up_from,
+    plan_catch_up,
+    run_body,
+    unfired,
+    within_history,
+)
 from flock.manager.cron.schedule import fire_times, next_fire, parse_schedule
 from flock.manager.cron.store import Store
 from flock.manager.cron.timing import build_scheduler, job_options
@@ -279,7 +286,8 @@ class CronService:
 
     async def remove(self, name: str) -> None:
         """The job and its run records; its containers stay (a running one ends on its
-        own), like `docker rm` of a job would not guess about them."""
+        own), like `docker rm` of a job would not guess about them. Answers once the runs
+        being started have their containers, so that none appears afterwards."""
         self._job(name)
         await self.store.delete_job(name)
         # Off the timer now, not when the store's watch tells us: no run of a removed job
@@ -287,6 +295,7 @@ class CronService:
         if self.timer.get_job(name) is not None:
             self.timer.remove_job(name)
         self._scheduled.pop(name, None)
+        await self.runner.settle(name)
         log.info("cron: job %s removed", name)
 
     async def suspend(self, name: str) -> Job:
@@ -317,8 +326,8 @@ class CronService:
         return JobStatus(job, upcoming, runs[0] if runs else None)
 
     async def history(self, name: str) -> list[Run]:
-        self._job(name)
-        return self.store.job_runs(name)
+        job = self._job(name)
+        return within_history(self.store.job_runs(name), job.history)
 
     def _last_success(self) -> dict[str, float]:
         out: dict[str, float] = {}

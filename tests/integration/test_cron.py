@@ -5,6 +5,7 @@ the manager's state folder across a restart, without etcd."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import threading
@@ -104,6 +105,10 @@ def test_every_second_runs_on_schedule_and_keeps_its_history(cluster, jobs):
         assert status.next_run is not None and status.next_run > time.time() - 1
         wait_for(lambda: len([e for e in seen if e["Action"] == "succeeded"]) >= 4, 30,
                  "four succeeded events")
+        # suspended, so that what follows looks at a history that stands still
+        call(cluster, cluster.manager.cron.suspend("tick"))
+        wait_for(lambda: not any(r.active for r in history(cluster, "tick")), 30,
+                 "the last run's end")
     finally:
         events.terminate()
     runs = history(cluster, "tick")
@@ -118,9 +123,10 @@ def test_every_second_runs_on_schedule_and_keeps_its_history(cluster, jobs):
         assert run.node in NODES and run.started >= run.scheduled - 0.01
         assert run.finished >= run.started
     # ...with their containers: what the engines hold is what the history shows
+    # (the oldest run's container is removed a moment after the newest run's end)
+    wait_for(lambda: len(labelled(cluster, "tick")) <= 3, 15, "the forgotten runs' containers gone")
     kept = {c["Config"]["Labels"]["flock.cron.scheduled"] for c in labelled(cluster, "tick")}
-    assert {rfc3339(r.scheduled) for r in finished} <= kept
-    assert len(kept) <= 3 + sum(r.active for r in history(cluster, "tick"))
+    assert kept == {rfc3339(r.scheduled) for r in finished}
     start = next(e for e in seen if e["Action"] == "start")
     assert start["Type"] == "cron" and start["Actor"]["ID"] == "tick"
     assert set(start["Actor"]["Attributes"]) >= {"name", "scheduled", "node", "container",
@@ -205,6 +211,29 @@ def test_run_now_suspend_and_resume(cluster, jobs):
     assert cluster.manager.cron.get("manual").next_run is not None
     with pytest.raises(NoSuchJob, match="no such job: nothere"):
         call(cluster, cluster.manager.cron.run_now("nothere"))
+
+
+def test_removing_a_job_answers_once_its_starting_run_has_its_container(cluster, jobs):
+    """`flock cron rm` while a run is being placed: the answer comes once that run's
+    container exists (nothing of the job appears afterwards), and no record of the run
+    outlives the job."""
+    jobs("going", "@yearly", ["sleep", "30"])
+    cron = cluster.manager.cron
+
+    async def remove_while_starting():
+        starting = asyncio.ensure_future(cron.run_now("going"))
+        await asyncio.sleep(0)  # the run is claimed and being placed
+        assert cron.runner.busy, "the run is not being started"
+        await cron.remove("going")
+        there = labelled(cluster, "going")
+        run = await starting
+        return there, run
+
+    there, run = call(cluster, remove_while_starting())
+    assert [c["Id"] for c in there] == [run.container]
+    assert "going" not in cron.store.runs
+    with pytest.raises(NoSuchJob):
+        history(cluster, "going")
 
 
 def test_jobs_and_owed_runs_survive_a_restart(cluster, jobs):

@@ -21,6 +21,7 @@ from flock.manager.cron.runs import (
     run_body,
     run_key,
     unfired,
+    within_history,
 )
 from flock.manager.cron.store import FileStore
 from flock.manager.cron.timing import MANY, job_options
@@ -81,6 +82,9 @@ def test_history_keeps_the_newest_finished_runs_and_every_active_one():
     runs = [Run("j", float(t), result="succeeded") for t in range(5)]
     runs.append(Run("j", 9.0, result="running"))
     assert [r.scheduled for r in beyond_history(runs, 2)] == [2.0, 1.0, 0.0]
+    # what `flock cron history` shows while those are being forgotten
+    assert [r.scheduled for r in within_history(runs, 2)] == [9.0, 4.0, 3.0]
+    assert [r.scheduled for r in within_history(runs[:1], 2)] == [0.0]
 
 
 def test_apscheduler_options_from_concurrency_and_deadline():
