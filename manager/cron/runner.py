@@ -125,10 +125,11 @@ class Runner:
             if self.busy.get(key) is done:
                 del self.busy[key]
 
-    async def settle(self, job: str, timeout: float = 60) -> None:
+    async def settle(self, job: str, timeout: float = 15) -> None:
         """Until the runs of `job` being started or adopted here have their container
         (or their refusal): a removed job's container does not appear after the removal
-        has answered."""
+        has answered. At most `timeout` seconds: a node that does not answer does not
+        hold the removal up for longer."""
         waits = [asyncio.ensure_future(done.wait())
                  for (name, _), done in list(self.busy.items()) if name == job]
         if waits:
