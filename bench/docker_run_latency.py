@@ -1,91 +1,139 @@
 """`docker run -d` latency through the Flock manager against straight to the engine.
 
-Same engine, same run, interleaved so that machine noise hits both sides alike. Two
+Same engine, same run, interleaved in pairs whose order alternates (direct first, then
+Flock first on the next pair), so that drift and warm caches hit both sides alike. Two
 levels are measured: the real docker CLI (`docker run -d busybox true`, process start
 included, which is what a user feels) and the Docker SDK (create + start, the API cost
-alone). Prints a table and the ratios. Needs root (it starts its own dockerd).
+alone). For each: the median and p90 of both sides, the ratio of the medians
+flock/direct and its 95% interval, bootstrapped over the pairs (bench/paired_stats.py).
+Issue 19's goal is a ratio <= 1.02. Each container is removed right after its run,
+untimed. Needs root (it starts its own dockerd).
 
-    python bench/docker_run_latency.py [--runs 30]
+    python bench/docker_run_latency.py [--runs 100] [--cmd 'sleep 600'] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
+import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import docker  # noqa: E402
 
+from bench.paired_stats import bootstrap_ratio_ci, median_ratio, percentile  # noqa: E402
 from flock.common.table import print_table  # noqa: E402
 from flock.local_cluster import LocalCluster  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
 
-
-def timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) * 1000
+# One `docker run -d` through one door, returning the new container's ID.
+Run = Callable[[], str]
 
 
-def cli_run(url: str) -> None:
-    subprocess.run(["docker", "-H", url, "run", "-d", "busybox", "true"],
-                   check=True, capture_output=True)
+class Door:
+    """The engine's socket or the manager, at one level (CLI or SDK): how to run a
+    container through it, and how to remove it again through it (untimed)."""
+
+    def __init__(self, run: Run, client: docker.DockerClient) -> None:
+        self.run = run
+        self.client = client
+
+    def timed_run(self) -> float:
+        start = time.perf_counter()
+        container_id = self.run()
+        elapsed = (time.perf_counter() - start) * 1000
+        # Removed at once, outside the timing, so that every run meets an engine with
+        # the same few containers (a growing list makes each later read slower).
+        self.client.api.remove_container(container_id, force=True)
+        return elapsed
 
 
-def sdk_run(client: docker.DockerClient) -> None:
-    container = client.api.create_container("busybox", ["true"])
-    client.api.start(container["Id"])
+def cli_run(url: str, command: list[str]) -> Run:
+    def run() -> str:
+        done = subprocess.run(["docker", "-H", url, "run", "-d", "busybox", *command],
+                              check=True, capture_output=True, text=True)
+        return done.stdout.strip()
+    return run
 
 
-def summary(label: str, values: list[float]) -> list[str]:
-    values = sorted(values)
-    p90 = values[int(len(values) * 0.9) - 1]
-    median, mean = statistics.median(values), statistics.mean(values)
-    return [label, f"{median:.1f}", f"{p90:.1f}", f"{mean:.1f}"]
+def sdk_run(client: docker.DockerClient, command: list[str]) -> Run:
+    def run() -> str:
+        container = client.api.create_container("busybox", command)
+        client.api.start(container["Id"])
+        return container["Id"]
+    return run
+
+
+def measure_pairs(direct: Door, flock: Door, runs: int) -> tuple[list[float], list[float]]:
+    """`runs` pairs of timings (ms); even pairs run direct first, odd ones Flock first."""
+    times: dict[Door, list[float]] = {direct: [], flock: []}
+    for i in range(runs):
+        for door in (direct, flock) if i % 2 == 0 else (flock, direct):
+            times[door].append(door.timed_run())
+    return times[direct], times[flock]
+
+
+def figures(direct: list[float], flock: list[float]) -> dict[str, float]:
+    low, high = bootstrap_ratio_ci(direct, flock)
+    return {"pairs": len(direct),
+            "direct_median_ms": statistics.median(direct), "direct_p90_ms": percentile(direct, .9),
+            "flock_median_ms": statistics.median(flock), "flock_p90_ms": percentile(flock, .9),
+            "ratio": median_ratio(direct, flock), "ratio_ci95_low": low, "ratio_ci95_high": high}
+
+
+def measure(engine_url: str, manager_url: str, runs: int,
+            command: list[str]) -> dict[str, dict[str, float]]:
+    direct = docker.DockerClient(base_url=engine_url)
+    through = docker.DockerClient(base_url=manager_url.replace("tcp://", "http://"))
+    levels = {
+        "docker CLI": (Door(cli_run(engine_url, command), direct),
+                       Door(cli_run(manager_url, command), through)),
+        "SDK create+start": (Door(sdk_run(direct, command), direct),
+                             Door(sdk_run(through, command), through)),
+    }
+    results = {}
+    for level, (straight, via) in levels.items():
+        for _ in range(3):  # warm up both paths
+            straight.timed_run()
+            via.timed_run()
+        results[level] = figures(*measure_pairs(straight, via, runs))
+    return results
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=100, help="pairs per level")
+    parser.add_argument("--json", metavar="FILE", help="also save the figures here")
+    parser.add_argument("--cmd", default="true",
+                        help="the container's command (default: true, which exits at once;"
+                             " e.g. 'sleep 600' for a container that keeps running)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flock-bench-") as tmp:
         engine = start_engine(pathlib.Path(tmp) / "engine")
         try:
             engine.import_busybox()
             with LocalCluster(agents=1, runtime="docker", docker_host=engine.url) as cluster:
-                results = measure(engine.url, cluster.url, args.runs)
+                results = measure(engine.url, cluster.url, args.runs, shlex.split(args.cmd))
         finally:
             engine.stop()
-    rows = [summary(label, values) for label, values in results.items()]
-    print_table(["PATH", "MEDIAN ms", "P90 ms", "MEAN ms"], rows)
-    cli = statistics.median(results["cli via flock"]) / statistics.median(results["cli direct"])
-    sdk = statistics.median(results["sdk via flock"]) / statistics.median(results["sdk direct"])
-    print(f"\nratio flock/direct (median): docker CLI {cli:.3f}, SDK create+start {sdk:.3f}")
+    rows = [[level, f"{r['direct_median_ms']:.1f}", f"{r['direct_p90_ms']:.1f}",
+             f"{r['flock_median_ms']:.1f}", f"{r['flock_p90_ms']:.1f}", f"{r['ratio']:.3f}",
+             f"{r['ratio_ci95_low']:.3f}-{r['ratio_ci95_high']:.3f}"]
+            for level, r in results.items()]
+    print_table(["LEVEL", "DIRECT MEDIAN ms", "DIRECT P90 ms", "FLOCK MEDIAN ms",
+                 "FLOCK P90 ms", "RATIO", "95% CI"], rows)
+    if args.json:
+        saved = {"command": args.cmd, "levels": results}
+        pathlib.Path(args.json).write_text(json.dumps(saved, indent=2) + "\n")
     return 0
-
-
-def measure(engine_url: str, manager_url: str, runs: int) -> dict[str, list[float]]:
-    direct = docker.DockerClient(base_url=engine_url)
-    through = docker.DockerClient(base_url=manager_url.replace("tcp://", "http://"))
-    results: dict[str, list[float]] = {
-        "cli direct": [], "cli via flock": [], "sdk direct": [], "sdk via flock": [],
-    }
-    for _ in range(3):  # warm up both paths
-        cli_run(engine_url)
-        cli_run(manager_url)
-    for _ in range(runs):
-        results["cli direct"].append(timed(lambda: cli_run(engine_url)))
-        results["cli via flock"].append(timed(lambda: cli_run(manager_url)))
-        results["sdk direct"].append(timed(lambda: sdk_run(direct)))
-        results["sdk via flock"].append(timed(lambda: sdk_run(through)))
-    direct.api.prune_containers()
-    return results
 
 
 if __name__ == "__main__":
