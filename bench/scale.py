@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import pathlib
+import re
 import signal
 import statistics
 import subprocess
@@ -331,6 +332,14 @@ def per_node(listing: list[dict], nodes: list[str] | None = None) -> Counter:
     return counts
 
 
+def long_pauses(log: str) -> list[float]:
+    """The manager's garbage collections of 100 ms or more, in ms, from its log
+    (observability/gc_pauses.py writes one line for each)."""
+    found = re.findall(r"garbage collection of generation \d stopped everything for (\d+) ms",
+                       log)
+    return [float(ms) for ms in found]
+
+
 def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
@@ -380,6 +389,7 @@ async def bench(args) -> dict:
         out.update(placed=len(result.ids), failed=len(result.failures),
                    rate=result.rate, p50_ms=percentile(result.latencies, .5) * 1e3,
                    p99_ms=percentile(result.latencies, .99) * 1e3,
+                   p999_ms=percentile(result.latencies, .999) * 1e3,
                    request_p50_ms=percentile(result.request_latencies, .5) * 1e3,
                    request_p99_ms=percentile(result.request_latencies, .99) * 1e3)
         if result.failures:
@@ -397,6 +407,7 @@ async def bench(args) -> dict:
         failed, seconds = await remove_all(stack.url, result.ids, args.concurrency)
         out.update(remove_failed=failed, remove_rate=len(result.ids) / seconds)
         out["rss_end_mib"] = stack.manager_rss() / 2**20
+        out["gc_long_ms"] = long_pauses(stack.log("manager", 1_000_000))
     finally:
         stack.stop()
         if not args.keep:
@@ -414,8 +425,9 @@ def report(out: dict) -> None:
         ("registration (all healthy)", f"{out.get('registration', 0):.1f} s"),
         ("placed / failed", f"{out.get('placed')} / {out.get('failed')}"),
         ("create+start rate", f"{out.get('rate', 0):.0f} /s"),
-        ("latency p50 / p99", f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} ms "
-                              "(create+start)"),
+        ("latency p50 / p99 / p99.9",
+         f"{out.get('p50_ms', 0):.1f} / {out.get('p99_ms', 0):.1f} / "
+         f"{out.get('p999_ms', 0):.1f} ms (create+start)"),
         ("  each request", f"{out.get('request_p50_ms', 0):.1f} / "
                            f"{out.get('request_p99_ms', 0):.1f} ms (create, start)"),
         ("CPU per create+start",
@@ -427,6 +439,8 @@ def report(out: dict) -> None:
         ("manager GC while placing", ", ".join(
             f"gen{gen} {n} ({seconds * 1e3:.0f} ms)"
             for gen, (n, seconds) in out.get("gc", {}).items())),
+        ("manager GC pauses >= 100 ms", f"{len(out.get('gc_long_ms', []))} (longest "
+                                        f"{max(out.get('gc_long_ms') or [0]):.0f} ms, whole run)"),
         ("ps -a", f"{out.get('ps_s', 0) * 1e3:.0f} ms ({out.get('ps_count')} rows)"),
         ("info", f"{out.get('info_s', 0) * 1e3:.0f} ms"),
         ("manager RSS idle / full / end",

@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import os
 import random
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,16 +28,12 @@ from flock.agent.runtimes.hollow import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
 from flock.agent.runtimes.hollow.sizes import parse_memory
 from flock.agent.server import make_server
+from flock.common import event_loop
 from flock.common.durations import parse_duration
+from flock.common.gc_freezer import THRESHOLDS, Freezer
 from flock.common.signals import stop_on_signals
 
 log = logging.getLogger("flock.hollow")
-# The garbage collector's full passes scan every container of every node; with the
-# default thresholds they ran every few seconds under load and each one stalled every
-# request in flight (hundreds of ms at 10,000 containers). Collect the young objects
-# less often too: the same work in fewer, cheaper passes. (The manager does the same,
-# manager/cli.py says why this figure.)
-GC_THRESHOLDS = (200_000, 20, 100)
 
 
 class HollowError(ValueError):
@@ -231,8 +229,12 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event | None = None) -> N
         log.info("%d hollow agents ready on %s (%s ... %s)", len(fleet.agents), config.host,
                  fleet.addresses[0], fleet.addresses[-1])
         gc.freeze()  # the fleet's own objects live until the end: never scan them again
+        # ...nor the containers made later (common/gc_freezer.py); a scale-test tool never
+        # takes a full pass to reclaim what froze with them.
+        freezer = Freezer(time.monotonic, thaw_every=math.inf).start()
         print(f"ready {len(fleet.agents)}", flush=True)
         await stop.wait()
+        await freezer.stop()
     finally:
         await fleet.stop()
 
@@ -240,9 +242,9 @@ async def run_fleet(config: FleetConfig, stop: asyncio.Event | None = None) -> N
 def main(args) -> int:
     try:
         config = config_from_args(args)
-        gc.set_threshold(*GC_THRESHOLDS)
-        asyncio.run(run_fleet(config))
-    except HollowError as exc:
+        gc.set_threshold(*THRESHOLDS)  # as the manager's
+        event_loop.run(run_fleet(config))
+    except (HollowError, event_loop.LoopChoiceError) as exc:
         print(f"flock hollow: error: {exc}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -8,7 +8,9 @@ import logging
 import sys
 
 from flock.certs import TLSFiles, default_cert_path
+from flock.common import event_loop
 from flock.common.durations import parse_duration
+from flock.common.gc_freezer import THRESHOLDS, Freezer
 from flock.common.signals import stop_on_signals
 from flock.discovery.options import DiscoveryOptionError
 from flock.discovery.options import resolve as resolve_discovery
@@ -215,6 +217,10 @@ async def run_manager(args, stop: asyncio.Event | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = stop_on_signals(loop, stop)
+    # A process-wide policy, so here and not in Manager (tests run managers inside the
+    # test process): common/gc_freezer.py says why. Before the start, which makes the
+    # nodes' connections: a first pass over those took 357 ms at 10,000 nodes.
+    freezer = Freezer(lambda: manager.metrics.last_request).start()
     try:
         await manager.start()
         await stop.wait()
@@ -222,23 +228,18 @@ async def run_manager(args, stop: asyncio.Event | None = None) -> None:
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
+        await freezer.stop()
         await manager.stop()
 
 
 def main(args) -> int:
     """Entry point for the assembled `flock` command: exit status."""
-    # Full collections scan every container record; with the default thresholds they
-    # ran every few seconds under load and stalled all requests in flight (hundreds of
-    # ms at 10,000 containers). Fewer, larger young passes; full ones far apart. Each
-    # young pass also scans the tens of thousands of futures and coroutines waiting on
-    # the agents' streams, whatever the threshold, so a pass costs tens of ms at least:
-    # at 50,000 there were 12 of ~50 ms in a 30,000-container run, each delaying all
-    # 32 requests in flight (0.6% of them); at 200,000, 3 of ~130 ms, and the p99 of a
-    # request fell from 55 to 42 ms (bench/scale.py prints both).
-    gc.set_threshold(200_000, 20, 100)
+    # Young passes every 50,000 net allocations, what survives them frozen
+    # (common/gc_freezer.py says why and what was measured).
+    gc.set_threshold(*THRESHOLDS)
     try:
-        asyncio.run(run_manager(args))
-    except ConfigError as exc:
+        event_loop.run(run_manager(args))
+    except (ConfigError, event_loop.LoopChoiceError) as exc:
         print(f"flock manage: error: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from flock.common import json_codec
 from flock.common.logs import METADATA_KEY, current_request_id
 from flock.docker_compat.hop_headers import HOP_BY_HOP
 from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
@@ -312,7 +312,7 @@ class AgentClient:
         call = self.stub.Events(agent_pb2.EventsRequest(since=since), metadata=_metadata())
         try:
             async for event in call:
-                yield json.loads(event.json)
+                yield json_codec.loads(event.json)
         except grpc.aio.AioRpcError as err:
             raise self._error(err) from None
         finally:
@@ -429,7 +429,7 @@ class AgentClient:
     ) -> tuple[int, object]:
         """(status, parsed JSON or None for an empty answer; text that is not JSON
         comes back as a str)."""
-        raw = None if body is None else json.dumps(body).encode()
+        raw = None if body is None else json_codec.dumps(body)
         headers = [] if raw is None else [("Content-Type", "application/json")]
         exchange: DockerExchange | None = None
 
@@ -449,7 +449,7 @@ class AgentClient:
         if not answer.strip():
             return status, None
         try:
-            return status, json.loads(answer)
+            return status, json_codec.loads(answer)
         except ValueError:
             return status, answer.decode(errors="replace")
 

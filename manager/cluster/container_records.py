@@ -21,6 +21,7 @@ import urllib.parse
 from collections import Counter, OrderedDict
 from collections.abc import Iterator
 
+from flock.common import json_codec
 from flock.docker_compat.paths import api_path
 from flock.manager.cluster.agent_client import AgentError, ReadBack
 from flock.manager.cluster.clients import Clients
@@ -135,8 +136,8 @@ class Records:
         record is then exact, and the reasons and events up to that read need no
         re-read of their own. None when the read-back cannot be used."""
         try:
-            inspect = json.loads(read.inspect)
-            listing = json.loads(read.listing) if read.listing else []
+            inspect = json_codec.loads(read.inspect)
+            listing = json_codec.loads(read.listing) if read.listing else []
         except ValueError:
             return None
         if not isinstance(inspect, dict) or not inspect.get("Id"):

@@ -93,6 +93,7 @@ class ManagerMetrics:
             "Garbage collections, by generation, and how long each stopped the manager.",
             ["generation"])
         self._gc_times = [self.gc_seconds.labels(str(g)) for g in range(3)]
+        self.last_request = time.monotonic()  # when the latest API request ended
 
     def gc_pause(self, generation: int, seconds: float) -> None:
         self._gc_times[min(max(generation, 0), 2)].observe(seconds)
@@ -121,6 +122,7 @@ class ManagerMetrics:
     # ------------------------------------------------- API front
     def api_request(self, method: str, endpoint: str, code: str, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
+        self.last_request = time.monotonic()
         self.api_requests.labels(method, endpoint, code).inc()
         self.api_seconds.labels(method, endpoint).observe(seconds)
 

@@ -24,6 +24,7 @@ from flock.agent.runtimes.hollow import calls, shapes
 from flock.agent.runtimes.hollow.api import info_body, version_body
 from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.server import AgentService
+from flock.common import json_codec
 from flock.protos import agent_pb2
 
 _CLOSED = object()  # put in an Events queue when the runtime stops
@@ -47,14 +48,19 @@ class HollowAgentService(AgentService):
 
     async def docker_call(self, request: agent_pb2.DockerCallRequest
                           ) -> agent_pb2.DockerCallReply:
+        reply = self.docker_call_now(request)
+        return reply if reply is not None else await super().docker_call(request)
+
+    def docker_call_now(self, request: agent_pb2.DockerCallRequest
+                        ) -> agent_pb2.DockerCallReply | None:
+        """The node's answer from memory; None for what its socket answers (and what
+        the bridge refuses: refused there, in the same words)."""
         try:
             build_request_head(request.request, "length", len(request.body))
         except BridgeError:
-            return await super().docker_call(request)  # refused there, same words
+            return None
         reply = calls.answer(self.runtime.node, request.request, request.body)
-        if reply is None:
-            return await super().docker_call(request)
-        if request.read_back:
+        if reply is not None and request.read_back:
             reply = self._read_back(request.request, reply)
         return reply
 
@@ -70,8 +76,8 @@ class HollowAgentService(AgentService):
             container = self.runtime.node.get(ref)
         except ApiError:
             return reply
-        reply.inspect = json.dumps(shapes.inspect(container)).encode()
-        reply.listing = json.dumps([shapes.summary(container)]).encode()
+        reply.inspect = json_codec.dumps(shapes.inspect(container))
+        reply.listing = json_codec.dumps([shapes.summary(container)])
         reply.read_at_ns = stamp
         return reply
 
@@ -88,9 +94,9 @@ class HollowAgentService(AgentService):
                 since = int(request.since * 1e9)
                 for event in list(bus.history):
                     if event["timeNano"] >= since:
-                        yield agent_pb2.Event(json=json.dumps(event).encode())
+                        yield agent_pb2.Event(json=json_codec.dumps(event))
             while (event := await queue.get()) is not _CLOSED:
-                yield agent_pb2.Event(json=json.dumps(event).encode())
+                yield agent_pb2.Event(json=json_codec.dumps(event))
         finally:
             bus.queues.discard(queue)
             closing.cancel()

@@ -1,0 +1,34 @@
+"""common/event_loop.py: uvloop unless FLOCK_EVENT_LOOP asks for the standard loop; a
+wrong value is refused with the choices."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import uvloop
+
+from flock.common import event_loop
+
+
+async def loop_class() -> type:
+    return type(asyncio.get_running_loop())
+
+
+def test_uvloop_by_default(monkeypatch):
+    monkeypatch.delenv("FLOCK_EVENT_LOOP", raising=False)
+    assert event_loop.run(loop_class()) is uvloop.Loop
+    monkeypatch.setenv("FLOCK_EVENT_LOOP", "uvloop")
+    assert event_loop.run(loop_class()) is uvloop.Loop
+
+
+def test_the_standard_loop_on_request(monkeypatch):
+    monkeypatch.setenv("FLOCK_EVENT_LOOP", "asyncio")
+    assert not issubclass(event_loop.run(loop_class()), uvloop.Loop)
+
+
+def test_an_unknown_loop_is_refused_with_the_choices(monkeypatch):
+    monkeypatch.setenv("FLOCK_EVENT_LOOP", "tokio")
+    wanted = "FLOCK_EVENT_LOOP='tokio': use one of auto, uvloop, asyncio"
+    with pytest.raises(event_loop.LoopChoiceError, match=wanted):
+        event_loop.loop_factory()
