@@ -90,11 +90,10 @@ class Runner:
                                      f"{active[0].name} is still running (concurrency forbid)")
         run = Run(job.name, scheduled, name=container_name(job.name, scheduled),
                   owner=self.owner)
-        if not await self.store.claim(run):
-            return None
-        if active and job.concurrency == "replace":
-            await self._replace(active, run)
-        return await self.execute(job, run)
+        with self._busy((run.job, run.key)):
+            if not await self._claim(run):
+                return None
+            return await self._start(job, run, replacing=active)
 
     async def run_now(self, job: Job) -> Run:
         """One run at once, outside the schedule; raises Unplaceable or ImageMissing
@@ -102,18 +101,33 @@ class Runner:
         scheduled = round(time.time(), 3)
         run = Run(job.name, scheduled, name=container_name(job.name, scheduled),
                   owner=self.owner, reason=MANUAL)
-        if not await self.store.claim(run):
-            raise CronError(f"a run of {job.name} at {rfc3339(scheduled)} exists already")
-        active = [r for r in self.store.job_runs(job.name) if r.active and r.key != run.key]
-        if active and job.concurrency == "replace":
-            await self._replace(active, run)
-        return await self.execute(job, run, raise_refusal=True)
-
-    async def execute(self, job: Job, run: Run, raise_refusal: bool = False) -> Run:
-        """Create and start the claimed `run`'s container, record it running and wait
-        for its end in the background."""
         with self._busy((run.job, run.key)):
-            return await self._execute(job, run, raise_refusal)
+            if not await self._claim(run):
+                raise CronError(f"a run of {job.name} at {rfc3339(scheduled)} was not "
+                                "started: it exists already, or the job was removed")
+            active = [r for r in self.store.job_runs(job.name)
+                      if r.active and r.key != run.key]
+            return await self._start(job, run, raise_refusal=True, replacing=active)
+
+    async def _claim(self, run: Run) -> bool:
+        """Claim the run's time; False when another claimer has it, or when the job was
+        removed while the claim was on its way (its record is taken back)."""
+        if not await self.store.claim(run):
+            return False
+        if run.job not in self.store.jobs:
+            await self.store.delete_run(run)
+            return False
+        return True
+
+    async def _start(self, job: Job, run: Run, raise_refusal: bool = False,
+                     replacing: list[Run] | None = None) -> Run:
+        """Create and start the claimed `run`'s container (after stopping the `replacing`
+        runs, with concurrency replace), record it running and wait for its end in the
+        background. The caller marks it busy from before the claim, so that a removal
+        waits for all of it."""
+        if replacing and job.concurrency == "replace":
+            await self._replace(replacing, run)
+        return await self._execute(job, run, raise_refusal)
 
     @contextlib.contextmanager
     def _busy(self, key: tuple[str, str]):

@@ -88,7 +88,11 @@ class Store(ABC):
         self.runs.setdefault(run.job, {})[run.key] = run
 
     def _forget_run(self, job: str, key: str) -> None:
-        self.runs.get(job, {}).pop(key, None)
+        runs = self.runs.get(job)
+        if runs is not None:
+            runs.pop(key, None)
+            if not runs and job not in self.jobs:
+                del self.runs[job]
 
 
 class FileStore(Store):
