@@ -131,13 +131,17 @@ class Runner:
 
     @contextlib.contextmanager
     def _busy(self, key: tuple[str, str]):
+        """Marks the run busy for the block; inside another block of the same run, the
+        outer one keeps the mark."""
+        if key in self.busy:
+            yield
+            return
         done = self.busy[key] = asyncio.Event()
         try:
             yield
         finally:
             done.set()
-            if self.busy.get(key) is done:
-                del self.busy[key]
+            del self.busy[key]
 
     async def settle(self, job: str, timeout: float = 15) -> None:
         """Until the runs of `job` being started or adopted here have their container
