@@ -4,9 +4,11 @@ with TLS)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -18,7 +20,8 @@ from flock.agent.http_bridge import BridgeError
 from flock.agent.metrics import AgentMetrics
 from flock.agent.node_info import fetch_node_info
 from flock.agent.node_spec import NodeSpecStore
-from flock.agent.read_back import read_back
+from flock.agent.read_back import container_ref, read_back, read_container
+from flock.agent.read_back_feed import ReadBackFeed
 from flock.agent.runtimes.base import Runtime
 from flock.agent.unary_calls import AnswerTooLarge, RuntimeCalls
 from flock.certs import Identity, RoleRequired, grpc_server_credentials
@@ -50,6 +53,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.labels = dict(labels or {})
         self.node_specs = NodeSpecStore(state_dir)
         self.calls = RuntimeCalls(runtime.endpoint) if runtime is not None else None
+        self.read_backs = ReadBackFeed()
+        self._reading: set[asyncio.Task] = set()  # read-backs on their way (kept alive)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
         """The runtime's facts; engine_api.EngineError when it does not answer."""
@@ -106,11 +111,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         )
 
     async def Events(self, request, context):  # noqa: N802
-        stream = engine_api.events(self.runtime.endpoint, request.since)
+        raw_events = engine_api.events(self.runtime.endpoint, request.since)
+        stream = (self.read_backs.merged(raw_events) if request.read_backs
+                  else _as_events(raw_events))
         try:
             async with contextlib.aclosing(stream):
-                async for raw in stream:
-                    yield agent_pb2.Event(json=raw)
+                async for event in stream:
+                    yield event
         except engine_api.EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         # The runtime ended its stream (it is stopping): tell the manager to resubscribe.
@@ -138,7 +145,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         status the call ends with when there is none."""
         try:
             reply = await self.calls.call(request.request, request.body)
-            if request.read_back:
+            if request.read_back and request.read_back_later and self.read_backs.listened:
+                self._read_back_later(request.request, reply)
+            elif request.read_back:
                 reply = await read_back(self.calls.call, request.request, reply)
             return reply
         except BridgeError as exc:
@@ -149,6 +158,24 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
                               f"runtime at {self.runtime.endpoint} does not answer: {exc}"
                               ) from None
+
+    def _read_back_later(self, req: agent_pb2.DockerRequest,
+                         reply: agent_pb2.DockerCallReply) -> None:
+        """Answer now; the container's read-back goes on the event streams that take
+        them (read_back_feed.py), in full: nobody waits for it."""
+        ref = container_ref(req, reply)
+        if not ref:
+            return
+        reply.read_back_follows = True
+
+        async def read() -> None:
+            read = await read_container(self.calls.call, req, ref)
+            if read is not None:
+                self.read_backs.publish(read)
+
+        task = asyncio.get_running_loop().create_task(read())
+        self._reading.add(task)
+        task.add_done_callback(self._reading.discard)
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)
@@ -200,6 +227,12 @@ class _TrackedFrames:
                 await self.__anext__()
             except StopAsyncIteration:
                 return
+
+
+async def _as_events(raw_events: AsyncIterator[bytes]) -> AsyncIterator[agent_pb2.Event]:
+    async with contextlib.aclosing(raw_events):
+        async for raw in raw_events:
+            yield agent_pb2.Event(json=raw)
 
 
 def make_server(service: AgentService, listen: str, tls: Identity | None = None,

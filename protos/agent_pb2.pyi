@@ -99,16 +99,30 @@ class HeartbeatReply(_message.Message):
     def __init__(self, id: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ("since",)
+    __slots__ = ("since", "read_backs")
     SINCE_FIELD_NUMBER: _ClassVar[int]
+    READ_BACKS_FIELD_NUMBER: _ClassVar[int]
     since: float
-    def __init__(self, since: _Optional[float] = ...) -> None: ...
+    read_backs: bool
+    def __init__(self, since: _Optional[float] = ..., read_backs: _Optional[bool] = ...) -> None: ...
+
+class ContainerRead(_message.Message):
+    __slots__ = ("inspect", "listing", "read_at_ns")
+    INSPECT_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
+    READ_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    inspect: bytes
+    listing: bytes
+    read_at_ns: int
+    def __init__(self, inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("json",)
+    __slots__ = ("json", "read_back")
     JSON_FIELD_NUMBER: _ClassVar[int]
+    READ_BACK_FIELD_NUMBER: _ClassVar[int]
     json: bytes
-    def __init__(self, json: _Optional[bytes] = ...) -> None: ...
+    read_back: ContainerRead
+    def __init__(self, json: _Optional[bytes] = ..., read_back: _Optional[_Union[ContainerRead, _Mapping]] = ...) -> None: ...
 
 class Header(_message.Message):
     __slots__ = ("name", "value")
@@ -145,28 +159,32 @@ class DockerResponse(_message.Message):
     def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
 
 class DockerCallRequest(_message.Message):
-    __slots__ = ("request", "body", "read_back")
+    __slots__ = ("request", "body", "read_back", "read_back_later")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_FIELD_NUMBER: _ClassVar[int]
+    READ_BACK_LATER_FIELD_NUMBER: _ClassVar[int]
     request: DockerRequest
     body: bytes
     read_back: bool
-    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ...) -> None: ...
+    read_back_later: bool
+    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ..., read_back_later: _Optional[bool] = ...) -> None: ...
 
 class DockerCallReply(_message.Message):
-    __slots__ = ("response", "body", "inspect", "listing", "read_at_ns")
+    __slots__ = ("response", "body", "inspect", "listing", "read_at_ns", "read_back_follows")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     INSPECT_FIELD_NUMBER: _ClassVar[int]
     LISTING_FIELD_NUMBER: _ClassVar[int]
     READ_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    READ_BACK_FOLLOWS_FIELD_NUMBER: _ClassVar[int]
     response: DockerResponse
     body: bytes
     inspect: bytes
     listing: bytes
     read_at_ns: int
-    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ...) -> None: ...
+    read_back_follows: bool
+    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ..., read_back_follows: _Optional[bool] = ...) -> None: ...
 
 class TaggedDockerCall(_message.Message):
     __slots__ = ("id", "call")

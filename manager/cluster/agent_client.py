@@ -113,7 +113,9 @@ def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
 class ReadBack:
     """The container an answered change was about, as the agent read it right after
     (DockerCallRequest.read_back): its inspect and list answers, unparsed, and the
-    agent's clock when it read."""
+    agent's clock when it read. An inspect that would have waited for the engine's lock
+    on the container is left out (agent/read_back.py): then only the list answer is
+    there, and it is not exact enough to stand for a full read."""
     inspect: bytes
     listing: bytes
     read_at_ns: int
@@ -306,12 +308,22 @@ class AgentClient:
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
-    async def events(self, since: float = 0) -> AsyncIterator[dict]:
+    async def events(self, since: float = 0,
+                     read_backs: Callable[[ReadBack], None] | None = None
+                     ) -> AsyncIterator[dict]:
         """The node's Docker events as parsed objects, until the stream breaks
-        (AgentUnavailable) or the caller stops iterating."""
-        call = self.stub.Events(agent_pb2.EventsRequest(since=since), metadata=_metadata())
+        (AgentUnavailable) or the caller stops iterating. With `read_backs`, the
+        containers the agent read back after this manager's changes are handed to it
+        as they come (DockerCallRequest.read_back_later)."""
+        call = self.stub.Events(agent_pb2.EventsRequest(
+            since=since, read_backs=read_backs is not None), metadata=_metadata())
         try:
             async for event in call:
+                if event.HasField("read_back"):
+                    if read_backs is not None:
+                        read = event.read_back
+                        read_backs(ReadBack(read.inspect, read.listing, read.read_at_ns))
+                    continue
                 yield json_codec.loads(event.json)
         except grpc.aio.AioRpcError as err:
             raise self._error(err) from None
@@ -323,13 +335,17 @@ class AgentClient:
         headers: list[tuple[str, str]] | None = None,
         body: bytes | AsyncIterator[bytes] | None = None,
         api_version: str = "", hijack: bool = False, request_id: str = "",
-        read_back: bool = False,
+        read_back: bool = False, read_back_later: bool = False,
     ) -> DockerExchange:
         """Send one Docker API request; returns once the answer's head is in.
 
         `read_back` asks the agent to return the container a successful change was
         about with the answer (the exchange's `read_back`); only a DockerCall can, so
-        a request that goes over the stream comes back without it.
+        a request that goes over the stream comes back without it. With
+        `read_back_later` (for changes whose outcome the manager can write without the
+        read, records.py), an agent whose events this manager follows with `read_backs`
+        answers at once and sends the read-back there instead: the exchange then has
+        none either.
 
         A bytes body travels with its Content-Length; an async iterator body is sent
         chunked unless `headers` carry a Content-Length. A hijacked request's body (e.g.
@@ -350,7 +366,7 @@ class AgentClient:
             headers=[agent_pb2.Header(name=k, value=v) for k, v in headers],
         )
         if self._unary and is_unary(method, path, hijack, body):
-            exchange = await self._call(req, body or b"", read_back)
+            exchange = await self._call(req, body or b"", read_back, read_back_later)
             if exchange is not None:
                 return exchange
         call = self.stub.Docker(metadata=_metadata())
@@ -379,15 +395,16 @@ class AgentClient:
                   if h.name.lower() not in HOP_BY_HOP]
         return DockerExchange(self.addr, call, head.response.status, answer, body_task)
 
-    async def _call(self, req: agent_pb2.DockerRequest, body: bytes,
-                    read_back: bool = False) -> BufferedExchange | None:
+    async def _call(self, req: agent_pb2.DockerRequest, body: bytes, read_back: bool = False,
+                    read_back_later: bool = False) -> BufferedExchange | None:
         """One DockerCall (on the agent's call stream when it has one); None when the
         Docker stream must do it (an agent without DockerCall, or an answer too large
         for one message)."""
         # Timed inline rather than with _timed: this is the hot path of every create and
         # start, and a generator-based context manager costs as much as the rest here.
         observer, start, ok = self._observer, time.perf_counter(), False
-        request = agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back)
+        request = agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back,
+                                              read_back_later=read_back_later)
         try:
             reply = await self._call_once(request)
             ok = True
@@ -404,8 +421,8 @@ class AgentClient:
                 observer("DockerCall", time.perf_counter() - start, ok)
         answer = [(h.name, h.value) for h in reply.response.headers
                   if h.name.lower() not in HOP_BY_HOP]
-        read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns) if reply.inspect
-                else None)
+        read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns)
+                if reply.inspect or reply.listing else None)
         return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
 
     async def _call_once(self, request: agent_pb2.DockerCallRequest

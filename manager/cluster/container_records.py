@@ -28,7 +28,7 @@ from flock.manager.cluster.clients import Clients
 from flock.manager.cluster.convert import container_from_engine, image_refs, summary_from_inspect
 from flock.manager.cluster.freshness import Freshness
 from flock.manager.cluster.model import Container
-from flock.manager.cluster.records import after_action
+from flock.manager.cluster.records import after_action, after_listing
 from flock.manager.cluster.state import ClusterState
 
 log = logging.getLogger("flock.manager.sync")
@@ -151,14 +151,23 @@ class Records:
         `container`: the agent's read-back when it sent one, else what the change
         implies, re-read in the background. False when neither says anything certain;
         the caller then re-reads the container itself."""
-        if read is not None and self.take_read_back(node_id, read) is not None:
-            return True
-        updated = after_action(container, action)
+        if read is not None and read.inspect:
+            if self.take_read_back(node_id, read) is not None:
+                return True
+        updated = (self._after_listing(container, read.listing) if read is not None
+                   and not read.inspect else None) or after_action(container, action)
         if updated is None:
             return False
         self.write(updated)
         self.refresh_soon(node_id, container.id)
         return True
+
+    @staticmethod
+    def _after_listing(container: Container, listing: bytes) -> Container | None:
+        try:
+            return after_listing(container, json_codec.loads(listing))
+        except ValueError:
+            return None
 
     def _store(self, container: Container) -> None:
         if container.id in self._destroyed or self.state.node(container.node_id) is None:

@@ -9,6 +9,7 @@ the rest.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -60,6 +61,34 @@ def after_action(container: Container, action: str) -> Container | None:
     times["Status"] = status
     summary[STATE_KEY] = times
     summary["State"] = status
+    return replace(container, state=status, summary=summary)
+
+
+_EXIT_STATUS = re.compile(r"Exited \((-?\d+)\)")
+
+
+def after_listing(container: Container, entries: object) -> Container | None:
+    """The record from the engine's list answer read right after a change, when it came
+    without the inspect (agent/read_back.py: the engine held the container's lock). The
+    entry is the engine's own (state, status text, ports, addresses); the state's times
+    are the best known now, until the full read that follows. None when the answer has
+    no entry of this container."""
+    entry = next((e for e in entries if isinstance(e, dict) and e.get("Id") == container.id),
+                 None) if isinstance(entries, list) else None
+    status = entry.get("State") if entry is not None else None
+    if not status or not isinstance(status, str):
+        return None
+    times = dict(container.summary.get(STATE_KEY) or {})
+    before = times.get("Status") or container.state
+    now = time.time()
+    if before in ("created", "exited", "dead") and status != before and status != "removing":
+        times["StartedAt"] = now  # started (a short command may have exited already)
+    if status in ("exited", "dead") and before not in ("exited", "dead"):
+        code = _EXIT_STATUS.match(entry.get("Status") or "")
+        times.update(FinishedAt=now, ExitCode=int(code.group(1)) if code else 0)
+    times["Status"] = status
+    summary = dict(entry)
+    summary[STATE_KEY] = times
     return replace(container, state=status, summary=summary)
 
 

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from flock.manager.cluster.agent_client import AgentClient, AgentError
+from flock.manager.cluster.agent_client import AgentClient, AgentError, ReadBack
 from flock.manager.cluster.clients import Clients
 from flock.manager.cluster.container_records import Records
 from flock.manager.cluster.convert import (
@@ -296,7 +296,8 @@ class NodeSync:
         since = time.time() - 1
         while True:
             try:
-                async for event in self.client.events(since=since):
+                async for event in self.client.events(since=since,
+                                                      read_backs=self._on_read_back):
                     since = max(since, float(event.get("time") or 0))
                     await self._on_event(event)
             except asyncio.CancelledError:
@@ -307,6 +308,11 @@ class NodeSync:
                 log.exception("events of %s failed", self.addr)
             self.wake()  # heartbeat now: the agent may be gone
             await asyncio.sleep(1 + random.random())
+
+    def _on_read_back(self, read: ReadBack) -> None:
+        """A container this manager changed, read by the agent after it answered."""
+        if self.node_id is not None:
+            self.watcher.records.take_read_back(self.node_id, read)
 
     async def _on_event(self, event: dict) -> None:
         node_id = self.node_id

@@ -129,7 +129,8 @@ class Placement:
                        ) -> tuple[int, bytes, ReadBack | None, None]:
             exchange = await self.clients.require(node).request(
                 "POST", "/containers/create", query,
-                [("Content-Type", "application/json")], payload, read_back=True)
+                [("Content-Type", "application/json")], payload, read_back=True,
+                read_back_later=True)
             return exchange.status, await exchange.body(), exchange.read_back, None
 
         placed = await self.place_and_create(body, spec, name, send, pinned, replacing)
@@ -144,7 +145,7 @@ class Placement:
         client = self.clients.require(node)
         with self.records.changing(node.id, record.id):
             exchange = await client.request("POST", api_path("containers", record.id, "start"),
-                                            read_back=True)
+                                            read_back=True, read_back_later=True)
             data = await exchange.body()
         if exchange.status >= 300:
             raise Refused(exchange.status, _parsed(data))

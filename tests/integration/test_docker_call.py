@@ -281,3 +281,69 @@ def test_streams_past_the_manager_s_cap_wait_their_turn_as_unary_calls():
 
     asyncio.run(check())
     assert slots.open == 0
+
+
+def test_a_change_answered_at_once_has_its_read_back_on_the_event_stream():
+    """read_back_later: with no manager following the agent's events with read-backs the
+    read stays in the answer; with one, a create and a start are answered at once and
+    their reads come on that event stream, in full. A change whose outcome needs the
+    read (a stop: its exit code) is asked without read_back_later and keeps it inline."""
+    async def scenario() -> None:
+        async with served_agent(AgentService) as agent:
+            client = agent.client
+            body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+            create = ("POST", "/containers/create")
+            alone = await client.request(*create, "name=alone", [CONTENT_JSON], body,
+                                         read_back=True, read_back_later=True)
+            assert alone.read_back is not None and alone.read_back.inspect  # nobody follows
+
+            reads: asyncio.Queue = asyncio.Queue()
+            plain: list[dict] = []
+
+            async def follow(read_backs=None, into=None) -> None:
+                async for event in client.events(read_backs=read_backs):
+                    if into is not None:
+                        into.append(event)
+
+            followers = [asyncio.create_task(follow(reads.put_nowait)),
+                         asyncio.create_task(follow(into=plain))]
+            try:
+                await _until(lambda: agent.service.read_backs.listened)
+                created = await client.request(*create, "name=later", [CONTENT_JSON], body,
+                                               read_back=True, read_back_later=True)
+                cid = json.loads(await created.body())["Id"]
+                assert created.status == 201 and created.read_back is None
+                read = await asyncio.wait_for(reads.get(), 10)
+                assert json.loads(read.inspect)["State"]["Status"] == "created"
+                assert [e["Id"] for e in json.loads(read.listing)] == [cid]
+
+                started = await client.request("POST", f"/containers/{cid}/start",
+                                               read_back=True, read_back_later=True)
+                assert started.status == 204 and started.read_back is None
+                later = await asyncio.wait_for(reads.get(), 10)
+                assert json.loads(later.inspect)["State"]["Running"] is True
+                assert later.read_at_ns >= read.read_at_ns
+
+                stopped = await client.request("POST", f"/containers/{cid}/stop", "t=0",
+                                               read_back=True)
+                assert json.loads(stopped.read_back.inspect)["State"]["Running"] is False
+                assert reads.empty()
+                # The events themselves still come, on both streams; read-backs only on
+                # the stream that asked for them (the plain one parses every message).
+                await _until(lambda: any(e.get("Action") == "start" for e in plain))
+            finally:
+                for task in followers:
+                    task.cancel()
+                await asyncio.gather(*followers, return_exceptions=True)
+
+    asyncio.run(scenario())
+
+
+CONTENT_JSON = ("Content-Type", "application/json")
+
+
+async def _until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)

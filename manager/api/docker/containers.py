@@ -35,7 +35,7 @@ from flock.manager.cluster.convert import reserved_cpus
 from flock.manager.cluster.cpu_shares import engine_shares
 from flock.manager.cluster.holding import hold_until_done
 from flock.manager.cluster.model import Container, Node
-from flock.manager.cluster.records import exited, renamed
+from flock.manager.cluster.records import STATE_AFTER, exited, renamed
 from flock.manager.scheduler.scheduler import NoNodeAvailable
 from flock.manager.scheduler.scores import Request
 from flock.manager.scheduler.spec import (
@@ -167,7 +167,7 @@ async def create(call: Call) -> web.StreamResponse:
 
     async def send(node: Node, payload: bytes):
         exchange, data = await proxy.forward_buffered(call, node, body=payload,
-                                                      read_back=True)
+                                                      read_back=True, read_back_later=True)
         return exchange.status, data, exchange.read_back, exchange
 
     try:
@@ -261,10 +261,13 @@ async def change(call: Call) -> web.StreamResponse:
     container, node = reachable(call)
     path = node_path(call, container)
     records = call.cluster.records
+    action = path.rsplit("/", 1)[-1]
     with records.changing(node.id, container.id):
-        exchange, data = await proxy.forward_buffered(call, node, path, read_back=True)
+        # Only a start or (un)pause leaves a state certain without reading: for those
+        # the agent may answer before its read-back (AgentClient.request).
+        exchange, data = await proxy.forward_buffered(
+            call, node, path, read_back=True, read_back_later=action in STATE_AFTER)
     if exchange.status < 300:
-        action = path.rsplit("/", 1)[-1]
         if not records.change(node.id, container, action, exchange.read_back):
             await refresh(call, node, container.id)
     elif exchange.status == 404:

@@ -75,11 +75,12 @@ async def open_exchange(
     call: Call, node: Node, method: str | None = None, path: str | None = None,
     query: str | None = None, body: bytes | AsyncIterator[bytes] | None | EllipsisType = ...,
     headers: list[tuple[str, str]] | None = None, hijack: bool = False,
-    read_back: bool = False,
+    read_back: bool = False, read_back_later: bool = False,
 ) -> DockerExchange:
     """Start the exchange on `node`; the client's body streams through unless given.
     `path` is sent as it is (encoded, docker_compat.paths); by default the matched route
-    rebuilt with its parameters encoded. `read_back`: see AgentClient.request."""
+    rebuilt with its parameters encoded. `read_back`, `read_back_later`: see
+    AgentClient.request."""
     request = call.request
     if body is ...:  # a body the front read to check it is sent from memory
         body = call.body if call.body is not None else (
@@ -91,7 +92,7 @@ async def open_exchange(
             method or request.method, path or call.agent_path(),
             call.query_string if query is None else query,
             headers=headers, body=body, api_version=call.version, hijack=hijack,
-            read_back=read_back)
+            read_back=read_back, read_back_later=read_back_later)
     except AgentUnavailable as exc:
         raise unavailable(node, exc) from None
 
@@ -133,11 +134,12 @@ async def forward(call: Call, node: Node, path: str | None = None,
 
 
 async def forward_buffered(call: Call, node: Node, path: str | None = None,
-                           body: bytes | None | EllipsisType = ..., read_back: bool = False
-                           ) -> tuple[DockerExchange, bytes]:
+                           body: bytes | None | EllipsisType = ..., read_back: bool = False,
+                           read_back_later: bool = False) -> tuple[DockerExchange, bytes]:
     """Forward and read the whole (small) answer, for calls whose result the manager
     records before answering the client."""
-    exchange = await open_exchange(call, node, path=path, body=body, read_back=read_back)
+    exchange = await open_exchange(call, node, path=path, body=body, read_back=read_back,
+                                   read_back_later=read_back_later)
     try:
         data = await exchange.body()
     except AgentUnavailable as exc:
