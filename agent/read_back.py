@@ -54,17 +54,17 @@ def container_ref(req: agent_pb2.DockerRequest, reply: agent_pb2.DockerCallReply
 
 
 async def read_back(call: Call, req: agent_pb2.DockerRequest,
-                    reply: agent_pb2.DockerCallReply) -> agent_pb2.DockerCallReply:
-    """`reply`, with the container it was about read back when there is one. A failed
-    read leaves the fields empty, and never fails the change itself, which has
-    happened: the manager then reads the container on its own. The inspect is given
-    up after INSPECT_GRACE past the list answer (see _read)."""
+                    reply: agent_pb2.DockerCallReply) -> agent_pb2.ContainerRead | None:
+    """Fills `reply` with the container it was about, read back, when there is one, and
+    returns that read. A failed read leaves the fields empty, and never fails the change
+    itself, which has happened: the manager then reads the container on its own. The
+    inspect is given up after INSPECT_GRACE past the list answer (see _read_by_id)."""
     ref = container_ref(req, reply)
     read = await read_container(call, req, ref, INSPECT_GRACE) if ref else None
     if read is not None:
         reply.inspect, reply.listing, reply.read_at_ns = (
             read.inspect, read.listing, read.read_at_ns)
-    return reply
+    return read
 
 
 async def read_container(call: Call, req: agent_pb2.DockerRequest, ref: str,
@@ -92,7 +92,7 @@ async def _read(call: Call, req: agent_pb2.DockerRequest, ref: str,
         return None
     listing = await call(_list_request(req, full_id), b"")
     return agent_pb2.ContainerRead(
-        inspect=inspect.body, read_at_ns=stamp,
+        id=full_id, inspect=inspect.body, read_at_ns=stamp,
         listing=listing.body if listing.response.status == 200 else b"")
 
 
@@ -112,7 +112,7 @@ async def _read_by_id(call: Call, req: agent_pb2.DockerRequest, full_id: str, st
         _drop(inspect)
     if listing.response.status != 200:
         return None
-    read = agent_pb2.ContainerRead(listing=listing.body, read_at_ns=stamp)
+    read = agent_pb2.ContainerRead(id=full_id, listing=listing.body, read_at_ns=stamp)
     if done:
         answer = inspect.result()
         if answer.response.status != 200:

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 
+from flock.agent.reflected_events import Reflected
+from flock.common import json_codec
 from flock.protos import agent_pb2
 
 QUEUE = 1024  # events and read-backs waiting for one slow stream before read-backs drop
@@ -50,9 +52,12 @@ class ReadBackFeed:
         finally:
             self._queues.discard(queue)
 
-    async def merged(self, events: AsyncIterator[bytes]) -> AsyncIterator[agent_pb2.Event]:
+    async def merged(self, events: AsyncIterator[bytes], reflected: Reflected | None = None
+                     ) -> AsyncIterator[agent_pb2.Event]:
         """The runtime's `events` (raw JSON) with the read-backs published meanwhile,
-        in the order they came. Errors of the runtime's stream are raised here."""
+        in the order they came. Errors of the runtime's stream are raised here. The
+        events a read-back sent here (or noted in `reflected` for this stream's
+        manager) already reflects are left out (reflected_events.py)."""
         queue: asyncio.Queue = asyncio.Queue()
 
         async def pump() -> None:
@@ -71,7 +76,21 @@ class ReadBackFeed:
                 while (item := await queue.get()) is not _END:
                     if isinstance(item, Exception):
                         raise item
+                    if reflected is not None:
+                        if item.HasField("read_back"):
+                            if item.read_back.inspect:
+                                reflected.note(item.read_back.id, item.read_back.read_at_ns)
+                        elif reflected and _covered(reflected, item.json):
+                            continue
                     yield item
             finally:
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
+
+
+def _covered(reflected: Reflected, raw: bytes) -> bool:
+    try:
+        event = json_codec.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(event, dict) and reflected.covers(event)

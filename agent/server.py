@@ -22,6 +22,7 @@ from flock.agent.node_info import fetch_node_info
 from flock.agent.node_spec import NodeSpecStore
 from flock.agent.read_back import container_ref, read_back, read_container
 from flock.agent.read_back_feed import ReadBackFeed
+from flock.agent.reflected_events import ReflectedEvents
 from flock.agent.runtimes.base import Runtime
 from flock.agent.unary_calls import AnswerTooLarge, RuntimeCalls
 from flock.certs import Identity, RoleRequired, grpc_server_credentials
@@ -54,6 +55,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.node_specs = NodeSpecStore(state_dir)
         self.calls = RuntimeCalls(runtime.endpoint) if runtime is not None else None
         self.read_backs = ReadBackFeed()
+        self.reflected = ReflectedEvents()
         self._reading: set[asyncio.Task] = set()  # read-backs on their way (kept alive)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
@@ -112,12 +114,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
 
     async def Events(self, request, context):  # noqa: N802
         raw_events = engine_api.events(self.runtime.endpoint, request.since)
-        stream = (self.read_backs.merged(raw_events) if request.read_backs
-                  else _as_events(raw_events))
         try:
-            async with contextlib.aclosing(stream):
-                async for event in stream:
-                    yield event
+            with self.reflected.stream(request.token) as reflected:
+                stream = (self.read_backs.merged(raw_events, reflected) if request.read_backs
+                          else _as_events(raw_events))
+                async with contextlib.aclosing(stream):
+                    async for event in stream:
+                        yield event
         except engine_api.EngineError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         # The runtime ended its stream (it is stopping): tell the manager to resubscribe.
@@ -148,7 +151,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if request.read_back and request.read_back_later and self.read_backs.listened:
                 self._read_back_later(request.request, reply)
             elif request.read_back:
-                reply = await read_back(self.calls.call, request.request, reply)
+                read = await read_back(self.calls.call, request.request, reply)
+                if read is not None and read.inspect:
+                    self.reflected.note(request.events_token, read.id, read.read_at_ns)
             return reply
         except BridgeError as exc:
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None

@@ -99,22 +99,26 @@ class HeartbeatReply(_message.Message):
     def __init__(self, id: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., time: _Optional[float] = ...) -> None: ...
 
 class EventsRequest(_message.Message):
-    __slots__ = ("since", "read_backs")
+    __slots__ = ("since", "read_backs", "token")
     SINCE_FIELD_NUMBER: _ClassVar[int]
     READ_BACKS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
     since: float
     read_backs: bool
-    def __init__(self, since: _Optional[float] = ..., read_backs: _Optional[bool] = ...) -> None: ...
+    token: str
+    def __init__(self, since: _Optional[float] = ..., read_backs: _Optional[bool] = ..., token: _Optional[str] = ...) -> None: ...
 
 class ContainerRead(_message.Message):
-    __slots__ = ("inspect", "listing", "read_at_ns")
+    __slots__ = ("inspect", "listing", "read_at_ns", "id")
     INSPECT_FIELD_NUMBER: _ClassVar[int]
     LISTING_FIELD_NUMBER: _ClassVar[int]
     READ_AT_NS_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     inspect: bytes
     listing: bytes
     read_at_ns: int
-    def __init__(self, inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ...) -> None: ...
+    id: str
+    def __init__(self, inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ..., id: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
     __slots__ = ("json", "read_back")
@@ -159,16 +163,18 @@ class DockerResponse(_message.Message):
     def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
 
 class DockerCallRequest(_message.Message):
-    __slots__ = ("request", "body", "read_back", "read_back_later")
+    __slots__ = ("request", "body", "read_back", "read_back_later", "events_token")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_LATER_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_TOKEN_FIELD_NUMBER: _ClassVar[int]
     request: DockerRequest
     body: bytes
     read_back: bool
     read_back_later: bool
-    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ..., read_back_later: _Optional[bool] = ...) -> None: ...
+    events_token: str
+    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ..., read_back_later: _Optional[bool] = ..., events_token: _Optional[str] = ...) -> None: ...
 
 class DockerCallReply(_message.Message):
     __slots__ = ("response", "body", "inspect", "listing", "read_at_ns", "read_back_follows")

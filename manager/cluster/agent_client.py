@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
@@ -249,6 +250,10 @@ class AgentClient:
         self._stub: agent_pb2_grpc.AgentStub | None = None
         self._unary = True  # DockerCall for short requests, until the agent says no
         self._calls: CallStream | None = None  # their stream, until the agent says no
+        # The name of this manager's event stream from the agent (events() with
+        # read_backs), sent with every DockerCall: the agent then leaves out of that
+        # stream the events the call's read-back already reflects.
+        self.events_token = ""
 
     @property
     def stub(self) -> agent_pb2_grpc.AgentStub:
@@ -315,8 +320,11 @@ class AgentClient:
         (AgentUnavailable) or the caller stops iterating. With `read_backs`, the
         containers the agent read back after this manager's changes are handed to it
         as they come (DockerCallRequest.read_back_later)."""
+        token = uuid.uuid4().hex if read_backs is not None else ""
         call = self.stub.Events(agent_pb2.EventsRequest(
-            since=since, read_backs=read_backs is not None), metadata=_metadata())
+            since=since, read_backs=read_backs is not None, token=token), metadata=_metadata())
+        if token:
+            self.events_token = token
         try:
             async for event in call:
                 if event.HasField("read_back"):
@@ -329,6 +337,8 @@ class AgentClient:
             raise self._error(err) from None
         finally:
             call.cancel()
+            if token and self.events_token == token:
+                self.events_token = ""
 
     async def request(
         self, method: str, path: str, query: str = "",
@@ -404,7 +414,8 @@ class AgentClient:
         # start, and a generator-based context manager costs as much as the rest here.
         observer, start, ok = self._observer, time.perf_counter(), False
         request = agent_pb2.DockerCallRequest(request=req, body=body, read_back=read_back,
-                                              read_back_later=read_back_later)
+                                              read_back_later=read_back_later,
+                                              events_token=self.events_token)
         try:
             reply = await self._call_once(request)
             ok = True

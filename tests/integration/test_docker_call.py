@@ -347,3 +347,48 @@ async def _until(condition, timeout: float = 10) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
+    """The in-process hollow agent: a create and a start read back for this manager are
+    not echoed on its named event stream; the stop made without a read-back is, and a
+    stream without a name (a client's `docker events`) gets every event."""
+    async def scenario() -> None:
+        async with served_agent(HollowAgentService) as agent:
+            client = agent.client
+            own: list[dict] = []
+            plain: list[dict] = []
+
+            async def follow(into: list[dict], read_backs=None) -> None:
+                async for event in client.events(read_backs=read_backs):
+                    into.append(event)
+
+            followers = [asyncio.create_task(follow(own, lambda read: None)),
+                         asyncio.create_task(follow(plain))]
+            try:
+                await _until(lambda: client.events_token
+                             and agent.service.reflected._streams)
+                body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+                created = await client.request("POST", "/containers/create", "name=quiet",
+                                               [CONTENT_JSON], body, read_back=True)
+                cid = json.loads(await created.body())["Id"]
+                started = await client.request("POST", f"/containers/{cid}/start",
+                                               read_back=True)
+                assert created.read_back.inspect and started.read_back.inspect
+                stopped = await client.request("POST", f"/containers/{cid}/stop", "t=0")
+                assert stopped.status == 204
+
+                def actions(events: list[dict]) -> list[str]:
+                    return [e["Action"] for e in events if e.get("id") == cid]
+
+                await _until(lambda: "stop" in actions(own) and "stop" in actions(plain))
+                assert actions(plain)[:2] == ["create", "start"]
+                assert "create" not in actions(own) and "start" not in actions(own)
+                assert "die" in actions(own)
+            finally:
+                for task in followers:
+                    task.cancel()
+                await asyncio.gather(*followers, return_exceptions=True)
+            await _until(lambda: not agent.service.reflected._streams)  # closed: forgotten
+
+    asyncio.run(scenario())

@@ -5,6 +5,7 @@ run) never touch each other. Stopped by PID; the bridge is deleted afterwards.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import random
@@ -130,9 +131,15 @@ def start_engine(
 
 
 def _stop_engine(engine: Engine) -> None:
+    bridges: list[str] = []
     if engine.proc.poll() is None:
         try:
             engine.docker("rm", "-f", *_all_containers(engine), check=False)
+            # dockerd keeps the bridges of its user-defined networks (compose projects,
+            # `docker network create`) when it stops; left behind, they hold Docker's
+            # default address pools, and a later run's engines find none free.
+            bridges = _network_bridges(engine)
+            engine.docker("network", "prune", "-f", check=False)
         except Exception:
             pass
         engine.proc.send_signal(signal.SIGTERM)
@@ -146,9 +153,38 @@ def _stop_engine(engine: Engine) -> None:
         os.killpg(engine.proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    if engine.bridge:
-        subprocess.run(["ip", "link", "del", engine.bridge], capture_output=True)
+    for bridge in [engine.bridge, *bridges]:
+        if bridge:
+            delete_bridge(bridge)
     unmount_below(engine.root)
+
+
+def delete_bridge(bridge: str) -> None:
+    """The bridge and the veths still on it: an engine killed with containers running
+    leaves their veth pairs in this namespace, and a bridge's removal does not take its
+    ports with it."""
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", bridge],
+                           capture_output=True, text=True).stdout
+    for line in ports.splitlines():
+        name = line.split(":", 2)[1].strip().split("@", 1)[0]
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+
+
+def _network_bridges(engine: Engine) -> list[str]:
+    """The Linux bridges of the engine's user-defined bridge networks."""
+    ids = engine.docker("network", "ls", "-q", "--no-trunc", "--filter", "driver=bridge",
+                        check=False).stdout.decode().split()
+    if not ids:
+        return []
+    found = engine.docker("network", "inspect", *ids, check=False).stdout
+    try:
+        networks = json.loads(found or b"[]")
+    except ValueError:
+        return []
+    return [(n.get("Options") or {}).get("com.docker.network.bridge.name")
+            or f"br-{n['Id'][:12]}" for n in networks
+            if n.get("Name") != "bridge" and n.get("Id")]
 
 
 def unmount_below(root: pathlib.Path) -> None:

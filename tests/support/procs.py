@@ -108,12 +108,18 @@ class Agent(Proc):
         kill_containers(self.state_dir)
 
     def cleanup(self) -> None:
+        """Stopped, its containers killed, and what they held on the machine removed:
+        cgroups, and the exec runtime's bridge, which an agent stopped with containers
+        still running keeps for its next start."""
+        from tests.support.exec_network import remove_leftovers
         from tests.support.exec_runtime import remove_cgroups
 
         self.stop()
         self.kill_shims()
         time.sleep(0.2)
         remove_cgroups(self.state_dir)
+        for network in self.state_dir.glob("**/network.json"):
+            remove_leftovers(network.parent)
 
 
 class Manager(Proc):

@@ -40,7 +40,9 @@ def _started() -> agent_pb2.DockerCallReply:
 def test_an_inspect_held_by_the_engine_is_left_out_and_the_list_entry_answers():
     async def scenario() -> tuple[agent_pb2.DockerCallReply, float]:
         began = time.monotonic()
-        reply = await read_back.read_back(_runtime(5.0), START, _started())
+        reply = _started()
+        read = await read_back.read_back(_runtime(5.0), START, reply)
+        assert read is not None and read.id == FULL_ID and read.inspect == b""
         return reply, time.monotonic() - began
 
     reply, took = asyncio.run(scenario())
@@ -50,7 +52,9 @@ def test_an_inspect_held_by_the_engine_is_left_out_and_the_list_entry_answers():
 
 
 def test_a_prompt_inspect_comes_with_the_list_entry():
-    reply = asyncio.run(read_back.read_back(_runtime(0.0), START, _started()))
+    reply = _started()
+    read = asyncio.run(read_back.read_back(_runtime(0.0), START, reply))
+    assert read is not None and read.id == FULL_ID and read.inspect == reply.inspect
     assert json.loads(reply.inspect)["State"]["ExitCode"] == 3
     assert json.loads(reply.listing) == [ENTRY]
 
@@ -67,5 +71,6 @@ def test_a_container_gone_before_its_read_gives_no_read_back():
             return _answer(200, [])
         return _answer(404, {"message": f"No such container: {FULL_ID}"})
 
-    reply = asyncio.run(read_back.read_back(call, START, _started()))
+    reply = _started()
+    assert asyncio.run(read_back.read_back(call, START, reply)) is None
     assert reply.inspect == b"" and reply.listing == b"" and reply.read_at_ns == 0

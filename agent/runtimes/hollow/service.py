@@ -61,11 +61,11 @@ class HollowAgentService(AgentService):
             return None
         reply = calls.answer(self.runtime.node, request.request, request.body)
         if reply is not None and request.read_back:
-            reply = self._read_back(request.request, reply)
+            reply = self._read_back(request.request, reply, request.events_token)
         return reply
 
-    def _read_back(self, req: agent_pb2.DockerRequest,
-                   reply: agent_pb2.DockerCallReply) -> agent_pb2.DockerCallReply:
+    def _read_back(self, req: agent_pb2.DockerRequest, reply: agent_pb2.DockerCallReply,
+                   events_token: str = "") -> agent_pb2.DockerCallReply:
         """agent/read_back.py's answer taken straight from the node's store: the inspect
         and list entry the socket would give, without answering two more requests."""
         ref = container_ref(req, reply)
@@ -79,24 +79,29 @@ class HollowAgentService(AgentService):
         reply.inspect = json_codec.dumps(shapes.inspect(container))
         reply.listing = json_codec.dumps([shapes.summary(container)])
         reply.read_at_ns = stamp
+        self.reflected.note(events_token, container.id, stamp)
         return reply
 
     async def Events(self, request, context):  # noqa: N802
         """The node's events from its bus, as the socket's /events would stream them:
-        the kept ones since `since`, then each as it happens, until the runtime stops."""
+        the kept ones since `since`, then each as it happens, until the runtime stops;
+        on a named stream, without those its manager's read-backs already reflect
+        (agent/reflected_events.py)."""
         bus = self.runtime.node.bus
         queue: asyncio.Queue = asyncio.Queue()
         bus.queues.add(queue)
         closing = asyncio.ensure_future(bus.closing.wait())
         closing.add_done_callback(lambda _: queue.put_nowait(_CLOSED))
         try:
-            if request.since > 0:
-                since = int(request.since * 1e9)
-                for event in list(bus.history):
-                    if event["timeNano"] >= since:
+            with self.reflected.stream(request.token) as reflected:
+                if request.since > 0:
+                    since = int(request.since * 1e9)
+                    for event in list(bus.history):
+                        if event["timeNano"] >= since:
+                            yield agent_pb2.Event(json=json_codec.dumps(event))
+                while (event := await queue.get()) is not _CLOSED:
+                    if not (reflected and reflected.covers(event)):
                         yield agent_pb2.Event(json=json_codec.dumps(event))
-            while (event := await queue.get()) is not _CLOSED:
-                yield agent_pb2.Event(json=json_codec.dumps(event))
         finally:
             bus.queues.discard(queue)
             closing.cancel()
