@@ -319,7 +319,9 @@ class AgentClient:
         """The node's Docker events as parsed objects, until the stream breaks
         (AgentUnavailable) or the caller stops iterating. With `read_backs`, the
         containers the agent read back after this manager's changes are handed to it
-        as they come (DockerCallRequest.read_back_later)."""
+        as they come (DockerCallRequest.read_back_later), and the stream is named
+        (`events_token`): the agent leaves out of it the events that this manager's
+        read-backs already reflect (agent/reflected_events.py)."""
         token = uuid.uuid4().hex if read_backs is not None else ""
         call = self.stub.Events(agent_pb2.EventsRequest(
             since=since, read_backs=read_backs is not None, token=token), metadata=_metadata())

@@ -100,9 +100,11 @@ def test_build_goes_where_its_build_arg_constraints_say(cluster):
         for target in ("node-b", "node-a"):
             tag = f"built-on-{target}:1"
             context.seek(0)
+            # rm=True as `docker build` sends it (docker-py's default keeps the RUN
+            # step's container on the engine).
             lines = list(client.build(fileobj=context, custom_context=True, tag=tag,
                                       buildargs={"constraint:node": f"={target}"},
-                                      decode=True))
+                                      decode=True, rm=True))
             assert not any("error" in line for line in lines), lines
             assert not any("not consumed" in str(line) for line in lines), lines
             holders = [name for name, engine in zip(cluster.names, cluster.engines,

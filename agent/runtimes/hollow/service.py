@@ -93,7 +93,8 @@ class HollowAgentService(AgentService):
         closing = asyncio.ensure_future(bus.closing.wait())
         closing.add_done_callback(lambda _: queue.put_nowait(_CLOSED))
         try:
-            with self.reflected.stream(request.token) as reflected:
+            token = request.token if request.read_backs else ""  # as agent/server.py
+            with self.reflected.stream(token) as reflected:
                 if request.since > 0:
                     since = int(request.since * 1e9)
                     for event in list(bus.history):
