@@ -36,7 +36,7 @@ from flock.provisioner.store import Store
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.machine_cli import flock_machine, ok, require_created
 from tests.support.netns import NetnsHost
-from tests.support.procs import REPO, Proc, free_port, wait_for
+from tests.support.procs import REPO, Proc, cmdline, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -192,8 +192,8 @@ def test_create_provisions_the_host_and_its_node_joins_the_manager(world):
         assert step in out, out
     # The engine and the agent run inside the namespace, under the install dir.
     inside = world.ns.pids()
-    commands = {pid: Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-                for pid in inside if Path(f"/proc/{pid}").exists()}
+    argvs = {pid: cmdline(pid) for pid in inside}
+    commands = {pid: b" ".join(argv).decode() for pid, argv in argvs.items() if argv is not None}
     assert any(c.startswith("/usr/sbin/dockerd --data-root " + world.install_dir)
                for c in commands.values()), commands
     assert any(f"{world.install_dir}/venv/bin/flock join --advertise {world.ns.ip}:4000" in c
@@ -231,8 +231,7 @@ def test_docker_machines_engine_and_join_flags_reach_the_engine_and_the_agent(ma
     assert info["Driver"] == "vfs"
     assert info["RegistryConfig"]["IndexConfigs"][INSECURE]["Secure"] is False
     assert info["RegistryConfig"]["Mirrors"] == [MIRROR + "/"]
-    commands = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                for pid in machine.ns.pids() if Path(f"/proc/{pid}").exists()]
+    commands = [argv for argv in map(cmdline, machine.ns.pids()) if argv is not None]
     join = [c for c in commands if b"join" in c and any(a.endswith(b"/flock") for a in c)]
     assert join and all(b"--heartbeat=3s" in c for c in join), commands
 

@@ -27,6 +27,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def cmdline(pid: int) -> list[bytes] | None:
+    """A process's argv, or None once it is gone: processes end between listing /proc and
+    reading it, so a test that looks at other processes must not trip on that."""
+    try:
+        raw = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.split(b"\0")[:-1] if raw else []
+
+
 def wait_for(check: Callable[[], object], timeout: float, what: str, step: float = 0.1):
     """Poll `check` until it returns something true; AssertionError naming `what`."""
     deadline = time.monotonic() + timeout

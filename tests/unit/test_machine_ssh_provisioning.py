@@ -24,7 +24,7 @@ from flock.provisioner.host import Host
 from flock.provisioner.provisioning import services
 from flock.provisioner.provisioning.layout import Layout
 from flock.provisioner.provisioning.target import parse_os_release, supported
-from tests.support.procs import wait_for
+from tests.support.procs import cmdline, wait_for
 from tests.unit.test_systemd_units import exec_start_argv, parse_unit
 
 
@@ -59,12 +59,21 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _services(supervisor: int) -> list[int]:
+    """The supervisor's children that are the stand-in service: it also forks short-lived
+    helpers (the `sleep` of its restart delay), which may be gone by the time we look."""
+    return [c for c in _children(supervisor) if cmdline(c) == [b"sleep", b"300"]]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:     # gone between the two looks
+        return False
     return state != "Z"
 
 
@@ -102,13 +111,12 @@ def test_supervised_start_status_restart_on_exit_and_stop(supervised):
     assert run("restarts").stdout == "agent: 0\n"
     supervisor = int((Path(layout.run) / "agent.pid").read_text())
     assert run("status").stdout == f"agent: running (pid {supervisor})\n"
-    child = wait_for(lambda: _children(supervisor), 5, "the service under its supervisor")[0]
+    child = wait_for(lambda: _services(supervisor), 5, "the service under its supervisor")[0]
     environ = Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
     assert b"FLOCK_TEST=it's set" in environ
     os.kill(child, signal.SIGKILL)   # the service dies: the supervisor runs it again
-    again = wait_for(lambda: [c for c in _children(supervisor)
-                              if c != child and Path(f"/proc/{c}/cmdline").read_bytes()
-                              == b"sleep\x00300\x00"], 10, "the service started again")[0]
+    again = wait_for(lambda: [c for c in _services(supervisor) if c != child], 10,
+                     "the service started again")[0]
     assert again != child
     assert run("restarts").stdout == "agent: 1\n"
     log = Path(layout.log, "agent.log").read_text()
@@ -124,7 +132,7 @@ def test_supervised_kill_takes_the_whole_group_at_once(supervised):
     layout, run = supervised
     run("start")
     supervisor = int((Path(layout.run) / "agent.pid").read_text())
-    child = wait_for(lambda: _children(supervisor), 5, "the service")[0]
+    child = wait_for(lambda: _services(supervisor), 5, "the service")[0]
     assert run("kill").stdout == "agent: killed\n"
     wait_for(lambda: not _alive(supervisor) and not _alive(child), 5, "the group gone")
     assert run("status").returncode == 3
