@@ -16,6 +16,10 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flock.protos.agent_pb2 import EventsRequest
 
 KEEP = 4096  # containers remembered per stream (the ones being changed right now)
 
@@ -57,8 +61,11 @@ class ReflectedEvents:
         self._streams: dict[str, Reflected] = {}
 
     @contextlib.contextmanager
-    def stream(self, token: str) -> Iterator[Reflected | None]:
-        """The stream `token` while it is open; None for a stream without a name."""
+    def stream(self, request: EventsRequest) -> Iterator[Reflected | None]:
+        """The stream `request` opens, while it is open; None for one without a name. Only
+        a stream that takes read-backs is named: a manager that does not follow its
+        read-backs there must get every event, or it would miss the changes they show."""
+        token = request.token if request.read_backs else ""
         if not token:
             yield None
             return

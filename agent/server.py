@@ -115,7 +115,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     async def Events(self, request, context):  # noqa: N802
         raw_events = engine_api.events(self.runtime.endpoint, request.since)
         try:
-            with self.reflected.stream(request.token if request.read_backs else "") as reflected:
+            with self.reflected.stream(request) as reflected:
                 stream = (self.read_backs.merged(raw_events, reflected) if request.read_backs
                           else _as_events(raw_events))
                 async with contextlib.aclosing(stream):

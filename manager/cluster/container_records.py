@@ -146,16 +146,19 @@ class Records:
         return self._store_read(node_id, inspect, listing)
 
     def change(self, node_id: str, container: Container, action: str,
-                      read: ReadBack | None) -> bool:
+               read: ReadBack | None) -> bool:
         """Record the outcome of a successful change (`action`: start, stop...) of
         `container`: the agent's read-back when it sent one, else what the change
         implies, re-read in the background. False when neither says anything certain;
         the caller then re-reads the container itself."""
-        if read is not None and read.inspect:
+        updated = None
+        if read is not None and read.inspect:      # the full read: nothing to guess
             if self.take_read_back(node_id, read) is not None:
                 return True
-        updated = (self._after_listing(container, read.listing) if read is not None
-                   and not read.inspect else None) or after_action(container, action)
+        elif read is not None:                     # the engine's list entry only
+            updated = self._after_listing(container, read.listing)
+        if updated is None:                        # no read, or one we could not use
+            updated = after_action(container, action)
         if updated is None:
             return False
         self.write(updated)

@@ -93,8 +93,7 @@ class HollowAgentService(AgentService):
         closing = asyncio.ensure_future(bus.closing.wait())
         closing.add_done_callback(lambda _: queue.put_nowait(_CLOSED))
         try:
-            token = request.token if request.read_backs else ""  # as agent/server.py
-            with self.reflected.stream(token) as reflected:
+            with self.reflected.stream(request) as reflected:
                 if request.since > 0:
                     since = int(request.since * 1e9)
                     for event in list(bus.history):
