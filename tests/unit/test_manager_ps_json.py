@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from flock.manager.api.docker.errors import answer_bytes
 from flock.manager.api.docker.ps import select
 from flock.manager.api.docker.ps_json import listing_json
 from flock.manager.cluster.convert import STATE_KEY
@@ -27,7 +28,7 @@ def _state() -> ClusterState:
 
 def _expected(state: ClusterState, now: float, **kwargs) -> bytes:
     entries = select(state.containers(), state.node_map(), now=now, **kwargs)
-    return json.dumps(entries).encode() + b"\n"
+    return answer_bytes(entries)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -75,5 +76,5 @@ def test_unknown_node_and_empty_cluster():
     assert listing_json(state, state.node_map(), show_all=True, limit=-1, filters={}) == b"[]\n"
     state.upsert_container(make("eee666", "orphan", "gone|9"))
     every = {"show_all": True, "limit": -1, "filters": {}}
-    assert listing_json(state, {}, now=NOW, **every) == json.dumps(
-        select(state.containers(), {}, now=NOW, **every)).encode() + b"\n"
+    assert listing_json(state, {}, now=NOW, **every) == answer_bytes(
+        select(state.containers(), {}, now=NOW, **every))

@@ -12,6 +12,7 @@ import re
 
 from aiohttp import web
 
+from flock.common import json_codec
 from flock.manager.api.docker import json_body
 
 
@@ -28,8 +29,14 @@ def json_answer(value: object, status: int = 200,
                 headers: dict[str, str] | None = None) -> web.Response:
     """JSON with `Content-Type: application/json` exactly: the docker CLI reads an error
     message out of the body only for that value (aiohttp's json_response adds a charset)."""
-    return web.Response(body=json.dumps(value).encode() + b"\n", status=status,
+    return web.Response(body=answer_bytes(value), status=status,
                         content_type="application/json", headers=headers)
+
+
+def answer_bytes(value: object) -> bytes:
+    """The body of a JSON answer: compact and UTF-8 as the Engine writes its own (Go's
+    encoding/json), one line; orjson, since every answer is encoded on the loop."""
+    return json_codec.dumps(value) + b"\n"
 
 
 def error_response(status: int, message: str) -> web.Response:

@@ -5,22 +5,22 @@ seconds at that size (and the allocations wake the garbage collector). A contain
 list entry changes only when its record does, except for Status ("Up 5 minutes"),
 which is computed at each call. So the entry is encoded once, split around Status,
 and each call only joins the cached pieces around the live Status text. The bytes are
-exactly `json.dumps` of the list that `ps.select` gives.
+exactly json_answer's (errors.answer_bytes) for the list that `ps.select` gives.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping
 
+from flock.common import json_codec
 from flock.manager.api.docker.ps import live_status, present, select_containers
 from flock.manager.cluster.convert import STATE_KEY
 from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.state import ClusterState, NodeUsage
 
 _MARK = "\x00flock-status\x00"
-_MARK_JSON = json.dumps(_MARK).encode()
+_MARK_JSON = json_codec.dumps(_MARK)
 
 
 # A cached entry: the summary object and node (name, address) it was made from, the
@@ -73,11 +73,11 @@ class EntryCache:
                 key = (static, int(now - started), int(now - finished))
                 status = statuses.get(key)
                 if status is None:
-                    status = statuses[key] = json.dumps(live_status(
-                        container.summary[STATE_KEY], now, static[-1])).encode()
+                    status = statuses[key] = json_codec.dumps(live_status(
+                        container.summary[STATE_KEY], now, static[-1]))
                 append(status)
                 append(cached[3])
-            append(b", ")
+            append(b",")
         if pieces:
             pieces.pop()
         return b"[" + b"".join(pieces) + b"]\n"
@@ -88,12 +88,12 @@ class EntryCache:
         times = container.summary.get(STATE_KEY)
         if times is not None:
             entry["Status"] = _MARK
-        raw = json.dumps(entry).encode()
+        raw = json_codec.dumps(entry)
         head, found, tail = raw.partition(_MARK_JSON)
         if times is not None and found:
             cached = (container.summary, node_key, head, tail,
                       *_status_key(times, container.summary.get("Status", "")))
-        else:  # no live Status (or, which json.dumps never does, the mark was split)
+        else:  # no live Status (or, which an encoder never does, the mark was split)
             cached = (container.summary, node_key, raw, None, (), 0.0, 0.0)
         self._entries[container.id] = cached
         return cached
