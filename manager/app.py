@@ -31,7 +31,7 @@ from flock.manager.api.docker import ps_json
 from flock.manager.api.guarded_server import GuardedRunner
 from flock.manager.api.shared_port import splitter
 from flock.manager.cluster.agent_client import AgentClient
-from flock.manager.cluster.call_stream import StreamSlots
+from flock.manager.cluster.call_stream import MAX_OPEN, StreamSlots
 from flock.manager.cluster.state import ClusterState
 from flock.manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
 from flock.manager.cron.service import CronService
@@ -61,6 +61,7 @@ class ManagerConfig:
     filters: list[str] | None = None
     heartbeat: float = 20.0
     max_heartbeats: float = MAX_BEATS  # per second over the cluster; 0: no cap
+    call_streams: int = MAX_OPEN  # agents with a DockerCalls stream open at once
     overcommit: float = 0.05
     failure_retry: int = 3
     name: str = ""  # shown by `docker info`; the host name by default
@@ -148,7 +149,7 @@ class Manager:
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
                                                      observer=self.metrics.agent_rpc,
-                                                     stream_slots=StreamSlots()),
+                                                     stream_slots=StreamSlots(config.call_streams)),
                                    max_beats=config.max_heartbeats, refresh=config.refresh)
         # The one create path; rescheduling and global copies go through it too.
         self.placement = Placement(self.state, self.scheduler, self.watcher.records,

@@ -22,6 +22,7 @@ from flock.manager.api.client_limits import (
     ClientLimits,
 )
 from flock.manager.app import ConfigError, Manager, ManagerConfig
+from flock.manager.cluster.call_stream import MAX_OPEN
 from flock.manager.cluster.sync import MAX_BEATS
 
 log = logging.getLogger("flock.manager")
@@ -52,6 +53,11 @@ def register(subparsers) -> None:
                         help="at most N heartbeats per second over the whole cluster: "
                              "past N x heartbeat nodes, each node beats less often "
                              f"(default {MAX_BEATS:g}; 0: no cap)")
+    parser.add_argument("--call-streams", type=int, default=MAX_OPEN, metavar="N",
+                        help="at most N agents have a stream for the manager's calls open "
+                             "at once; calls to the others go unary, at about twice the "
+                             "CPU each side. A stream holds about 40 KiB each side "
+                             f"(default {MAX_OPEN}; 0: every call unary)")
     parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
                         help="failed refreshes in a row before a node is unhealthy")
     parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -172,6 +178,10 @@ def config_from_args(args) -> ManagerConfig:
     if not max_heartbeats >= 0:  # NaN too
         raise ConfigError(f"--max-heartbeats {max_heartbeats:g}: give a number of beats per "
                           "second, or 0 for no cap")
+    call_streams = getattr(args, "call_streams", MAX_OPEN)
+    if call_streams < 0:
+        raise ConfigError(f"--call-streams {call_streams}: give a number of streams, or 0 "
+                          "for every call unary")
     if args.engine_failure_retry < 1:
         raise ConfigError("--engine-failure-retry must be at least 1")
     try:
@@ -199,6 +209,7 @@ def config_from_args(args) -> ManagerConfig:
         discovery=discovery, hosts=classic_flags.hosts(args.host) or [DEFAULT_HOST],
         strategy=classic_flags.strategy(args.strategy, "spread"),
         filters=args.filter, heartbeat=heartbeat, max_heartbeats=max_heartbeats,
+        call_streams=call_streams,
         overcommit=overcommit, refresh=refresh,
         failure_retry=args.engine_failure_retry, discovery_url=args.discovery_url,
         replication=args.replication, advertise=advertise,

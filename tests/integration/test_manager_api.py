@@ -271,6 +271,27 @@ def test_binpack_fills_one_node_first(cluster, names, tmp_path):
         cluster.lt.run(manager.stop())
 
 
+def test_call_streams_zero_sends_every_call_to_an_agent_unary(cluster, names):
+    """`flock manage --call-streams 0`: no agent gets a DockerCalls stream, and a
+    container is placed and started all the same (each call on its own)."""
+    port = free_port()
+    manager = Manager(ManagerConfig(
+        discovery="nodes://" + ",".join(cluster.addrs), hosts=[f"tcp://127.0.0.1:{port}"],
+        heartbeat=2.0, call_streams=0))
+    cluster.lt.run(manager.start())
+    try:
+        name = names("unary")
+        subprocess.run(["docker", "-H", f"tcp://127.0.0.1:{port}", "run", "-d", "--name",
+                        name, "busybox", "sleep", "300"], check=True, capture_output=True)
+        assert node_of(cluster, name) in ("node-a", "node-b")
+        clients = [manager.watcher.records.clients.get(node.id)
+                   for node in manager.state.nodes()]
+        assert clients and all(c is not None and c._slots.limit == 0 and c._slots.open == 0
+                               and c._calls._current is None for c in clients)
+    finally:
+        cluster.lt.run(manager.stop())
+
+
 def _node_block(cluster, node: str) -> dict[str, str]:
     _, info, _ = cluster.api("GET", "/info")
     pairs = info["SystemStatus"]

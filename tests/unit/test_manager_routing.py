@@ -12,6 +12,7 @@ from flock.manager.api.docker.call import fill
 from flock.manager.api.docker.errors import DockerError, parse_json_body
 from flock.manager.app import ConfigError, parse_host
 from flock.manager.cli import config_from_args, register
+from flock.manager.cluster.call_stream import MAX_OPEN
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -111,12 +112,14 @@ def test_manage_options():
         "-H", "tcp://0.0.0.0:4000", "-H", "unix:///tmp/x.sock", "--strategy", "binpack",
         "-f", "health", "-f", "constraint", "--heartbeat", "1m30s",
         "--cluster-opt", "swarm.overcommit=0.1", "--engine-failure-retry", "2",
-        "--max-heartbeats", "20", "nodes://a:1,b:2"]))
+        "--max-heartbeats", "20", "--call-streams", "100", "nodes://a:1,b:2"]))
     assert config.hosts == ["tcp://0.0.0.0:4000", "unix:///tmp/x.sock"]
     assert (config.strategy, config.filters, config.heartbeat) == ("binpack",
                                                                    ["health", "constraint"], 90)
     assert (config.overcommit, config.failure_retry, config.max_heartbeats) == (0.1, 2, 20)
+    assert config.call_streams == 100
     assert config_from_args(parse(["a:1"])).max_heartbeats == 50
+    assert config_from_args(parse(["a:1"])).call_streams == MAX_OPEN
     assert config_from_args(parse(["a:1"])).hosts == ["tcp://127.0.0.1:2375"]
 
 
@@ -127,6 +130,7 @@ def test_manage_options():
     (["--engine-failure-retry", "0", "a:1"], "--engine-failure-retry"),
     (["--max-heartbeats", "-1", "a:1"], "--max-heartbeats -1: give a number"),
     (["--max-heartbeats", "nan", "a:1"], "--max-heartbeats nan"),
+    (["--call-streams", "-1", "a:1"], "--call-streams -1: give a number of streams"),
 ])
 def test_manage_bad_options(argv, words):
     with pytest.raises(ConfigError) as caught:
