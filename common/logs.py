@@ -58,7 +58,7 @@ def set_request_id(value: str) -> None:
 class bind_request_id:  # noqa: N801 - used as a function: `with bind_request_id(id):`
     """Make `value` the current request ID for the code inside (and the tasks it starts).
     A class rather than a generator-based context manager: it wraps every API request
-    and every agent call, and costs a tenth as much."""
+    and every agent call, and costs a third as much (0.4 against 1.1 us)."""
 
     __slots__ = ("value", "_token")
 

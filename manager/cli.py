@@ -55,7 +55,7 @@ def register(subparsers) -> None:
                              f"(default {MAX_BEATS:g}; 0: no cap)")
     parser.add_argument("--call-streams", type=int, default=MAX_OPEN, metavar="N",
                         help="at most N agents have a stream for the manager's calls open "
-                             "at once; calls to the others go unary, at about twice the "
+                             "at once; calls to the others go unary, at two to three times the "
                              "CPU each side. A stream holds about 40 KiB each side "
                              f"(default {MAX_OPEN}; 0: every call unary)")
     parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
