@@ -32,7 +32,11 @@ from flock.protos import agent_pb2
 Open = Callable[[AsyncIterator[agent_pb2.TaggedDockerCall]], grpc.aio.StreamStreamCall]
 
 MAX_OPEN = 16384  # call streams open at once, manager-wide (up to about 600 MiB)
-IDLE = 30.0  # seconds without a call before a stream closes
+# Seconds without a call before a stream closes. At 30 s, spread at 10,000 nodes calls
+# each node about every 25-35 s, so streams closed and reopened all through a burst:
+# 300 s cut the manager's CPU per create+start by 12% and the fleet's by 20%
+# (docs/scale.md). Memory stays bounded by the cap.
+IDLE = 300.0
 
 log = logging.getLogger(__name__)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
