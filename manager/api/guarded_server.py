@@ -12,7 +12,6 @@ sockets are guarded alike; unix socket clients have no address and are not cappe
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from flock.manager.api.client_limits import (
     HeadClock,
     aiohttp_keepalive,
 )
+from flock.manager.api.docker.errors import answer_bytes
 
 log = logging.getLogger("flock.manager.connections")
 
@@ -42,9 +42,9 @@ def client_address(transport: asyncio.BaseTransport) -> str | None:
 
 def refusal(address: str, limit: int) -> bytes:
     """A whole HTTP answer in dockerd's error shape, sent before reading the request."""
-    body = json.dumps({"message": (
+    body = answer_bytes({"message": (
         f"flock: too many connections from {address}: at most {limit} at once "
-        "(flock manage --max-client-conns)")}).encode() + b"\n"
+        "(flock manage --max-client-conns)")})
     return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
 
