@@ -37,6 +37,15 @@ def cmdline(pid: int) -> list[bytes] | None:
     return raw.split(b"\0")[:-1] if raw else []
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: False once it is gone or a zombie (ended, not reaped)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def wait_for(check: Callable[[], object], timeout: float, what: str, step: float = 0.1):
     """Poll `check` until it returns something true; AssertionError naming `what`."""
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from flock.provisioner.host import Host
 from flock.provisioner.provisioning import services
 from flock.provisioner.provisioning.layout import Layout
 from flock.provisioner.provisioning.target import parse_os_release, supported
-from tests.support.procs import cmdline, wait_for
+from tests.support.procs import alive, cmdline, wait_for
 from tests.unit.test_systemd_units import exec_start_argv, parse_unit
 
 
@@ -63,18 +63,6 @@ def _services(supervisor: int) -> list[int]:
     """The supervisor's children that are the stand-in service: it also forks short-lived
     helpers (the `sleep` of its restart delay), which may be gone by the time we look."""
     return [c for c in _children(supervisor) if cmdline(c) == [b"sleep", b"300"]]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except OSError:     # gone between the two looks
-        return False
-    return state != "Z"
 
 
 # --- supervised services, run for real --------------------------------------------------------
@@ -123,7 +111,7 @@ def test_supervised_start_status_restart_on_exit_and_stop(supervised):
     assert "the agent exited (code 137); again in 2s" in log
     stopped = run("stop")
     assert stopped.stdout == "agent: stopped\n"
-    assert not _alive(supervisor) and not _alive(again)
+    assert not alive(supervisor) and not alive(again)
     assert not (Path(layout.run) / "agent.pid").exists()
     assert run("stop").stdout == "agent: not running\n"
 
@@ -134,7 +122,7 @@ def test_supervised_kill_takes_the_whole_group_at_once(supervised):
     supervisor = int((Path(layout.run) / "agent.pid").read_text())
     child = wait_for(lambda: _services(supervisor), 5, "the service")[0]
     assert run("kill").stdout == "agent: killed\n"
-    wait_for(lambda: not _alive(supervisor) and not _alive(child), 5, "the group gone")
+    wait_for(lambda: not alive(supervisor) and not alive(child), 5, "the group gone")
     assert run("status").returncode == 3
 
 
