@@ -49,8 +49,10 @@ def _failed(tagged: agent_pb2.TaggedDockerCall, exc: Exception
         details=f"Unexpected {type(exc).__name__}: {exc}")
 
 
-async def _answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall
-                      ) -> agent_pb2.TaggedDockerCallReply:
+async def answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall
+                     ) -> agent_pb2.TaggedDockerCallReply:
+    """The tagged answer; a failure is that call's status, never its stream's (or
+    link's, call_link.py)."""
     # Logged with the request ID the call carries, as a unary call's metadata would.
     set_request_id(sane_request_id(tagged.call.request.request_id) or "")
     try:
@@ -60,12 +62,13 @@ async def _answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall
     return agent_pb2.TaggedDockerCallReply(id=tagged.id, reply=reply)
 
 
-def _answer_at_once(answer_now: AnswerNow, tagged: agent_pb2.TaggedDockerCall
-                    ) -> agent_pb2.TaggedDockerCallReply | None:
+def answer_at_once(answer_now: AnswerNow, tagged: agent_pb2.TaggedDockerCall
+                   ) -> agent_pb2.TaggedDockerCallReply | None:
+    """The tagged answer when `answer_now` has it without I/O; else None."""
     set_request_id(sane_request_id(tagged.call.request.request_id) or "")
     try:
         reply = answer_now(tagged.call)
-    except Exception as exc:  # noqa: BLE001 - as _answer_one
+    except Exception as exc:  # noqa: BLE001 - as answer_one
         return _failed(tagged, exc)
     return None if reply is None else agent_pb2.TaggedDockerCallReply(id=tagged.id,
                                                                       reply=reply)
@@ -90,10 +93,10 @@ async def serve(requests: AsyncIterator[agent_pb2.TaggedDockerCall], answer: Ans
         try:
             async for tagged in requests:
                 if answer_now is not None and (
-                        done := _answer_at_once(answer_now, tagged)) is not None:
+                        done := answer_at_once(answer_now, tagged)) is not None:
                     answers.put_nowait(done)
                     continue
-                task = asyncio.create_task(_answer_one(answer, tagged))
+                task = asyncio.create_task(answer_one(answer, tagged))
                 running.add(task)
                 task.add_done_callback(finished)
         finally:

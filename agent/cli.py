@@ -18,11 +18,19 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from flock.agent.call_link import CallLinkServer
 from flock.agent.engine_endpoint import DEFAULT_DOCKER_HOST, is_unix_socket, parse_docker_host
 from flock.agent.metrics import AgentMetrics, serve_metrics
 from flock.agent.runtimes import RUNTIME_NAMES, RuntimeUnavailable, make_runtime
 from flock.agent.server import AgentService, make_server
-from flock.certs import CertError, Identity, TLSFiles, default_cert_path, load_identity
+from flock.certs import (
+    CertError,
+    Identity,
+    TLSFiles,
+    default_cert_path,
+    load_identity,
+    server_ssl_context,
+)
 from flock.certs.exposure import is_loopback, refusal
 from flock.common.durations import parse_duration
 from flock.common.signals import stop_on_signals
@@ -112,6 +120,10 @@ def register(subparsers) -> None:
     parser.add_argument("--metrics-addr", default="", metavar="HOST:PORT",
                         help="serve Prometheus metrics at http://HOST:PORT/metrics "
                              "(default: off)")
+    parser.add_argument("--calls-port", default="0", metavar="PORT|off",
+                        help="port of the call link, where managers send short Docker "
+                             "calls cheaper than over gRPC, on the --listen host with the "
+                             "same TLS (default 0: a free port; off: gRPC only)")
     parser.add_argument("--insecure", action="store_true",
                         help="allow listening without TLS on a non-loopback address "
                              "(anyone who reaches it controls this machine's containers)")
@@ -250,6 +262,33 @@ def _durations(args) -> tuple[float, float, float]:
     return heartbeat, ttl, delay
 
 
+def parse_calls_port(text: str) -> int | None:
+    """--calls-port: a port (0 for a free one), or None for `off`; JoinError else."""
+    text = str(text).strip().lower()
+    if text == "off":
+        return None
+    if not text.isdigit() or int(text) > 65535:
+        raise JoinError(f"invalid --calls-port {text!r}: a port (0-65535, 0 for a free "
+                        "one) or off")
+    return int(text)
+
+
+async def start_call_link(resolve, host: str, port: int | None, tls: Identity | None,
+                          metrics: AgentMetrics) -> tuple[CallLinkServer | None, int]:
+    """The call link on `host`, with the agent's TLS (callers must show a client cert
+    of its CA), its calls counted in `metrics`: (server, bound port), or (None, 0)
+    when --calls-port is off."""
+    if port is None:
+        return None, 0
+    context = server_ssl_context(tls, verify=True) if tls is not None else None
+    server = CallLinkServer(resolve, context, metrics.docker_call)
+    try:
+        return server, await server.start(host, port)
+    except OSError as exc:
+        raise JoinError(f"cannot listen on {host}:{port} for --calls-port: "
+                        f"{exc.strerror or exc}") from None
+
+
 def _advertise(args) -> str:
     """--advertise/--addr, else $SWARM_ADVERTISE (classic's cli/flags.go flJoinAdvertise)."""
     advertise = (args.advertise or "").strip() or os.environ.get(ENV_ADVERTISE, "").strip()
@@ -318,6 +357,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         check_address("--metrics-addr", metrics_addr)
     heartbeat, ttl, delay = _durations(args)
     labels = parse_labels(args.label)
+    calls_port = parse_calls_port(getattr(args, "calls_port", "0"))
     tls = load_tls(args, advertise, listen)
     docker_host, docker_tls = engine_options(args)
     backend = _open_discovery(args)  # a bad URL fails now, not in the loop
@@ -334,7 +374,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     signals = stop_on_signals(loop, stop)
     tasks: list[asyncio.Task] = []
-    metrics, metrics_runner = AgentMetrics(), None
+    metrics, metrics_runner, link = AgentMetrics(), None, None
     try:
         try:
             service = AgentService(runtime, advertise, args.name, labels,
@@ -344,9 +384,15 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
             raise JoinError(str(exc)) from None
         if metrics_addr:  # before the agent serves: a bad address stops nothing running
             metrics_runner = await _serve_metrics(metrics, metrics_addr)
+        link, link_port = await start_call_link(service.resolve_link,
+                                                listen.rpartition(":")[0], calls_port, tls,
+                                                metrics)
+        if link is not None:
+            service.calls_address = f"{advertise.rpartition(':')[0]}:{link_port}"
         await server.start()
-        log.info("agent %s (runtime %s, %s) listening on port %d (%s)",
+        log.info("agent %s (runtime %s, %s) listening on port %d%s (%s)",
                  advertise, runtime.name, runtime.endpoint, port,
+                 f", call link on {link_port}" if link is not None else "",
                  "mutual TLS, managers only" if tls else "no TLS")
         if tls is None and not is_loopback(listen.rpartition(":")[0]):
             log.warning("agent listening on %s without TLS (--insecure): anyone who can reach "
@@ -371,6 +417,8 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
             loop.remove_signal_handler(sig)
         if metrics_runner is not None:
             await metrics_runner.cleanup()
+        if link is not None:
+            await link.stop()
         await runtime.stop()
 
 

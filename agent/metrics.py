@@ -7,7 +7,8 @@ Every RPC the agent serves passes through `AgentMetrics.interceptor()`, which
 - for Docker API exchanges (Docker, DockerCall), times the runtime's answer: until the
   response head for the stream, the whole answer for DockerCall;
 - counts each call on a DockerCalls stream as the DockerCall it stands for (and the
-  stream itself, when it ends, as one DockerCalls);
+  stream itself, when it ends, as one DockerCalls); so are the calls on the call link,
+  which bypasses gRPC (docker_call, called by agent/call_link.py);
 - logs one debug line per RPC (method, status, milliseconds) and one per Docker API
   exchange (method, path, status, milliseconds).
 `flock join --metrics-addr HOST:PORT` serves them at http://HOST:PORT/metrics.
@@ -67,6 +68,20 @@ class AgentMetrics:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("runtime %s %s -> %d in %.1fms", request.method.upper(), request.path,
                       status, seconds * 1000)
+
+    def docker_call(self, request, answer, seconds: float) -> None:
+        """A call on a DockerCalls stream or the call link (agent/call_link.py), counted
+        as the DockerCall it stands for: `request` the DockerRequest, `answer` its
+        TaggedDockerCallReply."""
+        # The debug lines carry the call's request ID, as a unary call's would.
+        with (bind_request_id(sane_request_id(request.request_id) or "")
+              if log.isEnabledFor(logging.DEBUG) else contextlib.nullcontext()):
+            if answer.code:
+                code = _status_name(answer.code)
+            else:
+                code = "OK"
+                self.runtime(request, answer.reply.response.status, seconds)
+            self.rpc("DockerCall", code, seconds)
 
     def render(self) -> str:
         return self.registry.render()
@@ -182,18 +197,8 @@ class _Tagged:
 
     def answered(self, answer, metrics: AgentMetrics) -> None:
         request, since = self._taken.pop(answer.id, (None, 0.0))
-        if request is None:
-            return
-        seconds = time.perf_counter() - since
-        # The debug lines carry the call's request ID, as a unary call's would.
-        with (bind_request_id(sane_request_id(request.request_id) or "")
-              if log.isEnabledFor(logging.DEBUG) else contextlib.nullcontext()):
-            if answer.code:
-                code = _status_name(answer.code)
-            else:
-                code = "OK"
-                metrics.runtime(request, answer.reply.response.status, seconds)
-            metrics.rpc("DockerCall", code, seconds)
+        if request is not None:
+            metrics.docker_call(request, answer, time.perf_counter() - since)
 
 
 class _Frames:

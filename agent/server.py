@@ -15,6 +15,7 @@ import aiohttp
 import grpc
 
 from flock.agent import call_stream, engine_api, http_bridge
+from flock.agent.call_link import LinkedNode
 from flock.agent.call_stream import CallRefused
 from flock.agent.http_bridge import BridgeError
 from flock.agent.metrics import AgentMetrics
@@ -57,6 +58,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.read_backs = ReadBackFeed()
         self.reflected = ReflectedEvents()
         self._reading: set[asyncio.Task] = set()  # read-backs on their way (kept alive)
+        self.calls_address = ""  # where this node's call link listens (call_link.py)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
         """The runtime's facts; engine_api.EngineError when it does not answer."""
@@ -93,7 +95,18 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         info.ClearField("labels")
         info.labels.update(labels)
         info.availability = spec.availability
+        info.calls_address = self.calls_address
         return info
+
+    def linked(self) -> LinkedNode:
+        """What the call link answers for this node: the DockerCalls handlers."""
+        return LinkedNode(self.docker_call, self.docker_call_now)
+
+    async def resolve_link(self, node_id: str) -> LinkedNode | None:
+        """call_link.Resolve for an agent serving one node: this one, if it is the
+        node the manager names (the engine may have been replaced since it looked)."""
+        info = await self.node_info()
+        return self.linked() if info.id == node_id else None
 
     def note_refusal(self, request: agent_pb2.HeartbeatRequest) -> None:
         """A manager keeps this node out of its cluster (another node has its name):

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from flock.agent.call_link import CallLinkServer, LinkedNode
 from flock.agent.cli import JoinError, parse_labels
 from flock.agent.runtimes.hollow import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
@@ -54,6 +55,7 @@ class FleetConfig:
     name_prefix: str = "hollow"
     heartbeat: float = 5.0
     ttl: float = 15.0
+    calls_port: int | None = 0  # the shared call link's port (0: a free one); None: off
 
 
 @dataclass
@@ -77,6 +79,9 @@ class HollowFleet:
         self._backend = _open_backend(config.discovery)
         self._dir = Path(tempfile.mkdtemp(prefix="flock-hollow-"))
         self._register: asyncio.Task | None = None
+        self._linked: dict[str, LinkedNode] = {}  # engine ID -> the node's call handlers
+        self._link: CallLinkServer | None = None
+        self._calls_address = ""
 
     @property
     def addresses(self) -> list[str]:
@@ -85,6 +90,7 @@ class HollowFleet:
     async def start(self, progress=lambda text: None) -> None:
         width = len(str(self.config.agents))
         try:
+            await self._start_link()
             for index in range(self.config.agents):
                 name = f"{self.config.name_prefix}-{index + 1:0{width}d}"
                 self.agents.append(await self._start_agent(index, name))
@@ -109,8 +115,26 @@ class HollowFleet:
             await runtime.stop()
             raise HollowError(f"agent {name}: {exc}") from None
         service.address = f"{cfg.host}:{bound}"
+        service.calls_address = self._calls_address
+        self._linked[runtime.core.engine_id] = service.linked()
         await server.start()
         return _Agent(runtime, server, service.address)
+
+    async def _start_link(self) -> None:
+        if self.config.calls_port is None:
+            return
+
+        async def resolve(node_id: str) -> LinkedNode | None:
+            return self._linked.get(node_id)
+
+        self._link = CallLinkServer(resolve)
+        try:
+            port = await self._link.start(self.config.host, self.config.calls_port)
+        except OSError as exc:
+            raise HollowError(f"cannot listen on {self.config.host}:"
+                              f"{self.config.calls_port} for --calls-port: "
+                              f"{exc.strerror or exc}") from None
+        self._calls_address = f"{self.config.host}:{port}"
 
     async def _announce(self) -> None:
         from flock.discovery import FileBackend
@@ -143,6 +167,9 @@ class HollowFleet:
                 await self._register
         await asyncio.gather(*(a.server.stop(grace=1) for a in self.agents),
                              return_exceptions=True)
+        if self._link is not None:
+            await self._link.stop()
+            self._link = None
         await asyncio.gather(*(a.runtime.stop() for a in self.agents), return_exceptions=True)
         self.agents.clear()
         if self._backend is not None and hasattr(self._backend, "close"):
@@ -192,15 +219,19 @@ def register(subparsers) -> None:
     parser.add_argument("--name-prefix", default="hollow", help="node names are PREFIX-NNN")
     parser.add_argument("--heartbeat", default="5s", help="discovery refresh period")
     parser.add_argument("--ttl", default="15s", help="discovery registration lifetime")
+    parser.add_argument("--calls-port", default="0", metavar="PORT|off",
+                        help="port of the call link all the agents share (default 0: a "
+                             "free port; off: their managers call over gRPC only)")
     parser.set_defaults(func=main)
 
 
 def config_from_args(args) -> FleetConfig:
     """FleetConfig from parsed options; HollowError names the option that is wrong."""
-    from flock.agent.cli import check_address
+    from flock.agent.cli import check_address, parse_calls_port
 
     try:
         check_address("--host", f"{args.host}:1")
+        calls_port = parse_calls_port(getattr(args, "calls_port", "0"))
         labels = parse_labels(args.label)
         memory = parse_memory(args.memory)
         heartbeat, ttl = parse_duration(args.heartbeat), parse_duration(args.ttl)
@@ -215,7 +246,7 @@ def config_from_args(args) -> FleetConfig:
                        base_port=args.base_port, cpus=args.cpus, memory=memory,
                        labels=labels, images=images, any_image=args.any_image,
                        name_prefix=args.name_prefix,
-                       heartbeat=heartbeat, ttl=ttl)
+                       heartbeat=heartbeat, ttl=ttl, calls_port=calls_port)
 
 
 async def run_fleet(config: FleetConfig, stop: asyncio.Event | None = None) -> None:

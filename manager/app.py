@@ -137,6 +137,8 @@ class Manager:
             self.ha.client_ssl = certs.client_ssl_context(self.front_tls)
         credentials = (certs.grpc_channel_credentials(self.agent_tls)
                        if self.agent_tls is not None else None)
+        link_tls = (certs.client_ssl_context(self.agent_tls)
+                    if self.agent_tls is not None else None)
         self.state = ClusterState()
         # `docker ps` entries are encoded as records are written (about 15 us each), so
         # that the first `ps -a` after a burst does not encode them all at once (2 s at
@@ -149,7 +151,8 @@ class Manager:
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
                                                      observer=self.metrics.agent_rpc,
-                                                     stream_slots=StreamSlots(config.call_streams)),
+                                                     stream_slots=StreamSlots(config.call_streams),
+                                                     link_tls=link_tls),
                                    max_beats=config.max_heartbeats, refresh=config.refresh)
         # The one create path; rescheduling and global copies go through it too.
         self.placement = Placement(self.state, self.scheduler, self.watcher.records,

@@ -28,7 +28,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability")
+    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability", "calls_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class NodeInfo(_message.Message):
     ENGINE_INFO_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    CALLS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -78,7 +79,8 @@ class NodeInfo(_message.Message):
     engine_info: bytes
     warnings: _containers.RepeatedScalarFieldContainer[str]
     availability: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ...) -> None: ...
+    calls_address: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ..., calls_address: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("refused",)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,6 +20,7 @@ import grpc
 from flock.common import json_codec
 from flock.common.logs import METADATA_KEY, current_request_id
 from flock.docker_compat.hop_headers import HOP_BY_HOP
+from flock.manager.cluster.call_link import CallLink
 from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
 from flock.protos import agent_pb2, agent_pb2_grpc
 from flock.protos.limits import MAX_FRAME, MESSAGE_OPTIONS
@@ -241,9 +243,11 @@ class AgentClient:
 
     def __init__(self, addr: str, credentials: grpc.ChannelCredentials | None = None,
                  observer: RpcObserver | None = None,
-                 stream_slots: StreamSlots | None = None) -> None:
+                 stream_slots: StreamSlots | None = None,
+                 link_tls: ssl.SSLContext | None = None) -> None:
         self.addr = addr
         self._credentials = credentials
+        self._link_tls = link_tls  # the call link's TLS: our client cert, the agents' CA
         self._observer = observer
         self._slots = stream_slots  # shared with the other agents' clients
         self._channel: grpc.aio.Channel | None = None
@@ -268,6 +272,17 @@ class AgentClient:
             self._calls = CallStream(self._stub.DockerCalls, self._slots)
         return self._stub
 
+    @property
+    def calls_carrier(self) -> str:
+        """What the short calls travel on now: "link" (the agent's call link), "stream"
+        (DockerCalls), or "" (neither is open: the next opens one, or goes unary)."""
+        return self._calls.carrier if self._calls is not None else ""
+
+    @property
+    def call_link(self) -> CallLink | None:
+        """The agent's call link as its NodeInfo names it, if it does."""
+        return self._calls.link if self._calls is not None else None
+
     def _error(self, err: grpc.aio.AioRpcError | CallFailed,
                timeout: float | None = None) -> AgentError:
         return map_error(self.addr, err, timeout, tls=self._credentials is not None)
@@ -288,10 +303,22 @@ class AgentClient:
     async def info(self, timeout: float = 10) -> agent_pb2.NodeInfo:
         try:
             with self._timed("Info"):
-                return await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout,
+                info = await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout,
                                             metadata=_metadata())
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
+        self._note_link(info)
+        return info
+
+    def _note_link(self, info: agent_pb2.NodeInfo) -> None:
+        """Send the calls over the agent's call link from now on, if it names one."""
+        calls = self._calls
+        if calls is None:
+            return
+        if not info.calls_address:
+            calls.link = None
+        elif calls.link is None or not calls.link.same(info.calls_address, info.id):
+            calls.link = CallLink(info.calls_address, info.id, self._link_tls)
 
     async def update_node(self, add: dict[str, str], remove: list[str], availability: str = "",
                           timeout: float = 10) -> agent_pb2.NodeInfo:

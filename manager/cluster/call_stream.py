@@ -13,6 +13,11 @@ unary, and a stream idle for a while closes, giving its slot to a busier node. T
 default covers 10,000 nodes: with spread, every node is called about as often, and at
 a cap of 2,048 four calls in five went unary, which cost the manager 11% and the hollow
 fleet 25% more CPU per create+start than a stream each (docs/scale.md).
+
+An agent that names a call link (NodeInfo.calls_address) takes the same calls there as
+frames on TLS without gRPC, at a third of the CPU per message (call_link.py); the link
+holds a slot and closes when idle as a stream does, and until it is open (or while it
+cannot open) the calls go on the gRPC stream.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from flock.manager.cluster.call_failed import CODES, CallFailed
+from flock.manager.cluster.call_link import CallLink, LinkStream
 from flock.protos import agent_pb2
 
 # Opens the stream: the generated stub's DockerCalls, given the requests to send.
@@ -39,18 +46,7 @@ MAX_OPEN = 16384  # call streams open at once, manager-wide (up to about 600 MiB
 IDLE = 300.0
 
 log = logging.getLogger(__name__)
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
 _END = object()  # in an outbox: half-close the stream (its answers still come)
-
-
-class CallFailed(Exception):
-    """A call ended with a gRPC status: the agent's for that call, or the stream's when
-    the stream broke while the call waited."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
 
 
 class StreamSlots:
@@ -73,6 +69,8 @@ class StreamSlots:
 
 class _OpenStream:
     """One DockerCalls stream and the calls waiting for its answers."""
+
+    is_link = False
 
     def __init__(self, open_stream: Open, ended: Callable[[_OpenStream], None]) -> None:
         self.outbox: asyncio.Queue = asyncio.Queue()
@@ -105,7 +103,7 @@ class _OpenStream:
                 if answer is None or answer.done():
                     continue  # given up on by its caller
                 if tagged.code:
-                    code = _CODES.get(tagged.code, grpc.StatusCode.UNKNOWN)
+                    code = CODES.get(tagged.code, grpc.StatusCode.UNKNOWN)
                     answer.set_exception(CallFailed(code, tagged.details))
                 else:
                     answer.set_result(tagged.reply)
@@ -135,14 +133,26 @@ class _OpenStream:
 
 
 class CallStream:
-    """DockerCalls to one agent. `call()` from any number of tasks at once."""
+    """DockerCalls to one agent. `call()` from any number of tasks at once. When the
+    agent names a call link (`link`, call_link.py) it is opened beside the gRPC stream,
+    and takes the calls once it has: a link being opened (or one a firewall drops,
+    which takes CONNECT_TIMEOUT to find out) holds up no call."""
 
     def __init__(self, open_stream: Open, slots: StreamSlots | None = None) -> None:
         self._open = open_stream
         self._slots = slots
         self._ids = itertools.count(1)
-        self._current: _OpenStream | None = None
+        self._current: _OpenStream | LinkStream | None = None
+        self._opening: LinkStream | None = None  # the link, until the agent says ok
         self._idle_timer: asyncio.TimerHandle | None = None
+        self.link: CallLink | None = None
+
+    @property
+    def carrier(self) -> str:
+        """What the calls travel on now: "link", "stream" (gRPC), or "" (none open)."""
+        if self._current is None:
+            return ""
+        return "link" if self._current.is_link else "stream"
 
     def has_room(self) -> bool:
         """Whether a call can go on the stream now (it is open, or may open)."""
@@ -153,6 +163,8 @@ class CallStream:
         """The agent's answer; CallFailed with the status the call ended with. Only when
         has_room() says so."""
         stream = self._current or self._start()
+        if not stream.is_link and self.link is not None and self._opening is None:
+            self._open_link()
         tag = next(self._ids)
         try:
             return await stream.send(tag, request)
@@ -164,12 +176,35 @@ class CallStream:
         if self._slots is not None and not self._slots.take():
             raise RuntimeError("no call stream slot: ask has_room() first")
         self._current = _OpenStream(self._open, self._ended)
-        if self._slots is not None:
-            if self._idle_timer is not None:
-                self._idle_timer.cancel()
-            self._idle_timer = asyncio.get_running_loop().call_later(
-                self._slots.idle, self._close_if_idle)
+        self._arm_idle()
         return self._current
+
+    def _open_link(self) -> None:
+        """Open the link beside the gRPC stream, if it may be tried and a slot is free
+        for it while the stream finishes its calls."""
+        if not self.link.usable() or (self._slots is not None and not self._slots.take()):
+            return
+        self._opening = LinkStream(self.link, self._link_ended, self._link_opened)
+
+    def _link_opened(self, link: LinkStream) -> None:
+        self._opening = None
+        previous, self._current = self._current, link
+        if previous is not None:
+            previous.finish()  # its calls still get their answers
+        self._arm_idle()
+
+    def _link_ended(self, link: LinkStream) -> None:
+        if self._opening is link:  # it did not open (call_link.CallLink.why says why)
+            self._opening = None
+        self._ended(link)
+
+    def _arm_idle(self) -> None:
+        if self._slots is None:
+            return
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = asyncio.get_running_loop().call_later(
+            self._slots.idle, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
         stream, self._idle_timer = self._current, None
@@ -183,7 +218,7 @@ class CallStream:
             self._idle_timer = asyncio.get_running_loop().call_later(
                 max(self._slots.idle - idle_for, 1.0), self._close_if_idle)
 
-    def _ended(self, stream: _OpenStream) -> None:
+    def _ended(self, stream: _OpenStream | LinkStream) -> None:
         if self._current is stream:
             self._current = None
         if self._slots is not None:
@@ -191,10 +226,12 @@ class CallStream:
 
     async def close(self) -> None:
         stream, self._current = self._current, None
+        opening, self._opening = self._opening, None
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
-        if stream is not None:
-            stream.reader.cancel()
-            await asyncio.gather(stream.reader, return_exceptions=True)
-            stream.fail(CallFailed(grpc.StatusCode.CANCELLED, "the agent client closed"))
+        for each in (stream, opening):
+            if each is not None:
+                each.reader.cancel()
+                await asyncio.gather(each.reader, return_exceptions=True)
+                each.fail(CallFailed(grpc.StatusCode.CANCELLED, "the agent client closed"))

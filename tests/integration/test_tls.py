@@ -29,6 +29,8 @@ from flock.cli import build_parser
 from flock.manager.app import ConfigError
 from flock.manager.cli import config_from_args
 from flock.manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
+from flock.manager.cluster.call_stream import StreamSlots
+from flock.protos import agent_pb2
 from tests.support.etcd import Etcd, have_etcd
 from tests.support.procs import REPO, Agent, Manager, free_port, wait_for
 
@@ -246,6 +248,59 @@ def test_the_agent_answers_only_managers_of_its_ca(cluster, pki):
     with pytest.raises(AgentError, match="PERMISSION_DENIED: this agent answers only "
                                          "clients with the manager role"):
         asyncio.run(_heartbeat(addr, admin))
+
+
+async def _over_link(addr: str, ident: certs.Identity | None,
+                     link: agent_pb2.NodeInfo | None = None):
+    """GET /info through an AgentClient showing `ident` on gRPC and on the call link
+    (named by `link`, else by the agent's own Info): (answer or error, link)."""
+    client = AgentClient(addr, certs.grpc_channel_credentials(ident) if ident else None,
+                         stream_slots=StreamSlots(),
+                         link_tls=certs.client_ssl_context(ident) if ident else None)
+    try:
+        if link is None:
+            await client.info()
+        else:
+            client.stub  # noqa: B018 - the call stream exists once the channel does
+            client._note_link(link)
+        answer = None
+        for _ in range(2):  # the first call opens the link beside the gRPC stream
+            try:
+                answer = (await client.request_json("GET", "/info"))[1]
+            except AgentError as exc:
+                answer = exc
+            for _ in range(500):
+                if client.calls_carrier == "link" or client.call_link.why:
+                    break
+                await asyncio.sleep(0.01)
+        return answer, client.call_link, client.calls_carrier
+    finally:
+        await client.close()
+
+
+def test_the_call_link_answers_only_managers_of_its_ca(cluster, pki):
+    _, agents, _ = cluster
+    addr = agents[0].addr
+    manager = certs.load_identity(pki.manager, role="manager")
+    answer, link, carrier = asyncio.run(_over_link(addr, manager))
+    assert answer["Name"] and carrier == "link" and link.why == ""
+    assert link.address.startswith("127.0.0.1:") and link.address != addr
+    named = agent_pb2.NodeInfo(id=link.node_id, calls_address=link.address)
+    # An admin's cert of the same CA: the link says no, and gRPC refuses the call.
+    admin = certs.load_identity(pki.client, role="admin")
+    answer, link, carrier = asyncio.run(_over_link(addr, admin, named))
+    assert link.why == "this agent answers only clients with the manager role"
+    assert isinstance(answer, AgentError) and "PERMISSION_DENIED" in str(answer)
+    # A manager cert of another CA (trusting ours): the handshake fails, nothing is sent.
+    stranger = certs.load_identity(pki.stranger_manager, role="manager")
+    answer, link, carrier = asyncio.run(_over_link(
+        addr, dataclasses.replace(stranger, ca_pem=manager.ca_pem), named))
+    assert not link.usable() and link.why
+    assert isinstance(answer, AgentUnavailable)
+    # Plaintext to the TLS link: it never opens.
+    answer, link, carrier = asyncio.run(_over_link(addr, None, named))
+    assert not link.usable() and link.why
+    assert isinstance(answer, AgentUnavailable)
 
 
 async def _first_event(addr: str, ident: certs.Identity):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from flock.agent.call_link import CallLinkServer
 from flock.agent.metrics import AgentMetrics
 from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.server import AgentService, make_server
@@ -21,15 +22,22 @@ class ServedAgent:
     HollowRuntime named `name`, to be served on `addr`; `client` talks to it."""
 
     def __init__(self, service_class: type[AgentService], name: str,
-                 metrics: AgentMetrics | None, slots: StreamSlots | None) -> None:
+                 metrics: AgentMetrics | None, slots: StreamSlots | None,
+                 link: bool = False) -> None:
         self.runtime = HollowRuntime(node_name=name)
         self.addr = f"127.0.0.1:{free_port()}"
         self.service = service_class(self.runtime, self.addr, name)
         self.metrics = metrics
         self.server = None
         self.client = AgentClient(self.addr, stream_slots=slots)
+        # With `link`, the agent's call link as `flock join` starts it (call_link.py).
+        self.link = CallLinkServer(self.service.resolve_link, observe=(
+            metrics.docker_call if metrics is not None else None)) if link else None
 
     async def serve(self) -> None:
+        if self.link is not None:
+            port = await self.link.start("127.0.0.1")
+            self.service.calls_address = f"127.0.0.1:{port}"
         self.server, _ = make_server(self.service, self.addr, metrics=self.metrics)
         await self.server.start()
 
@@ -37,10 +45,11 @@ class ServedAgent:
 @contextlib.asynccontextmanager
 async def served_agent(service_class: type[AgentService] = AgentService, name: str = "calls",
                        metrics: AgentMetrics | None = None,
-                       slots: StreamSlots | None = None) -> AsyncIterator[ServedAgent]:
-    """A ServedAgent, serving; afterwards client, server, the service's calls and the
+                       slots: StreamSlots | None = None,
+                       link: bool = False) -> AsyncIterator[ServedAgent]:
+    """A ServedAgent, serving; afterwards client, servers, the service's calls and the
     runtime are closed in that order, so that no task outlives the loop."""
-    agent = ServedAgent(service_class, name, metrics, slots)
+    agent = ServedAgent(service_class, name, metrics, slots, link)
     await agent.runtime.start()
     try:
         await agent.serve()
@@ -49,5 +58,7 @@ async def served_agent(service_class: type[AgentService] = AgentService, name: s
         await agent.client.close()
         if agent.server is not None:
             await agent.server.stop(0)
+        if agent.link is not None:
+            await agent.link.stop()
         await agent.service.calls.close()
         await agent.runtime.stop()
