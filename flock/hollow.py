@@ -29,7 +29,7 @@ from flock.agent.runtimes.hollow import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
 from flock.agent.runtimes.hollow.sizes import parse_memory
 from flock.agent.server import make_server
-from flock.common import event_loop
+from flock.common import event_loop, open_files
 from flock.common.durations import parse_duration
 from flock.common.gc_freezer import THRESHOLDS, Freezer
 from flock.common.signals import stop_on_signals
@@ -274,6 +274,7 @@ def main(args) -> int:
     try:
         config = config_from_args(args)
         gc.set_threshold(*THRESHOLDS)  # as the manager's
+        open_files.raise_limit()  # three or four descriptors per agent
         event_loop.run(run_fleet(config))
     except (HollowError, event_loop.LoopChoiceError) as exc:
         print(f"flock hollow: error: {exc}", file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ import logging
 import sys
 
 from flock.certs import TLSFiles, default_cert_path
-from flock.common import event_loop
+from flock.common import event_loop, open_files
 from flock.common.durations import parse_duration
 from flock.common.gc_freezer import THRESHOLDS, Freezer
 from flock.common.signals import stop_on_signals
@@ -248,6 +248,7 @@ def main(args) -> int:
     # Young passes every 50,000 net allocations, what survives them frozen
     # (common/gc_freezer.py says why and what was measured).
     gc.set_threshold(*THRESHOLDS)
+    open_files.raise_limit()  # a channel per node, and a call link for most
     try:
         event_loop.run(run_manager(args))
     except (ConfigError, event_loop.LoopChoiceError) as exc:

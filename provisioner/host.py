@@ -23,6 +23,7 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9\-\.]*$")
 
 ENGINE_PORT = 2376    # dockerd with TLS, as Docker Machine exposes it
 AGENT_PORT = 4000     # `flock join`, as `flock certs init` suggests
+CALLS_PORT = AGENT_PORT + 1  # its call link (--calls-port): the manager's short calls
 MANAGER_PORT = 3376   # `flock manage` on a --swarm-master, Docker Machine's swarm port
 DEFAULT_INSTALL_DIR = "/opt/flock"
 CONFIG_VERSION = 3    # Docker Machine's libmachine/version ConfigVersion

@@ -183,7 +183,7 @@ docker import -m "$LINE" "${common[@]}" \
   "$image" "flock-manager:$TAG" >/dev/null
 say "docker import flock-agent:$TAG"
 docker import -m "$LINE" "${common[@]}" \
-  -c "LABEL org.opencontainers.image.title=flock-agent" -c "EXPOSE 4000" \
+  -c "LABEL org.opencontainers.image.title=flock-agent" -c "EXPOSE 4000 4001" \
   -c 'ENTRYPOINT ["/opt/flock/venv/bin/flock", "join"]' -c 'CMD ["--help"]' \
   "$image" "flock-agent:$TAG" >/dev/null
 echo "flock-manager:$TAG"

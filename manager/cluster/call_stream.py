@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from flock.common import open_files
 from flock.manager.cluster.call_failed import CODES, CallFailed
 from flock.manager.cluster.call_link import CallLink, LinkStream
 from flock.protos import agent_pb2
@@ -50,12 +51,17 @@ _END = object()  # in an outbox: half-close the stream (its answers still come)
 
 
 class StreamSlots:
-    """How many call streams may be open at once, shared by every agent client."""
+    """How many call streams may be open at once, shared by every agent client; of
+    them, how many may be call links, each a file descriptor (common/open_files.py:
+    by default half the open-files limit, less a reserve)."""
 
-    def __init__(self, limit: int = MAX_OPEN, idle: float = IDLE) -> None:
+    def __init__(self, limit: int = MAX_OPEN, idle: float = IDLE,
+                 link_limit: int | None = None) -> None:
         self.limit = limit
         self.idle = idle
         self.open = 0
+        self.link_limit = open_files.link_budget() if link_limit is None else link_limit
+        self.links = 0
 
     def take(self) -> bool:
         if self.open >= self.limit:
@@ -65,6 +71,16 @@ class StreamSlots:
 
     def give(self) -> None:
         self.open -= 1
+
+    def take_link(self) -> bool:
+        if self.links >= self.link_limit or not self.take():
+            return False
+        self.links += 1
+        return True
+
+    def give_link(self) -> None:
+        self.links -= 1
+        self.give()
 
 
 class _OpenStream:
@@ -182,7 +198,7 @@ class CallStream:
     def _open_link(self) -> None:
         """Open the link beside the gRPC stream, if it may be tried and a slot is free
         for it while the stream finishes its calls."""
-        if not self.link.usable() or (self._slots is not None and not self._slots.take()):
+        if not self.link.usable() or (self._slots is not None and not self._slots.take_link()):
             return
         self._opening = LinkStream(self.link, self._link_ended, self._link_opened)
 
@@ -222,7 +238,10 @@ class CallStream:
         if self._current is stream:
             self._current = None
         if self._slots is not None:
-            self._slots.give()
+            if stream.is_link:
+                self._slots.give_link()
+            else:
+                self._slots.give()
 
     async def close(self) -> None:
         stream, self._current = self._current, None

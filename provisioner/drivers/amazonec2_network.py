@@ -11,10 +11,10 @@ from typing import Any
 from flock.provisioner.drivers.amazonec2_api import EC2
 from flock.provisioner.drivers.amazonec2_options import MACHINE_PORTS
 from flock.provisioner.errors import DriverError
-from flock.provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
+from flock.provisioner.host import AGENT_PORT, CALLS_PORT, ENGINE_PORT, MANAGER_PORT
 
 # Machines sharing a group reach each other's cluster ports (a manager dials its agents).
-CLUSTER_PORTS = (ENGINE_PORT, AGENT_PORT, MANAGER_PORT)
+CLUSTER_PORTS = (ENGINE_PORT, AGENT_PORT, CALLS_PORT, MANAGER_PORT)
 
 
 def resolve_subnet(ec2: EC2, vpc_id: str, subnet_id: str, zone: str) -> tuple[str, str, str]:

@@ -15,7 +15,7 @@ import re
 import urllib.request
 
 from flock.provisioner.errors import MachineError
-from flock.provisioner.host import AGENT_PORT, ENGINE_PORT, MANAGER_PORT
+from flock.provisioner.host import AGENT_PORT, CALLS_PORT, ENGINE_PORT, MANAGER_PORT
 
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ZONE = "a"
@@ -25,8 +25,8 @@ DEFAULT_ROOT_SIZE = 16
 DEFAULT_VOLUME_TYPE = "gp2"
 SSH_PORT = 22
 # Ports every machine needs reachable from the allowed ranges: SSH for provisioning, the
-# engine (TLS), the agent and a --swarm-master's manager.
-MACHINE_PORTS = (SSH_PORT, ENGINE_PORT, AGENT_PORT, MANAGER_PORT)
+# engine (TLS), the agent (and its call link) and a --swarm-master's manager.
+MACHINE_PORTS = (SSH_PORT, ENGINE_PORT, AGENT_PORT, CALLS_PORT, MANAGER_PORT)
 CALLER_ADDRESS_URL = "https://checkip.amazonaws.com"
 # Tags Flock puts on what it makes, so a leak can be found (and `rm` can find an instance
 # whose RunInstances answer was lost).

@@ -4,7 +4,8 @@
   and pidfile under install_dir, TLS on the engine port with the machine's server cert,
   the --engine-label/--engine-opt/--engine-env of `create`, and --live-restore so that
   restarting it (an upgrade, new certs) leaves the containers running;
-- agent (--swarm or --swarm-master): `flock join`, advertising IP:4000 over mutual TLS;
+- agent (--swarm or --swarm-master): `flock join`, advertising IP:4000 over mutual TLS,
+  its call link (the manager's short calls without gRPC) on 4001;
 - manager (--swarm-master): `flock manage` on 3376 with TLS, serving with the server
   cert (which has the role manager, so the same cert also calls the agents).
 
@@ -152,7 +153,9 @@ def agent(host: Host, layout: Layout, ends: Endpoints, systemd: bool = False) ->
     runtime = host.options.engine.runtime
     tls = {"FLOCK_TLSCACERT": layout.cert("ca.pem"), "FLOCK_TLSCERT": layout.cert("server.pem"),
            "FLOCK_TLSKEY": layout.cert("server-key.pem")}
-    extra = ["--listen", f"0.0.0.0:{host.options.swarm.agent_port}", "--name", host.name]
+    # The call link on the port after the agent's, a port firewalls can be told of.
+    extra = ["--listen", f"0.0.0.0:{host.options.swarm.agent_port}", "--name", host.name,
+             "--calls-port", str(host.options.swarm.agent_port + 1)]
     if runtime == "exec":   # the docker runtime reports the engine's own labels
         for key, value in host.options.engine.labels.items():
             extra += ["--label", f"{key}={value}"]

@@ -16,11 +16,12 @@ import sys
 import grpc
 import pytest
 
+from flock.agent.call_link import CallLinkServer, LinkedNode
 from flock.agent.metrics import AgentMetrics
 from flock.agent.runtimes.hollow.service import HollowAgentService
 from flock.hollow import FleetConfig, HollowError, HollowFleet
 from flock.manager.cluster.agent_client import AgentClient, AgentError, AgentUnavailable
-from flock.manager.cluster.call_link import CallLink
+from flock.manager.cluster.call_link import CallLink, LinkStream
 from flock.manager.cluster.call_stream import StreamSlots
 from flock.protos import agent_pb2
 from tests.support.procs import REPO
@@ -361,5 +362,67 @@ def test_the_fleet_s_nodes_share_one_link_and_each_call_reaches_its_own_node():
             for client in clients:
                 await client.close()
             await fleet.stop()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ TLS, at the link's own level
+def _identity(folder, ca, name: str, **kwargs):
+    from flock.certs import issue, load_identity, write_identity
+
+    return load_identity(write_identity(folder / name, issue(ca, name, **kwargs), ca.cert))
+
+
+async def _open(link: CallLink) -> str:
+    """Open a LinkStream to `link`: "opened", or "failed: <why>"."""
+    done: asyncio.Future = asyncio.get_running_loop().create_future()
+    stream = LinkStream(link, lambda s: done.done() or done.set_result(f"failed: {link.why}"),
+                        lambda s: done.set_result("opened"))
+    outcome = await asyncio.wait_for(done, 10)
+    stream.finish()
+    await asyncio.wait_for(stream.reader, 10)
+    return outcome
+
+
+@pytest.mark.parametrize("agent_ips,dial,outcome", [
+    (["127.0.0.1"], "127.0.0.1", "opened"),
+    (["10.255.0.1"], "127.0.0.1", "failed: TLS: CERTIFICATE_VERIFY_FAILED"),
+], ids=["the-agent-cert-names-the-host", "it-does-not"])
+def test_the_manager_checks_that_the_link_s_cert_names_the_host_dialled(
+        tmp_path, agent_ips, dial, outcome):
+    from flock.certs import client_ssl_context, make_ca, server_ssl_context
+
+    ca = make_ca("link CA")
+    agent = _identity(tmp_path, ca, "agent", ips=agent_ips, server=True)
+    manager = _identity(tmp_path, ca, "manager", role="manager")
+
+    async def main():
+        async def resolve(node_id: str):
+            return LinkedNode(lambda request: None) if node_id == "N" else None
+
+        server = CallLinkServer(resolve, server_ssl_context(agent, verify=True))
+        port = await server.start("127.0.0.1")
+        try:
+            return await _open(CallLink(f"{dial}:{port}", "N", client_ssl_context(manager)))
+        finally:
+            await server.stop()
+
+    assert asyncio.run(main()) == outcome
+
+
+def test_past_the_manager_s_link_budget_nodes_are_called_over_grpc():
+    async def main():
+        slots = StreamSlots(link_limit=1)
+        async with served_agent(HollowAgentService, "first", link=True, slots=slots) as first, \
+                served_agent(HollowAgentService, "second", link=True, slots=slots) as second:
+            await _linked(first.client)
+            await _run(second.client, "second")
+            await asyncio.sleep(0.2)  # time enough for a link to open, were one tried
+            assert first.client.calls_carrier == "link"
+            assert second.client.calls_carrier == "stream" and second.link.answered == 0
+            assert (slots.links, slots.open) == (1, 2)
+            await first.client.close()  # its link closes: the budget is free again
+            assert (slots.links, slots.open) == (0, 1)
+            await _linked(second.client)
 
     asyncio.run(main())

@@ -86,10 +86,10 @@ def test_create_makes_exactly_what_the_flags_say(moto, ec2, debian_ami, tmp_path
     assert group["GroupId"] == res["group_id"] == res["group_used"]
     from_cidrs = {(p["FromPort"], r["CidrIp"]) for p in group["IpPermissions"]
                   for r in p["IpRanges"]}
-    assert from_cidrs == {(port, CALLER) for port in (22, 2376, 4000, 3376)}
+    assert from_cidrs == {(port, CALLER) for port in (22, 2376, 4000, 4001, 3376)}
     from_group = {(p["FromPort"], g["GroupId"]) for p in group["IpPermissions"]
                   for g in p["UserIdGroupPairs"]}
-    assert from_group == {(port, group["GroupId"]) for port in (2376, 4000, 3376)}
+    assert from_group == {(port, group["GroupId"]) for port in (2376, 4000, 4001, 3376)}
     assert all(not p["Ipv6Ranges"] for p in group["IpPermissions"])
     assert group["IpPermissionsEgress"], "the machine must reach package mirrors and peers"
 
@@ -200,11 +200,11 @@ def test_reused_group_is_kept_with_its_rules(moto, ec2, debian_ami, tmp_path):
     rules = {(p["IpProtocol"], p["FromPort"], r["CidrIp"]) for p in group["IpPermissions"]
              for r in p["IpRanges"]}
     assert rules == {("tcp", 443, "0.0.0.0/0"), ("udp", 53, "0.0.0.0/0"),
-                     *{("tcp", port, "0.0.0.0/0") for port in (22, 2376, 4000, 3376)}}
+                     *{("tcp", port, "0.0.0.0/0") for port in (22, 2376, 4000, 4001, 3376)}}
     six = {(p["IpProtocol"], p["FromPort"], r["CidrIpv6"]) for p in group["IpPermissions"]
            for r in p["Ipv6Ranges"]}
     assert six == {("udp", 53, "2001:db8::/64"),
-                   *{("tcp", port, "2001:db8::/64") for port in (22, 2376, 4000, 3376)}}
+                   *{("tcp", port, "2001:db8::/64") for port in (22, 2376, 4000, 4001, 3376)}}
     d.remove()
     assert [g["GroupId"] for g in machine_groups(ec2, "web")] == [group_id]
     assert live_instances(ec2) == [] and ec2.describe_key_pairs()["KeyPairs"] == []
