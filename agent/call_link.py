@@ -34,6 +34,8 @@ from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
 
+HELLO_TIMEOUT = 10.0  # seconds from the connection (and its TLS handshake) to the hello
+
 ROLE = "manager"
 
 
@@ -64,6 +66,11 @@ class CallLinkServer:
         self._server: asyncio.Server | None = None
         self._links: set[_AgentEnd] = set()
         self.answered = 0  # calls answered over links since the start
+
+    @property
+    def connections(self) -> int:
+        """Links open now (greeted or not)."""
+        return len(self._links)
 
     async def start(self, host: str, port: int = 0) -> int:
         """Listen; the port bound. OSError (its strerror says why) when it cannot."""
@@ -97,8 +104,15 @@ class _AgentEnd(FramedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self._server._links.add(self)
+        self._hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT,
+                                                                  self._no_hello)
+
+    def _no_hello(self) -> None:
+        if not self._greeted:  # a connection that says nothing holds nothing for long
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._hello_timer.cancel()
         self._server._links.discard(self)
         for task in list(self._running):
             task.cancel()

@@ -385,7 +385,8 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         if metrics_addr:  # before the agent serves: a bad address stops nothing running
             metrics_runner = await _serve_metrics(metrics, metrics_addr)
         link, link_port = await start_call_link(service.resolve_link,
-                                                listen.rpartition(":")[0], calls_port, tls,
+                                                listen.rpartition(":")[0].strip("[]"),
+                                                calls_port, tls,
                                                 metrics)
         if link is not None:
             service.calls_address = f"{advertise.rpartition(':')[0]}:{link_port}"

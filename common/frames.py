@@ -13,6 +13,7 @@ very callback that read it, without a task switch per message.
 from __future__ import annotations
 
 import asyncio
+import socket
 
 HEADER = 4
 # The call link's opening: the manager's first frame is HELLO + the node's ID; the
@@ -20,6 +21,11 @@ HEADER = 4
 HELLO = b"flock-calls/1 "
 OK = b"ok"
 NO = b"no "
+# A peer gone without a word (its machine off, a cable out) is noticed as gRPC's
+# keepalive notices it on the channel beside the link (20 s, then 10 s for the answer):
+# TCP keepalive probes after 20 s idle, and unacknowledged data, give up within 30 s.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 20, 5, 2
+USER_TIMEOUT_MS = 30_000
 # A frame larger than this ends the connection (as gRPC refuses a message over
 # protos.limits.MAX_MESSAGE): a peer that claims more is broken or hostile, and
 # buffering for it would be the manager's or the agent's memory.
@@ -41,6 +47,7 @@ class FramedProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        keep_alive(transport.get_extra_info("socket"))
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -93,3 +100,20 @@ class FramedProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+
+
+def keep_alive(sock) -> None:
+    """Probe an idle connection, and give up on unacknowledged data, as said above; a
+    socket without these options (not TCP, another system) is left as it is."""
+    if sock is None:
+        return
+    options = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE), ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+                        ("TCP_KEEPCNT", KEEPALIVE_PROBES), ("TCP_USER_TIMEOUT", USER_TIMEOUT_MS)):
+        if hasattr(socket, name):
+            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    for level, option, value in options:
+        try:
+            sock.setsockopt(level, option, value)
+        except OSError:
+            return

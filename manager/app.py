@@ -147,11 +147,13 @@ class Manager:
         self.metrics = ManagerMetrics(self.state, self.scheduler.filter_names)
         self._gc_observer = PauseObserver(self.metrics.gc_pause)
         self.scheduler.observer = self.metrics
+        call_slots = StreamSlots(config.call_streams)
+        self.metrics.call_carriers(call_slots)
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
                                                      observer=self.metrics.agent_rpc,
-                                                     stream_slots=StreamSlots(config.call_streams),
+                                                     stream_slots=call_slots,
                                                      link_tls=link_tls),
                                    max_beats=config.max_heartbeats, refresh=config.refresh)
         # The one create path; rescheduling and global copies go through it too.

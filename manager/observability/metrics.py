@@ -52,6 +52,13 @@ class Rejection(Protocol):
     def removed(self) -> Collection[str]: ...
 
 
+class CallSlots(Protocol):
+    """What the metrics read of the agent clients' call_stream.StreamSlots."""
+
+    open: int
+    links: int
+
+
 class ManagerMetrics:
     """Every metric of one manager. It is the scheduler's DecisionObserver and the
     agent clients' RPC observer; `filters` are pre-declared so they show 0, not nothing."""
@@ -118,6 +125,17 @@ class ManagerMetrics:
         self.rpc_seconds.labels(method).observe(seconds)
         if not ok:
             self.rpc_errors.labels(method).inc()
+
+    def call_carriers(self, slots: CallSlots) -> None:
+        """Show how many agents' calls travel on a call link and how many on a gRPC
+        stream (call_stream.StreamSlots): what an operator sizes --call-streams and the
+        open-files limit by."""
+        self.registry.gauge(
+            "flock_agent_call_carriers",
+            "Connections open to agents for their short Docker calls: call links (link) "
+            "and DockerCalls gRPC streams (stream).", ["carrier"],
+            lambda: {("link",): float(slots.links),
+                     ("stream",): float(slots.open - slots.links)})
 
     # ------------------------------------------------- API front
     def api_request(self, method: str, endpoint: str, code: str, seconds: float) -> None:

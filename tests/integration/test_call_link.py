@@ -426,3 +426,47 @@ def test_past_the_manager_s_link_budget_nodes_are_called_over_grpc():
             await _linked(second.client)
 
     asyncio.run(main())
+
+
+def test_a_link_probes_its_peer_so_a_silent_one_is_noticed_as_grpc_notices_it():
+    async def main():
+        async def resolve(node_id: str):
+            return LinkedNode(lambda request: None)
+
+        server = CallLinkServer(resolve)
+        port = await server.start("127.0.0.1")
+        opened: asyncio.Future = asyncio.get_running_loop().create_future()
+        stream = LinkStream(CallLink(f"127.0.0.1:{port}", "N"), lambda s: None,
+                            opened.set_result)
+        try:
+            await asyncio.wait_for(opened, 10)
+            sock = stream._end.transport.get_extra_info("socket")
+            return [sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)]
+        finally:
+            stream.finish()
+            await asyncio.wait_for(stream.reader, 10)
+            await server.stop()
+
+    assert asyncio.run(main()) == [1, 20, 30_000]
+
+
+def test_a_connection_that_never_says_hello_is_closed(monkeypatch):
+    from flock.agent import call_link
+
+    monkeypatch.setattr(call_link, "HELLO_TIMEOUT", 0.2)
+
+    async def main():
+        async with served_agent(HollowAgentService, link=True, slots=StreamSlots()) as agent:
+            info = await agent.client.info()
+            port = int(info.calls_address.rpartition(":")[2])
+
+            def silent() -> bytes:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    return sock.recv(100)
+
+            assert await asyncio.to_thread(silent) == b""
+            assert agent.link.connections == 0
+
+    asyncio.run(main())

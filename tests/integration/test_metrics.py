@@ -199,6 +199,20 @@ def test_agents_serve_their_own_metrics(cluster, client):
     assert max(served) >= 2
 
 
+def test_the_manager_shows_its_agents_calls_travelling_on_call_links(cluster, client):
+    container = client.containers.run("busybox", ["sleep", "30"], detach=True)
+    client.made.append(container.id)
+    # The first call to a node opens its link beside the gRPC stream; the link takes over
+    # once the agent has said ok, and the stream closes once its calls are answered.
+    wait_for(lambda: metric(cluster.scrape(), "flock_agent_call_carriers",
+                            carrier="link") >= 1, 10, "a call link open")
+    text = cluster.scrape()
+    assert metric(text, "flock_agent_call_carriers", carrier="link") <= len(
+        cluster.metrics_ports)
+    wait_for(lambda: metric(cluster.scrape(), "flock_agent_call_carriers",
+                            carrier="stream") == 0, 10, "the gRPC streams closed")
+
+
 def test_a_request_id_follows_the_request_into_the_agent_log(cluster, client):
     request_id = f"test-{uuid.uuid4().hex}"
     name = f"rid-{uuid.uuid4().hex[:6]}"
