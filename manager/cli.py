@@ -54,10 +54,10 @@ def register(subparsers) -> None:
                              "past N x heartbeat nodes, each node beats less often "
                              f"(default {MAX_BEATS:g}; 0: no cap)")
     parser.add_argument("--call-streams", type=int, default=MAX_OPEN, metavar="N",
-                        help="at most N agents have a stream for the manager's calls open "
-                             "at once; calls to the others go unary, at two to three times the "
-                             "CPU each side. A stream holds about 40 KiB each side "
-                             f"(default {MAX_OPEN}; 0: every call unary)")
+                        help="at most N agents have a call link or a gRPC stream for the "
+                             "manager's calls open at once; calls to the others go unary, at "
+                             "two to three times the CPU each side. A stream holds about "
+                             f"40 KiB each side (default {MAX_OPEN}; 0: every call unary)")
     parser.add_argument("--engine-failure-retry", type=int, default=3, metavar="N",
                         help="failed refreshes in a row before a node is unhealthy")
     parser.add_argument("--cluster-opt", action="append", default=[], metavar="KEY=VALUE",
