@@ -54,6 +54,11 @@ async def _linked(client: AgentClient) -> None:
     raise AssertionError(f"the link did not open: {client.call_link.why}")
 
 
+def _hollow():
+    """A hollow agent serving its call link, its client with slots of its own."""
+    return served_agent(HollowAgentService, link=True, slots=StreamSlots())
+
+
 async def _link_failed(client: AgentClient) -> None:
     for _ in range(1000):
         if client.call_link.why:
@@ -64,8 +69,7 @@ async def _link_failed(client: AgentClient) -> None:
 
 def test_short_calls_go_over_the_link_the_agent_names():
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             info = await agent.client.info()
             assert info.calls_address == agent.service.calls_address != ""
             await _linked(agent.client)
@@ -86,8 +90,7 @@ def test_short_calls_go_over_the_link_the_agent_names():
 
 def test_calls_in_flight_together_each_get_their_own_answer_over_the_link():
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             await _linked(agent.client)
             before = agent.link.answered
             ids = await asyncio.gather(*(_run(agent.client, f"many-{i}") for i in range(40)))
@@ -122,8 +125,7 @@ def test_a_link_that_does_not_open_leaves_the_calls_to_grpc():
 
 def test_a_link_that_serves_another_node_is_refused_and_grpc_takes_the_calls():
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             await agent.client.info()
             # As if the engine behind the address had been replaced since Info.
             agent.client.call_link.node_id = "ANOTHER:NODE"
@@ -226,8 +228,7 @@ _CALL = _frame(agent_pb2.TaggedDockerCall(id=1, call=agent_pb2.DockerCallRequest
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_a_peer_that_breaks_the_protocol_loses_its_own_connection_only(case, data, answer):
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             info = await agent.client.info()
             port = int(info.calls_address.rpartition(":")[2])
             got = await asyncio.to_thread(_closed_after, port, data(info.id))
@@ -271,8 +272,7 @@ def test_a_stale_link_address_is_replaced_when_info_names_another():
 
 def test_an_unanswered_call_is_still_cancelled_cleanly():
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             await _linked(agent.client)
             await _run(agent.client, "first")
             # gRPC's own error type never reaches callers of the link
@@ -288,8 +288,7 @@ def test_an_unanswered_call_is_still_cancelled_cleanly():
 
 def test_the_grpc_status_of_a_refused_call_comes_over_the_link():
     async def main():
-        async with served_agent(HollowAgentService, link=True,
-                                slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             await _linked(agent.client)
             # A path the agent's bridge refuses: the status and words of the gRPC path
             # (test_docker_call.py), and the link stays open.
@@ -458,7 +457,7 @@ def test_a_connection_that_never_says_hello_is_closed(monkeypatch):
     monkeypatch.setattr(call_link, "HELLO_TIMEOUT", 0.2)
 
     async def main():
-        async with served_agent(HollowAgentService, link=True, slots=StreamSlots()) as agent:
+        async with _hollow() as agent:
             info = await agent.client.info()
             port = int(info.calls_address.rpartition(":")[2])
 
