@@ -94,6 +94,7 @@ class CallLinkServer:
 
 
 class _AgentEnd(FramedProtocol):
+    answers_wait_reads = True  # a manager that reads no answers is given no more work
     def __init__(self, server: CallLinkServer) -> None:
         super().__init__()
         self._server = server

@@ -37,8 +37,13 @@ class FrameError(Exception):
 
 
 class FramedProtocol(asyncio.Protocol):
-    """Calls `frame_received` with each whole frame. Writing pauses reading: a peer that
-    does not read its answers stops being read, instead of piling them up here."""
+    """Calls `frame_received` with each whole frame. With `answers_wait_reads`, writes
+    that wait pause reading: a peer that does not read its answers stops being read,
+    instead of piling them up here. Only the answering end may do so: were both to, each
+    could stop reading while waiting for the other to read.
+    """
+
+    answers_wait_reads = False
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.transport: asyncio.Transport | None = None
@@ -94,11 +99,12 @@ class FramedProtocol(asyncio.Protocol):
             self.transport.write(len(frame).to_bytes(HEADER, "big") + frame)
 
     def pause_writing(self) -> None:
-        if self.transport is not None:
+        if self.answers_wait_reads and self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.transport.is_closing():
+        if (self.answers_wait_reads and self.transport is not None
+                and not self.transport.is_closing()):
             self.transport.resume_reading()
 
 

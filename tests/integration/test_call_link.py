@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -467,5 +468,44 @@ def test_a_connection_that_never_says_hello_is_closed(monkeypatch):
 
             assert await asyncio.to_thread(silent) == b""
             assert agent.link.connections == 0
+
+    asyncio.run(main())
+
+
+def test_a_manager_that_reads_its_answers_late_loses_none():
+    """Answers far larger than the socket buffers, read a second late: the agent's
+    writes wait (and, past its high-water mark, its reads), and every call is still
+    answered once, none lost or stuck once the manager reads."""
+    calls = 300
+
+    async def main():
+        async with _hollow() as agent:
+            info = await agent.client.info()
+            big = {"Image": "busybox", "Labels": {"filler": "x" * 60_000}}
+            status, _ = await agent.client.request_json(
+                "POST", "/containers/create", "name=big", big)
+            assert status == 201
+            port = int(info.calls_address.rpartition(":")[2])
+            inspect = agent_pb2.DockerCallRequest(request=agent_pb2.DockerRequest(
+                method="GET", path="/containers/big/json", api_version="1.41"))
+
+            def late_reader() -> list[int]:
+                with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+                    sock.sendall(_hello(info.id))
+                    assert sock.recv(6) == _frame(b"ok")
+                    sock.sendall(b"".join(_frame(agent_pb2.TaggedDockerCall(
+                        id=i, call=inspect).SerializeToString()) for i in range(1, calls + 1)))
+                    time.sleep(1)  # the answers (~18 MB) fill every buffer meanwhile
+                    reader = sock.makefile("rb")
+                    ids = []
+                    for _ in range(calls):
+                        size = struct.unpack(">I", reader.read(4))[0]
+                        answer = agent_pb2.TaggedDockerCallReply.FromString(reader.read(size))
+                        assert answer.reply.response.status == 200
+                        ids.append(answer.id)
+                    return ids
+
+            ids = await asyncio.to_thread(late_reader)
+            assert sorted(ids) == list(range(1, calls + 1))
 
     asyncio.run(main())
