@@ -57,7 +57,7 @@ class FramedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         if not buffer and len(data) >= HEADER:
-            # The usual case: a whole frame alone in one read, taken without copying.
+            # The usual case: a whole frame alone in one read, taken without the buffer.
             end = HEADER + int.from_bytes(data[:HEADER], "big")
             if end == len(data):
                 self._frame(data[HEADER:], end - HEADER)
