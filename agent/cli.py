@@ -273,15 +273,17 @@ def parse_calls_port(text: str) -> int | None:
     return int(text)
 
 
-async def start_call_link(resolve, host: str, port: int | None, tls: Identity | None,
-                          metrics: AgentMetrics) -> tuple[CallLinkServer | None, int]:
+async def start_call_link(resolve, host: str, port: int | None, tls: Identity | None = None,
+                          metrics: AgentMetrics | None = None
+                          ) -> tuple[CallLinkServer | None, int]:
     """The call link on `host`, with the agent's TLS (callers must show a client cert
     of its CA), its calls counted in `metrics`: (server, bound port), or (None, 0)
-    when --calls-port is off."""
+    when --calls-port is off. JoinError names the flag when it cannot listen."""
     if port is None:
         return None, 0
     context = server_ssl_context(tls, verify=True) if tls is not None else None
-    server = CallLinkServer(resolve, context, metrics.docker_call)
+    server = CallLinkServer(resolve, context,
+                            metrics.docker_call if metrics is not None else None)
     try:
         return server, await server.start(host, port)
     except OSError as exc:

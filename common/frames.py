@@ -45,10 +45,9 @@ class FramedProtocol(asyncio.Protocol):
 
     answers_wait_reads = False
 
-    def __init__(self, max_frame: int = MAX_FRAME) -> None:
+    def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._max = max_frame
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -66,7 +65,7 @@ class FramedProtocol(asyncio.Protocol):
         while len(buffer) >= HEADER:
             size = int.from_bytes(buffer[:HEADER], "big")
             if len(buffer) < HEADER + size:
-                if size > self._max:
+                if size > MAX_FRAME:
                     self._frame(b"", size)  # refuse it now, not once it has arrived
                 break
             frame = bytes(buffer[HEADER:HEADER + size])
@@ -76,8 +75,8 @@ class FramedProtocol(asyncio.Protocol):
                 return
 
     def _frame(self, frame: bytes, size: int) -> None:
-        if size > self._max:
-            self.broken(FrameError(f"a frame of {size} bytes, over the {self._max} allowed"))
+        if size > MAX_FRAME:
+            self.broken(FrameError(f"a frame of {size} bytes, over the {MAX_FRAME} allowed"))
             return
         try:
             self.frame_received(frame)

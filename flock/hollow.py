@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flock.agent.call_link import CallLinkServer, LinkedNode
-from flock.agent.cli import JoinError, parse_labels
+from flock.agent.cli import JoinError, parse_labels, start_call_link
 from flock.agent.runtimes.hollow import HollowRuntime
 from flock.agent.runtimes.hollow.service import HollowAgentService
 from flock.agent.runtimes.hollow.sizes import parse_memory
@@ -121,20 +121,16 @@ class HollowFleet:
         return _Agent(runtime, server, service.address)
 
     async def _start_link(self) -> None:
-        if self.config.calls_port is None:
-            return
-
         async def resolve(node_id: str) -> LinkedNode | None:
             return self._linked.get(node_id)
 
-        self._link = CallLinkServer(resolve)
         try:
-            port = await self._link.start(self.config.host, self.config.calls_port)
-        except OSError as exc:
-            raise HollowError(f"cannot listen on {self.config.host}:"
-                              f"{self.config.calls_port} for --calls-port: "
-                              f"{exc.strerror or exc}") from None
-        self._calls_address = f"{self.config.host}:{port}"
+            self._link, port = await start_call_link(resolve, self.config.host,
+                                                     self.config.calls_port)
+        except JoinError as exc:
+            raise HollowError(str(exc)) from None
+        if self._link is not None:
+            self._calls_address = f"{self.config.host}:{port}"
 
     async def _announce(self) -> None:
         from flock.discovery import FileBackend
