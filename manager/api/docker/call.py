@@ -18,6 +18,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 
 from flock.docker_compat.paths import segment
+from flock.manager.api.docker.errors import parse_json_body
 
 if TYPE_CHECKING:
     from flock.manager.api.cluster_parts import Cluster
@@ -37,6 +38,7 @@ class Call:
     params: dict[str, str] = field(default_factory=dict)  # decoded once
     template: str = ""  # the route matched, e.g. "/images/{name*}/history"
     body: bytes | None = None  # the whole body, when the front read it to check it
+    parsed: tuple[object] | None = None  # (its JSON,) once parsed: by the check or json()
 
     @property
     def query(self) -> MultiDictProxy[str]:
@@ -47,6 +49,13 @@ class Call:
         """As the client encoded it: aiohttp's `query_string` is decoded, which breaks a
         value holding a space or `&` (the SDK's JSON filters have spaces)."""
         return self.request.rel_url.raw_query_string
+
+    async def json(self) -> object:
+        """The body's JSON (None for an empty body; a 400 for a malformed one), parsed
+        once: the front's check already parsed a JSON route's body."""
+        if self.parsed is None:
+            self.parsed = (parse_json_body(await self.request.read()),)
+        return self.parsed[0]
 
     @property
     def state(self) -> ClusterState:

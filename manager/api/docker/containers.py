@@ -154,7 +154,7 @@ async def create(call: Call) -> web.StreamResponse:
     if name:
         check_name(call, name)
         name = name.lstrip("/")
-    body = parse_json_body(await call.request.read())
+    body = await call.json()
     if body is None:
         raise bad_parameter("config cannot be empty in order to create a container")
     if not isinstance(body, dict):

@@ -43,8 +43,13 @@ def knows(method: str, path: str) -> bool:
 def body_route(method: str, template: str) -> dict | None:
     """The body checks of the route a request matched (`/containers/{id*}/update`
     reads as the reference's `/containers/{id}/update`), or None without a JSON body."""
-    key = method + " " + _PARAM.sub(r"{\1}", template)
-    return schema()["routes"].get(key)
+    return schema()["routes"].get(_route_key(method, template))
+
+
+@functools.lru_cache(maxsize=512)
+def _route_key(method: str, template: str) -> str:
+    """Asked twice per request with a body: the templates are few, the sub is not free."""
+    return method + " " + _PARAM.sub(r"{\1}", template)
 
 
 def definition(name: str) -> dict:

@@ -10,6 +10,7 @@ exactly json_answer's (errors.answer_bytes) for the list that `ps.select` gives.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 
@@ -19,6 +20,7 @@ from flock.manager.cluster.convert import STATE_KEY
 from flock.manager.cluster.model import Container, Node
 from flock.manager.cluster.state import ClusterState, NodeUsage
 
+ENCODE_AFTER = 0.25  # seconds from a record's write to its entry's encoding
 _MARK = "\x00flock-status\x00"
 _MARK_JSON = json_codec.dumps(_MARK)
 
@@ -32,12 +34,17 @@ _Entry = tuple[dict, tuple[str, str], bytes, "bytes | None", tuple, float, float
 class EntryCache:
     """Container ID -> its encoded entry, valid while the record's summary object and
     its node's name and address are the ones it was made from. Attached to the state
-    (`attach`), which tells it of every record written: the entry is encoded then, off
-    the path of the `ps` that will list it, and dropped when the container goes."""
+    (`attach`), which tells it of every record written: the entry is encoded soon after
+    (ENCODE_AFTER), off the path of the `ps` that will list it, and dropped when the
+    container goes. Soon rather than at once: a `docker run` writes its record twice
+    (the create, then the start's read-back) a few milliseconds apart, and only the
+    second encoding would ever be listed."""
 
     def __init__(self, state: ClusterState) -> None:
         self._state = state
         self._entries: dict[str, _Entry] = {}
+        self._due: set[str] = set()  # written since the last encoding pass
+        self._pass: asyncio.TimerHandle | None = None
 
     # ClusterState listener; a renamed node's entries are re-encoded when next listed.
     def node_changed(self, node_id: str, node: Node | None, usage: NodeUsage | None) -> None:
@@ -48,10 +55,30 @@ class EntryCache:
         if not added:
             self._entries.pop(container_id, None)
             return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (a tool, a unit test): at once
+            self._encode_current(container_id)
+            return
+        self._due.add(container_id)
+        if self._pass is None:
+            self._pass = loop.call_later(ENCODE_AFTER, self._encode_due)
+
+    def _encode_due(self) -> None:
+        self._pass = None
+        due, self._due = self._due, set()
+        for container_id in due:
+            self._encode_current(container_id)
+
+    def _encode_current(self, container_id: str) -> None:
         container = self._state.container(container_id)
-        if container is not None:
-            node = self._state.node(node_id)
-            self._encode(container, node, (node.name, node.addr) if node else ("", ""))
+        if container is None:
+            return
+        cached = self._entries.get(container_id)
+        if cached is not None and cached[0] is container.summary:
+            return  # a listing encoded it already
+        node = self._state.node(container.node_id)
+        self._encode(container, node, (node.name, node.addr) if node else ("", ""))
 
     def render(self, chosen: list[Container], nodes: Mapping[str, Node], now: float) -> bytes:
         """The JSON list of `chosen`'s entries. The per-entry work is kept to a look-up

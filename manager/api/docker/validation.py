@@ -30,23 +30,25 @@ _FOLDED: dict[int, dict[str, str]] = {}
 
 async def read_checked_body(call: Call) -> None:
     """For a route that takes a JSON body: read it whole (kept in `call.body`, which the
-    proxy then sends instead of the spent stream) and check it."""
+    proxy then sends instead of the spent stream) and check it; its parse is kept for
+    the handler (`call.json()`)."""
     method = call.request.method
     if engine_api.body_route(method, call.template) is not None:
         call.body = await call.request.read()
-        check_body(method, call.template, call.body)
+        call.parsed = (check_body(method, call.template, call.body),)
 
 
-def check_body(method: str, template: str, raw: bytes) -> None:
+def check_body(method: str, template: str, raw: bytes) -> object:
     """Raise a 400 DockerError, in the Engine's words, for a body of the route
-    `template` that the Engine would refuse; nothing for routes without a JSON body."""
+    `template` that the Engine would refuse; nothing for routes without a JSON body.
+    Returns the body's JSON (None when empty or not a JSON route)."""
     route = engine_api.body_route(method, template)
     if route is None:
-        return
+        return None
     if not raw.strip():
         if route["empty_refused"]:
             raise bad_parameter("got EOF while reading request body")
-        return
+        return None
     infinite: list[Number] = []
     value = parse_json_body(raw, infinite=infinite)
     problem = check_value(route["body"], value)
@@ -55,6 +57,7 @@ def check_body(method: str, template: str, raw: bytes) -> None:
     if infinite:  # in a field the Engine ignores; it cannot be passed on as sent
         raise bad_parameter(f"json: number {_literal(infinite[0])} is out of range: flock "
                             "passes on numbers that fit a float64 only")
+    return value
 
 
 class _Misfit(Exception):
