@@ -15,7 +15,9 @@ import shutil
 import socket
 import ssl
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -29,6 +31,7 @@ from flock.manager.api.client_limits import ClientLimits
 from flock.manager.api.cluster_parts import Cluster, ListingRefresh
 from flock.manager.api.docker import ps_json
 from flock.manager.api.guarded_server import GuardedRunner
+from flock.manager.api.lane.connection import HotLane
 from flock.manager.api.shared_port import splitter
 from flock.manager.cluster.agent_client import AgentClient
 from flock.manager.cluster.call_stream import MAX_OPEN, StreamSlots
@@ -37,7 +40,7 @@ from flock.manager.cluster.sync import MAX_BEATS, NodeWatcher, RefreshRange
 from flock.manager.cron.service import CronService
 from flock.manager.cron.store import FileStore, Store
 from flock.manager.ha import Replication
-from flock.manager.http_front import build_app
+from flock.manager.http_front import HOT_LANE, build_app
 from flock.manager.observability import ManagerMetrics
 from flock.manager.observability.gc_pauses import PauseObserver
 from flock.manager.observability.local_events import LocalEvents
@@ -149,6 +152,8 @@ class Manager:
         self.scheduler.observer = self.metrics
         call_slots = StreamSlots(config.call_streams)
         self.metrics.call_carriers(call_slots)
+        self.metrics.hot_lane(lambda: self.lane.counts() if self.lane is not None
+                              else dict.fromkeys(HotLane.COUNTS, 0))
         self.watcher = NodeWatcher(self.state, self.backend, config.heartbeat,
                                    config.failure_retry,
                                    functools.partial(AgentClient, credentials=credentials,
@@ -185,6 +190,7 @@ class Manager:
                                    config.container_name_refresh_filter))
         self._api_version: tuple[int, str] = (-1, DEFAULT_API_VERSION)
         self._runner: web.AppRunner | None = None
+        self.lane: HotLane | None = None  # api/lane/: the busiest routes' cheaper path
         self.addresses: list[str] = []
         # ClusterService (manager/api/grpc.py): on every -H listener, and on --grpc-addr
         self.grpc_server = None
@@ -306,6 +312,10 @@ class Manager:
         return self._api_version[1]
 
     async def start(self) -> None:
+        try:
+            hot_lane = hot_lane_wanted(os.environ.get("FLOCK_HOT_LANE", ""))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._gc_observer.install()
         if self.ha is not None:
             await self.ha.start()
@@ -324,9 +334,10 @@ class Manager:
             await self.stop()
             raise
         forward = self.ha.middleware if self.ha is not None else None
-        self._runner = GuardedRunner(build_app(self.cluster, self.config.cors, forward),
-                                     self.config.client_limits,
-                                     route=splitter(grpc_socket),
+        app = build_app(self.cluster, self.config.cors, forward, hot_lane)
+        self.lane = app.get(HOT_LANE)
+        self._runner = GuardedRunner(app, self.config.client_limits,
+                                     route=_route(splitter(grpc_socket), self.lane),
                                      handler_cancellation=True, access_log=None)
         await self._runner.setup()
         try:
@@ -407,6 +418,8 @@ class Manager:
         if self._grpc_dir:
             shutil.rmtree(self._grpc_dir, ignore_errors=True)
             self._grpc_dir = ""
+        if self.lane is not None:
+            self.lane.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -419,6 +432,25 @@ class Manager:
         for listen in self.listens:
             if listen.scheme == "unix" and os.path.exists(listen.path):
                 os.unlink(listen.path)
+
+
+def hot_lane_wanted(choice: str) -> bool:
+    """FLOCK_HOT_LANE: on (the default) or off, for comparing the two paths or ruling
+    the lane out when a client misbehaves."""
+    choice = choice.strip().lower() or "on"
+    if choice not in ("on", "off"):
+        raise ValueError(f"FLOCK_HOT_LANE={choice!r}: use on or off")
+    return choice == "on"
+
+
+Route = Callable[[Callable[[], Any]], Callable[[], Any]]
+
+
+def _route(split: Route, lane: HotLane | None) -> Route:
+    """aiohttp's protocol factory wrapped: the gRPC split first, then the hot lane."""
+    if lane is None:
+        return split
+    return lambda make_http: split(lane.wrap(make_http))
 
 
 def _expiry(ident: certs.Identity) -> str:

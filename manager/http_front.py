@@ -24,9 +24,14 @@ from flock.manager.api.docker.app import (
     split_version,
 )
 from flock.manager.api.docker.call import Call
+from flock.manager.api.lane.connection import HotLane
 from flock.manager.observability import echo_request_id, metrics_middleware, request_id_middleware
 from flock.manager.observability.metrics import UNMATCHED
 from flock.manager.ui.routes import register as register_ui
+
+# The hot lane in front of this app's connections (api/lane/); absent on a replica,
+# whose writes are forwarded to the primary by aiohttp's path.
+HOT_LANE: web.AppKey[HotLane] = web.AppKey("flock_hot_lane", HotLane)
 
 Middleware = Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
                       Awaitable[web.StreamResponse]]
@@ -40,9 +45,10 @@ CORS_HEADERS = {
 
 
 def build_app(cluster: Cluster, cors: bool = False,
-              forward: Middleware | None = None) -> web.Application:
+              forward: Middleware | None = None, hot_lane: bool = True) -> web.Application:
     """The application for `cluster`. `cors`: classic's --api-enable-cors; `forward`:
-    a replica's middleware sending writes to the primary (manager/ha.py)."""
+    a replica's middleware sending writes to the primary (manager/ha.py); `hot_lane`:
+    the busiest routes' cheaper path (api/lane/), never on a replica."""
     app = web.Application(client_max_size=MAX_BODY)
     ps_json.attach(cluster.state)  # `docker ps` entries encoded as records are written
     router = build_router()
@@ -52,9 +58,11 @@ def build_app(cluster: Cluster, cors: bool = False,
         known = request.get(ENDPOINT)  # set by `handle`, which matched the route already
         if known is not None:
             return known
-        resource = request.match_info.route.resource
+        # The cluster page's few routes, by their patterns; never a hot-lane request.
+        resource = (request.match_info.route.resource
+                    if isinstance(request, web.BaseRequest) else None)
         if resource is not None and resource.canonical.startswith("/ui"):
-            return resource.canonical  # the cluster page's few routes, by their patterns
+            return resource.canonical
         return router.template(request.method,
                                split_version(route_path(request))[1]) or UNMATCHED
 
@@ -72,6 +80,8 @@ def build_app(cluster: Cluster, cors: bool = False,
 
     register_ui(app, cluster)  # the cluster page at /ui, before the catch-all
     app.router.add_route("*", "/{tail:.*}", dispatch)
+    if hot_lane and forward is None:
+        app[HOT_LANE] = HotLane(app, dispatch)
     return app
 
 

@@ -138,6 +138,16 @@ class ManagerMetrics:
                      ("stream",): float(slots.open - slots.links)})
 
     # ------------------------------------------------- API front
+    def hot_lane(self, counts: Callable[[], dict[str, int]]) -> None:
+        """What the hot lane (api/lane/) took: requests it answered, connections it
+        handed to aiohttp, connections on it now. All zero with FLOCK_HOT_LANE=off."""
+        self.registry.gauge(
+            "flock_api_hot_lane",
+            "The Docker API's hot lane since start: requests answered on it (answered), "
+            "connections handed to the full HTTP server (handed_over), connections on it "
+            "now (open).", ["what"],
+            lambda: {(key,): float(value) for key, value in counts().items()})
+
     def api_request(self, method: str, endpoint: str, code: str, seconds: float) -> None:
         method = method if method in HTTP_METHODS else "other"
         self.last_request = time.monotonic()

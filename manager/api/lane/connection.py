@@ -60,6 +60,12 @@ class HotLane:
         self.answered = 0    # requests the lane answered
         self.handed_over = 0  # connections handed to aiohttp
 
+    COUNTS = ("answered", "handed_over", "open")  # the metric's labels (ManagerMetrics)
+
+    def counts(self) -> dict[str, int]:
+        return dict(zip(self.COUNTS, (self.answered, self.handed_over,
+                                      len(self.connections)), strict=True))
+
     def wrap(self, make_http: Callable[[], Any]) -> Callable[[], asyncio.Protocol]:
         """aiohttp's protocol factory, with the lane in front of each connection."""
         return lambda: LaneConnection(self, make_http)
@@ -124,7 +130,6 @@ class LaneConnection(asyncio.Protocol):
         self._buffer = bytearray()
         self._head: Head | None = None  # parsed, its body still coming
         self._task: asyncio.Task | None = None
-        self._eof = False
         self._closing = False
         self._reading_paused = False
         self._writing_paused = False
@@ -151,10 +156,10 @@ class LaneConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self.inner is not None:
             return self.inner.eof_received()
-        self._eof = True
-        if self._task is None:
-            self._next()
-        return True  # the transport stays open for an answer still to go out
+        # As aiohttp's protocol: the client's end of sending ends the connection, and
+        # connection_lost cancels a request still being answered (its claim on a name,
+        # say, then lasts until the node answers: placement's own business).
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lane.connections.discard(self)
@@ -195,13 +200,9 @@ class LaneConnection(asyncio.Protocol):
             self.transport.close()
             return
         if not self._buffer:
-            if self._eof:
-                self.transport.close()
             return
         head = self._head or parse_head(self._buffer)
         if head is NEED_MORE:
-            if self._eof:
-                self._hand_over()  # a cut head: aiohttp's answer
             return
         if isinstance(head, str) or not self._lane.takes(head):
             self._hand_over()
@@ -209,8 +210,6 @@ class LaneConnection(asyncio.Protocol):
         end = head.size + head.length
         if len(self._buffer) < end:
             self._head = head
-            if self._eof:
-                self._hand_over()
             return
         self._head = None
         body = bytes(self._buffer[head.size:end])
@@ -254,5 +253,3 @@ class LaneConnection(asyncio.Protocol):
         data, self._buffer = bytes(self._buffer), bytearray()
         if data:
             self.inner.data_received(data)
-        if self._eof and not self.inner.eof_received():
-            self.transport.close()

@@ -16,6 +16,8 @@ END = b"\r\n\r\n"
 HEAD_LIMIT = 16 << 10  # longer heads are aiohttp's (it refuses past 8190 bytes a line)
 BODY_LIMIT = 1 << 20   # larger bodies are aiohttp's, which can stream them to a node
 NEED_MORE = "need more"
+_METHODS = (b"GET ", b"POST ")  # the lane's routes' methods (connection.ROUTES)
+_LONGEST = max(_METHODS, key=len)
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a value: only tab passes
 # Headers whose presence means a request the lane does not take.
@@ -35,12 +37,20 @@ class Head:
 def parse_head(data: bytes | bytearray) -> Head | str:
     """The head at the start of `data`; NEED_MORE when it is not all there yet; any
     other string says why the lane leaves this request to aiohttp."""
+    # Decided on the first bytes where they can: a client waiting on something that is
+    # no request of ours (a TLS hello on the plain port, bare LF line ends) must get
+    # aiohttp's answer now, not once a blank line that may never come is in.
+    start = bytes(data[:len(_LONGEST)])
+    if not any(method.startswith(start[:len(method)]) for method in _METHODS):
+        return "not a GET or POST"
     end = data.find(END, 0, HEAD_LIMIT + len(END))
-    if end < 0:
-        return NEED_MORE if len(data) <= HEAD_LIMIT else "head too long"
-    raw = bytes(data[:end])
+    raw = bytes(data[:end if end >= 0 else HEAD_LIMIT + len(END)])
     if not raw.isascii():
         return "bytes past ASCII"
+    if raw.count(b"\n") != raw.count(b"\r\n"):
+        return "a line not ended by CRLF"
+    if end < 0:
+        return NEED_MORE if len(data) <= HEAD_LIMIT else "head too long"
     lines = raw.decode("ascii").split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or parts[2] != "HTTP/1.1" or not parts[1].startswith("/"):
