@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from flock.common import json_codec
 from flock.docker_compat.paths import api_path
 from flock.manager.cluster.agent_client import ReadBack
 from flock.manager.cluster.holding import hold_until_done
@@ -166,10 +167,10 @@ class Placement:
         """Send the create and record a success (before the reservation goes)."""
         prepared = prepare_create_body(body, spec, node.cpus)
         with self.records.changing(node.id):
-            status, data, read, extra = await send(node, json.dumps(prepared).encode())
+            status, data, read, extra = await send(node, json_codec.dumps(prepared))
         record = None
         if status == 201:
-            record = self._recorded(node, json.loads(data)["Id"], name, prepared, read)
+            record = self._recorded(node, json_codec.loads(data)["Id"], name, prepared, read)
         return status, data, extra, record
 
     def _recorded(self, node: Node, container_id: str, name: str, body: dict,

@@ -18,6 +18,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from flock.common import json_codec
 from flock.docker_compat.humanize import bytes_size
 from flock.docker_compat.paths import api_path
 from flock.docker_compat.references import hex_name_error, image_identifier
@@ -180,7 +181,7 @@ async def create(call: Call) -> web.StreamResponse:
         if refusal := unknown_image_id(body, placed.status, placed.data):
             raise DockerError(404, refusal)
         return proxy.buffered_response(placed.extra, placed.data)
-    answer = json.loads(placed.data)
+    answer = json_codec.loads(placed.data)
     if placed.warnings:
         answer["Warnings"] = list(answer.get("Warnings") or []) + placed.warnings
     return json_answer(answer, status=201)
@@ -218,7 +219,7 @@ async def inspect(call: Call) -> web.StreamResponse:
         if exchange.status == 404:
             call.cluster.records.forget(container.id)
         return proxy.buffered_response(exchange, data)
-    answer = json.loads(data)
+    answer = json_codec.loads(data)
     answer["Node"] = node_object(node)
     return json_answer(answer)
 
