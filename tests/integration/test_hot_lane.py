@@ -1,6 +1,7 @@
-"""The hot lane (manager/api/lane/): create, start, inspect and the list answered without
-aiohttp's per-request layers must answer exactly as aiohttp's path does, on the same
-connection as everything else, in order.
+"""The hot lane (manager/api/lane/): ping, version, create, start, inspect, the list and
+info answered without aiohttp's per-request layers must answer exactly as aiohttp's path
+does, on the same connection as everything else, in order; the real docker CLI and SDK
+runs take it.
 
 Two halves. The answer writer against a real aiohttp server: the same Response gives
 the same bytes (but the Date). Then a real `flock manage` with a hollow fleet (both
@@ -12,13 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import socket
+import subprocess
 
+import docker
 import pytest
 from aiohttp import web
 
-from bench.scale import Stack, container_body
+from bench.scale import IMAGE, Stack, container_body
 from flock.manager.api.docker.errors import error_response, json_answer
 from flock.manager.api.lane.answer import answer_bytes, head_fields
 
@@ -35,11 +39,13 @@ def _request(method: str, path: str, body: bytes = b"", headers: dict | None = N
     return head.encode() + b"\r\n" + body
 
 
-def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes, bytes]]:
-    """`count` answers read in order: (status, headers lower-cased, body, raw bytes)."""
+def _answers(sock: socket.socket, count: int, heads: tuple[bool, ...] = ()
+             ) -> list[tuple[int, dict[str, str], bytes, bytes]]:
+    """`count` answers read in order: (status, headers lower-cased, body, raw bytes);
+    `heads[i]` true: answer i is to a HEAD (no body, whatever its length says)."""
     reader = sock.makefile("rb")
     out = []
-    for _ in range(count):
+    for index in range(count):
         raw = reader.readline()
         status = int(raw.split()[1])
         headers: dict[str, str] = {}
@@ -48,15 +54,16 @@ def _answers(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str],
             name, _, value = line.decode().partition(":")
             headers[name.strip().lower()] = value.strip()
         raw += b"\r\n"
-        body = reader.read(int(headers.get("content-length", "0")))
+        head_only = index < len(heads) and heads[index]
+        body = b"" if head_only else reader.read(int(headers.get("content-length", "0")))
         out.append((status, headers, body, raw + body))
     return out
 
 
-def _exchange(port: int, data: bytes, count: int) -> list:
+def _exchange(port: int, data: bytes, count: int, heads: tuple[bool, ...] = ()) -> list:
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
         sock.sendall(data)
-        return _answers(sock, count)
+        return _answers(sock, count, heads)
 
 
 # ---------------------------------------------------------------- the answer writer
@@ -69,6 +76,7 @@ def _responses() -> dict[str, web.Response]:
                                 headers={"Content-Type": "application/json",
                                          "Api-Version": "1.41", "Ostype": "linux"}),
         "plain": web.Response(status=200, body=b"OK"),
+        "nobody": web.Response(status=200, headers={"Content-Type": "text/plain"}),
         "closing": _closing(),
     }
 
@@ -85,22 +93,24 @@ def test_the_lane_writes_the_bytes_aiohttp_writes():
             return _responses()[request.match_info["name"]]
 
         app = web.Application()
-        app.router.add_get("/{name}", handler)
+        app.router.add_route("*", "/{name}", handler)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = runner.addresses[0][1]
         try:
-            for name in _responses():
-                def fetch(name=name) -> bytes:
-                    return _exchange(port, _request("GET", f"/{name}"), 1)[0][3]
-                theirs = await asyncio.to_thread(fetch)
-                response = _responses()[name]
-                head_fields(response)
-                ours = answer_bytes(response, close=response.keep_alive is False)
-                assert _DATE.sub(b"", ours) == _DATE.sub(b"", theirs), name
-                assert _DATE.search(ours), name
+            for method in ("GET", "HEAD", "POST"):
+                for name in _responses():
+                    def fetch(name=name, method=method) -> bytes:
+                        return _exchange(port, _request(method, f"/{name}"), 1,
+                                         (method == "HEAD",))[0][3]
+                    theirs = await asyncio.to_thread(fetch)
+                    response = _responses()[name]
+                    head_fields(response, method)
+                    ours = answer_bytes(response, response.keep_alive is False, method)
+                    assert _DATE.sub(b"", ours) == _DATE.sub(b"", theirs), (method, name)
+                    assert _DATE.search(ours), name
         finally:
             await runner.cleanup()
 
@@ -124,14 +134,14 @@ def _create(name: str) -> bytes:
 
 
 def test_pipelined_requests_switching_paths_answer_in_order(stack):
-    """Create (lane), version (aiohttp: the connection is handed over), start and
+    """Create (lane), networks (aiohttp: the connection is handed over), start and
     inspect (aiohttp's now), all in one write."""
-    data = (_create("lane-order") + _request("GET", "/v1.41/version")
+    data = (_create("lane-order") + _request("GET", "/v1.41/networks")
             + _request("POST", "/v1.41/containers/lane-order/start")
             + _request("GET", "/v1.41/containers/lane-order/json"))
-    created, version, started, inspect = _exchange(stack.port, data, 4)
+    created, networks, started, inspect = _exchange(stack.port, data, 4)
     assert created[0] == 201, created
-    assert version[0] == 200 and "ApiVersion" in json.loads(version[2])
+    assert networks[0] == 200 and isinstance(json.loads(networks[2]), list)
     assert started[0] == 204, started
     assert inspect[0] == 200 and json.loads(inspect[2])["State"]["Running"] is True
 
@@ -147,10 +157,12 @@ def test_many_pipelined_lane_requests_all_answer_in_order(stack):
 
 
 def _same_answer(stack, request: bytes) -> tuple[tuple, tuple]:
-    """`request` on the lane (first on its connection) and on aiohttp's path (after a
-    _ping, which hands the connection over)."""
-    lane = _exchange(stack.port, request, 1)[0]
-    _, aiohttp_path = _exchange(stack.port, _request("GET", "/_ping") + request, 2)
+    """`request` on the lane (first on its connection) and on aiohttp's path (after an
+    OPTIONS, which no lane route takes: the connection is aiohttp's from it on)."""
+    head = request.startswith(b"HEAD ")
+    lane = _exchange(stack.port, request, 1, (head,))[0]
+    _, aiohttp_path = _exchange(stack.port, _request("OPTIONS", "/") + request, 2,
+                                (False, head))
     return lane, aiohttp_path
 
 
@@ -168,8 +180,11 @@ def _comparable(answer: tuple) -> tuple:
     _request("POST", "/v1.41/containers/create?name=bad/name", b'{"Image": "busybox"}'),
     _request("POST", "/v1.41/containers/lane-nothing/start"),
     _request("GET", "/v9.99/containers/json"),
+    _request("HEAD", "/_ping"),
+    _request("GET", "/v1.41/_ping"),
+    _request("GET", "/version"),
 ], ids=["unknown-inspect", "filtered-list", "malformed-json", "wrong-type", "bad-name",
-        "unknown-start", "version-too-new"])
+        "unknown-start", "version-too-new", "head-ping", "ping", "version"])
 def test_the_lane_answers_as_aiohttp_does(stack, request_bytes):
     lane, aiohttp_path = _same_answer(stack, request_bytes)
     assert _comparable(lane) == _comparable(aiohttp_path)
@@ -233,7 +248,7 @@ def _lane_counts(port: int) -> dict[str, float]:
 
 
 def test_the_lane_is_counted_and_can_be_turned_off(stack, monkeypatch, tmp_path):
-    _exchange(stack.port, _request("GET", "/containers/json"), 1)
+    _exchange(stack.port, _request("GET", "/containers/json") + _request("OPTIONS", "/"), 2)
     on = _lane_counts(stack.port)
     assert on["answered"] >= 1 and on["handed_over"] >= 1, on
 
@@ -257,3 +272,29 @@ def test_a_wrong_lane_choice_is_refused_with_the_choices(monkeypatch, tmp_path):
             asyncio.run(wrong.start(progress=lambda text: None, timeout=60))
     finally:
         wrong.stop()
+
+
+def test_the_docker_cli_and_sdk_runs_take_the_lane(stack):
+    """The real clients: `docker run -d` sends a HEAD /_ping, then create and start on
+    the same connection (and a wait on a second one, which is aiohttp's: it streams);
+    the SDK's run sends GET /version first, then create, an inspect and start. Had the
+    first request handed the connection to aiohttp, the rest would not count here."""
+    before = _lane_counts(stack.port)
+    host = f"tcp://127.0.0.1:{stack.port}"
+    run = subprocess.run(["docker", "-H", host, "run", "-d", "--name", "lane-cli", IMAGE,
+                          "sleep", "1d"], capture_output=True, timeout=60,
+                         env={"PATH": os.environ["PATH"], "HOME": str(stack.folder)})
+    assert run.returncode == 0, run.stderr
+    after_cli = _lane_counts(stack.port)
+    assert after_cli["answered"] == before["answered"] + 3  # ping, create, start
+
+    client = docker.DockerClient(base_url=host, version="auto", timeout=60)
+    try:
+        container = client.containers.run(IMAGE, ["sleep", "1d"], name="lane-sdk",
+                                          detach=True)
+        after_sdk = _lane_counts(stack.port)
+        container.reload()
+        assert container.status == "running"
+    finally:
+        client.close()
+    assert after_sdk["answered"] == after_cli["answered"] + 4  # version, create, json, start

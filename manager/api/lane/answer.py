@@ -19,7 +19,7 @@ class NotForTheLane(Exception):
     """An answer the lane cannot write as aiohttp would (streamed, compressed...)."""
 
 
-def head_fields(response: web.Response) -> None:
+def head_fields(response: web.Response, method: str) -> None:
     """Complete `response.headers` as aiohttp does before the prepare hooks run."""
     headers = response.headers
     if response.chunked or response.compression or response.cookies:
@@ -31,18 +31,21 @@ def head_fields(response: web.Response) -> None:
         headers.popall("Content-Length", None)
         headers.popall("Transfer-Encoding", None)
     else:
-        if "Content-Length" not in headers:
-            headers["Content-Length"] = str(len(body or b""))
-        if body:
+        size = len(body or b"")
+        # A HEAD answer says the length its GET would have, or none without a body.
+        if "Content-Length" not in headers and (size or method != "HEAD"):
+            headers["Content-Length"] = str(size)
+        if size and method != "HEAD":
             headers.setdefault("Content-Type", "application/octet-stream")
     if "Date" not in headers:
         headers["Date"] = rfc822_formatted_time()
     headers.setdefault("Server", SERVER_SOFTWARE)
 
 
-def answer_bytes(response: web.Response, close: bool) -> bytes:
-    """The status line, headers and body; `Connection: close` when the lane closes the
-    connection after it (aiohttp says so on an HTTP/1.1 answer only then)."""
+def answer_bytes(response: web.Response, close: bool, method: str) -> bytes:
+    """The status line, headers and body (none for HEAD); `Connection: close` when the
+    lane closes the connection after it (aiohttp says so on an HTTP/1.1 answer only
+    then)."""
     headers = response.headers
     if close and "Connection" not in headers:
         headers["Connection"] = "close"
@@ -52,5 +55,6 @@ def answer_bytes(response: web.Response, close: bool) -> bytes:
     breaks = len(lines) - 1  # only the lane's own line ends may be there
     if head.count("\r") != breaks or head.count("\n") != breaks or "\x00" in head:
         raise NotForTheLane("a control character in the head")
-    body = b"" if response.status in _EMPTY_BODY else bytes(response.body or b"")
-    return head.encode("utf-8") + b"\r\n\r\n" + body
+    if response.status in _EMPTY_BODY or method == "HEAD":
+        return head.encode("utf-8") + b"\r\n\r\n"
+    return head.encode("utf-8") + b"\r\n\r\n" + bytes(response.body or b"")

@@ -1,5 +1,5 @@
-"""The hot lane: `docker run`'s create and start (and a container's inspect and the
-list) answered without aiohttp's per-request layers.
+"""The hot lane: `docker run`'s ping, create and start (and a container's inspect, the
+list, version and info) answered without aiohttp's per-request layers.
 
 Why: at a thousand creates a second the manager spent about a quarter of its CPU in
 aiohttp's request machinery (protocol, request and response objects, the URL
@@ -41,9 +41,13 @@ _VERSION = r"(?:/v\d+\.\d+)?"
 _ID = r"[^/]+"
 # The routes the lane takes, by method. Only which requests take the lane: the router
 # in `handle` matches each again, exactly as for aiohttp's requests.
+# A client's first request on a connection is usually a ping (the docker CLI) or the
+# version (the SDK's version="auto"): they are the lane's too, or the connection would
+# be aiohttp's before its first create.
 ROUTES = {
     "POST": re.compile(rf"{_VERSION}/containers/(?:create|{_ID}/start)/?"),
-    "GET": re.compile(rf"{_VERSION}/containers/(?:{_ID}/)?json/?"),
+    "GET": re.compile(rf"{_VERSION}/(?:containers/(?:{_ID}/)?json|_ping|version|info)/?"),
+    "HEAD": re.compile(rf"{_VERSION}/_ping/?"),
 }
 Dispatch = Callable[[Any], Awaitable[web.StreamResponse]]
 
@@ -86,20 +90,20 @@ class HotLane:
         try:
             if not isinstance(response, web.Response):
                 raise NotForTheLane(f"a {type(response).__name__}")
-            head_fields(response)
+            head_fields(response, request.method)
             for hook in self._app.on_response_prepare:
                 await hook(request, response)  # type: ignore[arg-type]
             self.answered += 1
             close = response.keep_alive is False or response.headers.get(
                 "Connection", "").lower() == "close"
-            return answer_bytes(response, close=close), close
+            return answer_bytes(response, close, request.method), close
         except NotForTheLane as exc:  # a handler of the lane's routes changed its answer
             log.error("%s %s: the hot lane cannot write this answer (%s)", request.method,
                       request.path, exc)
             failed = error_response(500, f"flock: the manager's hot lane cannot write the "
                                          f"answer to {request.method} {request.path}")
-            head_fields(failed)
-            return answer_bytes(failed, close=True), True
+            head_fields(failed, request.method)
+            return answer_bytes(failed, True, request.method), True
 
     def chain(self) -> Dispatch:
         """The app's middlewares around the dispatch, built once, the way aiohttp builds
