@@ -56,6 +56,8 @@ class HotLane:
     """What the lane's connections share: the app whose middlewares and answer hooks
     they run, and the dispatch at the end of that chain (http_front's)."""
 
+    COUNTS = ("answered", "handed_over", "open")  # the metric's labels (ManagerMetrics)
+
     def __init__(self, app: web.Application, dispatch: Dispatch) -> None:
         self._app = app
         self._dispatch = dispatch
@@ -63,8 +65,6 @@ class HotLane:
         self.connections: set[LaneConnection] = set()
         self.answered = 0    # requests the lane answered
         self.handed_over = 0  # connections handed to aiohttp
-
-    COUNTS = ("answered", "handed_over", "open")  # the metric's labels (ManagerMetrics)
 
     def counts(self) -> dict[str, int]:
         return dict(zip(self.COUNTS, (self.answered, self.handed_over,
@@ -220,8 +220,10 @@ class LaneConnection(asyncio.Protocol):
         del self._buffer[:end]
         request = LaneRequest(head, body, self.transport)
         self._task = self._loop.create_task(self._answer(request))
-        # Before the guard's own callback (added as the task starts): the next request
-        # is started before the guard hears this one is done.
+        # Added before the guard's own callback (which its middleware adds as the task
+        # runs), so the next request's task is made first and the guard hears "done"
+        # before that task's "started": the other order would leave the guard's clock
+        # idle while a request is served.
         self._task.add_done_callback(self._answered)
 
     async def _answer(self, request: LaneRequest) -> None:
