@@ -4,6 +4,7 @@ last call (a record replaced, a node renamed, a container gone)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import replace
 
@@ -11,7 +12,7 @@ import pytest
 
 from flock.manager.api.docker.errors import answer_bytes
 from flock.manager.api.docker.ps import select
-from flock.manager.api.docker.ps_json import listing_json
+from flock.manager.api.docker.ps_json import ENCODE_AFTER, listing_json
 from flock.manager.cluster.convert import STATE_KEY
 from flock.manager.cluster.state import ClusterState
 from tests.unit.test_manager_ps import CONTAINERS, NODES, NOW, make
@@ -78,3 +79,24 @@ def test_unknown_node_and_empty_cluster():
     every = {"show_all": True, "limit": -1, "filters": {}}
     assert listing_json(state, {}, now=NOW, **every) == answer_bytes(
         select(state.containers(), {}, now=NOW, **every))
+
+
+def test_writes_inside_the_loop_show_before_and_after_their_deferred_encoding():
+    """On the manager's loop an entry is encoded a moment after its record's write
+    (ENCODE_AFTER): a listing before that moment encodes it itself, one after finds
+    it encoded; both are the listing's exact bytes."""
+    async def scenario() -> None:
+        state = _state()
+        every = {"show_all": True, "limit": -1, "filters": {}}
+        listing_json(state, state.node_map(), now=NOW, **every)
+        for step in range(2):  # two writes of one record a moment apart, as a docker run
+            web1 = state.container("aaa111")
+            state.upsert_container(replace(web1, summary=dict(
+                web1.summary, Status=f"Up {step}", Labels={"step": str(step)})))
+        early = listing_json(state, state.node_map(), now=NOW, **every)
+        assert early == _expected(state, NOW, **every)
+        assert {e["Id"]: e for e in json.loads(early)}["aaa111"]["Labels"] == {"step": "1"}
+        await asyncio.sleep(ENCODE_AFTER * 2)
+        assert listing_json(state, state.node_map(), now=NOW, **every) == early
+
+    asyncio.run(scenario())
