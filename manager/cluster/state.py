@@ -294,6 +294,15 @@ class ClusterState:
 
     # ----------------------------------------------------------- containers
     def upsert_container(self, container: Container) -> None:
+        acc = self._accounted.get(container.id)
+        if acc is not None and acc.same_for(container):
+            # A state change (the start's read-back): the indexes stay as they are, and
+            # only the views of the record itself hear of it.
+            self._containers[container.id] = container
+            self.generation += 1
+            for listener in self._listeners.values():
+                listener.container_rewritten(container.id, container.node_id)
+            return
         old = self._containers.get(container.id)
         if old is not None:
             self._unaccount(old)
@@ -428,6 +437,7 @@ class ClusterState:
                 for alias in image_aliases(ref)
             ),
             labels=tuple((container.labels or {}).items()),
+            refs=(container.image, container.image_id),
         )
         self._accounted[container.id] = acc
         if acc.name:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol, TypeVar
 
-from flock.manager.cluster.model import Node
+from flock.manager.cluster.model import Container, Node
 
 
 class NotFound(LookupError):
@@ -50,6 +50,10 @@ class Listener(Protocol):
     def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
         ...
 
+    # A container's record was replaced by one that accounts the same (its state, its
+    # list entry changed; not its node, name, reservations, ports, images or labels).
+    def container_rewritten(self, container_id: str, node_id: str) -> None: ...
+
 
 ListenerT = TypeVar("ListenerT", bound=Listener)
 
@@ -74,6 +78,16 @@ class Accounted:
     ports: tuple[tuple[int, str], ...]
     images: frozenset[str]
     labels: tuple[tuple[str, str], ...]
+    refs: tuple[str, str] = ("", "")  # the image and image ID `images` was made from
+
+    def same_for(self, container: Container) -> bool:
+        """Whether `container` would contribute exactly this (ClusterState._account)."""
+        return (self.node_id == container.node_id and self.name == container.name
+                and self.cpus == container.reserved_cpus
+                and self.memory == container.reserved_memory
+                and self.refs == (container.image, container.image_id)
+                and self.ports == tuple(container.ports)
+                and self.labels == tuple((container.labels or {}).items()))
 
 
 class NodeNameTaken(Exception):

@@ -36,6 +36,9 @@ class Drained:
     def container_changed(self, container_id: str, name: str, node_id: str, added: bool) -> None:
         return None
 
+    def container_rewritten(self, container_id: str, node_id: str) -> None:
+        return None
+
 
 def drained(state: ClusterState) -> Drained:
     return state.attach(KEY, Drained)

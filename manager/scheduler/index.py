@@ -41,6 +41,9 @@ class PlacementIndex:
         for pattern in self._container_patterns.values():
             pattern.count(container_id, name, node_id, 1 if added else -1)
 
+    def container_rewritten(self, container_id: str, node_id: str) -> None:
+        return None  # the patterns count names and IDs, which a rewrite keeps
+
     # --------------------------------------------------------------- lookups
     def node_hits(self, what: str, rule: Rule, compute: Callable[[], set[str]]) -> set[str]:
         """`compute()` (node IDs matching a pattern over node labels or names), reused

@@ -4,6 +4,7 @@ kept incrementally (checked against a from-scratch recomputation)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -180,6 +181,60 @@ def test_in_place_mutation_of_a_container_is_accounted_right():
     assert state.nodes_using_port(80) == set()
 
 
+class _Heard:
+    """A listener that writes down what the state tells it about containers."""
+
+    def __init__(self, state: ClusterState) -> None:
+        self.said: list[tuple] = []
+
+    def node_changed(self, node_id, node, usage) -> None:
+        self.said.append(("node", node_id))
+
+    def container_changed(self, container_id, name, node_id, added) -> None:
+        self.said.append(("changed", container_id, added))
+
+    def container_rewritten(self, container_id, node_id) -> None:
+        self.said.append(("rewritten", container_id))
+
+
+def test_a_record_that_accounts_the_same_is_a_rewrite_not_a_change():
+    """A start's read-back changes the state and list entry of a record, not what it
+    reserves: the indexes stay, and listeners hear a rewrite (ps and info re-render
+    the record), not a removal and an addition (which pattern counts would double)."""
+    state = ClusterState()
+    state.upsert_node(node("n1"))
+    created = ctr("a", "n1", image="busybox", image_id="sha256:" + "1" * 64,
+                  reserved_memory=100, ports=[(80, "tcp")], labels={"k": "v"})
+    state.upsert_container(created)
+    heard = state.attach("heard", _Heard)
+    usage_before = (state.usage("n1").memory, dict(state.usage("n1").ports))
+    generation = state.generation
+    running = ctr("a", "n1", image="busybox", image_id="sha256:" + "1" * 64,
+                  reserved_memory=100, ports=[(80, "tcp")], labels={"k": "v"},
+                  state="running", summary={"State": "running"})
+    state.upsert_container(running)
+    assert heard.said == [("rewritten", "a")]
+    assert state.container("a") is running and state.generation == generation + 1
+    assert (state.usage("n1").memory, dict(state.usage("n1").ports)) == usage_before
+    assert state.resolve("c-a") is running
+    # Any accounted field that differs takes the whole way: out, then in again.
+    for changed in ({"reserved_memory": 200}, {"ports": [(81, "tcp")]},
+                    {"labels": {"k": "w"}}, {"image_id": "sha256:" + "2" * 64},
+                    {"name": "other"}):
+        heard.said.clear()
+        fields = {"image": "busybox", "image_id": "sha256:" + "1" * 64,
+                  "reserved_memory": 100, "ports": [(80, "tcp")], "labels": {"k": "v"},
+                  **changed}
+        state.upsert_container(ctr("a", "n1", **fields))
+        said = [s for s in heard.said if s[0] != "node"]
+        assert said == [("changed", "a", False), ("changed", "a", True)], changed
+        state.upsert_container(ctr("a", "n1", image="busybox",
+                                   image_id="sha256:" + "1" * 64, reserved_memory=100,
+                                   ports=[(80, "tcp")], labels={"k": "v"}))
+    assert (state.usage("n1").memory, dict(state.usage("n1").ports)) == usage_before
+    assert {v: dict(n) for v, n in state.container_label_values("k").items()} == {"v": {"n1": 1}}
+
+
 def _expected_buckets(state: ClusterState):
     counts, classes = {}, {}
     for n in state.nodes():
@@ -212,6 +267,11 @@ def test_count_and_resource_buckets_match_a_recomputation_after_random_changes()
                     ports=[(rng.randrange(3), "tcp")],
                 )
             )
+        elif op < 0.62:  # the same record in another state: a rewrite, when it exists
+            known = state.container(f"c{rng.randrange(30)}")
+            if known is not None:
+                state.upsert_container(replace(known, state=rng.choice(["running", "exited"]),
+                                               ports=list(known.ports)))
         elif op < 0.7:
             state.remove_container(f"c{rng.randrange(30)}")
         elif op < 0.85:

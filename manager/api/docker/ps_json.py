@@ -64,6 +64,9 @@ class EntryCache:
         if self._pass is None:
             self._pass = loop.call_later(ENCODE_AFTER, self._encode_due)
 
+    def container_rewritten(self, container_id: str, node_id: str) -> None:
+        self.container_changed(container_id, "", node_id, True)
+
     def _encode_due(self) -> None:
         self._pass = None
         due, self._due = self._due, set()

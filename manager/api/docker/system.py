@@ -80,6 +80,9 @@ class NodeRows:
                           added: bool) -> None:
         self._rows.pop(node_id, None)
 
+    def container_rewritten(self, container_id: str, node_id: str) -> None:
+        self._rows.pop(node_id, None)
+
     def rows(self, node: Node) -> list[list[str]]:
         in_place = (node.health, node.error, int(node.updated_at))
         cached = self._rows.get(node.id)
