@@ -54,6 +54,9 @@ class _Family(ABC):
     def labels(self, *values: str):
         """The child for these label values (in the order the labels were declared).
         Callers on a hot path keep the child rather than looking it up each time."""
+        child = self._children.get(values)  # values given as strings: the usual case
+        if child is not None:
+            return child
         key = tuple(str(v) for v in values)
         child = self._children.get(key)
         if child is None:
