@@ -54,6 +54,25 @@ def test_file_backend_reads_each_fetch(tmp_path):
     assert asyncio.run(backend.fetch()) == ["127.0.0.9:4001"]
 
 
+def test_file_backend_reads_the_same_text_to_the_same_list_and_a_change_at_once(tmp_path):
+    """The addresses of an unchanged file are kept between fetches (expanding 10,000
+    lines costs the manager ~30 ms each time); a caller changing the list it got, an
+    edit, or an edit that breaks the file and one that mends it all show."""
+    path = tmp_path / "cluster"
+    path.write_text("127.0.0.[1:2]:4001\n")
+    backend = FileBackend(str(path))
+    first = asyncio.run(backend.fetch())
+    first.append("mangled by the caller")
+    assert asyncio.run(backend.fetch()) == ["127.0.0.1:4001", "127.0.0.2:4001"]
+    path.write_text("127.0.0.[1:2]:4001\nnot-an-address\n")
+    with pytest.raises(DiscoveryError, match="line 2"):
+        asyncio.run(backend.fetch())
+    path.write_text("127.0.0.[1:2]:4001\n")
+    assert asyncio.run(backend.fetch()) == ["127.0.0.1:4001", "127.0.0.2:4001"]
+    path.write_text("127.0.0.2:4001\n")
+    assert asyncio.run(backend.fetch()) == ["127.0.0.2:4001"]
+
+
 def test_file_backend_names_the_bad_line(tmp_path):
     path = tmp_path / "cluster"
     path.write_text("127.0.0.1:4001\nnot-an-address\n")
