@@ -74,6 +74,11 @@ async def _metric_sums(base: str, prefix: str) -> Counter:
     return counts
 
 
+async def call_carriers(base: str) -> Counter:
+    """Connections the manager holds for agents' calls: call links and gRPC streams."""
+    return await _metric_sums(base, 'flock_agent_call_carriers{carrier="')
+
+
 async def agent_rpcs(base: str) -> Counter:
     """The manager's agent RPCs so far by method, from its /metrics (empty without)."""
     return await _metric_sums(base, 'flock_agent_rpc_duration_seconds_count{method="')
@@ -370,6 +375,7 @@ async def bench(args) -> dict:
         cpu_after, client_after = stack.cpu(), time.process_time()
         rpcs = await agent_rpcs(stack.url)
         rpcs.subtract(rpcs_before)
+        out["carriers"] = dict(await call_carriers(stack.url))
         gc_counts, gc_seconds = await gc_pauses(stack.url)
         gc_counts.subtract(gc_before[0])
         gc_seconds.subtract(gc_before[1])
@@ -434,6 +440,8 @@ def report(out: dict) -> None:
          f"manager {out.get('cpu_ms_manager', 0):.2f} ms, hollow "
          f"{out.get('cpu_ms_hollow', 0):.2f} ms, this client "
          f"{out.get('cpu_ms_client', 0):.2f} ms"),
+        ("agents' call carriers", ", ".join(
+            f"{k} {v:.0f}" for k, v in sorted(out.get("carriers", {}).items()))),
         ("agent RPCs per container", ", ".join(
             f"{k} {v}" for k, v in sorted(out.get("rpcs_per_container", {}).items()))),
         ("manager GC while placing", ", ".join(
