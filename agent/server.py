@@ -191,9 +191,17 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             if read is not None:
                 self.read_backs.publish(read)
 
-        task = asyncio.get_running_loop().create_task(read())
-        self._reading.add(task)
-        task.add_done_callback(self._reading.discard)
+        loop = asyncio.get_running_loop()
+
+        def begin() -> None:
+            task = loop.create_task(read())
+            self._reading.add(task)
+            task.add_done_callback(self._reading.discard)
+
+        # Begun on the loop's next turn, behind the answer: a task made now would take
+        # its first step (aiohttp setting up the inspect) before the call's own answer
+        # is written, which held every create and start 0.4-0.6 ms.
+        loop.call_soon(begin)
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)
