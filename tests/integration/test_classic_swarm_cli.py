@@ -146,7 +146,11 @@ def test_ps_refresh_flags_re_read_the_nodes(engine, tmp_path):
         cid = cluster.docker("run", "-d", "--name", "probe", "busybox", "sleep", "60"
                              ).stdout.decode().strip()
         state = cluster.manager.state
-        wait_for(lambda: state.container(cid), 15, "the record")
+        # The start's read-back (the engine's "Up ..." text) comes on the event stream
+        # after the answer; lost before it lands, the record would simply come back.
+        wait_for(lambda: (state.container(cid) is not None and str(
+            state.container(cid).summary.get("Status", "")).startswith("Up")), 15,
+            "the record as read after the start")
 
         async def lose() -> None:
             state.remove_container(cid)
