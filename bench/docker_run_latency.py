@@ -29,7 +29,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 import docker  # noqa: E402
 
-from bench.paired_stats import bootstrap_ratio_ci, median_ratio, percentile  # noqa: E402
+from bench.paired_stats import (  # noqa: E402
+    alternating_pairs,
+    bootstrap_ratio_ci,
+    median_ratio,
+    percentile,
+)
 from flock.common.table import print_table  # noqa: E402
 from flock.local_cluster import LocalCluster  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
@@ -74,11 +79,7 @@ def sdk_run(client: docker.DockerClient, command: list[str]) -> Run:
 
 def measure_pairs(direct: Door, flock: Door, runs: int) -> tuple[list[float], list[float]]:
     """`runs` pairs of timings (ms); even pairs run direct first, odd ones Flock first."""
-    times: dict[Door, list[float]] = {direct: [], flock: []}
-    for i in range(runs):
-        for door in (direct, flock) if i % 2 == 0 else (flock, direct):
-            times[door].append(door.timed_run())
-    return times[direct], times[flock]
+    return alternating_pairs(direct.timed_run, flock.timed_run, runs)
 
 
 def figures(direct: list[float], flock: list[float]) -> dict[str, float]:

@@ -13,7 +13,18 @@ from __future__ import annotations
 import math
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+
+def alternating_pairs(base: Callable[[], float], other: Callable[[], float], runs: int
+                      ) -> tuple[list[float], list[float]]:
+    """`runs` pairs of one figure from each side (what each call returns); even pairs
+    run `base` first, odd ones `other` first, so that drift and warm caches hit both."""
+    figures: tuple[list[float], list[float]] = ([], [])
+    for i in range(runs):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            figures[side].append((base, other)[side]())
+    return figures
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from bench.paired_stats import alternating_pairs  # noqa: E402
 from flock.common.table import print_table  # noqa: E402
 from flock.local_cluster import LocalCluster  # noqa: E402
 from tests.support.engines import start_engine  # noqa: E402
@@ -67,16 +68,11 @@ def timed(conn: http.client.HTTPConnection, method: str, path: str,
 def measure(direct: http.client.HTTPConnection, flock: http.client.HTTPConnection,
             request: Callable[[http.client.HTTPConnection], float], runs: int
             ) -> tuple[float, float]:
-    """Median ms of `request` on each side, alternating which goes first."""
-    times: dict[int, list[float]] = {0: [], 1: []}
-    sides = (direct, flock)
-    for i in range(runs + 5):
-        order = (0, 1) if i % 2 == 0 else (1, 0)
-        for side in order:
-            elapsed = request(sides[side])
-            if i >= 5:  # the first few warm both paths
-                times[side].append(elapsed)
-    return statistics.median(times[0]), statistics.median(times[1])
+    """Median ms of `request` on each side, alternating which goes first, after a few
+    pairs that warm both paths."""
+    alternating_pairs(lambda: request(direct), lambda: request(flock), 5)
+    straight, through = alternating_pairs(lambda: request(direct), lambda: request(flock), runs)
+    return statistics.median(straight), statistics.median(through)
 
 
 def kinds(engine_url: str, remove: Callable[[str], None]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from bench.paired_stats import bootstrap_ratio_ci, median_ratio, percentile
+from bench.paired_stats import alternating_pairs, bootstrap_ratio_ci, median_ratio, percentile
 
 
 def test_equal_samples_have_ratio_one_and_a_point_interval():
@@ -71,3 +71,17 @@ def test_percentile_is_nearest_rank():
     assert percentile([4.0], 0.5) == 4.0
     with pytest.raises(ValueError):
         percentile([], 0.5)
+
+
+def test_pairs_alternate_which_side_goes_first():
+    order: list[str] = []
+
+    def side(name: str, figure: float):
+        def run() -> float:
+            order.append(name)
+            return figure
+        return run
+
+    base, other = alternating_pairs(side("a", 1.0), side("b", 2.0), 3)
+    assert order == ["a", "b", "b", "a", "a", "b"]
+    assert (base, other) == ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0])
