@@ -223,8 +223,7 @@ class BufferedExchange(DockerExchange):
     async def body(self) -> bytes:
         # Without the async generator DockerExchange.body iterates: the loop registers
         # each one it sees start (a weak set entry and its removal), three per create+start.
-        data, self._data = self._data, None
-        return data or b""
+        return await self.read() or b""
 
     def cancel(self) -> None:
         self._data = None

@@ -26,7 +26,7 @@ from flock.manager.cluster.call_link import CallLink, LinkStream
 from flock.manager.cluster.call_stream import StreamSlots
 from flock.protos import agent_pb2
 from tests.support.procs import REPO
-from tests.support.served_agent import served_agent
+from tests.support.served_agent import served_agent, until
 
 
 async def _run(client: AgentClient, name: str) -> str:
@@ -216,10 +216,7 @@ def test_a_read_back_sent_later_begins_after_the_answer_is_written():
 
             follower = asyncio.create_task(follow())
             try:
-                for _ in range(500):
-                    if agent.service.read_backs.listened:
-                        break
-                    await asyncio.sleep(0.01)
+                await until(lambda: agent.service.read_backs.listened)
                 body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "60"]}).encode()
                 created = await client.request(
                     "POST", "/containers/create", "name=answered-first",

@@ -23,7 +23,7 @@ from flock.manager.cluster.agent_client import (
 )
 from flock.manager.cluster.call_stream import StreamSlots
 from flock.protos import agent_pb2_grpc
-from tests.support.served_agent import served_agent
+from tests.support.served_agent import served_agent, until
 
 
 class OlderAgentService(AgentService):
@@ -308,7 +308,7 @@ def test_a_change_answered_at_once_has_its_read_back_on_the_event_stream():
             followers = [asyncio.create_task(follow(reads.put_nowait)),
                          asyncio.create_task(follow(into=plain))]
             try:
-                await _until(lambda: agent.service.read_backs.listened)
+                await until(lambda: agent.service.read_backs.listened)
                 created = await client.request(*create, "name=later", [CONTENT_JSON], body,
                                                read_back=True, read_back_later=True)
                 cid = json.loads(await created.body())["Id"]
@@ -330,7 +330,7 @@ def test_a_change_answered_at_once_has_its_read_back_on_the_event_stream():
                 assert reads.empty()
                 # The events themselves still come, on both streams; read-backs only on
                 # the stream that asked for them (the plain one parses every message).
-                await _until(lambda: any(e.get("Action") == "start" for e in plain))
+                await until(lambda: any(e.get("Action") == "start" for e in plain))
             finally:
                 for task in followers:
                     task.cancel()
@@ -340,13 +340,6 @@ def test_a_change_answered_at_once_has_its_read_back_on_the_event_stream():
 
 
 CONTENT_JSON = ("Content-Type", "application/json")
-
-
-async def _until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
 
 
 def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
@@ -366,7 +359,7 @@ def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
             followers = [asyncio.create_task(follow(own, lambda read: None)),
                          asyncio.create_task(follow(plain))]
             try:
-                await _until(lambda: client.events_token
+                await until(lambda: client.events_token
                              and agent.service.reflected._streams)
                 body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
                 created = await client.request("POST", "/containers/create", "name=quiet",
@@ -381,7 +374,7 @@ def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
                 def actions(events: list[dict]) -> list[str]:
                     return [e["Action"] for e in events if e.get("id") == cid]
 
-                await _until(lambda: "stop" in actions(own) and "stop" in actions(plain))
+                await until(lambda: "stop" in actions(own) and "stop" in actions(plain))
                 assert actions(plain)[:2] == ["create", "start"]
                 assert "create" not in actions(own) and "start" not in actions(own)
                 assert "die" in actions(own)
@@ -389,6 +382,6 @@ def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
                 for task in followers:
                     task.cancel()
                 await asyncio.gather(*followers, return_exceptions=True)
-            await _until(lambda: not agent.service.reflected._streams)  # closed: forgotten
+            await until(lambda: not agent.service.reflected._streams)  # closed: forgotten
 
     asyncio.run(scenario())

@@ -5,7 +5,9 @@ bursts) stand on, without an engine or a child process."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from flock.agent.call_link import CallLinkServer
@@ -62,3 +64,11 @@ async def served_agent(service_class: type[AgentService] = AgentService, name: s
             await agent.link.stop()
         await agent.service.calls.close()
         await agent.runtime.stop()
+
+
+async def until(condition, timeout: float = 10) -> None:
+    """Wait on the test's own loop until `condition()` holds; fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
