@@ -100,7 +100,8 @@ class _AgentEnd(FramedProtocol):
         self._server = server
         self._node: LinkedNode | None = None
         self._greeted = False
-        self._running: set[asyncio.Task] = set()
+        self._running: dict[int, asyncio.Task] = {}  # by the manager's tag
+        self._greeting: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -115,8 +116,9 @@ class _AgentEnd(FramedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._hello_timer.cancel()
         self._server._links.discard(self)
-        for task in list(self._running):
-            task.cancel()
+        for task in [*self._running.values(), self._greeting]:
+            if task is not None:
+                task.cancel()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -131,17 +133,26 @@ class _AgentEnd(FramedProtocol):
             tagged = agent_pb2.TaggedDockerCall.FromString(frame)
         except DecodeError:
             raise FrameError("a frame that is not a TaggedDockerCall") from None
+        if tagged.cancel:  # a head-first call given up on (call_stream.py)
+            if (task := self._running.pop(tagged.id, None)) is not None:
+                task.cancel()
+            return
         since = time.perf_counter() if self._server.observe is not None else 0.0
         if node.answer_now is not None and (done := answer_at_once(node.answer_now, tagged)):
             self._answered(tagged, done, since)
             return
-        task = asyncio.get_running_loop().create_task(answer_one(node.answer, tagged))
-        self._running.add(task)
+        task = asyncio.get_running_loop().create_task(
+            answer_one(node.answer, tagged, self._head_answered))
+        self._running[tagged.id] = task
         task.add_done_callback(functools.partial(self._finished, tagged, since))
+
+    def _head_answered(self, reply: agent_pb2.TaggedDockerCallReply) -> None:
+        self.write_frame(reply.SerializeToString())
 
     def _finished(self, tagged: agent_pb2.TaggedDockerCall, since: float,
                   task: asyncio.Task) -> None:
-        self._running.discard(task)
+        if self._running.get(tagged.id) is task:
+            del self._running[tagged.id]
         if not task.cancelled():
             self._answered(tagged, task.result(), since)
 
@@ -163,9 +174,7 @@ class _AgentEnd(FramedProtocol):
             self._refuse(why)
             return
         node_id = frame[len(HELLO):].decode(errors="replace")
-        task = asyncio.get_running_loop().create_task(self._greet(node_id))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._greeting = asyncio.get_running_loop().create_task(self._greet(node_id))
 
     def _refusal(self) -> str:
         if self._server._tls is None:

@@ -4,11 +4,16 @@ Each tagged call runs in a task of its own, so a slow call (a stop waiting out i
 grace period) holds up none of the others, and each answer goes back, with the
 caller's tag, as soon as it is ready. A call that fails answers with the gRPC status
 DockerCall would have ended with; only the connection failing ends the stream.
+
+A head-first call (a wait) is answered twice: its head as soon as the runtime sends
+it, then the whole answer. Such a call may last as long as a container runs, so the
+manager can cancel it by its tag when its client goes away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -31,8 +36,11 @@ class CallRefused(Exception):
         self.details = details
 
 
-# Answers one DockerCallRequest, or raises CallRefused.
-Answer = Callable[[agent_pb2.DockerCallRequest], Awaitable[agent_pb2.DockerCallReply]]
+# Answers one DockerCallRequest, or raises CallRefused. A head-first one is also given
+# where its head goes: answer(request, on_head).
+Answer = Callable[..., Awaitable[agent_pb2.DockerCallReply]]
+# Takes a tagged reply as soon as it is ready (a head-first call's head).
+Send = Callable[[agent_pb2.TaggedDockerCallReply], None]
 # Answers it at once when that needs no I/O (a hollow node's memory), else None.
 AnswerNow = Callable[[agent_pb2.DockerCallRequest], agent_pb2.DockerCallReply | None]
 
@@ -49,14 +57,19 @@ def _failed(tagged: agent_pb2.TaggedDockerCall, exc: Exception
         details=f"Unexpected {type(exc).__name__}: {exc}")
 
 
-async def answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall
-                     ) -> agent_pb2.TaggedDockerCallReply:
+async def answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall,
+                     send: Send | None = None) -> agent_pb2.TaggedDockerCallReply:
     """The tagged answer; a failure is that call's status, never its stream's (or
-    link's, call_link.py)."""
+    link's, call_link.py). A head-first call's head goes to `send` first."""
     # Logged with the request ID the call carries, as a unary call's metadata would.
     set_request_id(sane_request_id(tagged.call.request.request_id) or "")
     try:
-        reply = await answer(tagged.call)
+        if tagged.call.head_first and send is not None:
+            tag = tagged.id
+            reply = await answer(tagged.call, lambda head: send(
+                agent_pb2.TaggedDockerCallReply(id=tag, reply=head)))
+        else:
+            reply = await answer(tagged.call)
     except Exception as exc:  # noqa: BLE001 - one call's failure is not the stream's
         return _failed(tagged, exc)
     return agent_pb2.TaggedDockerCallReply(id=tagged.id, reply=reply)
@@ -82,23 +95,28 @@ async def serve(requests: AsyncIterator[agent_pb2.TaggedDockerCall], answer: Ans
     A call `answer_now` answers goes back without a task of its own (a task per call
     was ~40% of a hollow agent's cost per message, bench/grpc_floor.py)."""
     answers: asyncio.Queue = asyncio.Queue()
-    running: set[asyncio.Task] = set()
+    running: dict[int, asyncio.Task] = {}
 
-    def finished(task: asyncio.Task) -> None:
-        running.discard(task)
+    def finished(tag: int, task: asyncio.Task) -> None:
+        if running.get(tag) is task:
+            del running[tag]
         if not task.cancelled():
             answers.put_nowait(task.result())
 
     async def take() -> None:
         try:
             async for tagged in requests:
+                if tagged.cancel:
+                    if (task := running.pop(tagged.id, None)) is not None:
+                        task.cancel()
+                    continue
                 if answer_now is not None and (
                         done := answer_at_once(answer_now, tagged)) is not None:
                     answers.put_nowait(done)
                     continue
-                task = asyncio.create_task(answer_one(answer, tagged))
-                running.add(task)
-                task.add_done_callback(finished)
+                task = asyncio.create_task(answer_one(answer, tagged, answers.put_nowait))
+                running[tagged.id] = task
+                task.add_done_callback(functools.partial(finished, tagged.id))
         finally:
             answers.put_nowait(_END)
 
@@ -113,5 +131,5 @@ async def serve(requests: AsyncIterator[agent_pb2.TaggedDockerCall], answer: Ans
                 yield item
     finally:
         taker.cancel()
-        for task in list(running):
+        for task in list(running.values()):
             task.cancel()

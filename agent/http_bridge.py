@@ -36,7 +36,7 @@ from flock.protos.limits import MAX_FRAME
 log = logging.getLogger(__name__)
 
 HEAD_LIMIT = 1 << 20  # longest response head we accept
-_BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 
 
 class BridgeError(ValueError):
@@ -100,8 +100,11 @@ def request_target(req: agent_pb2.DockerRequest) -> str:
     return ascii_target(target)
 
 
-def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0) -> bytes:
-    """The HTTP/1.1 head for `req`; `body` is "none", "length" or "chunked"."""
+def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0,
+                       keep_alive: bool = False) -> bytes:
+    """The HTTP/1.1 head for `req`; `body` is "none", "length" or "chunked". The
+    bridge's connection serves one exchange (`Connection: close`); a kept one
+    (kept_connections.py) says nothing, which in HTTP/1.1 is keep-alive."""
     for field, text in (("method", req.method), ("path", req.path), ("query", req.query)):
         if any(ch in text for ch in " \r\n\t"):
             raise BridgeError(f"bad request {field} {text!r}: contains whitespace")
@@ -117,11 +120,11 @@ def build_request_head(req: agent_pb2.DockerRequest, body: str, length: int = 0)
             lines.append(f"{header.name}: {header.value}")
     if req.hijack:
         lines += ["Connection: Upgrade", "Upgrade: tcp"]
-    else:
+    elif not keep_alive:
         lines.append("Connection: close")
     if body == "chunked":
         lines.append("Transfer-Encoding: chunked")
-    elif body == "length" or req.method.upper() not in _BODYLESS_METHODS:
+    elif body == "length" or req.method.upper() not in BODYLESS_METHODS:
         lines.append(f"Content-Length: {length}")
     # The request line is ASCII now; header values go as the UTF-8 the manager's
     # server decoded them from (a Latin-1 encoding raised on anything past U+00FF).

@@ -192,10 +192,15 @@ class _Tagged:
 
     async def __anext__(self):
         tagged = await anext(self._it)
-        self._taken[tagged.id] = (tagged.call.request, time.perf_counter())
+        if tagged.cancel:  # the call it names is over: never answered
+            self._taken.pop(tagged.id, None)
+        else:
+            self._taken[tagged.id] = (tagged.call.request, time.perf_counter())
         return tagged
 
     def answered(self, answer, metrics: AgentMetrics) -> None:
+        if answer.reply.head_only:  # a head-first call's head: counted at its end
+            return
         request, since = self._taken.pop(answer.id, (None, 0.0))
         if request is not None:
             metrics.docker_call(request, answer, time.perf_counter() - since)

@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import grpc
 
 from flock.agent import call_stream, engine_api, http_bridge
@@ -25,7 +24,7 @@ from flock.agent.read_back import container_ref, read_back, read_container
 from flock.agent.read_back_feed import ReadBackFeed
 from flock.agent.reflected_events import ReflectedEvents
 from flock.agent.runtimes.base import Runtime
-from flock.agent.unary_calls import AnswerTooLarge, RuntimeCalls
+from flock.agent.unary_calls import AnswerTooLarge, HeadReply, RuntimeCalls
 from flock.certs import Identity, RoleRequired, grpc_server_credentials
 from flock.protos import agent_pb2, agent_pb2_grpc
 from flock.protos.limits import MESSAGE_OPTIONS
@@ -96,6 +95,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         info.labels.update(labels)
         info.availability = spec.availability
         info.calls_address = self.calls_address
+        info.head_first_calls = True  # call_stream.serve and call_link take them
         return info
 
     def linked(self) -> LinkedNode:
@@ -155,12 +155,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
     # call pays for a look that always says no.
     docker_call_now: call_stream.AnswerNow | None = None
 
-    async def docker_call(self, request: agent_pb2.DockerCallRequest
-                          ) -> agent_pb2.DockerCallReply:
+    async def docker_call(self, request: agent_pb2.DockerCallRequest,
+                          on_head: HeadReply | None = None) -> agent_pb2.DockerCallReply:
         """One DockerCall's answer, over the runtime's socket; CallRefused with the
-        status the call ends with when there is none."""
+        status the call ends with when there is none. A head-first call's head goes to
+        `on_head` first (call_stream.answer_one)."""
         try:
-            reply = await self.calls.call(request.request, request.body)
+            reply = await self.calls.call(request.request, request.body, on_head)
             if request.read_back and request.read_back_later and self.read_backs.listened:
                 self._read_back_later(request.request, reply)
             elif request.read_back:
@@ -172,7 +173,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from None
         except AnswerTooLarge as exc:
             raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except OSError as exc:  # ssl's errors and RuntimeGone among them
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
                               f"runtime at {self.runtime.endpoint} does not answer: {exc}"
                               ) from None
@@ -199,8 +200,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             task.add_done_callback(self._reading.discard)
 
         # Begun on the loop's next turn, behind the answer: a task made now would take
-        # its first step (aiohttp setting up the inspect) before the call's own answer
-        # is written, which held every create and start 0.4-0.6 ms.
+        # its first step (setting up and writing the inspect) before the call's own
+        # answer is written, which held every create and start 0.4-0.6 ms.
         loop.call_soon(begin)
 
     async def Docker(self, request_iterator, context):  # noqa: N802

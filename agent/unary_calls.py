@@ -2,76 +2,69 @@
 
 The Docker stream (http_bridge) opens a new connection to the runtime for every request
 and streams frames both ways; for a create or an inspect that is most of the cost. Here
-the agent keeps a few keep-alive connections to the runtime's endpoint and hands back
-the whole answer at once. Requests are checked exactly as the bridge checks them.
+the agent keeps connections to the runtime's endpoint open between requests
+(kept_connections.py) and hands back the whole answer at once. Requests are checked
+exactly as the bridge checks them.
 """
 
 from __future__ import annotations
 
-import aiohttp
-from yarl import URL
+from collections.abc import Callable
 
 from flock.agent.engine_endpoint import Endpoint, as_endpoint
-from flock.agent.http_bridge import BridgeError, build_request_head, request_target
-from flock.docker_compat.hop_headers import HOP_BY_HOP, HOP_REQUEST
+from flock.agent.http_bridge import (
+    BODYLESS_METHODS,
+    BridgeError,
+    ResponseHead,
+    build_request_head,
+)
+from flock.agent.kept_connections import AnswerTooLarge, KeptConnections
+from flock.docker_compat.hop_headers import HOP_BY_HOP
 from flock.protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
 
+__all__ = ["AnswerTooLarge", "MAX_CALL_BODY", "RuntimeCalls"]
 
-class AnswerTooLarge(Exception):
-    """The runtime's answer does not fit one message; use the Docker stream."""
+# Takes a head-first call's first reply (the head alone) while the body is still awaited.
+HeadReply = Callable[[agent_pb2.DockerCallReply], None]
 
 
 class RuntimeCalls:
-    """A keep-alive HTTP client to one runtime endpoint, made on first use."""
+    """DockerCalls to one runtime endpoint, on connections kept between them."""
 
     def __init__(self, target: Endpoint | str, connections: int = 16,
                  max_body: int = MAX_CALL_BODY) -> None:
         self.endpoint = as_endpoint(target)
-        self.connections = connections
         self.max_body = max_body
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                connector=self.endpoint.connector(limit=self.connections),
-                timeout=aiohttp.ClientTimeout(total=None), auto_decompress=False)
-        return self._session
+        self.connections = KeptConnections(self.endpoint, idle=connections)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.connections.close()
 
-    async def call(self, req: agent_pb2.DockerRequest,
-                   body: bytes) -> agent_pb2.DockerCallReply:
-        """Raises BridgeError (a malformed request), AnswerTooLarge, and aiohttp's or the
-        OS's errors when the runtime does not answer."""
+    async def call(self, req: agent_pb2.DockerRequest, body: bytes,
+                   on_head: HeadReply | None = None) -> agent_pb2.DockerCallReply:
+        """The whole answer; `on_head`, when given, has the answer's head first, as a
+        reply of its own (head_only). Raises BridgeError (a malformed request),
+        AnswerTooLarge, and OSError (or ssl's) when the runtime does not answer."""
         if req.hijack:
             raise BridgeError("a hijacked request needs the Docker stream")
-        build_request_head(req, "length", len(body))  # the bridge's checks, same messages
-        # encoded=True: the target goes exactly as the bridge would write it (yarl
-        # would otherwise re-quote it its own way).
-        url = URL(f"{self.endpoint.base_url}{request_target(req)}", encoded=True)
-        headers = {h.name: h.value for h in req.headers if h.name.lower() not in HOP_REQUEST}
-        async with self._client().request(
-                req.method.upper(), url,
-                headers=headers, data=body if body or req.method.upper() not in
-                ("GET", "HEAD", "DELETE") else None,
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type")) as resp:
-            if (resp.content_length or 0) > self.max_body:
-                raise AnswerTooLarge(f"answer of {resp.content_length} bytes")
-            chunks, size = [], 0
-            async for chunk in resp.content.iter_any():
-                size += len(chunk)
-                if size > self.max_body:
-                    raise AnswerTooLarge(f"answer over {self.max_body} bytes")
-                chunks.append(chunk)
-            data = b"".join(chunks)
-            answer = [agent_pb2.Header(name=k, value=v) for k, v in resp.headers.items()
-                      if k.lower() not in HOP_BY_HOP]
-            return agent_pb2.DockerCallReply(
-                response=agent_pb2.DockerResponse(status=resp.status, headers=answer),
-                body=data)
+        method = req.method.upper()
+        framing = "none" if not body and method in BODYLESS_METHODS else "length"
+        head = build_request_head(req, framing, len(body), keep_alive=True)
+        shown = None if on_head is None else (
+            lambda answer_head: on_head(_reply(answer_head, head_only=True)))
+        answer = await self.connections.exchange(method, head, body, self.max_body, shown)
+        return _reply(answer.head, body=answer.body)
+
+
+def _reply(head: ResponseHead, body: bytes = b"", head_only: bool = False
+           ) -> agent_pb2.DockerCallReply:
+    reply = agent_pb2.DockerCallReply(body=body, head_only=head_only)
+    response = reply.response
+    response.status = head.status
+    add = response.headers.add
+    for name, value in head.headers:
+        if name.lower() not in HOP_BY_HOP:
+            add(name=name, value=value)
+    return reply

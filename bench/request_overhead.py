@@ -4,7 +4,7 @@ The same request straight to a real engine's socket and through a local Flock cl
 in front of it (one agent, runtime docker), on kept connections (a raw HTTP/1.1 client:
 no SDK or CLI time on either side), in alternating order, `--runs` times each. Prints the
 medians and what the manager adds: a ping, `/version` and the list are answered from the
-manager's memory; an inspect and a create go through the agent to the engine (two more
+manager's memory; an inspect, a create and a start go through the agent to the engine (two more
 process hops). `bench/docker_run_latency.py` measures the whole `docker run`; this says
 where in it the milliseconds are. Needs root (it starts its own dockerd).
 
@@ -55,6 +55,13 @@ def tcp_connection(url: str) -> http.client.HTTPConnection:
     return conn
 
 
+def fresh(conn: http.client.HTTPConnection) -> http.client.HTTPConnection:
+    """A new connection to where `conn` goes."""
+    if isinstance(conn, UnixConnection):
+        return UnixConnection(conn.socket_path)
+    return tcp_connection(f"tcp://{conn.host}:{conn.port}")
+
+
 def timed(conn: http.client.HTTPConnection, method: str, path: str,
           body: bytes | None = None) -> tuple[float, int, bytes]:
     headers = {"Content-Type": "application/json"} if body is not None else {}
@@ -90,9 +97,37 @@ def kinds(engine_url: str, remove: Callable[[str], None]
         remove(json.loads(data)["Id"])  # untimed: every create meets the same engine
         return elapsed
 
+    def start(conn: http.client.HTTPConnection) -> float:
+        # Created through the same door, untimed, as `docker run` would just have done:
+        # the create's read-back then meets the start, as it does in a run.
+        _, status, data = timed(conn, "POST", "/containers/create", CREATE_BODY)
+        assert status == 201, data
+        container_id = json.loads(data)["Id"]
+        elapsed, status, data = timed(conn, "POST", f"/containers/{container_id}/start")
+        assert status == 204, data
+        remove(container_id)
+        return elapsed
+
+    def wait_head(conn: http.client.HTTPConnection) -> float:
+        # `docker run` asks for the container's exit before it starts it, and sends the
+        # start only once the wait's head is in, on a connection of its own.
+        _, status, data = timed(conn, "POST", "/containers/create", CREATE_BODY)
+        assert status == 201, data
+        container_id = json.loads(data)["Id"]
+        waiting = fresh(conn)
+        start = time.perf_counter()
+        waiting.request("POST", f"{API}/containers/{container_id}/wait?condition=next-exit")
+        answer = waiting.getresponse()
+        elapsed = (time.perf_counter() - start) * 1000
+        assert answer.status == 200, answer.status
+        waiting.close()
+        remove(container_id)
+        return elapsed
+
     return {"ping": get("/_ping"), "version": get("/version"),
             "list (ps -a)": get("/containers/json?all=1"),
-            "inspect": get("/containers/bench-target/json"), "create": create}
+            "inspect": get("/containers/bench-target/json"), "create": create,
+            "start": start, "wait (head)": wait_head}
 
 
 def main() -> int:
@@ -110,8 +145,9 @@ def main() -> int:
                 flock = tcp_connection(cluster.url)
 
                 def remove(container_id: str) -> None:
-                    _, status, _ = timed(cleanup, "DELETE", f"/containers/{container_id}?force=1")
-                    assert status == 204, status
+                    _, status, data = timed(cleanup, "DELETE",
+                                            f"/containers/{container_id}?force=1")
+                    assert status == 204, (status, data)
 
                 _, status, _ = timed(direct, "POST", "/containers/create?name=bench-target",
                                      json.dumps({"Image": "busybox",

@@ -28,7 +28,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability", "calls_address")
+    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability", "calls_address", "head_first_calls")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class NodeInfo(_message.Message):
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     CALLS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIRST_CALLS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -80,7 +81,8 @@ class NodeInfo(_message.Message):
     warnings: _containers.RepeatedScalarFieldContainer[str]
     availability: str
     calls_address: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ..., calls_address: _Optional[str] = ...) -> None: ...
+    head_first_calls: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ..., calls_address: _Optional[str] = ..., head_first_calls: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("refused",)
@@ -165,42 +167,48 @@ class DockerResponse(_message.Message):
     def __init__(self, status: _Optional[int] = ..., headers: _Optional[_Iterable[_Union[Header, _Mapping]]] = ...) -> None: ...
 
 class DockerCallRequest(_message.Message):
-    __slots__ = ("request", "body", "read_back", "read_back_later", "events_token")
+    __slots__ = ("request", "body", "read_back", "read_back_later", "events_token", "head_first")
     REQUEST_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_LATER_FIELD_NUMBER: _ClassVar[int]
     EVENTS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIRST_FIELD_NUMBER: _ClassVar[int]
     request: DockerRequest
     body: bytes
     read_back: bool
     read_back_later: bool
     events_token: str
-    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ..., read_back_later: _Optional[bool] = ..., events_token: _Optional[str] = ...) -> None: ...
+    head_first: bool
+    def __init__(self, request: _Optional[_Union[DockerRequest, _Mapping]] = ..., body: _Optional[bytes] = ..., read_back: _Optional[bool] = ..., read_back_later: _Optional[bool] = ..., events_token: _Optional[str] = ..., head_first: _Optional[bool] = ...) -> None: ...
 
 class DockerCallReply(_message.Message):
-    __slots__ = ("response", "body", "inspect", "listing", "read_at_ns", "read_back_follows")
+    __slots__ = ("response", "body", "inspect", "listing", "read_at_ns", "read_back_follows", "head_only")
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     INSPECT_FIELD_NUMBER: _ClassVar[int]
     LISTING_FIELD_NUMBER: _ClassVar[int]
     READ_AT_NS_FIELD_NUMBER: _ClassVar[int]
     READ_BACK_FOLLOWS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_ONLY_FIELD_NUMBER: _ClassVar[int]
     response: DockerResponse
     body: bytes
     inspect: bytes
     listing: bytes
     read_at_ns: int
     read_back_follows: bool
-    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ..., read_back_follows: _Optional[bool] = ...) -> None: ...
+    head_only: bool
+    def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ..., read_back_follows: _Optional[bool] = ..., head_only: _Optional[bool] = ...) -> None: ...
 
 class TaggedDockerCall(_message.Message):
-    __slots__ = ("id", "call")
+    __slots__ = ("id", "call", "cancel")
     ID_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     call: DockerCallRequest
-    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[DockerCallRequest, _Mapping]] = ...) -> None: ...
+    cancel: bool
+    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[DockerCallRequest, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class TaggedDockerCallReply(_message.Message):
     __slots__ = ("id", "reply", "code", "details")

@@ -13,17 +13,29 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 
 import grpc
 
 from flock.common import json_codec
 from flock.common.logs import METADATA_KEY, current_request_id
 from flock.docker_compat.hop_headers import HOP_BY_HOP
+from flock.manager.cluster.agent_errors import (  # noqa: F401 - imported from here too
+    AgentError,
+    AgentUnavailable,
+    map_error,
+    status_of,
+)
 from flock.manager.cluster.call_link import CallLink
 from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
+from flock.manager.cluster.exchanges import (  # noqa: F401 - imported from here too
+    BufferedExchange,
+    DockerExchange,
+    LateExchange,
+    ReadBack,
+    frames_of,
+)
 from flock.protos import agent_pb2, agent_pb2_grpc
-from flock.protos.limits import MAX_FRAME, MESSAGE_OPTIONS
+from flock.protos.limits import MESSAGE_OPTIONS
 
 CHANNEL_OPTIONS = [
     *MESSAGE_OPTIONS,
@@ -35,7 +47,6 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
-_UNREACHABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 # Told of each RPC: method name, seconds, whether it succeeded (the manager's metrics).
 RpcObserver = Callable[[str, float, bool], None]
 
@@ -44,189 +55,6 @@ def _metadata() -> tuple[tuple[str, str], ...] | None:
     """The current request's ID for the agent's logs (common/logs.py), if inside one."""
     request_id = current_request_id()
     return ((METADATA_KEY, request_id),) if request_id else None
-
-
-class AgentError(Exception):
-    """The agent answered with an error of its own (not a Docker API error); `code` is
-    the gRPC status it gave, when it gave one, for callers that pass it on."""
-
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class AgentUnavailable(AgentError):  # noqa: N818 - the name is part of the contract
-    """The agent cannot be reached; the message names it and says why."""
-
-
-# What gRPC's TLS failures mean for the person reading `docker info`.
-_TLS_REASONS = (
-    ("hostname verification", "TLS: the agent's certificate does not name the address "
-                              "discovery announced"),
-    ("certificate_verify_failed", "TLS: the agent's certificate is not signed by this "
-                                  "manager's CA (--agent-tlscacert)"),
-    ("wrong_version_number", "TLS: the agent does not speak TLS (start it with --tlsverify, "
-                             "or run the manager without agent TLS)"),
-)
-
-
-def _reason(code: grpc.StatusCode, details: str, timeout: float | None = None,
-            tls: bool = False) -> str:
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return f"no answer in {timeout}s" if timeout else "no answer in time"
-    details = details or code.name
-    lowered = details.lower()
-    for known, reason in _TLS_REASONS:
-        if known in lowered:
-            return reason
-    if tls and "socket closed" in lowered:
-        return ("socket closed (with TLS this usually means the agent does not accept "
-                "this manager's certificate: another CA, or no manager role)")
-    for known in ("connection refused", "no route to host", "connection reset",
-                  "name resolution", "dns resolution failed", "socket closed"):
-        if known in lowered:
-            return known
-    return details
-
-
-def _status(err: grpc.aio.AioRpcError | CallFailed) -> tuple[grpc.StatusCode, str]:
-    """(code, details) of a unary call's error or of a call on the call stream."""
-    if isinstance(err, CallFailed):
-        return err.code, err.details
-    return err.code(), err.details()
-
-
-def map_error(addr: str, err: grpc.aio.AioRpcError | CallFailed,
-              timeout: float | None = None, tls: bool = False) -> AgentError:
-    """AgentUnavailable for UNAVAILABLE/DEADLINE_EXCEEDED, AgentError otherwise."""
-    code, details = _status(err)
-    if code in _UNREACHABLE:
-        return AgentUnavailable(
-            f"Cannot reach agent {addr}: {_reason(code, details, timeout, tls)}", code)
-    return AgentError(f"Agent {addr} failed: {code.name}: {details}", code)
-
-
-def _frames(data: bytes) -> list[agent_pb2.DockerFrame]:
-    view = memoryview(data)
-    return [agent_pb2.DockerFrame(data=bytes(view[i:i + MAX_FRAME]))
-            for i in range(0, len(view), MAX_FRAME)]
-
-
-@dataclass(frozen=True)
-class ReadBack:
-    """The container an answered change was about, as the agent read it right after
-    (DockerCallRequest.read_back): its inspect and list answers, unparsed, and the
-    agent's clock when it read. An inspect that would have waited for the engine's lock
-    on the container is left out (agent/read_back.py): then only the list answer is
-    there, and it is not exact enough to stand for a full read."""
-    inspect: bytes
-    listing: bytes
-    read_at_ns: int
-
-
-class DockerExchange:
-    """One Docker API exchange in flight: the answer's head is known, its body streams."""
-
-    read_back: ReadBack | None = None  # only a DockerCall asked to read back has one
-
-    def __init__(self, addr: str, call, status: int, headers: list[tuple[str, str]],
-                 body_task: asyncio.Task | None) -> None:
-        self.addr = addr
-        self.status = status
-        self.headers = headers
-        self._call = call
-        self._body_task = body_task
-        self._write_lock = asyncio.Lock()
-        self._done = False
-        self._cancelled = False
-
-    def header(self, name: str) -> str | None:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), None)
-
-    async def read(self) -> bytes | None:
-        """The next chunk of the answer, None at its end."""
-        while not self._done:
-            try:
-                frame = await self._call.read()
-            except grpc.aio.AioRpcError as err:
-                self._done = True
-                if self._cancelled or err.code() == grpc.StatusCode.CANCELLED:
-                    return None
-                raise map_error(self.addr, err) from None
-            except asyncio.CancelledError:
-                if self._cancelled:
-                    self._done = True
-                    return None
-                raise
-            if frame is grpc.aio.EOF or frame.WhichOneof("kind") == "close_write":
-                self._done = True
-                return None
-            if frame.WhichOneof("kind") == "data" and frame.data:
-                return frame.data
-        return None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (chunk := await self.read()) is not None:
-            yield chunk
-
-    async def body(self) -> bytes:
-        """The whole (rest of the) answer."""
-        return b"".join([chunk async for chunk in self])
-
-    async def write(self, data: bytes) -> None:
-        """Hijacked: bytes to the container."""
-        async with self._write_lock:
-            try:
-                for frame in _frames(data):
-                    await self._call.write(frame)
-            except grpc.aio.AioRpcError as err:
-                raise map_error(self.addr, err) from None
-            except asyncio.InvalidStateError:
-                raise AgentError(f"Agent {self.addr}: the exchange is already over") from None
-
-    async def close_write(self) -> None:
-        """Hijacked: half-close towards the container (stdin EOF); output still flows."""
-        async with self._write_lock:
-            # The end of the stream is the half-close: one operation, so there is no
-            # window in which the agent can finish between two of them (grpc#36066).
-            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                await self._call.done_writing()
-
-    def cancel(self) -> None:
-        """The client went away: abort the call; the agent closes the runtime connection."""
-        self._cancelled = True
-        if self._body_task is not None:
-            self._body_task.cancel()
-        self._call.cancel()
-
-
-class BufferedExchange(DockerExchange):
-    """An exchange whose whole answer came in one DockerCall reply."""
-
-    def __init__(self, addr: str, status: int, headers: list[tuple[str, str]],
-                 data: bytes, read_back: ReadBack | None = None) -> None:
-        self.addr, self.status, self.headers = addr, status, headers
-        self._data: bytes | None = data
-        self.read_back = read_back
-
-    async def read(self) -> bytes | None:
-        data, self._data = self._data, None
-        return data or None
-
-    async def write(self, data: bytes) -> None:
-        raise AgentError(f"Agent {self.addr}: the exchange is already over")
-
-    async def close_write(self) -> None:
-        return None
-
-    async def body(self) -> bytes:
-        # Without the async generator DockerExchange.body iterates: the loop registers
-        # each one it sees start (a weak set entry and its removal), three per create+start.
-        return await self.read() or b""
-
-    def cancel(self) -> None:
-        self._data = None
 
 
 # Requests whose answers are short and never streamed: sent as one DockerCall.
@@ -259,6 +87,7 @@ class AgentClient:
         self._stub: agent_pb2_grpc.AgentStub | None = None
         self._unary = True  # DockerCall for short requests, until the agent says no
         self._calls: CallStream | None = None  # their stream, until the agent says no
+        self._head_first = False  # whether the agent takes head-first calls (NodeInfo)
         # The name of this manager's event stream from the agent (events() with
         # read_backs), sent with every DockerCall: the agent then leaves out of that
         # stream the events the call's read-back already reflects.
@@ -317,6 +146,7 @@ class AgentClient:
 
     def _note_link(self, info: agent_pb2.NodeInfo) -> None:
         """Send the calls over the agent's call link from now on, if it names one."""
+        self._head_first = info.head_first_calls
         calls = self._calls
         if calls is None:
             return
@@ -379,7 +209,7 @@ class AgentClient:
         headers: list[tuple[str, str]] | None = None,
         body: bytes | AsyncIterator[bytes] | None = None,
         api_version: str = "", hijack: bool = False, request_id: str = "",
-        read_back: bool = False, read_back_later: bool = False,
+        read_back: bool = False, read_back_later: bool = False, head_first: bool = False,
     ) -> DockerExchange:
         """Send one Docker API request; returns once the answer's head is in.
 
@@ -390,6 +220,11 @@ class AgentClient:
         read, records.py), an agent whose events this manager follows with `read_backs`
         answers at once and sends the read-back there instead: the exchange then has
         none either.
+
+        `head_first`: a bodiless request whose small answer may be long in coming (a
+        wait) goes as a head-first call on the call stream when the agent takes them,
+        so that its head is in as soon as the runtime sends it, at a call's cost rather
+        than a new Docker stream's.
 
         A bytes body travels with its Content-Length; an async iterator body is sent
         chunked unless `headers` carry a Content-Length. A hijacked request's body (e.g.
@@ -414,13 +249,17 @@ class AgentClient:
             exchange = await self._call(req, body or b"", read_back, read_back_later)
             if exchange is not None:
                 return exchange
+        elif head_first and body is None and not hijack:
+            late = await self._head_first_call(req)
+            if late is not None:
+                return late
         call = self.stub.Docker(metadata=_metadata())
         body_task = None
         try:
             with self._timed("Docker"):
                 await call.write(agent_pb2.DockerFrame(request=req))
                 if hijack:
-                    for frame in _frames(body or b""):
+                    for frame in frames_of(body or b""):
                         await call.write(frame)
                 elif body is None:
                     await call.done_writing()
@@ -455,7 +294,7 @@ class AgentClient:
             reply = await self._call_once(request)
             ok = True
         except (grpc.aio.AioRpcError, CallFailed) as err:
-            code, _ = _status(err)
+            code, _ = status_of(err)
             if code == grpc.StatusCode.UNIMPLEMENTED:
                 self._unary = False  # an older agent: streams from now on
                 return None
@@ -470,6 +309,27 @@ class AgentClient:
         read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns)
                 if reply.inspect or reply.listing else None)
         return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
+
+    async def _head_first_call(self, req: agent_pb2.DockerRequest) -> LateExchange | None:
+        """The exchange once the head is in; None when the Docker stream must carry it
+        (an agent that does not take head-first calls, or no room for a call stream)."""
+        calls = self._calls
+        if not (self._head_first and self._unary and calls is not None and calls.has_room()):
+            return None
+        observer, start, ok = self._observer, time.perf_counter(), False
+        call = calls.head_first(agent_pb2.DockerCallRequest(
+            request=req, head_first=True, events_token=self.events_token))
+        try:
+            head = await call.head()
+            ok = True
+        except CallFailed as err:
+            raise self._error(err) from None
+        finally:
+            if observer is not None:
+                observer("DockerCall", time.perf_counter() - start, ok)
+        answer = [(h.name, h.value) for h in head.response.headers
+                  if h.name.lower() not in HOP_BY_HOP]
+        return LateExchange(self.addr, head.response.status, answer, call, self._error)
 
     async def _call_once(self, request: agent_pb2.DockerCallRequest
                          ) -> agent_pb2.DockerCallReply:
@@ -530,11 +390,11 @@ async def _send_body(call, body: bytes | AsyncIterator[bytes]) -> None:
     """Stream a request body; a failure here shows up on the answer side."""
     try:
         if isinstance(body, bytes):
-            for frame in _frames(body):
+            for frame in frames_of(body):
                 await call.write(frame)
         else:
             async for chunk in body:
-                for frame in _frames(bytes(chunk)):
+                for frame in frames_of(bytes(chunk)):
                     await call.write(frame)
         await call.done_writing()
     except (grpc.aio.AioRpcError, asyncio.InvalidStateError):

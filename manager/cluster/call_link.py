@@ -22,6 +22,7 @@ import os
 import ssl
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -29,6 +30,9 @@ from google.protobuf.message import DecodeError
 from flock.common.frames import HELLO, NO, OK, FramedProtocol, FrameError
 from flock.manager.cluster.call_failed import CODES, CallFailed
 from flock.protos import agent_pb2
+
+if TYPE_CHECKING:
+    from flock.manager.cluster.call_stream import HeadFirst
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +85,21 @@ class LinkStream:
         # A context of its own, as the gRPC stream's reader (call_stream.py).
         self.reader = loop.create_task(self._run(link), context=contextvars.Context())
 
-    def send(self, tag: int, request: agent_pb2.DockerCallRequest) -> asyncio.Future:
-        answer = asyncio.get_running_loop().create_future()
+    def send(self, tag: int, request: agent_pb2.DockerCallRequest,
+             answer: asyncio.Future | HeadFirst | None = None) -> asyncio.Future | HeadFirst:
+        if answer is None:
+            answer = asyncio.get_running_loop().create_future()
         self.waiting[tag] = answer
         self.last_call = time.monotonic()
         self._end.write_frame(
             agent_pb2.TaggedDockerCall(id=tag, call=request).SerializeToString())
         return answer
+
+    def cancel(self, tag: int) -> None:
+        """Ask the agent to stop call `tag` (its caller gave up on it)."""
+        if self._end is not None and self._end.transport is not None:
+            self._end.write_frame(
+                agent_pb2.TaggedDockerCall(id=tag, cancel=True).SerializeToString())
 
     def finish(self) -> None:
         """No more calls: the link closes (called once none is waiting)."""

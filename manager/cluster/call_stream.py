@@ -18,6 +18,11 @@ An agent that names a call link (NodeInfo.calls_address) takes the same calls th
 frames on TLS without gRPC, at a third of the CPU per message (call_link.py); the link
 holds a slot and closes when idle as a stream does, and until it is open (or while it
 cannot open) the calls go on the gRPC stream.
+
+A head-first call (`CallStream.head_first`: a wait) has two answers, its head and then
+its whole answer, possibly as late as a container's exit; a new Docker stream for it
+cost 1-1.5 ms more than a call on this stream (bench/request_overhead.py, "wait
+(head)"), and `docker run` sends its start only once its wait's head is in.
 """
 
 from __future__ import annotations
@@ -83,6 +88,61 @@ class StreamSlots:
         self.give()
 
 
+class HeadFirst:
+    """A head-first call's two answers, held where a call's future is (`waiting`), with
+    a future's surface for the stream's reader: `head` has the first reply (the head
+    alone, or the whole answer from an agent that sent it at once), `whole` the last."""
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future = loop.create_future()
+        self.whole: asyncio.Future = loop.create_future()
+
+    def done(self) -> bool:
+        return self.whole.done()
+
+    def set_result(self, reply: agent_pb2.DockerCallReply) -> None:
+        if not self.head.done():
+            self.head.set_result(reply)
+        if not reply.head_only:
+            self.whole.set_result(reply)
+
+    def set_exception(self, exc: BaseException) -> None:
+        for part in (self.head, self.whole):
+            if not part.done():
+                part.set_exception(exc)
+        self.whole.exception()  # whoever failed on the head never asks for the rest
+
+
+class HeadFirstCall:
+    """A head-first call in flight: `await head()`, then `await whole()`; `cancel()`
+    when its client went away (the agent then stops it and closes its runtime
+    connection: a wait could otherwise hold one until the container exits)."""
+
+    def __init__(self, stream: _OpenStream | LinkStream, tag: int, parts: HeadFirst) -> None:
+        self._stream = stream
+        self._tag = tag
+        self._parts = parts
+
+    async def head(self) -> agent_pb2.DockerCallReply:
+        try:
+            return await self._parts.head
+        except BaseException:
+            self.cancel()
+            raise
+
+    async def whole(self) -> agent_pb2.DockerCallReply:
+        try:
+            return await self._parts.whole
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Give up on the call; nothing once its whole answer is in."""
+        if self._stream.waiting.pop(self._tag, None) is not None and not self._parts.done():
+            self._stream.cancel(self._tag)
+
+
 class _OpenStream:
     """One DockerCalls stream and the calls waiting for its answers."""
 
@@ -98,12 +158,18 @@ class _OpenStream:
         self.reader = asyncio.get_running_loop().create_task(
             self._read(open_stream), context=contextvars.Context())
 
-    def send(self, tag: int, request: agent_pb2.DockerCallRequest) -> asyncio.Future:
-        answer = asyncio.get_running_loop().create_future()
+    def send(self, tag: int, request: agent_pb2.DockerCallRequest,
+             answer: asyncio.Future | HeadFirst | None = None) -> asyncio.Future | HeadFirst:
+        if answer is None:
+            answer = asyncio.get_running_loop().create_future()
         self.waiting[tag] = answer
         self.last_call = time.monotonic()
         self.outbox.put_nowait(agent_pb2.TaggedDockerCall(id=tag, call=request))
         return answer
+
+    def cancel(self, tag: int) -> None:
+        """Ask the agent to stop call `tag` (its caller gave up on it)."""
+        self.outbox.put_nowait(agent_pb2.TaggedDockerCall(id=tag, cancel=True))
 
     def finish(self) -> None:
         """Half-close: no more calls; the stream ends once the agent has answered."""
@@ -178,15 +244,28 @@ class CallStream:
     async def call(self, request: agent_pb2.DockerCallRequest) -> agent_pb2.DockerCallReply:
         """The agent's answer; CallFailed with the status the call ended with. Only when
         has_room() says so."""
-        stream = self._current or self._start()
-        if not stream.is_link and self.link is not None and self._opening is None:
-            self._open_link()
+        stream = self._carrier()
         tag = next(self._ids)
         try:
             return await stream.send(tag, request)
         finally:
             # Given up on (cancelled): the agent still answers, and the answer is dropped.
             stream.waiting.pop(tag, None)
+
+    def head_first(self, request: agent_pb2.DockerCallRequest) -> HeadFirstCall:
+        """Send a head-first call (request.head_first set); only when has_room() says
+        so, and only to an agent that takes them (NodeInfo.head_first_calls)."""
+        stream = self._carrier()
+        tag = next(self._ids)
+        parts = HeadFirst()
+        stream.send(tag, request, parts)
+        return HeadFirstCall(stream, tag, parts)
+
+    def _carrier(self) -> _OpenStream | LinkStream:
+        stream = self._current or self._start()
+        if not stream.is_link and self.link is not None and self._opening is None:
+            self._open_link()
+        return stream
 
     def _start(self) -> _OpenStream:
         if self._slots is not None and not self._slots.take():

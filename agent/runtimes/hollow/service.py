@@ -24,6 +24,7 @@ from flock.agent.runtimes.hollow import calls, shapes
 from flock.agent.runtimes.hollow.api import info_body, version_body
 from flock.agent.runtimes.hollow.runtime import HollowRuntime
 from flock.agent.server import AgentService
+from flock.agent.unary_calls import HeadReply
 from flock.common import json_codec
 from flock.protos import agent_pb2
 
@@ -46,10 +47,10 @@ class HollowAgentService(AgentService):
                                         containers=counts["total"],
                                         images=len(self.runtime.node.images), time=time.time())
 
-    async def docker_call(self, request: agent_pb2.DockerCallRequest
-                          ) -> agent_pb2.DockerCallReply:
+    async def docker_call(self, request: agent_pb2.DockerCallRequest,
+                          on_head: HeadReply | None = None) -> agent_pb2.DockerCallReply:
         reply = self.docker_call_now(request)
-        return reply if reply is not None else await super().docker_call(request)
+        return reply if reply is not None else await super().docker_call(request, on_head)
 
     def docker_call_now(self, request: agent_pb2.DockerCallRequest
                         ) -> agent_pb2.DockerCallReply | None:

@@ -235,7 +235,8 @@ async def wait(call: Call) -> web.StreamResponse:
     they are in), but the exit is recorded before the client reads it, so that the
     `docker ps` a script runs next already shows the container exited."""
     container, node = reachable(call)
-    exchange = await proxy.open_exchange(call, node, path=node_path(call, container))
+    exchange = await proxy.open_exchange(call, node, path=node_path(call, container),
+                                         head_first=True)
     seen = bytearray()
 
     def record_exit(chunk: bytes) -> None:

@@ -75,12 +75,12 @@ async def open_exchange(
     call: Call, node: Node, method: str | None = None, path: str | None = None,
     query: str | None = None, body: bytes | AsyncIterator[bytes] | None | EllipsisType = ...,
     headers: list[tuple[str, str]] | None = None, hijack: bool = False,
-    read_back: bool = False, read_back_later: bool = False,
+    read_back: bool = False, read_back_later: bool = False, head_first: bool = False,
 ) -> DockerExchange:
     """Start the exchange on `node`; the client's body streams through unless given.
     `path` is sent as it is (encoded, docker_compat.paths); by default the matched route
-    rebuilt with its parameters encoded. `read_back`, `read_back_later`: see
-    AgentClient.request."""
+    rebuilt with its parameters encoded. `read_back`, `read_back_later`, `head_first`:
+    see AgentClient.request."""
     request = call.request
     if body is ...:  # a body the front read to check it is sent from memory
         body = call.body if call.body is not None else (
@@ -92,7 +92,7 @@ async def open_exchange(
             method or request.method, path or call.agent_path(),
             call.query_string if query is None else query,
             headers=headers, body=body, api_version=call.version, hijack=hijack,
-            read_back=read_back, read_back_later=read_back_later)
+            read_back=read_back, read_back_later=read_back_later, head_first=head_first)
     except AgentUnavailable as exc:
         raise unavailable(node, exc) from None
 

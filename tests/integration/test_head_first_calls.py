@@ -1,0 +1,120 @@
+"""Head-first calls: a wait's head comes back on the agent's call stream (or link) as
+soon as the runtime sends it, its body once the container exits, and a wait given up
+on stops on the agent. `docker run` sends its start only once its wait's head is in
+(docker/cli run.go waits for the response before ContainerStart), so that head is on
+every run's path. A real agent server on loopback in front of a hollow runtime (whose
+wait answers as dockerd's does: head first, body at the exit); the manager's
+AgentClient as client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from flock.agent.server import AgentService
+from flock.manager.cluster.agent_client import AgentClient, DockerExchange, LateExchange
+from tests.support.served_agent import served_agent, until
+
+CONTENT_JSON = ("Content-Type", "application/json")
+
+
+class AgentBeforeHeadFirst(AgentService):
+    """An agent from before head-first calls: its NodeInfo does not say it takes them."""
+
+    def _with_spec(self, info):
+        info = super()._with_spec(info)
+        info.head_first_calls = False
+        return info
+
+
+async def _running(client: AgentClient, name: str) -> str:
+    body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+    created = await client.request("POST", "/containers/create", f"name={name}",
+                                   [CONTENT_JSON], body, api_version="1.41")
+    container_id = json.loads(await created.body())["Id"]
+    started = await client.request("POST", f"/containers/{container_id}/start")
+    assert started.status == 204
+    return container_id
+
+
+async def _wait(client: AgentClient, container_id: str) -> DockerExchange:
+    return await asyncio.wait_for(client.request(
+        "POST", f"/containers/{container_id}/wait", "condition=next-exit",
+        api_version="1.41", head_first=True), 5)
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["call stream", "call link"])
+def test_a_wait_s_head_comes_before_the_exit_and_its_body_after(link):
+    async def scenario():
+        async with served_agent(AgentService, link=link) as agent:
+            client = agent.client
+            assert (await client.info()).head_first_calls
+            container_id = await _running(client, "waited")
+            if link:
+                await until(lambda: client.calls_carrier == "link")
+            waiting = await _wait(client, container_id)
+            assert isinstance(waiting, LateExchange)  # not a Docker stream of its own
+            assert waiting.status == 200
+            assert agent.service.calls.connections.in_use == 1  # the engine's wait
+            reading = asyncio.create_task(waiting.body())
+            await asyncio.sleep(0.1)
+            assert not reading.done()  # the container still runs
+            killed = await client.request("POST", f"/containers/{container_id}/kill")
+            assert killed.status == 204
+            answer = json.loads(await asyncio.wait_for(reading, 5))
+            assert answer["StatusCode"] == 137
+            assert agent.service.calls.connections.in_use == 0
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["call stream", "call link"])
+def test_a_wait_given_up_on_stops_on_the_agent(link):
+    """The client went away: the agent cancels the call, which closes its runtime
+    connection (a wait would otherwise hold one until the container exits)."""
+    async def scenario():
+        async with served_agent(AgentService, link=link) as agent:
+            client = agent.client
+            await client.info()
+            container_id = await _running(client, "abandoned")
+            if link:
+                await until(lambda: client.calls_carrier == "link")
+            waiting = await _wait(client, container_id)
+            await until(lambda: agent.service.calls.connections.in_use == 1)
+            waiting.cancel()
+            await until(lambda: agent.service.calls.connections.in_use == 0)
+            assert await waiting.read() is None
+            # The stream goes on: the next wait and call are answered on it.
+            again = await _wait(client, container_id)
+            inspect = await client.request("GET", f"/containers/{container_id}/json")
+            assert json.loads(await inspect.body())["State"]["Running"] is True
+            await client.request("POST", f"/containers/{container_id}/kill")
+            assert json.loads(await asyncio.wait_for(again.body(), 5))["StatusCode"] == 137
+    asyncio.run(scenario())
+
+
+def test_an_agent_that_does_not_take_head_first_calls_gets_a_docker_stream():
+    """Sent head-first to an agent that answers once, at the end, the head would come
+    only with the exit, and `docker run` would never start its container."""
+    async def scenario():
+        async with served_agent(AgentBeforeHeadFirst) as agent:
+            client = agent.client
+            assert not (await client.info()).head_first_calls
+            container_id = await _running(client, "older")
+            waiting = await _wait(client, container_id)
+            assert type(waiting) is DockerExchange and waiting.status == 200
+            await client.request("POST", f"/containers/{container_id}/kill")
+            assert json.loads(await asyncio.wait_for(waiting.body(), 5))["StatusCode"] == 137
+    asyncio.run(scenario())
+
+
+def test_a_wait_on_a_missing_container_fails_at_the_head():
+    async def scenario():
+        async with served_agent(AgentService) as agent:
+            await agent.client.info()
+            missing = await _wait(agent.client, "nosuch")
+            assert missing.status == 404
+            assert "nosuch" in json.loads(await missing.body())["message"]
+            assert agent.service.calls.connections.in_use == 0
+    asyncio.run(scenario())
