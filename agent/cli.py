@@ -406,6 +406,7 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("agent stopping; containers keep running")
         await server.stop(grace=2)
+        service.later_reads.close()
         if service.calls is not None:
             await service.calls.close()
     finally:

@@ -47,8 +47,16 @@ def container_ref(req: agent_pb2.DockerRequest, reply: agent_pb2.DockerCallReply
         except ValueError:
             return ""
         return answer.get("Id", "") if isinstance(answer, dict) else ""
-    ref, slash, verb = rest.partition("/")
-    if req.method.upper() != "POST" or not slash or not verb or "/" in verb:
+    return path_ref(req)
+
+
+def path_ref(req: agent_pb2.DockerRequest) -> str:
+    """The container a change `POST /containers/{ref}/{verb}` is about, from its path
+    alone (known before the answer); "" for any other request."""
+    if req.method.upper() != "POST" or not req.path.startswith(_CONTAINERS):
+        return ""
+    ref, slash, verb = req.path[len(_CONTAINERS):].partition("/")
+    if not slash or not verb or "/" in verb:
         return ""
     return ref
 

@@ -4,7 +4,6 @@ with TLS)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
@@ -17,10 +16,11 @@ from flock.agent import call_stream, engine_api, http_bridge
 from flock.agent.call_link import LinkedNode
 from flock.agent.call_stream import CallRefused
 from flock.agent.http_bridge import BridgeError
+from flock.agent.later_reads import LaterReads
 from flock.agent.metrics import AgentMetrics
 from flock.agent.node_info import fetch_node_info
 from flock.agent.node_spec import NodeSpecStore
-from flock.agent.read_back import container_ref, read_back, read_container
+from flock.agent.read_back import container_ref, path_ref, read_back, read_container
 from flock.agent.read_back_feed import ReadBackFeed
 from flock.agent.reflected_events import ReflectedEvents
 from flock.agent.runtimes.base import Runtime
@@ -56,7 +56,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.calls = RuntimeCalls(runtime.endpoint) if runtime is not None else None
         self.read_backs = ReadBackFeed()
         self.reflected = ReflectedEvents()
-        self._reading: set[asyncio.Task] = set()  # read-backs on their way (kept alive)
+        self.later_reads = LaterReads(self._read_later)
         self.calls_address = ""  # where this node's call link listens (call_link.py)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
@@ -160,9 +160,14 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         """One DockerCall's answer, over the runtime's socket; CallRefused with the
         status the call ends with when there is none. A head-first call's head goes to
         `on_head` first (call_stream.answer_one)."""
+        later = (request.read_back and request.read_back_later
+                 and self.read_backs.listened)
+        held = path_ref(request.request) if later else ""
+        if held and not self.later_reads.defer(held):
+            held = ""
         try:
             reply = await self.calls.call(request.request, request.body, on_head)
-            if request.read_back and request.read_back_later and self.read_backs.listened:
+            if later:
                 self._read_back_later(request.request, reply)
             elif request.read_back:
                 read = await read_back(self.calls.call, request.request, reply)
@@ -177,32 +182,27 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
                               f"runtime at {self.runtime.endpoint} does not answer: {exc}"
                               ) from None
+        finally:
+            if held:
+                self.later_reads.resume(held)
 
     def _read_back_later(self, req: agent_pb2.DockerRequest,
                          reply: agent_pb2.DockerCallReply) -> None:
         """Answer now; the container's read-back goes on the event streams that take
-        them (read_back_feed.py), in full: nobody waits for it."""
+        them (read_back_feed.py), in full, a moment later: a change of the same
+        container in the meantime (the start after a create) reads for both
+        (later_reads.py). Begun after the answer is written in any case: a read
+        begun first held every create and start 0.4-0.6 ms."""
         ref = container_ref(req, reply)
         if not ref:
             return
         reply.read_back_follows = True
+        self.later_reads.schedule(req, ref)
 
-        async def read() -> None:
-            read = await read_container(self.calls.call, req, ref)
-            if read is not None:
-                self.read_backs.publish(read)
-
-        loop = asyncio.get_running_loop()
-
-        def begin() -> None:
-            task = loop.create_task(read())
-            self._reading.add(task)
-            task.add_done_callback(self._reading.discard)
-
-        # Begun on the loop's next turn, behind the answer: a task made now would take
-        # its first step (setting up and writing the inspect) before the call's own
-        # answer is written, which held every create and start 0.4-0.6 ms.
-        loop.call_soon(begin)
+    async def _read_later(self, req: agent_pb2.DockerRequest, ref: str) -> None:
+        read = await read_container(self.calls.call, req, ref)
+        if read is not None:
+            self.read_backs.publish(read)
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)

@@ -385,3 +385,46 @@ def test_a_manager_s_own_stream_leaves_out_the_events_its_read_backs_reflect():
             await until(lambda: not agent.service.reflected._streams)  # closed: forgotten
 
     asyncio.run(scenario())
+
+
+def test_a_start_soon_after_its_create_reads_back_for_both():
+    """later_reads.py: the create's read waits DELAY for a change of the same container;
+    the start's read takes its place, and the one read that comes is the started
+    container. Without a start, the create's read comes on its own after DELAY."""
+    async def scenario() -> None:
+        async with served_agent(AgentService) as agent:
+            client = agent.client
+            reads: asyncio.Queue = asyncio.Queue()
+
+            async def follow() -> None:
+                async for _ in client.events(read_backs=reads.put_nowait):
+                    pass
+
+            follower = asyncio.create_task(follow())
+            try:
+                await until(lambda: agent.service.read_backs.listened)
+                body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+                create = ("POST", "/containers/create")
+                created = await client.request(*create, "name=run", [CONTENT_JSON], body,
+                                               read_back=True, read_back_later=True)
+                cid = json.loads(await created.body())["Id"]
+                started = await client.request("POST", f"/containers/{cid}/start",
+                                               read_back=True, read_back_later=True)
+                assert started.status == 204
+                read = await asyncio.wait_for(reads.get(), 10)
+                assert json.loads(read.inspect)["State"]["Running"] is True
+                await asyncio.sleep(0.2)
+                assert reads.empty()  # the create's own read never came
+                assert agent.service.later_reads.replaced == 1
+
+                alone = await client.request(*create, "name=alone", [CONTENT_JSON], body,
+                                             read_back=True, read_back_later=True)
+                alone_id = json.loads(await alone.body())["Id"]
+                read = await asyncio.wait_for(reads.get(), 10)
+                assert json.loads(read.inspect)["Id"] == alone_id
+                assert json.loads(read.inspect)["State"]["Status"] == "created"
+            finally:
+                follower.cancel()
+                await asyncio.gather(follower, return_exceptions=True)
+
+    asyncio.run(scenario())

@@ -62,6 +62,7 @@ async def served_agent(service_class: type[AgentService] = AgentService, name: s
             await agent.server.stop(0)
         if agent.link is not None:
             await agent.link.stop()
+        agent.service.later_reads.close()
         await agent.service.calls.close()
         await agent.runtime.stop()
 
