@@ -142,17 +142,22 @@ def is_raw_stream(req: agent_pb2.DockerRequest, head: ResponseHead) -> bool:
     return head.status == 200 and not framed
 
 
+def chunk_size(line: bytes) -> int:
+    """The size a chunked body's size line announces (extensions ignored)."""
+    size_text = line.split(b";", 1)[0].strip()
+    try:
+        return int(size_text, 16)
+    except ValueError:
+        raise ResponseError(f"bad chunk size {size_text[:20]!r}") from None
+
+
 async def read_chunked(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
     """The decoded pieces of a chunked body, as soon as they arrive."""
     while True:
         line = await reader.readline()
         if not line.endswith(b"\n"):
             raise ResponseError("the runtime closed the connection inside a chunked body")
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            raise ResponseError(f"bad chunk size {size_text[:20]!r}") from None
+        size = chunk_size(line)
         if size == 0:
             while (await reader.readline()).strip():  # trailers
                 pass

@@ -24,6 +24,7 @@ from flock.agent.engine_endpoint import Endpoint
 from flock.agent.http_bridge import (
     ResponseError,
     ResponseHead,
+    chunk_size,
     connect,
     content_length,
     parse_response_head,
@@ -213,12 +214,7 @@ async def _read_chunked(reader: asyncio.StreamReader, max_body: int) -> bytes:
     size_so_far = 0
     try:
         while True:
-            line = await reader.readuntil(b"\n")
-            size_text = line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise ResponseError(f"bad chunk size {size_text[:20]!r}") from None
+            size = chunk_size(await reader.readuntil(b"\n"))
             if size == 0:
                 while (await reader.readuntil(b"\n")).strip():  # trailers
                     pass

@@ -23,7 +23,7 @@ from flock.manager.cluster.agent_client import (
 )
 from flock.manager.cluster.call_stream import StreamSlots
 from flock.protos import agent_pb2_grpc
-from tests.support.served_agent import served_agent, until
+from tests.support.served_agent import read_backs_followed, served_agent, until
 
 
 class OlderAgentService(AgentService):
@@ -394,15 +394,7 @@ def test_a_start_soon_after_its_create_reads_back_for_both():
     async def scenario() -> None:
         async with served_agent(AgentService) as agent:
             client = agent.client
-            reads: asyncio.Queue = asyncio.Queue()
-
-            async def follow() -> None:
-                async for _ in client.events(read_backs=reads.put_nowait):
-                    pass
-
-            follower = asyncio.create_task(follow())
-            try:
-                await until(lambda: agent.service.read_backs.listened)
+            async with read_backs_followed(agent) as reads:
                 body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
                 create = ("POST", "/containers/create")
                 created = await client.request(*create, "name=run", [CONTENT_JSON], body,
@@ -423,8 +415,5 @@ def test_a_start_soon_after_its_create_reads_back_for_both():
                 read = await asyncio.wait_for(reads.get(), 10)
                 assert json.loads(read.inspect)["Id"] == alone_id
                 assert json.loads(read.inspect)["State"]["Status"] == "created"
-            finally:
-                follower.cancel()
-                await asyncio.gather(follower, return_exceptions=True)
 
     asyncio.run(scenario())

@@ -67,6 +67,25 @@ async def served_agent(service_class: type[AgentService] = AgentService, name: s
         await agent.runtime.stop()
 
 
+@contextlib.asynccontextmanager
+async def read_backs_followed(agent: ServedAgent) -> AsyncIterator[asyncio.Queue]:
+    """The agent's read-backs sent later, as a manager following its events gets them
+    (a queue of ReadBack), once the agent knows someone takes them."""
+    reads: asyncio.Queue = asyncio.Queue()
+
+    async def follow() -> None:
+        async for _ in agent.client.events(read_backs=reads.put_nowait):
+            pass
+
+    follower = asyncio.create_task(follow())
+    try:
+        await until(lambda: agent.service.read_backs.listened)
+        yield reads
+    finally:
+        follower.cancel()
+        await asyncio.gather(follower, return_exceptions=True)
+
+
 async def until(condition, timeout: float = 10) -> None:
     """Wait on the test's own loop until `condition()` holds; fails after `timeout`."""
     deadline = time.monotonic() + timeout
