@@ -111,7 +111,8 @@ class HeadFirst:
         for part in (self.head, self.whole):
             if not part.done():
                 part.set_exception(exc)
-        self.whole.exception()  # whoever failed on the head never asks for the rest
+        if not self.whole.cancelled():
+            self.whole.exception()  # whoever failed on the head never asks for the rest
 
 
 class HeadFirstCall:
@@ -124,16 +125,18 @@ class HeadFirstCall:
         self._tag = tag
         self._parts = parts
 
+    # Shielded: a waiting task that is cancelled (its client went away) must not cancel
+    # the answer itself, which would make the call look over, and the agent never told.
     async def head(self) -> agent_pb2.DockerCallReply:
         try:
-            return await self._parts.head
+            return await asyncio.shield(self._parts.head)
         except BaseException:
             self.cancel()
             raise
 
     async def whole(self) -> agent_pb2.DockerCallReply:
         try:
-            return await self._parts.whole
+            return await asyncio.shield(self._parts.whole)
         finally:
             self.cancel()
 

@@ -151,13 +151,15 @@ class LateExchange(BufferedExchange):
         self._failure = failure  # CallFailed -> AgentError (AgentClient's map)
 
     async def read(self) -> bytes | None:
-        call, self._pending = self._pending, None
+        call = self._pending
         if call is None:
             return None
         try:
-            reply = await call.whole()
+            reply = await call.whole()  # cancelled here: the call cancels itself
         except CallFailed as err:
+            self._pending = None
             raise self._failure(err) from None
+        self._pending = None
         return reply.body or None
 
     def cancel(self) -> None:

@@ -69,10 +69,13 @@ def test_a_wait_s_head_comes_before_the_exit_and_its_body_after(link):
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("how", ["cancel", "reader cancelled"])
 @pytest.mark.parametrize("link", [False, True], ids=["call stream", "call link"])
-def test_a_wait_given_up_on_stops_on_the_agent(link):
+def test_a_wait_given_up_on_stops_on_the_agent(link, how):
     """The client went away: the agent cancels the call, which closes its runtime
-    connection (a wait would otherwise hold one until the container exits)."""
+    connection (a wait would otherwise hold one until the container exits). Either
+    the exchange is cancelled (the relay's `finally`), or the task reading its body
+    is (aiohttp cancels the handler of a client that hung up)."""
     async def scenario():
         async with served_agent(AgentService, link=link) as agent:
             client = agent.client
@@ -82,9 +85,18 @@ def test_a_wait_given_up_on_stops_on_the_agent(link):
                 await until(lambda: client.calls_carrier == "link")
             waiting = await _wait(client, container_id)
             await until(lambda: agent.service.calls.connections.in_use == 1)
-            waiting.cancel()
+            if how == "cancel":
+                waiting.cancel()
+            else:
+                reading = asyncio.create_task(waiting.body())
+                await asyncio.sleep(0.05)
+                reading.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await reading
             await until(lambda: agent.service.calls.connections.in_use == 0)
-            assert await waiting.read() is None
+            waiting.cancel()  # as the relay's `finally` does: nothing more happens
+            if how == "cancel":
+                assert await waiting.read() is None
             # The stream goes on: the next wait and call are answered on it.
             again = await _wait(client, container_id)
             inspect = await client.request("GET", f"/containers/{container_id}/json")
