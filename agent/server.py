@@ -180,8 +180,8 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)) from None
         except OSError as exc:  # ssl's errors and RuntimeGone among them
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
-                              f"runtime at {self.runtime.endpoint} does not answer: {exc}"
-                              ) from None
+                              f"runtime at {self.runtime.endpoint} does not answer: "
+                              f"{http_bridge.connect_failure(exc)}") from None
         finally:
             if held:
                 self.later_reads.resume(held)

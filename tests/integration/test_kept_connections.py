@@ -13,6 +13,9 @@ import pytest
 
 from flock.agent.engine_endpoint import Endpoint
 from flock.agent.kept_connections import AnswerTooLarge, KeptConnections, RuntimeGone
+from flock.agent.server import AgentService
+from flock.manager.cluster.agent_client import AgentUnavailable
+from tests.support.served_agent import served_agent
 
 
 class Runtime:
@@ -194,4 +197,17 @@ def test_exchanges_held_open_do_not_hold_up_the_next(tmp_path):
         assert len(pool) <= 2  # no more than `idle` kept afterwards
         await pool.close()
         server.close()
+    asyncio.run(main())
+
+
+def test_a_runtime_that_is_gone_is_said_in_words(tmp_path):
+    """A DockerCall to an agent whose runtime socket is gone fails UNAVAILABLE with the
+    agent's words for why, and the manager's client says the node's runtime does not
+    answer (instead of a Python exception's text)."""
+    async def main():
+        async with served_agent(AgentService) as agent:
+            agent.service.calls.connections.endpoint = Endpoint.unix(str(tmp_path / "gone"))
+            with pytest.raises(AgentUnavailable) as failed:
+                await agent.client.request("GET", "/containers/json", "all=1")
+            assert "does not answer: No such file or directory" in str(failed.value)
     asyncio.run(main())
