@@ -24,7 +24,7 @@ from flock.protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
 
-__all__ = ["AnswerTooLarge", "MAX_CALL_BODY", "RuntimeCalls"]
+__all__ = ["AnswerTooLarge", "HeadReply", "MAX_CALL_BODY", "RuntimeCalls"]
 
 # Takes a head-first call's first reply (the head alone) while the body is still awaited.
 HeadReply = Callable[[agent_pb2.DockerCallReply], None]
