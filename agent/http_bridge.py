@@ -188,14 +188,26 @@ async def read_to_eof(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         yield piece
 
 
+def body_framing(method: str, head: ResponseHead) -> tuple[str, int]:
+    """How the body the head announces travels: ("none", 0), ("chunked", 0),
+    ("length", n), or ("eof", 0) until the runtime closes the connection. ValueError for
+    a Content-Length that is not a count."""
+    if method.upper() == "HEAD" or head.status < 200 or head.status in (204, 304):
+        return "none", 0
+    if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
+        return "chunked", 0
+    length = content_length(head.headers)
+    return ("eof", 0) if length is None else ("length", length)
+
+
 def body_reader(method: str, head: ResponseHead, reader: asyncio.StreamReader):
     """The async iterator over the response body that the head announces."""
-    if method.upper() == "HEAD" or head.status < 200 or head.status in (204, 304):
+    kind, length = body_framing(method, head)
+    if kind == "none":
         return _nothing()
-    if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
+    if kind == "chunked":
         return read_chunked(reader)
-    length = content_length(head.headers)
-    if length is not None:
+    if kind == "length":
         return read_length(reader, length)
     return read_to_eof(reader)
 
@@ -205,9 +217,21 @@ async def _nothing() -> AsyncIterator[bytes]:
     yield b""  # pragma: no cover - makes this an async generator
 
 
+def fill_response(response: agent_pb2.DockerResponse, status: int,
+                  headers: list[tuple[str, str]]) -> None:
+    """`response` (a field of the message it goes in, so nothing is copied): `status`
+    and the headers that go past one hop."""
+    response.status = status
+    add = response.headers.add
+    for name, value in headers:
+        if name.lower() not in HOP_BY_HOP:
+            add(name=name, value=value)
+
+
 def response_frame(status: int, headers: list[tuple[str, str]]) -> agent_pb2.DockerFrame:
-    kept = [agent_pb2.Header(name=k, value=v) for k, v in headers if k.lower() not in HOP_BY_HOP]
-    return agent_pb2.DockerFrame(response=agent_pb2.DockerResponse(status=status, headers=kept))
+    frame = agent_pb2.DockerFrame()
+    fill_response(frame.response, status, headers)
+    return frame
 
 
 def error_frames(status: int, message: str) -> list[agent_pb2.DockerFrame]:

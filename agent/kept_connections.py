@@ -24,9 +24,9 @@ from flock.agent.engine_endpoint import Endpoint
 from flock.agent.http_bridge import (
     ResponseError,
     ResponseHead,
+    body_framing,
     chunk_size,
     connect,
-    content_length,
     parse_response_head,
 )
 
@@ -185,15 +185,15 @@ async def _exchange(conn: _Connection, method: str, head: bytes, body: bytes,
 async def _read_body(reader: asyncio.StreamReader, method: str, head: ResponseHead,
                      max_body: int) -> tuple[bytes, bool]:
     """The body the head announces, and whether it ran to the connection's end."""
-    if method == "HEAD" or head.status < 200 or head.status in (204, 304):
-        return b"", False
-    if (head.get("transfer-encoding") or "").lower().endswith("chunked"):
-        return await _read_chunked(reader, max_body), False
     try:
-        length = content_length(head.headers)
+        kind, length = body_framing(method, head)
     except ValueError as exc:
         raise ResponseError(str(exc)) from None
-    if length is None:
+    if kind == "none":
+        return b"", False
+    if kind == "chunked":
+        return await _read_chunked(reader, max_body), False
+    if kind == "eof":
         data = bytearray()
         while len(data) <= max_body and (piece := await reader.read(max_body + 1 - len(data))):
             data += piece

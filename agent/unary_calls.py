@@ -17,9 +17,9 @@ from flock.agent.http_bridge import (
     BridgeError,
     ResponseHead,
     build_request_head,
+    fill_response,
 )
 from flock.agent.kept_connections import AnswerTooLarge, KeptConnections
-from flock.docker_compat.hop_headers import HOP_BY_HOP
 from flock.protos import agent_pb2
 
 MAX_CALL_BODY = 16 << 20  # a larger answer belongs on the Docker stream
@@ -61,10 +61,5 @@ class RuntimeCalls:
 def _reply(head: ResponseHead, body: bytes = b"", head_only: bool = False
            ) -> agent_pb2.DockerCallReply:
     reply = agent_pb2.DockerCallReply(body=body, head_only=head_only)
-    response = reply.response
-    response.status = head.status
-    add = response.headers.add
-    for name, value in head.headers:
-        if name.lower() not in HOP_BY_HOP:
-            add(name=name, value=value)
+    fill_response(reply.response, head.status, head.headers)
     return reply

@@ -66,6 +66,11 @@ _UNARY = re.compile(
     r"|GET /images/json|GET /networks|GET /volumes)$")
 
 
+def _passed_headers(response: agent_pb2.DockerResponse) -> list[tuple[str, str]]:
+    """The answer's headers that go past one hop, as the handlers take them."""
+    return [(h.name, h.value) for h in response.headers if h.name.lower() not in HOP_BY_HOP]
+
+
 def is_unary(method: str, path: str, hijack: bool, body: object) -> bool:
     return (not hijack and (body is None or isinstance(body, bytes))
             and _UNARY.match(f"{method.upper()} {path}") is not None)
@@ -275,8 +280,7 @@ class AgentClient:
         if head is grpc.aio.EOF or head.WhichOneof("kind") != "response":
             _stop(call, body_task)
             raise AgentError(f"Agent {self.addr} ended {method} {path} without an answer")
-        answer = [(h.name, h.value) for h in head.response.headers
-                  if h.name.lower() not in HOP_BY_HOP]
+        answer = _passed_headers(head.response)
         return DockerExchange(self.addr, call, head.response.status, answer, body_task)
 
     async def _call(self, req: agent_pb2.DockerRequest, body: bytes, read_back: bool = False,
@@ -304,8 +308,7 @@ class AgentClient:
         finally:
             if observer is not None:
                 observer("DockerCall", time.perf_counter() - start, ok)
-        answer = [(h.name, h.value) for h in reply.response.headers
-                  if h.name.lower() not in HOP_BY_HOP]
+        answer = _passed_headers(reply.response)
         read = (ReadBack(reply.inspect, reply.listing, reply.read_at_ns)
                 if reply.inspect or reply.listing else None)
         return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
@@ -327,8 +330,7 @@ class AgentClient:
         finally:
             if observer is not None:
                 observer("DockerCall", time.perf_counter() - start, ok)
-        answer = [(h.name, h.value) for h in head.response.headers
-                  if h.name.lower() not in HOP_BY_HOP]
+        answer = _passed_headers(head.response)
         return LateExchange(self.addr, head.response.status, answer, call, self._error)
 
     async def _call_once(self, request: agent_pb2.DockerCallRequest
