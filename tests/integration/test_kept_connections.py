@@ -26,6 +26,7 @@ class Runtime:
         self.answer = answer
         self.connections = 0
         self.requests: list[str] = []
+        self.close_after = False  # close each connection once it has answered
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -40,6 +41,8 @@ class Runtime:
                 if answer is None:
                     break
                 writer.write(answer)
+                if self.close_after:
+                    break
         writer.close()
 
 
@@ -153,6 +156,25 @@ def test_an_exchange_broken_off_closes_its_connection(tmp_path):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             assert pool.in_use == 0 and len(pool) == 0
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("answer, words", [
+    (b"SPDY/3 200 OK\r\n\r\n", "bad status line"),
+    (b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "bad header line"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n", "bad Content-Length"),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "bad chunk size"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\nshort", "closed the connection"),
+], ids=["status line", "header", "length", "chunk size", "cut short"])
+def test_an_answer_that_is_not_http_is_said_so(tmp_path, answer, words):
+    """A runtime that answers what is not HTTP/1.1 fails the exchange in words (an
+    OSError the agent turns into UNAVAILABLE), and the connection is not kept."""
+    async def main():
+        async with runtime(tmp_path, lambda method, n: answer) as (served, pool):
+            served.close_after = True  # an answer cut short ends with the connection
+            with pytest.raises(RuntimeGone, match=words):
+                await asyncio.wait_for(pool.exchange("GET", GET, b"", 1000), 5)
+            assert len(pool) == 0
     asyncio.run(main())
 
 
