@@ -56,7 +56,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.calls = RuntimeCalls(runtime.endpoint) if runtime is not None else None
         self.read_backs = ReadBackFeed()
         self.reflected = ReflectedEvents()
-        self.later_reads = LaterReads(self._read_later)
+        self.later_reads = LaterReads(self._read_later, self.read_backs.publish)
         self.calls_address = ""  # where this node's call link listens (call_link.py)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
@@ -162,14 +162,12 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         `on_head` first (call_stream.answer_one)."""
         later = (request.read_back and request.read_back_later
                  and self.read_backs.listened)
-        held = path_ref(request.request) if later else ""
-        if held and not self.later_reads.defer(held):
-            held = ""
         try:
-            reply = await self.calls.call(request.request, request.body, on_head)
-            if later:
-                self._read_back_later(request.request, reply)
-            elif request.read_back:
+            with self.later_reads.changing(path_ref(request.request)):
+                reply = await self.calls.call(request.request, request.body, on_head)
+                if later:
+                    self._read_back_later(request.request, reply)
+            if request.read_back and not later:
                 read = await read_back(self.calls.call, request.request, reply)
                 if read is not None and read.inspect:
                     self.reflected.note(request.events_token, read.id, read.read_at_ns)
@@ -182,9 +180,6 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             raise CallRefused(grpc.StatusCode.UNAVAILABLE,
                               f"runtime at {self.runtime.endpoint} does not answer: "
                               f"{http_bridge.connect_failure(exc)}") from None
-        finally:
-            if held:
-                self.later_reads.resume(held)
 
     def _read_back_later(self, req: agent_pb2.DockerRequest,
                          reply: agent_pb2.DockerCallReply) -> None:
@@ -199,10 +194,9 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         reply.read_back_follows = True
         self.later_reads.schedule(req, ref)
 
-    async def _read_later(self, req: agent_pb2.DockerRequest, ref: str) -> None:
-        read = await read_container(self.calls.call, req, ref)
-        if read is not None:
-            self.read_backs.publish(read)
+    async def _read_later(self, req: agent_pb2.DockerRequest,
+                          ref: str) -> agent_pb2.ContainerRead | None:
+        return await read_container(self.calls.call, req, ref)
 
     async def Docker(self, request_iterator, context):  # noqa: N802
         frames = _TrackedFrames(request_iterator)

@@ -134,7 +134,9 @@ class Records:
     def take_read_back(self, node_id: str, read: ReadBack) -> Container | None:
         """Store the container an agent read back with its answer to a change: the
         record is then exact, and the reasons and events up to that read need no
-        re-read of their own. None when the read-back cannot be used."""
+        re-read of their own. A read-back older than one already taken (the agent's
+        clock) leaves the newer record as it is, and returns it. None when the
+        read-back cannot be used."""
         try:
             inspect = json_codec.loads(read.inspect)
             listing = json_codec.loads(read.listing) if read.listing else []
@@ -142,6 +144,10 @@ class Records:
             return None
         if not isinstance(inspect, dict) or not inspect.get("Id"):
             return None
+        if self.freshness.newer_read_back(inspect["Id"], read.read_at_ns):
+            current = self.state.container(inspect["Id"])
+            if current is not None:
+                return current
         self.freshness.reading(inspect["Id"], read.read_at_ns)
         return self._store_read(node_id, inspect, listing)
 
@@ -179,10 +185,13 @@ class Records:
         self.state.upsert_container(container)
 
     async def refresh(self, node_id: str, container_id: str) -> Container | None:
-        """Re-read one container from its node (list entry + inspect) into the state."""
+        """Re-read one container from its node (list entry + inspect) into the state.
+        A record stored while the read was under way (a change's answer or read-back)
+        may be newer than what it read: it is kept, and the container read again."""
         client = self.clients.get(node_id)
         if client is None:
             return None
+        started = time.monotonic()
         self.freshness.reading(container_id)
         status, inspect = await client.request_json(
             "GET", api_path("containers", container_id, "json"))
@@ -195,6 +204,11 @@ class Records:
             return None
         query = "all=1&filters=" + urllib.parse.quote(json.dumps({"id": [inspect["Id"]]}))
         status, listing = await client.request_json("GET", "/containers/json", query)
+        if self._touched.get(inspect["Id"], 0) >= started:
+            current = self.state.container(inspect["Id"])
+            if current is not None:
+                self.refresh_soon(node_id, inspect["Id"])
+                return current
         return self._store_read(node_id, inspect, listing if status == 200 else None)
 
     def _store_read(self, node_id: str, inspect: dict, listing: object) -> Container:

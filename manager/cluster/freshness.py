@@ -47,6 +47,12 @@ class Freshness:
         if engine_ns > self._engine_ns.get(container_id, 0):
             self._put(self._engine_ns, container_id, engine_ns)
 
+    def newer_read_back(self, container_id: str, engine_ns: int) -> bool:
+        """Whether a read-back the agent made after `engine_ns` (its clock) was taken:
+        an older one that comes later (reads sent after the answer travel apart from
+        it) says less, and must not overwrite it."""
+        return 0 < engine_ns < self._engine_ns.get(container_id, 0)
+
     def covers_event(self, container_id: str, event_ns: int) -> bool:
         """Whether an event (engine time `event_ns`) is already reflected by a read-back."""
         return 0 < event_ns <= self._engine_ns.get(container_id, 0)

@@ -367,6 +367,27 @@ def test_rename_pause_cp_top_and_prune(cluster, names, tmp_path):
     assert cluster.docker("ps", "-q", "-f", f"name={new}").stdout != b""
 
 
+def test_a_rename_right_after_a_run_is_listed_under_the_new_name_alone(cluster, names):
+    """A start's read-back is made 20 ms after its answer (agent/later_reads.py); a
+    rename that comes while it runs finds the engine between taking the new name and
+    letting the old go, and the engine's list names the container twice. That read
+    must not overwrite the rename's own. Before the fix about 1 run in 25 here listed
+    both names (the CI failure of test_rename_pause_cp_top_and_prune)."""
+    client = docker.DockerClient(base_url=cluster.url, version="1.41", timeout=30)
+    twice = []
+    for i in range(60):
+        old, new = names("old"), names("new")
+        container = client.containers.run("busybox", "sleep 300", name=old, detach=True)
+        time.sleep((12, 15, 18, 20, 22, 25)[i % 6] / 1000)  # the read begins at 20 ms
+        client.api.rename(container.id, new)
+        listed = [n for c in client.api.containers(filters={"name": new}) for n in c["Names"]]
+        if len(listed) != 1:
+            twice.append(listed)
+        container.remove(force=True)
+    client.close()
+    assert twice == []
+
+
 def test_a_new_manager_rebuilds_its_view_from_the_agents(cluster, names, tmp_path):
     """Engines are the truth: a manager started later lists what is already there, and
     a node whose address leaves discovery is dropped."""

@@ -144,3 +144,49 @@ def test_a_run_read_back_by_the_agent_makes_no_further_reads():
         assert took < DELAY / 2, took
 
     asyncio.run(_scenario(check))
+
+
+def test_an_older_read_back_that_comes_later_leaves_the_newer_record():
+    """Read-backs sent after the answer travel on the event stream, apart from the
+    answers (agent/later_reads.py): the create's read may come after the start's. The
+    agent's clock orders them; the older one changes nothing (the CI failure it guards:
+    a read made during a rename listed both names and overwrote the rename's read)."""
+    async def check(state, watcher, node_id, direct, calls):
+        client = watcher.clients.get(node_id)
+        created = await client.request(
+            "POST", "/containers/create", "", [("Content-Type", "application/json")],
+            json.dumps(BODY).encode(), read_back=True)
+        cid = json.loads(await created.body())["Id"]
+        started = await client.request("POST", f"/containers/{cid}/start", read_back=True)
+        await started.body()
+        older, newer = created.read_back, started.read_back
+        assert older.read_at_ns < newer.read_at_ns
+        assert watcher.records.take_read_back(node_id, newer).state == "running"
+        kept = watcher.records.take_read_back(node_id, older)
+        assert kept.state == "running" and state.container(cid).state == "running"
+
+    asyncio.run(_scenario(check))
+
+
+def test_a_refresh_a_change_overtook_keeps_the_change_and_reads_again():
+    """A record stored while a re-read was under way (a change's answer) may be newer
+    than what the re-read saw: it stays, and the container is read once more."""
+    async def check(state, watcher, node_id, direct, calls):
+        watcher.records.refresh_delay = 0.2
+        status, answer = await direct.request_json("POST", "/containers/create", "",
+                                                   BODY)
+        assert status == 201
+        cid = answer["Id"]
+        await _until(lambda: state.container(cid) is not None, DELAY)  # its event
+        await asyncio.sleep(0.3)
+        before = calls["DockerCall"]
+        reading = asyncio.ensure_future(watcher.records.refresh(node_id, cid))
+        await asyncio.sleep(0)                   # the inspect is on its way
+        guessed = after_action(state.container(cid), "start")
+        watcher.records.write(guessed)           # a start's answer, written meanwhile
+        assert (await reading).state == "running"
+        assert state.container(cid).state == "running"  # not the "created" it read
+        await _until(lambda: calls["DockerCall"] >= before + 4, DELAY)  # read again
+        await _until(lambda: state.container(cid).state == "created", DELAY)  # the truth
+
+    asyncio.run(_scenario(check))

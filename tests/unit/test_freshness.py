@@ -35,3 +35,13 @@ def test_forgotten_and_oldest_entries_are_dropped():
     fresh.reading("c", engine_ns=5)
     fresh.forget("c")
     assert not fresh.needs_read("c") and not fresh.covers_event("c", 5)
+
+
+def test_a_read_back_is_older_than_the_newest_one_taken_by_the_agent_s_clock():
+    fresh = Freshness()
+    assert not fresh.newer_read_back("a", 500)  # nothing taken yet
+    fresh.reading("a", engine_ns=1_000)
+    assert fresh.newer_read_back("a", 999)
+    assert not fresh.newer_read_back("a", 1_000) and not fresh.newer_read_back("a", 1_001)
+    assert not fresh.newer_read_back("a", 0)    # an agent that sends no time: taken
+    assert not fresh.newer_read_back("b", 999)
