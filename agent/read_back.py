@@ -61,6 +61,19 @@ def path_ref(req: agent_pb2.DockerRequest) -> str:
     return ref
 
 
+# The verbs of `POST /containers/{ref}/{verb}` that change what a read of the container
+# says. Not a wait (it lasts as long as the container runs: `docker run` sends it before
+# the start), an exec, an attach or a resize.
+CHANGES = frozenset({"start", "stop", "restart", "kill", "pause", "unpause", "rename",
+                     "update"})
+
+
+def changed_ref(req: agent_pb2.DockerRequest) -> str:
+    """The container a request changes, from its path alone; "" for any other request."""
+    ref = path_ref(req)
+    return ref if ref and req.path.rpartition("/")[2] in CHANGES else ""
+
+
 async def read_back(call: Call, req: agent_pb2.DockerRequest,
                     reply: agent_pb2.DockerCallReply) -> agent_pb2.ContainerRead | None:
     """Fills `reply` with the container it was about, read back, when there is one, and

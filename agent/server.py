@@ -20,7 +20,7 @@ from flock.agent.later_reads import LaterReads
 from flock.agent.metrics import AgentMetrics
 from flock.agent.node_info import fetch_node_info
 from flock.agent.node_spec import NodeSpecStore
-from flock.agent.read_back import container_ref, path_ref, read_back, read_container
+from flock.agent.read_back import changed_ref, container_ref, read_back, read_container
 from flock.agent.read_back_feed import ReadBackFeed
 from flock.agent.reflected_events import ReflectedEvents
 from flock.agent.runtimes.base import Runtime
@@ -163,7 +163,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         later = (request.read_back and request.read_back_later
                  and self.read_backs.listened)
         try:
-            with self.later_reads.changing(path_ref(request.request)):
+            with self.later_reads.changing(changed_ref(request.request)):
                 reply = await self.calls.call(request.request, request.body, on_head)
                 if later:
                     self._read_back_later(request.request, reply)

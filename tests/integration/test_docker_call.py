@@ -22,6 +22,7 @@ from flock.manager.cluster.agent_client import (
     BufferedExchange,
 )
 from flock.manager.cluster.call_stream import StreamSlots
+from flock.manager.cluster.exchanges import LateExchange
 from flock.protos import agent_pb2_grpc
 from tests.support.served_agent import read_backs_followed, served_agent, until
 
@@ -415,5 +416,59 @@ def test_a_start_soon_after_its_create_reads_back_for_both():
                 read = await asyncio.wait_for(reads.get(), 10)
                 assert json.loads(read.inspect)["Id"] == alone_id
                 assert json.loads(read.inspect)["State"]["Status"] == "created"
+
+    asyncio.run(scenario())
+
+
+def test_a_wait_in_flight_holds_no_read_back_and_a_stop_under_a_read_redoes_it():
+    """`docker run` sends its wait before the start, and the wait lasts as long as the
+    container runs: it is not a change of the container, so the start's read comes
+    while it waits. A change that comes while a read runs (a stop, here once the read
+    saw the container running) makes the read go again after it, and the one sent on
+    is the stopped container (later_reads.py; the hollow runtime has no rename, the
+    real engine's case is in test_manager_api)."""
+    async def scenario() -> None:
+        async with served_agent(AgentService) as agent:
+            client = agent.client
+            async with read_backs_followed(agent) as reads:
+                body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "1d"]}).encode()
+                assert (await client.info()).head_first_calls
+                created = await client.request("POST", "/containers/create", "name=held",
+                                               [CONTENT_JSON], body)
+                cid = json.loads(await created.body())["Id"]
+                waiting = await asyncio.wait_for(client.request(
+                    "POST", f"/containers/{cid}/wait", "condition=next-exit",
+                    api_version="1.41", head_first=True), 10)
+                assert isinstance(waiting, LateExchange) and waiting.status == 200
+                started = await client.request("POST", f"/containers/{cid}/start",
+                                               read_back=True, read_back_later=True)
+                assert started.status == 204
+                read = await asyncio.wait_for(reads.get(), 5)  # not held by the wait
+                assert json.loads(read.inspect)["State"]["Running"] is True
+
+                await client.request("POST", f"/containers/{cid}/kill")
+                await asyncio.wait_for(waiting.body(), 10)  # over once it exits
+
+                later = agent.service.later_reads
+                began = asyncio.Event()
+                read_now = later._read
+
+                async def slow_read(req, ref):  # read, then slow enough for a stop to come
+                    found = await read_now(req, ref)
+                    began.set()
+                    await asyncio.sleep(0.2)
+                    return found
+
+                later._read = slow_read
+                await client.request("POST", f"/containers/{cid}/start",
+                                     read_back=True, read_back_later=True)
+                await asyncio.wait_for(began.wait(), 5)  # the start's read saw it running
+                stopped = await client.request("POST", f"/containers/{cid}/stop", "t=0")
+                assert stopped.status == 204
+                read = await asyncio.wait_for(reads.get(), 5)
+                assert json.loads(read.inspect)["State"]["Running"] is False
+                assert later.overlapped == 1
+                await asyncio.sleep(0.5)
+                assert reads.empty()  # the overlapped read was not sent
 
     asyncio.run(scenario())
