@@ -135,8 +135,8 @@ class Records:
         """Store the container an agent read back with its answer to a change: the
         record is then exact, and the reasons and events up to that read need no
         re-read of their own. A read-back older than one already taken (the agent's
-        clock) leaves the newer record as it is, and returns it. None when the
-        read-back cannot be used."""
+        clock) leaves the newer record as it is, and returns it; the container is read
+        again. None when the read-back cannot be used."""
         try:
             inspect = json_codec.loads(read.inspect)
             listing = json_codec.loads(read.listing) if read.listing else []
@@ -147,6 +147,9 @@ class Records:
         if self.freshness.newer_read_back(inspect["Id"], read.read_at_ns):
             current = self.state.container(inspect["Id"])
             if current is not None:
+                # Rare (reads out of order); a read of our own makes sure of the record
+                # should the agent's clock have stepped back.
+                self.refresh_soon(node_id, inspect["Id"])
                 return current
         self.freshness.reading(inspect["Id"], read.read_at_ns)
         return self._store_read(node_id, inspect, listing)

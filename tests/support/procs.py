@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -142,11 +144,34 @@ class Agent(Proc):
 
 
 class Manager(Proc):
+    """`flock manage` with a temporary folder of its own (TMPDIR): a manager makes its
+    private socket's folder there (manager/app.py), which one killed by `kill9` cannot
+    remove, so the test removes it once the manager is gone."""
+
     def __init__(self, name: str, folder: pathlib.Path, discovery: str,
                  extra: list[str] | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         super().__init__(name, ["manage", "-H", f"tcp://127.0.0.1:{self.port}",
                                 "--heartbeat", "1s", *(extra or []), discovery], folder, env)
+        self.tmp = ""
+
+    def start(self) -> Manager:
+        self.tmp = tempfile.mkdtemp(prefix="flock-test-")  # short: a socket path in it
+        self.env = {**self.env, "TMPDIR": self.tmp}
+        return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        self._remove_tmp()
+
+    def kill9(self) -> None:
+        super().kill9()
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self.tmp and not self.alive:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = ""
 
     @property
     def addr(self) -> str:
