@@ -157,21 +157,24 @@ class HollowFleet:
         await asyncio.gather(*(one(a) for a in self.addresses))
 
     async def stop(self) -> None:
-        if self._register is not None:
-            self._register.cancel()
-            with contextlib.suppress(BaseException):
-                await self._register
-        await asyncio.gather(*(a.server.stop(grace=1) for a in self.agents),
-                             return_exceptions=True)
-        if self._link is not None:
-            await self._link.stop()
-            self._link = None
-        await asyncio.gather(*(a.runtime.stop() for a in self.agents), return_exceptions=True)
-        self.agents.clear()
-        if self._backend is not None and hasattr(self._backend, "close"):
-            with contextlib.suppress(Exception):
-                await self._backend.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        try:
+            if self._register is not None:
+                self._register.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._register
+            await asyncio.gather(*(a.server.stop(grace=1) for a in self.agents),
+                                 return_exceptions=True)
+            if self._link is not None:
+                await self._link.stop()
+                self._link = None
+            await asyncio.gather(*(a.runtime.stop() for a in self.agents),
+                                 return_exceptions=True)
+            self.agents.clear()
+            if self._backend is not None and hasattr(self._backend, "close"):
+                with contextlib.suppress(Exception):
+                    await self._backend.close()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _open_backend(url: str):

@@ -23,6 +23,7 @@ from flock.agent.runtimes.hollow.store import HollowNode
 
 DEFAULT_CPUS = 2
 DEFAULT_MEMORY = 2 << 30
+SHUTDOWN_TIMEOUT = 1.0  # seconds a stop gives the requests still open
 
 
 @dataclass
@@ -99,8 +100,11 @@ class HollowRuntime:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.socket_path)
+            # A stop cuts the requests still open (a wait on a container that runs
+            # on) after a second, as a stopping engine does: aiohttp's default minute
+            # outlived every caller's patience and left the socket's folder behind.
             runner = web.AppRunner(build_app(self.core), access_log=None,
-                                   handle_signals=False)
+                                   handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT)
             await runner.setup()
             await web.UnixSite(runner, self.socket_path).start()
         except OSError as exc:
