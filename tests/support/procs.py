@@ -156,6 +156,7 @@ class Manager(Proc):
         self.tmp = ""
 
     def start(self) -> Manager:
+        self._remove_tmp()  # a manager started again after it ended on its own
         self.tmp = tempfile.mkdtemp(prefix="flock-test-")  # short: a socket path in it
         self.env = {**self.env, "TMPDIR": self.tmp}
         return super().start()
