@@ -165,7 +165,7 @@ def test_an_older_read_back_that_comes_later_leaves_the_newer_record():
         before = calls["DockerCall"]
         kept = watcher.records.take_read_back(node_id, older)
         assert kept.state == "running" and state.container(cid).state == "running"
-        await _until(lambda: calls["DockerCall"] == before + 2, DELAY * 3)  # read again
+        await _until(lambda: calls["DockerCall"] >= before + 2, DELAY * 3)  # read again
         assert state.container(cid).state == "running"
 
     asyncio.run(_scenario(check))
