@@ -22,7 +22,11 @@ from flock.manager.cluster.labels import AFFINITIES_LABEL, CONSTRAINTS_LABEL
 from flock.protos import cluster_pb2 as pb
 
 pytestmark = pytest.mark.docker
-EVIL = ".*(a+)+b"
+# Ends in a letter no container ID (hex) and no test's name (unique_name: hex, or the
+# 40 `a`s and digits below) ends in: with `b`, a container whose ID or name ended in
+# "ab" (about 1 in 128 of them) met the rule, and the "unmet" run below was placed (CI,
+# issue 19's fourteenth session).
+EVIL = ".*(a+)+z"
 HEADER = "Unable to find a node that satisfies the following conditions"
 
 
