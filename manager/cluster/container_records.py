@@ -145,11 +145,10 @@ class Records:
         if not isinstance(inspect, dict) or not inspect.get("Id"):
             return None
         if self.freshness.newer_read_back(inspect["Id"], read.read_at_ns):
-            current = self.state.container(inspect["Id"])
+            # Rare (reads out of order); the re-read makes sure of the record should
+            # the agent's clock have stepped back.
+            current = self._newer_stands(node_id, inspect["Id"])
             if current is not None:
-                # Rare (reads out of order); a read of our own makes sure of the record
-                # should the agent's clock have stepped back.
-                self.refresh_soon(node_id, inspect["Id"])
                 return current
         self.freshness.reading(inspect["Id"], read.read_at_ns)
         return self._store_read(node_id, inspect, listing)
@@ -208,11 +207,18 @@ class Records:
         query = "all=1&filters=" + urllib.parse.quote(json.dumps({"id": [inspect["Id"]]}))
         status, listing = await client.request_json("GET", "/containers/json", query)
         if self._touched.get(inspect["Id"], 0) >= started:
-            current = self.state.container(inspect["Id"])
+            current = self._newer_stands(node_id, inspect["Id"])
             if current is not None:
-                self.refresh_soon(node_id, inspect["Id"])
                 return current
         return self._store_read(node_id, inspect, listing if status == 200 else None)
+
+    def _newer_stands(self, node_id: str, container_id: str) -> Container | None:
+        """A read that may be older than the record stored is left unstored: the record
+        stays, and the container is read again. None when there is no record to keep."""
+        current = self.state.container(container_id)
+        if current is not None:
+            self.refresh_soon(node_id, container_id)
+        return current
 
     def _store_read(self, node_id: str, inspect: dict, listing: object) -> Container:
         """The record from a container's inspect and the list answer filtered to it
