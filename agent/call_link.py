@@ -12,22 +12,32 @@ The exchange (common/frames.py frames): the manager opens with
 `flock-calls/1 <node ID>`; the agent answers `ok`, or `no <why>` and closes (another
 node, or a caller without the manager role). Then each frame from the manager is a
 TaggedDockerCall and each from the agent a TaggedDockerCallReply, in any order.
+
+The link also takes the control calls (NodeInfo.link_control): Info, Heartbeat, and
+Events, whose stream comes back as one reply per event under the subscription's tag.
+With those here a manager needs nothing else from the node most of the time, and
+closes its gRPC channel: one connection per node instead of two, which is what let
+every node of 10,000 have a link under a 20,000 open-files limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
 
+import grpc
 from cryptography import x509
 from google.protobuf.message import DecodeError
 
-from flock.agent.call_stream import Answer, AnswerNow, answer_at_once, answer_one
+from flock.agent.call_stream import Answer, AnswerNow, CallRefused, answer_at_once, answer_one
+from flock.agent.metrics import status_name
 from flock.certs.issue import roles_of
 from flock.common.frames import HELLO, NO, OK, FramedProtocol, FrameError
 from flock.protos import agent_pb2
@@ -39,12 +49,28 @@ HELLO_TIMEOUT = 10.0  # seconds from the connection (and its TLS handshake) to t
 ROLE = "manager"
 
 
-class LinkedNode:
-    """What the link answers for one node: its DockerCall handlers."""
+class Control(Protocol):
+    """The control calls of one node (agent/server.py AgentService); each fails with
+    CallRefused, as over gRPC."""
 
-    def __init__(self, answer: Answer, answer_now: AnswerNow | None = None) -> None:
+    async def info(self) -> agent_pb2.NodeInfo: ...
+
+    async def heartbeat(self, request: agent_pb2.HeartbeatRequest
+                        ) -> agent_pb2.HeartbeatReply: ...
+
+    def event_stream(self, request: agent_pb2.EventsRequest
+                     ) -> AsyncIterator[agent_pb2.Event]: ...
+
+
+class LinkedNode:
+    """What the link answers for one node: its DockerCall handlers, and its control
+    calls (None: the link refuses them, UNIMPLEMENTED)."""
+
+    def __init__(self, answer: Answer, answer_now: AnswerNow | None = None,
+                 control: Control | None = None) -> None:
         self.answer = answer
         self.answer_now = answer_now
+        self.control = control
 
 
 # The node a manager names in its hello, or None when this agent does not serve it.
@@ -52,6 +78,19 @@ Resolve = Callable[[str], Awaitable[LinkedNode | None]]
 # Told of each call answered: its DockerRequest, the TaggedDockerCallReply, seconds
 # (AgentMetrics.docker_call, as for a call on the gRPC stream).
 Observe = Callable[[agent_pb2.DockerRequest, agent_pb2.TaggedDockerCallReply, float], None]
+# Told of each control call over with: its gRPC method name, status name, seconds
+# (AgentMetrics.rpc, as the gRPC interceptor tells it of the same call there).
+ObserveRpc = Callable[[str, str, float], None]
+METHODS = {"info": "Info", "heartbeat": "Heartbeat", "events": "Events"}
+
+
+def _refused(tag: int, what: str, exc: Exception) -> agent_pb2.TaggedDockerCallReply:
+    if isinstance(exc, CallRefused):
+        return agent_pb2.TaggedDockerCallReply(id=tag, code=exc.code.value[0],
+                                               details=exc.details)
+    log.error("call link: %s failed", what, exc_info=exc)
+    return agent_pb2.TaggedDockerCallReply(id=tag, code=grpc.StatusCode.UNKNOWN.value[0],
+                                           details=f"Unexpected {type(exc).__name__}: {exc}")
 
 
 class CallLinkServer:
@@ -59,10 +98,12 @@ class CallLinkServer:
     agent; the hollow fleet serves all its nodes on one)."""
 
     def __init__(self, resolve: Resolve, tls: ssl.SSLContext | None = None,
-                 observe: Observe | None = None) -> None:
+                 observe: Observe | None = None,
+                 observe_rpc: ObserveRpc | None = None) -> None:
         self._resolve = resolve
         self._tls = tls
         self.observe = observe
+        self.observe_rpc = observe_rpc
         self._server: asyncio.Server | None = None
         self._links: set[_AgentEnd] = set()
         self.answered = 0  # calls answered over links since the start
@@ -133,9 +174,13 @@ class _AgentEnd(FramedProtocol):
             tagged = agent_pb2.TaggedDockerCall.FromString(frame)
         except DecodeError:
             raise FrameError("a frame that is not a TaggedDockerCall") from None
-        if tagged.cancel:  # a head-first call given up on (call_stream.py)
+        if tagged.cancel:  # a head-first call or an event stream given up on
             if (task := self._running.pop(tagged.id, None)) is not None:
                 task.cancel()
+            return
+        what = tagged.WhichOneof("what")
+        if what != "call" and what is not None:
+            self._control(node, tagged, what)
             return
         since = time.perf_counter() if self._server.observe is not None else 0.0
         if node.answer_now is not None and (done := answer_at_once(node.answer_now, tagged)):
@@ -145,6 +190,63 @@ class _AgentEnd(FramedProtocol):
             answer_one(node.answer, tagged, self._head_answered))
         self._running[tagged.id] = task
         task.add_done_callback(functools.partial(self._finished, tagged, since))
+
+    def _control(self, node: LinkedNode, tagged: agent_pb2.TaggedDockerCall,
+                 what: str) -> None:
+        tag = tagged.id
+        if node.control is None:
+            self.write_frame(agent_pb2.TaggedDockerCallReply(
+                id=tag, code=grpc.StatusCode.UNIMPLEMENTED.value[0],
+                details=f"this link does not take {what}").SerializeToString())
+            return
+        work = (self._events(node.control, tag, tagged.events) if what == "events"
+                else self._ask(node.control, tag, tagged, what))
+        task = asyncio.get_running_loop().create_task(work)
+        self._running[tag] = task
+        task.add_done_callback(functools.partial(self._control_done, tag))
+
+    def _control_done(self, tag: int, task: asyncio.Task) -> None:
+        if self._running.get(tag) is task:
+            del self._running[tag]
+
+    def _observed(self, what: str, reply: agent_pb2.TaggedDockerCallReply | None,
+                  since: float) -> None:
+        """Count a control call over with (reply None: cancelled by the manager)."""
+        if self._server.observe_rpc is not None:
+            code = ("CANCELLED" if reply is None else
+                    "OK" if not reply.code else status_name(reply.code))
+            self._server.observe_rpc(METHODS[what], code, time.perf_counter() - since)
+
+    async def _ask(self, control: Control, tag: int, tagged: agent_pb2.TaggedDockerCall,
+                   what: str) -> None:
+        """Info or Heartbeat, answered under its tag."""
+        since = time.perf_counter()
+        try:
+            if what == "info":
+                reply = agent_pb2.TaggedDockerCallReply(id=tag, info=await control.info())
+            else:
+                reply = agent_pb2.TaggedDockerCallReply(
+                    id=tag, heartbeat=await control.heartbeat(tagged.heartbeat))
+        except Exception as exc:  # noqa: BLE001 - that call's failure, not the link's
+            reply = _refused(tag, what, exc)
+        self.write_frame(reply.SerializeToString())
+        self._observed(what, reply, since)
+
+    async def _events(self, control: Control, tag: int,
+                      request: agent_pb2.EventsRequest) -> None:
+        """Each event under the subscription's tag, until the stream ends (a reply with
+        its status) or the manager cancels the tag."""
+        since, end = time.perf_counter(), None
+        try:
+            async with contextlib.aclosing(control.event_stream(request)) as events:
+                async for event in events:
+                    self.write_frame(agent_pb2.TaggedDockerCallReply(
+                        id=tag, event=event).SerializeToString())
+        except Exception as exc:  # noqa: BLE001 - the manager hears it, and subscribes again
+            end = _refused(tag, "events", exc)
+            self.write_frame(end.SerializeToString())
+        finally:
+            self._observed("events", end, since)
 
     def _head_answered(self, reply: agent_pb2.TaggedDockerCallReply) -> None:
         self.write_frame(reply.SerializeToString())

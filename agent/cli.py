@@ -283,7 +283,8 @@ async def start_call_link(resolve, host: str, port: int | None, tls: Identity | 
         return None, 0
     context = server_ssl_context(tls, verify=True) if tls is not None else None
     server = CallLinkServer(resolve, context,
-                            metrics.docker_call if metrics is not None else None)
+                            metrics.docker_call if metrics is not None else None,
+                            metrics.rpc if metrics is not None else None)
     try:
         return server, await server.start(host, port)
     except OSError as exc:

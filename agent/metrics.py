@@ -77,7 +77,7 @@ class AgentMetrics:
         with (bind_request_id(sane_request_id(request.request_id) or "")
               if log.isEnabledFor(logging.DEBUG) else contextlib.nullcontext()):
             if answer.code:
-                code = _status_name(answer.code)
+                code = status_name(answer.code)
             else:
                 code = "OK"
                 self.runtime(request, answer.reply.response.status, seconds)
@@ -94,10 +94,10 @@ def _code_name(context) -> str:
         return "OK"
     if isinstance(code, grpc.StatusCode):
         return code.name
-    return _status_name(code)
+    return status_name(code)
 
 
-def _status_name(code: int) -> str:
+def status_name(code: int) -> str:
     """A gRPC status number as its name (the number itself when it is none)."""
     return next((c.name for c in grpc.StatusCode if c.value[0] == code), str(code))
 

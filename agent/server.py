@@ -66,12 +66,20 @@ class AgentService(agent_pb2_grpc.AgentServicer):
             name=self.name, extra_labels=self.labels,
         )
 
-    async def Info(self, request, context):  # noqa: N802 - gRPC method name
+    # The control calls (Info, Heartbeat, Events) are answered here once, for gRPC
+    # and for the call link alike (call_link.Control); a failure is CallRefused.
+    async def info(self) -> agent_pb2.NodeInfo:
         try:
             info = await self.node_info()
         except engine_api.EngineError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise CallRefused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         return self._with_spec(info)
+
+    async def Info(self, request, context):  # noqa: N802 - gRPC method name
+        try:
+            return await self.info()
+        except CallRefused as exc:
+            await context.abort(exc.code, exc.details)
 
     async def UpdateNode(self, request, context):  # noqa: N802
         try:
@@ -96,11 +104,13 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         info.availability = spec.availability
         info.calls_address = self.calls_address
         info.head_first_calls = True  # call_stream.serve and call_link take them
+        info.link_control = bool(self.calls_address)  # call_link takes Info, Heartbeat, Events
         return info
 
     def linked(self) -> LinkedNode:
-        """What the call link answers for this node: the DockerCalls handlers."""
-        return LinkedNode(self.docker_call, self.docker_call_now)
+        """What the call link answers for this node: the DockerCalls handlers, and this
+        service for the control calls."""
+        return LinkedNode(self.docker_call, self.docker_call_now, control=self)
 
     async def resolve_link(self, node_id: str) -> LinkedNode | None:
         """call_link.Resolve for an agent serving one node: this one, if it is the
@@ -114,18 +124,28 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if request.refused:
             log.error("the manager refuses this node: %s", request.refused)
 
-    async def Heartbeat(self, request, context):  # noqa: N802
+    async def heartbeat(self, request: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatReply:
         self.note_refusal(request)
         try:
             info, _ = await engine_api.get_json(self.runtime.endpoint, "/info", timeout=5)
         except engine_api.EngineError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            raise CallRefused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
         return agent_pb2.HeartbeatReply(
             id=info.get("ID") or "", containers=int(info.get("Containers") or 0),
             images=int(info.get("Images") or 0), time=time.time(),
         )
 
-    async def Events(self, request, context):  # noqa: N802
+    async def Heartbeat(self, request, context):  # noqa: N802
+        try:
+            return await self.heartbeat(request)
+        except CallRefused as exc:
+            await context.abort(exc.code, exc.details)
+
+    async def event_stream(self, request: agent_pb2.EventsRequest
+                           ) -> AsyncIterator[agent_pb2.Event]:
+        """The runtime's events (and, asked for, the read-backs sent later) until the
+        runtime ends its stream; then CallRefused(UNAVAILABLE), so that the manager
+        subscribes again."""
         raw_events = engine_api.events(self.runtime.endpoint, request.since)
         try:
             with self.reflected.stream(request) as reflected:
@@ -135,9 +155,16 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                     async for event in stream:
                         yield event
         except engine_api.EngineError as exc:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        # The runtime ended its stream (it is stopping): tell the manager to resubscribe.
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
+            raise CallRefused(grpc.StatusCode.UNAVAILABLE, str(exc)) from None
+        raise CallRefused(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
+
+    async def Events(self, request, context):  # noqa: N802
+        try:
+            async with contextlib.aclosing(self.event_stream(request)) as events:
+                async for event in events:
+                    yield event
+        except CallRefused as exc:
+            await context.abort(exc.code, exc.details)
 
     async def DockerCall(self, request, context):  # noqa: N802
         try:

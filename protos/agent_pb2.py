@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x0e\x66lock.agent.v1\"\xb8\x01\n\x11UpdateNodeRequest\x12\x44\n\nlabels_add\x18\x01 \x03(\x0b\x32\x30.flock.agent.v1.UpdateNodeRequest.LabelsAddEntry\x12\x15\n\rlabels_remove\x18\x02 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x03 \x01(\t\x1a\x30\n\x0eLabelsAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\r\n\x0bInfoRequest\"\x9e\x04\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04\x63pus\x18\x04 \x01(\x03\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.flock.agent.v1.NodeInfo.LabelsEntry\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\t \x01(\t\x12\x17\n\x0fmin_api_version\x18\n \x01(\t\x12\n\n\x02os\x18\x0b \x01(\t\x12\x0e\n\x06ostype\x18\x0c \x01(\t\x12\x16\n\x0ekernel_version\x18\r \x01(\t\x12\x16\n\x0estorage_driver\x18\x0e \x01(\t\x12\x18\n\x10\x65xecution_driver\x18\x0f \x01(\t\x12\x12\n\ncontainers\x18\x10 \x01(\x03\x12\x0e\n\x06images\x18\x11 \x01(\x03\x12\x15\n\ragent_version\x18\x12 \x01(\t\x12\x13\n\x0b\x65ngine_info\x18\x13 \x01(\x0c\x12\x10\n\x08warnings\x18\x14 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x15 \x01(\t\x12\x15\n\rcalls_address\x18\x16 \x01(\t\x12\x18\n\x10head_first_calls\x18\x17 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x10HeartbeatRequest\x12\x0f\n\x07refused\x18\x01 \x01(\t\"N\n\x0eHeartbeatReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontainers\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x0c\n\x04time\x18\x04 \x01(\x01\"A\n\rEventsRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\x12\n\nread_backs\x18\x02 \x01(\x08\x12\r\n\x05token\x18\x03 \x01(\t\"Q\n\rContainerRead\x12\x0f\n\x07inspect\x18\x01 \x01(\x0c\x12\x0f\n\x07listing\x18\x02 \x01(\x0c\x12\x12\n\nread_at_ns\x18\x03 \x01(\x03\x12\n\n\x02id\x18\x04 \x01(\t\"G\n\x05\x45vent\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x12\x30\n\tread_back\x18\x02 \x01(\x0b\x32\x1d.flock.agent.v1.ContainerRead\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9e\x01\n\rDockerRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\'\n\x07headers\x18\x04 \x03(\x0b\x32\x16.flock.agent.v1.Header\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x0e\n\x06hijack\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"I\n\x0e\x44ockerResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\'\n\x07headers\x18\x02 \x03(\x0b\x32\x16.flock.agent.v1.Header\"\xa7\x01\n\x11\x44ockerCallRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequest\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x11\n\tread_back\x18\x03 \x01(\x08\x12\x17\n\x0fread_back_later\x18\x04 \x01(\x08\x12\x14\n\x0c\x65vents_token\x18\x05 \x01(\t\x12\x12\n\nhead_first\x18\x06 \x01(\x08\"\xb5\x01\n\x0f\x44ockerCallReply\x12\x30\n\x08response\x18\x01 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponse\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0f\n\x07inspect\x18\x03 \x01(\x0c\x12\x0f\n\x07listing\x18\x04 \x01(\x0c\x12\x12\n\nread_at_ns\x18\x05 \x01(\x03\x12\x19\n\x11read_back_follows\x18\x06 \x01(\x08\x12\x11\n\thead_only\x18\x07 \x01(\x08\"_\n\x10TaggedDockerCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12/\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32!.flock.agent.v1.DockerCallRequest\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x01(\x08\"r\n\x15TaggedDockerCallReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12.\n\x05reply\x18\x02 \x01(\x0b\x32\x1f.flock.agent.v1.DockerCallReply\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\t\"\xa2\x01\n\x0b\x44ockerFrame\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequestH\x00\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponseH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind2\x98\x04\n\x05\x41gent\x12=\n\x04Info\x12\x1b.flock.agent.v1.InfoRequest\x1a\x18.flock.agent.v1.NodeInfo\x12M\n\tHeartbeat\x12 .flock.agent.v1.HeartbeatRequest\x1a\x1e.flock.agent.v1.HeartbeatReply\x12@\n\x06\x45vents\x12\x1d.flock.agent.v1.EventsRequest\x1a\x15.flock.agent.v1.Event0\x01\x12\x46\n\x06\x44ocker\x12\x1b.flock.agent.v1.DockerFrame\x1a\x1b.flock.agent.v1.DockerFrame(\x01\x30\x01\x12P\n\nDockerCall\x12!.flock.agent.v1.DockerCallRequest\x1a\x1f.flock.agent.v1.DockerCallReply\x12Z\n\x0b\x44ockerCalls\x12 .flock.agent.v1.TaggedDockerCall\x1a%.flock.agent.v1.TaggedDockerCallReply(\x01\x30\x01\x12I\n\nUpdateNode\x12!.flock.agent.v1.UpdateNodeRequest\x1a\x18.flock.agent.v1.NodeInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0b\x61gent.proto\x12\x0e\x66lock.agent.v1\"\xb8\x01\n\x11UpdateNodeRequest\x12\x44\n\nlabels_add\x18\x01 \x03(\x0b\x32\x30.flock.agent.v1.UpdateNodeRequest.LabelsAddEntry\x12\x15\n\rlabels_remove\x18\x02 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x03 \x01(\t\x1a\x30\n\x0eLabelsAddEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\r\n\x0bInfoRequest\"\xb4\x04\n\x08NodeInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04\x63pus\x18\x04 \x01(\x03\x12\x0e\n\x06memory\x18\x05 \x01(\x03\x12\x34\n\x06labels\x18\x06 \x03(\x0b\x32$.flock.agent.v1.NodeInfo.LabelsEntry\x12\x0f\n\x07runtime\x18\x07 \x01(\t\x12\x16\n\x0eserver_version\x18\x08 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\t \x01(\t\x12\x17\n\x0fmin_api_version\x18\n \x01(\t\x12\n\n\x02os\x18\x0b \x01(\t\x12\x0e\n\x06ostype\x18\x0c \x01(\t\x12\x16\n\x0ekernel_version\x18\r \x01(\t\x12\x16\n\x0estorage_driver\x18\x0e \x01(\t\x12\x18\n\x10\x65xecution_driver\x18\x0f \x01(\t\x12\x12\n\ncontainers\x18\x10 \x01(\x03\x12\x0e\n\x06images\x18\x11 \x01(\x03\x12\x15\n\ragent_version\x18\x12 \x01(\t\x12\x13\n\x0b\x65ngine_info\x18\x13 \x01(\x0c\x12\x10\n\x08warnings\x18\x14 \x03(\t\x12\x14\n\x0c\x61vailability\x18\x15 \x01(\t\x12\x15\n\rcalls_address\x18\x16 \x01(\t\x12\x18\n\x10head_first_calls\x18\x17 \x01(\x08\x12\x14\n\x0clink_control\x18\x18 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"#\n\x10HeartbeatRequest\x12\x0f\n\x07refused\x18\x01 \x01(\t\"N\n\x0eHeartbeatReply\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontainers\x18\x02 \x01(\x03\x12\x0e\n\x06images\x18\x03 \x01(\x03\x12\x0c\n\x04time\x18\x04 \x01(\x01\"A\n\rEventsRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\x12\n\nread_backs\x18\x02 \x01(\x08\x12\r\n\x05token\x18\x03 \x01(\t\"Q\n\rContainerRead\x12\x0f\n\x07inspect\x18\x01 \x01(\x0c\x12\x0f\n\x07listing\x18\x02 \x01(\x0c\x12\x12\n\nread_at_ns\x18\x03 \x01(\x03\x12\n\n\x02id\x18\x04 \x01(\t\"G\n\x05\x45vent\x12\x0c\n\x04json\x18\x01 \x01(\x0c\x12\x30\n\tread_back\x18\x02 \x01(\x0b\x32\x1d.flock.agent.v1.ContainerRead\"%\n\x06Header\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"\x9e\x01\n\rDockerRequest\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\r\n\x05query\x18\x03 \x01(\t\x12\'\n\x07headers\x18\x04 \x03(\x0b\x32\x16.flock.agent.v1.Header\x12\x13\n\x0b\x61pi_version\x18\x05 \x01(\t\x12\x0e\n\x06hijack\x18\x06 \x01(\x08\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"I\n\x0e\x44ockerResponse\x12\x0e\n\x06status\x18\x01 \x01(\x05\x12\'\n\x07headers\x18\x02 \x03(\x0b\x32\x16.flock.agent.v1.Header\"\xa7\x01\n\x11\x44ockerCallRequest\x12.\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequest\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x11\n\tread_back\x18\x03 \x01(\x08\x12\x17\n\x0fread_back_later\x18\x04 \x01(\x08\x12\x14\n\x0c\x65vents_token\x18\x05 \x01(\t\x12\x12\n\nhead_first\x18\x06 \x01(\x08\"\xb5\x01\n\x0f\x44ockerCallReply\x12\x30\n\x08response\x18\x01 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponse\x12\x0c\n\x04\x62ody\x18\x02 \x01(\x0c\x12\x0f\n\x07inspect\x18\x03 \x01(\x0c\x12\x0f\n\x07listing\x18\x04 \x01(\x0c\x12\x12\n\nread_at_ns\x18\x05 \x01(\x03\x12\x19\n\x11read_back_follows\x18\x06 \x01(\x08\x12\x11\n\thead_only\x18\x07 \x01(\x08\"\xfe\x01\n\x10TaggedDockerCall\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x31\n\x04\x63\x61ll\x18\x02 \x01(\x0b\x32!.flock.agent.v1.DockerCallRequestH\x00\x12/\n\x06\x65vents\x18\x04 \x01(\x0b\x32\x1d.flock.agent.v1.EventsRequestH\x00\x12\x35\n\theartbeat\x18\x05 \x01(\x0b\x32 .flock.agent.v1.HeartbeatRequestH\x00\x12+\n\x04info\x18\x06 \x01(\x0b\x32\x1b.flock.agent.v1.InfoRequestH\x00\x12\x0e\n\x06\x63\x61ncel\x18\x03 \x01(\x08\x42\x06\n\x04what\"\x85\x02\n\x15TaggedDockerCallReply\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x30\n\x05reply\x18\x02 \x01(\x0b\x32\x1f.flock.agent.v1.DockerCallReplyH\x00\x12&\n\x05\x65vent\x18\x05 \x01(\x0b\x32\x15.flock.agent.v1.EventH\x00\x12\x33\n\theartbeat\x18\x06 \x01(\x0b\x32\x1e.flock.agent.v1.HeartbeatReplyH\x00\x12(\n\x04info\x18\x07 \x01(\x0b\x32\x18.flock.agent.v1.NodeInfoH\x00\x12\x0c\n\x04\x63ode\x18\x03 \x01(\x05\x12\x0f\n\x07\x64\x65tails\x18\x04 \x01(\tB\x08\n\x06\x61nswer\"\xa2\x01\n\x0b\x44ockerFrame\x12\x30\n\x07request\x18\x01 \x01(\x0b\x32\x1d.flock.agent.v1.DockerRequestH\x00\x12\x32\n\x08response\x18\x02 \x01(\x0b\x32\x1e.flock.agent.v1.DockerResponseH\x00\x12\x0e\n\x04\x64\x61ta\x18\x03 \x01(\x0cH\x00\x12\x15\n\x0b\x63lose_write\x18\x04 \x01(\x08H\x00\x42\x06\n\x04kind2\x98\x04\n\x05\x41gent\x12=\n\x04Info\x12\x1b.flock.agent.v1.InfoRequest\x1a\x18.flock.agent.v1.NodeInfo\x12M\n\tHeartbeat\x12 .flock.agent.v1.HeartbeatRequest\x1a\x1e.flock.agent.v1.HeartbeatReply\x12@\n\x06\x45vents\x12\x1d.flock.agent.v1.EventsRequest\x1a\x15.flock.agent.v1.Event0\x01\x12\x46\n\x06\x44ocker\x12\x1b.flock.agent.v1.DockerFrame\x1a\x1b.flock.agent.v1.DockerFrame(\x01\x30\x01\x12P\n\nDockerCall\x12!.flock.agent.v1.DockerCallRequest\x1a\x1f.flock.agent.v1.DockerCallReply\x12Z\n\x0b\x44ockerCalls\x12 .flock.agent.v1.TaggedDockerCall\x1a%.flock.agent.v1.TaggedDockerCallReply(\x01\x30\x01\x12I\n\nUpdateNode\x12!.flock.agent.v1.UpdateNodeRequest\x1a\x18.flock.agent.v1.NodeInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,35 +42,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_start=218
   _globals['_INFOREQUEST']._serialized_end=231
   _globals['_NODEINFO']._serialized_start=234
-  _globals['_NODEINFO']._serialized_end=776
-  _globals['_NODEINFO_LABELSENTRY']._serialized_start=731
-  _globals['_NODEINFO_LABELSENTRY']._serialized_end=776
-  _globals['_HEARTBEATREQUEST']._serialized_start=778
-  _globals['_HEARTBEATREQUEST']._serialized_end=813
-  _globals['_HEARTBEATREPLY']._serialized_start=815
-  _globals['_HEARTBEATREPLY']._serialized_end=893
-  _globals['_EVENTSREQUEST']._serialized_start=895
-  _globals['_EVENTSREQUEST']._serialized_end=960
-  _globals['_CONTAINERREAD']._serialized_start=962
-  _globals['_CONTAINERREAD']._serialized_end=1043
-  _globals['_EVENT']._serialized_start=1045
-  _globals['_EVENT']._serialized_end=1116
-  _globals['_HEADER']._serialized_start=1118
-  _globals['_HEADER']._serialized_end=1155
-  _globals['_DOCKERREQUEST']._serialized_start=1158
-  _globals['_DOCKERREQUEST']._serialized_end=1316
-  _globals['_DOCKERRESPONSE']._serialized_start=1318
-  _globals['_DOCKERRESPONSE']._serialized_end=1391
-  _globals['_DOCKERCALLREQUEST']._serialized_start=1394
-  _globals['_DOCKERCALLREQUEST']._serialized_end=1561
-  _globals['_DOCKERCALLREPLY']._serialized_start=1564
-  _globals['_DOCKERCALLREPLY']._serialized_end=1745
-  _globals['_TAGGEDDOCKERCALL']._serialized_start=1747
-  _globals['_TAGGEDDOCKERCALL']._serialized_end=1842
-  _globals['_TAGGEDDOCKERCALLREPLY']._serialized_start=1844
-  _globals['_TAGGEDDOCKERCALLREPLY']._serialized_end=1958
-  _globals['_DOCKERFRAME']._serialized_start=1961
-  _globals['_DOCKERFRAME']._serialized_end=2123
-  _globals['_AGENT']._serialized_start=2126
-  _globals['_AGENT']._serialized_end=2662
+  _globals['_NODEINFO']._serialized_end=798
+  _globals['_NODEINFO_LABELSENTRY']._serialized_start=753
+  _globals['_NODEINFO_LABELSENTRY']._serialized_end=798
+  _globals['_HEARTBEATREQUEST']._serialized_start=800
+  _globals['_HEARTBEATREQUEST']._serialized_end=835
+  _globals['_HEARTBEATREPLY']._serialized_start=837
+  _globals['_HEARTBEATREPLY']._serialized_end=915
+  _globals['_EVENTSREQUEST']._serialized_start=917
+  _globals['_EVENTSREQUEST']._serialized_end=982
+  _globals['_CONTAINERREAD']._serialized_start=984
+  _globals['_CONTAINERREAD']._serialized_end=1065
+  _globals['_EVENT']._serialized_start=1067
+  _globals['_EVENT']._serialized_end=1138
+  _globals['_HEADER']._serialized_start=1140
+  _globals['_HEADER']._serialized_end=1177
+  _globals['_DOCKERREQUEST']._serialized_start=1180
+  _globals['_DOCKERREQUEST']._serialized_end=1338
+  _globals['_DOCKERRESPONSE']._serialized_start=1340
+  _globals['_DOCKERRESPONSE']._serialized_end=1413
+  _globals['_DOCKERCALLREQUEST']._serialized_start=1416
+  _globals['_DOCKERCALLREQUEST']._serialized_end=1583
+  _globals['_DOCKERCALLREPLY']._serialized_start=1586
+  _globals['_DOCKERCALLREPLY']._serialized_end=1767
+  _globals['_TAGGEDDOCKERCALL']._serialized_start=1770
+  _globals['_TAGGEDDOCKERCALL']._serialized_end=2024
+  _globals['_TAGGEDDOCKERCALLREPLY']._serialized_start=2027
+  _globals['_TAGGEDDOCKERCALLREPLY']._serialized_end=2288
+  _globals['_DOCKERFRAME']._serialized_start=2291
+  _globals['_DOCKERFRAME']._serialized_end=2453
+  _globals['_AGENT']._serialized_start=2456
+  _globals['_AGENT']._serialized_end=2992
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class NodeInfo(_message.Message):
-    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability", "calls_address", "head_first_calls")
+    __slots__ = ("id", "name", "address", "cpus", "memory", "labels", "runtime", "server_version", "api_version", "min_api_version", "os", "ostype", "kernel_version", "storage_driver", "execution_driver", "containers", "images", "agent_version", "engine_info", "warnings", "availability", "calls_address", "head_first_calls", "link_control")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class NodeInfo(_message.Message):
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
     CALLS_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HEAD_FIRST_CALLS_FIELD_NUMBER: _ClassVar[int]
+    LINK_CONTROL_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -82,7 +83,8 @@ class NodeInfo(_message.Message):
     availability: str
     calls_address: str
     head_first_calls: bool
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ..., calls_address: _Optional[str] = ..., head_first_calls: _Optional[bool] = ...) -> None: ...
+    link_control: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., cpus: _Optional[int] = ..., memory: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., runtime: _Optional[str] = ..., server_version: _Optional[str] = ..., api_version: _Optional[str] = ..., min_api_version: _Optional[str] = ..., os: _Optional[str] = ..., ostype: _Optional[str] = ..., kernel_version: _Optional[str] = ..., storage_driver: _Optional[str] = ..., execution_driver: _Optional[str] = ..., containers: _Optional[int] = ..., images: _Optional[int] = ..., agent_version: _Optional[str] = ..., engine_info: _Optional[bytes] = ..., warnings: _Optional[_Iterable[str]] = ..., availability: _Optional[str] = ..., calls_address: _Optional[str] = ..., head_first_calls: _Optional[bool] = ..., link_control: _Optional[bool] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
     __slots__ = ("refused",)
@@ -201,26 +203,38 @@ class DockerCallReply(_message.Message):
     def __init__(self, response: _Optional[_Union[DockerResponse, _Mapping]] = ..., body: _Optional[bytes] = ..., inspect: _Optional[bytes] = ..., listing: _Optional[bytes] = ..., read_at_ns: _Optional[int] = ..., read_back_follows: _Optional[bool] = ..., head_only: _Optional[bool] = ...) -> None: ...
 
 class TaggedDockerCall(_message.Message):
-    __slots__ = ("id", "call", "cancel")
+    __slots__ = ("id", "call", "events", "heartbeat", "info", "cancel")
     ID_FIELD_NUMBER: _ClassVar[int]
     CALL_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     id: int
     call: DockerCallRequest
+    events: EventsRequest
+    heartbeat: HeartbeatRequest
+    info: InfoRequest
     cancel: bool
-    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[DockerCallRequest, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., call: _Optional[_Union[DockerCallRequest, _Mapping]] = ..., events: _Optional[_Union[EventsRequest, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatRequest, _Mapping]] = ..., info: _Optional[_Union[InfoRequest, _Mapping]] = ..., cancel: _Optional[bool] = ...) -> None: ...
 
 class TaggedDockerCallReply(_message.Message):
-    __slots__ = ("id", "reply", "code", "details")
+    __slots__ = ("id", "reply", "event", "heartbeat", "info", "code", "details")
     ID_FIELD_NUMBER: _ClassVar[int]
     REPLY_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    INFO_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     DETAILS_FIELD_NUMBER: _ClassVar[int]
     id: int
     reply: DockerCallReply
+    event: Event
+    heartbeat: HeartbeatReply
+    info: NodeInfo
     code: int
     details: str
-    def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[DockerCallReply, _Mapping]] = ..., code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., reply: _Optional[_Union[DockerCallReply, _Mapping]] = ..., event: _Optional[_Union[Event, _Mapping]] = ..., heartbeat: _Optional[_Union[HeartbeatReply, _Mapping]] = ..., info: _Optional[_Union[NodeInfo, _Mapping]] = ..., code: _Optional[int] = ..., details: _Optional[str] = ...) -> None: ...
 
 class DockerFrame(_message.Message):
     __slots__ = ("request", "response", "data", "close_write")

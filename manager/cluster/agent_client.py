@@ -1,7 +1,13 @@
-"""The manager's end of the Agent protocol: one gRPC channel per agent.
+"""The manager's end of the Agent protocol: one gRPC channel per agent, and its call link.
 
 Failures to reach an agent surface as AgentUnavailable naming the address, so callers
 can mark the node unhealthy and tell the user which machine is gone.
+
+An agent whose call link takes the control calls (NodeInfo.link_control) is asked
+everything there once the link is open: the short calls, Info, Heartbeat, and its event
+stream. Its gRPC channel is then closed once no call on it has run for CHANNEL_IDLE
+seconds, and opened again on the next use (an UpdateNode, a Docker stream: logs,
+attach, a pull): a node costs the manager one connection, not two.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from flock.manager.cluster.agent_errors import (  # noqa: F401 - imported from h
     map_error,
     status_of,
 )
-from flock.manager.cluster.call_link import CallLink
+from flock.manager.cluster.call_link import CallLink, EventFeed, LinkStream
 from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
 from flock.manager.cluster.exchanges import (  # noqa: F401 - imported from here too
     BufferedExchange,
@@ -47,6 +53,10 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
+# Seconds without a gRPC call before the channel of an agent whose link carries all
+# else is closed: long enough that a burst of uses (a connect's loads before the link
+# opened) keeps one channel.
+CHANNEL_IDLE = 2.0
 # Told of each RPC: method name, seconds, whether it succeeded (the manager's metrics).
 RpcObserver = Callable[[str, float, bool], None]
 
@@ -91,8 +101,14 @@ class AgentClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: agent_pb2_grpc.AgentStub | None = None
         self._unary = True  # DockerCall for short requests, until the agent says no
-        self._calls: CallStream | None = None  # their stream, until the agent says no
+        # Their stream (or link), until the agent says no; it outlives the channel.
+        self._calls: CallStream | None = CallStream(self._open_calls, stream_slots)
         self._head_first = False  # whether the agent takes head-first calls (NodeInfo)
+        self._link_control = False  # whether its link takes Info, Heartbeat, Events
+        self._events_on_link = 0  # event streams followed over the link now
+        self._grpc_calls = 0  # gRPC calls under way on the channel
+        self._release_timer: asyncio.TimerHandle | None = None
+        self._closing: set[asyncio.Task] = set()  # channels released, being closed
         # The name of this manager's event stream from the agent (events() with
         # read_backs), sent with every DockerCall: the agent then leaves out of that
         # stream the events the call's read-back already reflects.
@@ -100,7 +116,8 @@ class AgentClient:
 
     @property
     def stub(self) -> agent_pb2_grpc.AgentStub:
-        """Created on first use, inside the event loop that will run the calls."""
+        """Created on first use, inside the event loop that will run the calls, and
+        again after the channel was released."""
         if self._stub is None:
             if self._credentials is None:
                 self._channel = grpc.aio.insecure_channel(self.addr, options=CHANNEL_OPTIONS)
@@ -108,8 +125,67 @@ class AgentClient:
                 self._channel = grpc.aio.secure_channel(
                     self.addr, self._credentials, options=CHANNEL_OPTIONS)
             self._stub = agent_pb2_grpc.AgentStub(self._channel)
-            self._calls = CallStream(self._stub.DockerCalls, self._slots)
         return self._stub
+
+    @property
+    def channel_open(self) -> bool:
+        """Whether this client holds a gRPC channel (a connection) to the agent now."""
+        return self._channel is not None
+
+    def _open_calls(self, requests: AsyncIterator[agent_pb2.TaggedDockerCall]
+                    ) -> grpc.aio.StreamStreamCall:
+        return self._track(self.stub.DockerCalls(requests))
+
+    def _track(self, call):
+        """Count `call` as under way on the channel until it is over: the channel is
+        released only when none is."""
+        self._grpc_calls += 1
+        call.add_done_callback(self._grpc_call_done)
+        return call
+
+    def _grpc_call_done(self, _call) -> None:
+        self._grpc_calls -= 1
+        if not self._grpc_calls:
+            self._arm_release()
+
+    def _arm_release(self) -> None:
+        if (self._release_timer is None and self._channel is not None
+                and self._link_control and self._events_on_link):
+            self._release_timer = asyncio.get_running_loop().call_later(
+                CHANNEL_IDLE, self._release)
+
+    def _release(self) -> None:
+        """Close the channel if the link carries all this client asks and no call is on
+        the channel; the next gRPC call opens another."""
+        self._release_timer = None
+        link_carries = (self._link_control and self._events_on_link
+                        and self._calls is not None and self._calls.open_link is not None)
+        if self._grpc_calls or self._channel is None or not link_carries:
+            return
+        channel, self._channel, self._stub = self._channel, None, None
+        task = asyncio.get_running_loop().create_task(channel.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _link_for_control(self) -> LinkStream | None:
+        """The open link, if it takes the control calls."""
+        if not self._link_control or self._calls is None:
+            return None
+        return self._calls.open_link
+
+    async def _ask_link(self, link: LinkStream, what: str, request, timeout: float):
+        """A control call over the link: its answer, or the AgentError it failed with."""
+        tag = self._calls.tag()
+        answer = link.send_control(tag, what, request)
+        try:
+            return await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            raise self._error(CallFailed(grpc.StatusCode.DEADLINE_EXCEEDED, ""),
+                              timeout) from None
+        except CallFailed as err:
+            raise self._error(err, timeout) from None
+        finally:
+            link.waiting.pop(tag, None)
 
     @property
     def calls_carrier(self) -> str:
@@ -140,18 +216,23 @@ class AgentClient:
             self._observer(method, time.perf_counter() - start, ok)
 
     async def info(self, timeout: float = 10) -> agent_pb2.NodeInfo:
-        try:
+        if (link := self._link_for_control()) is not None:
             with self._timed("Info"):
-                info = await self.stub.Info(agent_pb2.InfoRequest(), timeout=timeout,
-                                            metadata=_metadata())
-        except grpc.aio.AioRpcError as err:
-            raise self._error(err, timeout) from None
+                info = await self._ask_link(link, "info", agent_pb2.InfoRequest(), timeout)
+        else:
+            try:
+                with self._timed("Info"):
+                    info = await self._track(self.stub.Info(
+                        agent_pb2.InfoRequest(), timeout=timeout, metadata=_metadata()))
+            except grpc.aio.AioRpcError as err:
+                raise self._error(err, timeout) from None
         self._note_link(info)
         return info
 
     def _note_link(self, info: agent_pb2.NodeInfo) -> None:
         """Send the calls over the agent's call link from now on, if it names one."""
         self._head_first = info.head_first_calls
+        self._link_control = info.link_control and bool(info.calls_address)
         calls = self._calls
         if calls is None:
             return
@@ -167,16 +248,21 @@ class AgentClient:
                                               availability=availability)
         try:
             with self._timed("UpdateNode"):
-                return await self.stub.UpdateNode(request, timeout=timeout, metadata=_metadata())
+                return await self._track(self.stub.UpdateNode(request, timeout=timeout,
+                                                              metadata=_metadata()))
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
     async def heartbeat(self, timeout: float = 5, refused: str = "") -> agent_pb2.HeartbeatReply:
         """`refused`: why this manager keeps the node out of its cluster (the agent logs it)."""
+        request = agent_pb2.HeartbeatRequest(refused=refused)
+        if (link := self._link_for_control()) is not None:
+            with self._timed("Heartbeat"):
+                return await self._ask_link(link, "heartbeat", request, timeout)
         try:
             with self._timed("Heartbeat"):
-                return await self.stub.Heartbeat(agent_pb2.HeartbeatRequest(refused=refused),
-                                                 timeout=timeout, metadata=_metadata())
+                return await self._track(self.stub.Heartbeat(request, timeout=timeout,
+                                                             metadata=_metadata()))
         except grpc.aio.AioRpcError as err:
             raise self._error(err, timeout) from None
 
@@ -190,24 +276,57 @@ class AgentClient:
         (`events_token`): the agent leaves out of it the events that this manager's
         read-backs already reflect (agent/reflected_events.py)."""
         token = uuid.uuid4().hex if read_backs is not None else ""
-        call = self.stub.Events(agent_pb2.EventsRequest(
-            since=since, read_backs=read_backs is not None, token=token), metadata=_metadata())
+        request = agent_pb2.EventsRequest(since=since, read_backs=read_backs is not None,
+                                          token=token)
+        link = (await self._calls.ready_link()
+                if self._link_control and self._calls is not None else None)
+        stream = (self._events_over_link(link, request) if link is not None
+                  else self._events_over_grpc(request))
         if token:
             self.events_token = token
         try:
+            async with contextlib.aclosing(stream):
+                async for event in stream:
+                    if event.HasField("read_back"):
+                        if read_backs is not None:
+                            read = event.read_back
+                            read_backs(ReadBack(read.inspect, read.listing, read.read_at_ns))
+                        continue
+                    yield json_codec.loads(event.json)
+        finally:
+            if token and self.events_token == token:
+                self.events_token = ""
+
+    async def _events_over_grpc(self, request: agent_pb2.EventsRequest
+                                ) -> AsyncIterator[agent_pb2.Event]:
+        call = self._track(self.stub.Events(request, metadata=_metadata()))
+        try:
             async for event in call:
-                if event.HasField("read_back"):
-                    if read_backs is not None:
-                        read = event.read_back
-                        read_backs(ReadBack(read.inspect, read.listing, read.read_at_ns))
-                    continue
-                yield json_codec.loads(event.json)
+                yield event
         except grpc.aio.AioRpcError as err:
             raise self._error(err) from None
         finally:
             call.cancel()
-            if token and self.events_token == token:
-                self.events_token = ""
+
+    async def _events_over_link(self, link: LinkStream, request: agent_pb2.EventsRequest
+                                ) -> AsyncIterator[agent_pb2.Event]:
+        """The event stream as an EventFeed on the link; while it is followed, the
+        channel may be released."""
+        tag = self._calls.tag()
+        feed = link.send_control(tag, "events", request, EventFeed())
+        self._events_on_link += 1
+        self._arm_release()
+        try:
+            while True:
+                try:
+                    event = await feed.next()
+                except CallFailed as err:
+                    raise self._error(err) from None
+                yield event
+        finally:
+            self._events_on_link -= 1
+            if link.waiting.pop(tag, None) is not None and not feed.done():
+                link.cancel(tag)
 
     async def request(
         self, method: str, path: str, query: str = "",
@@ -258,7 +377,7 @@ class AgentClient:
             late = await self._head_first_call(req)
             if late is not None:
                 return late
-        call = self.stub.Docker(metadata=_metadata())
+        call = self._track(self.stub.Docker(metadata=_metadata()))
         body_task = None
         try:
             with self._timed("Docker"):
@@ -337,7 +456,6 @@ class AgentClient:
                          ) -> agent_pb2.DockerCallReply:
         """On the call stream; unary for an agent from before DockerCalls, or while
         the manager has as many streams open as it keeps (call_stream.StreamSlots)."""
-        stub = self.stub
         calls = self._calls
         if calls is not None and calls.has_room():
             try:
@@ -346,7 +464,7 @@ class AgentClient:
                 if err.code != grpc.StatusCode.UNIMPLEMENTED:
                     raise
                 self._calls = None  # this agent answers DockerCall only (its stream is over)
-        return await stub.DockerCall(request, metadata=_metadata())
+        return await self._track(self.stub.DockerCall(request, metadata=_metadata()))
 
     async def request_json(
         self, method: str, path: str, query: str = "", body: object | None = None,
@@ -379,6 +497,9 @@ class AgentClient:
             return status, answer.decode(errors="replace")
 
     async def close(self) -> None:
+        if self._release_timer is not None:
+            self._release_timer.cancel()
+            self._release_timer = None
         if self._calls is not None:
             await self._calls.close()
             self._calls = None
@@ -386,6 +507,8 @@ class AgentClient:
             await self._channel.close()
             self._channel = None
             self._stub = None
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 async def _send_body(call, body: bytes | AsyncIterator[bytes]) -> None:

@@ -11,6 +11,10 @@ agent has said ok, so no call waits for a link to open. A link that does not ope
 left alone for RETRY seconds, said once in the log, and the calls stay on gRPC. A link
 that breaks once open fails its waiting calls as a broken gRPC stream does
 (UNAVAILABLE): they may have run.
+
+An agent with NodeInfo.link_control takes Info, Heartbeat and Events here too
+(`LinkStream.send_control`); an event stream is an `EventFeed` among the waiting calls,
+which keeps the link from closing as idle while it is followed.
 """
 
 from __future__ import annotations
@@ -82,6 +86,9 @@ class LinkStream:
         self._end: _ManagerEnd | None = None  # once connected
         self.greeting: asyncio.Future = loop.create_future()
         self.lost: asyncio.Future = loop.create_future()
+        # Done once the link opened or ended, whichever comes first (who waits for it
+        # then looks at which).
+        self.settled: asyncio.Future = loop.create_future()
         # A context of its own, as the gRPC stream's reader (call_stream.py).
         self.reader = loop.create_task(self._run(link), context=contextvars.Context())
 
@@ -93,6 +100,20 @@ class LinkStream:
         self.last_call = time.monotonic()
         self._end.write_frame(
             agent_pb2.TaggedDockerCall(id=tag, call=request).SerializeToString())
+        return answer
+
+    def send_control(self, tag: int, what: str, request,
+                     answer: asyncio.Future | EventFeed | None = None
+                     ) -> asyncio.Future | EventFeed:
+        """A control call (`what`: "info", "heartbeat" or "events", a TaggedDockerCall
+        field) to an agent whose NodeInfo says link_control; its answer (the field of
+        the same name in the reply) comes as a call's does."""
+        if answer is None:
+            answer = asyncio.get_running_loop().create_future()
+        self.waiting[tag] = answer
+        tagged = agent_pb2.TaggedDockerCall(id=tag)
+        getattr(tagged, what).CopyFrom(request)
+        self._end.write_frame(tagged.SerializeToString())
         return answer
 
     def cancel(self, tag: int) -> None:
@@ -114,7 +135,8 @@ class LinkStream:
             answer.set_exception(CallFailed(CODES.get(tagged.code, grpc.StatusCode.UNKNOWN),
                                             tagged.details))
         else:
-            answer.set_result(tagged.reply)
+            what = tagged.WhichOneof("answer")
+            answer.set_result(tagged.reply if what is None else getattr(tagged, what))
 
     async def _run(self, link: CallLink) -> None:
         failure = CallFailed(grpc.StatusCode.UNAVAILABLE,
@@ -127,6 +149,8 @@ class LinkStream:
                 return
             link.why = ""
             self._opened(self)
+            if not self.settled.done():
+                self.settled.set_result(None)
             error = await self.lost
             if error is not None:
                 failure = CallFailed(grpc.StatusCode.UNAVAILABLE,
@@ -139,6 +163,8 @@ class LinkStream:
                 self._end.transport.abort()
             self.fail(failure)
             self._ended(self)
+            if not self.settled.done():
+                self.settled.set_result(None)
 
     async def _open(self, link: CallLink) -> None:
         host, _, port = link.address.rpartition(":")
@@ -161,6 +187,33 @@ class LinkStream:
         for answer in waiting.values():
             if not answer.done():
                 answer.set_exception(failure)
+
+
+class EventFeed:
+    """An event stream followed over the link, held where a call's future is: each
+    reply under its tag is put in `queue` (an Event), and the end (the agent's status,
+    or the link breaking) as the CallFailed it ends with."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self._ended = False
+
+    def done(self) -> bool:
+        return self._ended
+
+    def set_result(self, event: agent_pb2.Event) -> None:
+        self.queue.put_nowait(event)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._ended = True
+        self.queue.put_nowait(exc)
+
+    async def next(self) -> agent_pb2.Event:
+        """The next event; the CallFailed the stream ended with, raised."""
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
 
 class _Refused(Exception):

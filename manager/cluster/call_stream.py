@@ -264,6 +264,32 @@ class CallStream:
         stream.send(tag, request, parts)
         return HeadFirstCall(stream, tag, parts)
 
+    @property
+    def open_link(self) -> LinkStream | None:
+        """The call link when it carries the calls now."""
+        current = self._current
+        return current if current is not None and current.is_link else None
+
+    async def ready_link(self) -> LinkStream | None:
+        """The call link, opened first if it is not open and may be (a slot free, not
+        failing): for what goes only there (call_link.LinkStream.send_control). None
+        when there is none to use; the calls then stay on gRPC as ever."""
+        if (link := self.open_link) is not None:
+            return link
+        if self.link is None:
+            return None
+        if self._opening is None:
+            self._open_link()
+        opening = self._opening
+        if opening is None:
+            return None
+        await asyncio.shield(opening.settled)
+        return self.open_link if self._current is opening else None
+
+    def tag(self) -> int:
+        """A tag no other call of this client has."""
+        return next(self._ids)
+
     def _carrier(self) -> _OpenStream | LinkStream:
         stream = self._current or self._start()
         if not stream.is_link and self.link is not None and self._opening is None:

@@ -16,7 +16,16 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from bench.scale import REPO, Stack, call, container_body, create_and_start, per_node, remove_all
+from bench.scale import (
+    REPO,
+    Stack,
+    call,
+    container_body,
+    create_and_start,
+    healthy_nodes,
+    per_node,
+    remove_all,
+)
 from flock.agent.runtimes.hollow import HollowRuntime
 
 AGENTS = 50
@@ -314,3 +323,28 @@ def test_join_refuses_bad_hollow_options(args, message):
                           text=True, timeout=30)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_the_manager_holds_one_connection_per_node_and_keeps_them_healthy(stack):
+    """Every hollow node's link takes Info, Heartbeat and Events (NodeInfo.link_control):
+    once the manager is idle it holds no gRPC connection to any of the 50 agents (the
+    kernel's table of established connections says so), and several heartbeats later,
+    each over a link, all 50 are still healthy."""
+    from tests.integration.test_link_control import connections_to
+
+    ports = [int(line.rsplit(":", 1)[1])
+             for line in (stack.folder / "cluster").read_text().split()]
+    assert len(ports) == AGENTS
+
+    async def main() -> tuple[int, int]:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                if sum(connections_to(port) for port in ports) == 0:
+                    break
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(3 * 2.5)  # three heartbeats of 2 s (jittered)
+            status, info, _ = await call(session, stack.url, "GET", "/info")
+            assert status == 200, info
+            return healthy_nodes(info), sum(connections_to(port) for port in ports)
+
+    assert asyncio.run(main()) == (AGENTS, 0)

@@ -33,8 +33,10 @@ class ServedAgent:
         self.server = None
         self.client = AgentClient(self.addr, stream_slots=slots)
         # With `link`, the agent's call link as `flock join` starts it (call_link.py).
-        self.link = CallLinkServer(self.service.resolve_link, observe=(
-            metrics.docker_call if metrics is not None else None)) if link else None
+        self.link = CallLinkServer(
+            self.service.resolve_link,
+            observe=metrics.docker_call if metrics is not None else None,
+            observe_rpc=metrics.rpc if metrics is not None else None) if link else None
 
     async def serve(self) -> None:
         if self.link is not None:

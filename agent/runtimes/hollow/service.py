@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
 import grpc
 
+from flock.agent.call_stream import CallRefused
 from flock.agent.http_bridge import BridgeError, build_request_head
 from flock.agent.node_info import build_node_info
 from flock.agent.read_back import container_ref
@@ -40,7 +42,7 @@ class HollowAgentService(AgentService):
                                runtime=self.runtime.name, address=self.address,
                                name=self.name, extra_labels=self.labels)
 
-    async def Heartbeat(self, request, context):  # noqa: N802
+    async def heartbeat(self, request: agent_pb2.HeartbeatRequest) -> agent_pb2.HeartbeatReply:
         self.note_refusal(request)
         counts = self.runtime.node.counts()
         return agent_pb2.HeartbeatReply(id=self.runtime.core.engine_id,
@@ -83,7 +85,8 @@ class HollowAgentService(AgentService):
         self.reflected.note(events_token, container.id, stamp)
         return reply
 
-    async def Events(self, request, context):  # noqa: N802
+    async def event_stream(self, request: agent_pb2.EventsRequest
+                           ) -> AsyncIterator[agent_pb2.Event]:
         """The node's events from its bus, as the socket's /events would stream them:
         the kept ones since `since`, then each as it happens, until the runtime stops;
         on a named stream, without those its manager's read-backs already reflect
@@ -106,4 +109,4 @@ class HollowAgentService(AgentService):
         finally:
             bus.queues.discard(queue)
             closing.cancel()
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
+        raise CallRefused(grpc.StatusCode.UNAVAILABLE, "runtime event stream ended")
