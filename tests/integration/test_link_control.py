@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 import pytest
 
@@ -18,6 +17,7 @@ from flock.agent.server import AgentService
 from flock.manager.cluster import agent_client
 from flock.manager.cluster.agent_client import AgentClient, AgentUnavailable
 from flock.manager.cluster.call_stream import StreamSlots
+from tests.integration.test_call_link import _run
 from tests.support.served_agent import ServedAgent, served_agent
 
 ESTABLISHED = "01"
@@ -68,18 +68,6 @@ async def followed(client: AgentClient, **kwargs):
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def _create_and_start(client: AgentClient, name: str) -> str:
-    body = json.dumps({"Image": "busybox", "Cmd": ["sleep", "60"]}).encode()
-    created = await client.request("POST", "/containers/create", f"name={name}",
-                                   [("Content-Type", "application/json")], body,
-                                   api_version="1.41")
-    assert created.status == 201, await created.body()
-    cid = json.loads(await created.body())["Id"]
-    started = await client.request("POST", f"/containers/{cid}/start", api_version="1.41")
-    assert started.status == 204, await started.body()
-    return cid
-
-
 async def _event(events: asyncio.Queue) -> dict:
     event = await asyncio.wait_for(events.get(), 10)
     assert isinstance(event, dict), event
@@ -103,7 +91,7 @@ def test_info_heartbeat_and_events_go_over_the_link_and_the_channel_is_closed():
                 beat = await client.heartbeat()
                 assert beat.id == agent.runtime.core.engine_id
                 assert (await client.info()).name == "calls"
-                cid = await _create_and_start(client, "over-link")
+                cid = await _run(client, "over-link")
                 assert [(await _event(events))["status"] for _ in range(2)] == [
                     "create", "start"]
                 assert not client.channel_open and connections_to(port) == 0
@@ -217,7 +205,7 @@ def test_an_agent_whose_link_takes_no_control_calls_is_followed_over_grpc():
             client, port = agent.client, grpc_port(agent)
             assert not (await client.info()).link_control
             async with followed(client) as (events, _):
-                await _create_and_start(client, "over-grpc")
+                await _run(client, "over-grpc")
                 assert client.calls_carrier == "link"  # its calls still take the link
                 assert [(await _event(events))["status"] for _ in range(2)] == [
                     "create", "start"]
