@@ -386,6 +386,10 @@ async def bench(args) -> dict:
         print(f"registration: {out['registration']:.1f}s; manager RSS "
               f"{stack.manager_rss() / 2**20:.0f} MiB")
         out["rss_idle_mib"] = stack.manager_rss() / 2**20
+        if args.settle > 0:
+            print(f"settling {args.settle:g}s before placing")
+            await asyncio.sleep(args.settle)
+        out["settle_s"] = args.settle
         if args.profile:
             pathlib.Path(args.profile).mkdir(parents=True, exist_ok=True)
         spies = stack.profile(pathlib.Path(args.profile)) if args.profile else []
@@ -455,7 +459,9 @@ async def bench(args) -> dict:
 def report(out: dict) -> None:
     rows = [
         ("hollow fleet up", f"{out.get('fleet', 0):.1f} s"),
-        ("registration (all healthy)", f"{out.get('registration', 0):.1f} s"),
+        ("registration (all healthy)", f"{out.get('registration', 0):.1f} s"
+                                       + (f", then {out['settle_s']:g} s settling"
+                                          if out.get("settle_s") else "")),
         ("placed / failed", f"{out.get('placed')} / {out.get('failed')}"),
         ("create+start rate", f"{out.get('rate', 0):.0f} /s"),
         ("latency p50 / p99 / p99.9",
@@ -507,6 +513,11 @@ def main() -> None:
     parser.add_argument("--heartbeat", default="5s", help="manager heartbeat")
     parser.add_argument("--per-fleet", type=int, default=2500, metavar="N",
                         help="hollow agents per process (more agents: more processes)")
+    parser.add_argument("--settle", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long after every node is healthy before placing: "
+                             "what the manager still does for nodes just connected (links "
+                             "opening, gRPC channels closed once the link carries all) "
+                             "then falls outside the timed part (default 0)")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     parser.add_argument("--profile", default="", metavar="DIR",
