@@ -33,7 +33,7 @@ from flock.certs import (
 )
 from flock.certs.exposure import is_loopback, refusal
 from flock.common.durations import parse_duration
-from flock.common.signals import stop_on_signals
+from flock.common.signals import ignore_from_now, stop_on_signals
 
 log = logging.getLogger("flock.agent")
 
@@ -418,13 +418,16 @@ async def run_agent(args, stop: asyncio.Event | None = None) -> None:
         if backend is not None and hasattr(backend, "close"):
             with contextlib.suppress(Exception):
                 await backend.close()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        if metrics_runner is not None:
-            await metrics_runner.cleanup()
-        if link is not None:
-            await link.stop()
-        await runtime.stop()
+        try:
+            if metrics_runner is not None:
+                await metrics_runner.cleanup()
+            if link is not None:
+                await link.stop()
+            await runtime.stop()
+        finally:
+            # Only now, as `flock manage` does: a second SIGTERM during the stop must
+            # not kill the agent before its runtime has stopped.
+            ignore_from_now(loop, signals)
 
 
 

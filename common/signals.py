@@ -19,3 +19,14 @@ def stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> lis
             loop.add_signal_handler(sig, stop.set)
             installed.append(sig)
     return installed
+
+
+def ignore_from_now(loop: asyncio.AbstractEventLoop, installed: list[int]) -> None:
+    """Once a program has stopped and is about to exit: take `installed` (what
+    stop_on_signals returned) off the loop, and ignore those signals from here on. A
+    second SIGTERM (a supervisor and a process group both signalling, as a namespace's
+    or a container's teardown does) must not kill the program in the last moments of
+    its exit, or before: callers keep the handlers through their whole stop."""
+    for sig in installed:
+        loop.remove_signal_handler(sig)
+        signal.signal(sig, signal.SIG_IGN)

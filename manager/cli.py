@@ -11,7 +11,7 @@ from flock.certs import TLSFiles, default_cert_path
 from flock.common import event_loop, open_files
 from flock.common.durations import parse_duration
 from flock.common.gc_freezer import THRESHOLDS, Freezer
-from flock.common.signals import stop_on_signals
+from flock.common.signals import ignore_from_now, stop_on_signals
 from flock.discovery.options import DiscoveryOptionError
 from flock.discovery.options import resolve as resolve_discovery
 from flock.manager import classic_flags
@@ -237,10 +237,13 @@ async def run_manager(args, stop: asyncio.Event | None = None) -> None:
         await stop.wait()
         log.info("manager stopping")
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await freezer.stop()
-        await manager.stop()
+        try:
+            await freezer.stop()
+            await manager.stop()
+        finally:
+            # Only now: a second SIGTERM during the stop must not kill the manager
+            # half-way, leaving its private socket's folder behind.
+            ignore_from_now(loop, signals)
 
 
 def main(args) -> int:
