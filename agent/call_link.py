@@ -242,6 +242,9 @@ class _AgentEnd(FramedProtocol):
                 async for event in events:
                     self.write_frame(agent_pb2.TaggedDockerCallReply(
                         id=tag, event=event).SerializeToString())
+            # A stream that ends without its reason still ends for the manager, who
+            # would otherwise wait on it for good.
+            raise CallRefused(grpc.StatusCode.UNAVAILABLE, "the event stream ended")
         except Exception as exc:  # noqa: BLE001 - the manager hears it, and subscribes again
             end = _refused(tag, "events", exc)
             self.write_frame(end.SerializeToString())

@@ -17,6 +17,7 @@ from flock.agent.server import AgentService
 from flock.manager.cluster import agent_client
 from flock.manager.cluster.agent_client import AgentClient, AgentUnavailable
 from flock.manager.cluster.call_stream import StreamSlots
+from flock.protos import agent_pb2
 from tests.integration.test_call_link import _run
 from tests.support.served_agent import ServedAgent, served_agent
 
@@ -217,3 +218,24 @@ def test_an_agent_whose_link_takes_no_control_calls_is_followed_over_grpc():
     text = metrics.render()  # each over gRPC: counted by the gRPC server's interceptor
     assert 'flock_agent_rpcs_total{method="Heartbeat",code="OK"} 1' in text
     assert 'flock_agent_rpcs_total{method="Events",code="CANCELLED"} 1' in text
+
+
+class AgentWithAShortStream(HollowAgentService):
+    """An agent whose event stream ends after one event without saying why."""
+
+    async def event_stream(self, request):
+        yield agent_pb2.Event(json=b'{"status": "only", "id": "x", "time": 1}')
+
+
+def test_an_event_stream_that_ends_without_a_reason_still_ends_for_the_manager():
+    async def main():
+        async with served_agent(AgentWithAShortStream, link=True,
+                                slots=StreamSlots()) as agent:
+            await agent.client.info()
+            async with followed(agent.client) as (events, _):
+                assert (await _event(events))["status"] == "only"
+                failure = await asyncio.wait_for(events.get(), 10)
+            assert isinstance(failure, AgentUnavailable)
+            assert "the event stream ended" in str(failure)
+
+    asyncio.run(main())
