@@ -27,10 +27,15 @@ def _start(args: list[str], tmp_path, ready: str) -> tuple[subprocess.Popen, obj
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(own_tmp)})
     deadline = time.monotonic() + 60
-    while ready not in log.read_text(errors="replace"):
-        assert proc.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, log.read_text(errors="replace")
-        time.sleep(0.1)
+    try:
+        while ready not in log.read_text(errors="replace"):
+            assert proc.poll() is None, log.read_text(errors="replace")
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+    except BaseException:
+        proc.kill()  # a start that failed leaves nothing running
+        proc.wait(timeout=10)
+        raise
     return proc, log
 
 
@@ -43,6 +48,8 @@ def _terminate_repeatedly(proc: subprocess.Popen) -> int:
         except ProcessLookupError:
             break
         time.sleep(0.005)
+    if proc.poll() is None:  # still there after a minute: killed, and the status says so
+        proc.kill()
     return proc.wait(timeout=10)
 
 
