@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import warnings
 
 import pytest
 
 from tests.support import engines
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.ports import free_port
 
 
 @pytest.fixture

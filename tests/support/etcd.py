@@ -10,16 +10,13 @@ from __future__ import annotations
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 
+from tests.support.ports import free_port
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_free_port = free_port
 
 
 def have_etcd() -> bool:

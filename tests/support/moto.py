@@ -13,13 +13,14 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+
+from tests.support.ports import free_port
 
 ACCESS_KEY = "AKIAFLOCKTESTKEY0001"
 SECRET_KEY = "flock-test-secret-key-0123456789abcdefgh"
@@ -29,10 +30,7 @@ VALIDATION = {"MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION": "1",
               "MOTO_ENABLE_KEYPAIR_VALIDATION": "1"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+_free_port = free_port
 
 
 def moto_server_path() -> str:

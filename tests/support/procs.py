@@ -9,7 +9,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,14 +18,11 @@ import urllib.request
 from collections.abc import Callable
 
 from flock.busybox import busybox_rootfs_tar
+from tests.support.ports import free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cmdline(pid: int) -> list[bytes] | None:
