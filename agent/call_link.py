@@ -36,7 +36,14 @@ import grpc
 from cryptography import x509
 from google.protobuf.message import DecodeError
 
-from flock.agent.call_stream import Answer, AnswerNow, CallRefused, answer_at_once, answer_one
+from flock.agent.call_stream import (
+    Answer,
+    AnswerNow,
+    CallRefused,
+    answer_at_once,
+    answer_one,
+    failed_reply,
+)
 from flock.agent.metrics import status_name
 from flock.certs.issue import roles_of
 from flock.common.frames import HELLO, NO, OK, FramedProtocol, FrameError
@@ -82,15 +89,6 @@ Observe = Callable[[agent_pb2.DockerRequest, agent_pb2.TaggedDockerCallReply, fl
 # (AgentMetrics.rpc, as the gRPC interceptor tells it of the same call there).
 ObserveRpc = Callable[[str, str, float], None]
 METHODS = {"info": "Info", "heartbeat": "Heartbeat", "events": "Events"}
-
-
-def _refused(tag: int, what: str, exc: Exception) -> agent_pb2.TaggedDockerCallReply:
-    if isinstance(exc, CallRefused):
-        return agent_pb2.TaggedDockerCallReply(id=tag, code=exc.code.value[0],
-                                               details=exc.details)
-    log.error("call link: %s failed", what, exc_info=exc)
-    return agent_pb2.TaggedDockerCallReply(id=tag, code=grpc.StatusCode.UNKNOWN.value[0],
-                                           details=f"Unexpected {type(exc).__name__}: {exc}")
 
 
 class CallLinkServer:
@@ -228,7 +226,7 @@ class _AgentEnd(FramedProtocol):
                 reply = agent_pb2.TaggedDockerCallReply(
                     id=tag, heartbeat=await control.heartbeat(tagged.heartbeat))
         except Exception as exc:  # noqa: BLE001 - that call's failure, not the link's
-            reply = _refused(tag, what, exc)
+            reply = failed_reply(tag, exc, f"call link: {what}")
         self.write_frame(reply.SerializeToString())
         self._observed(what, reply, since)
 
@@ -246,7 +244,7 @@ class _AgentEnd(FramedProtocol):
             # would otherwise wait on it for good.
             raise CallRefused(grpc.StatusCode.UNAVAILABLE, "the event stream ended")
         except Exception as exc:  # noqa: BLE001 - the manager hears it, and subscribes again
-            end = _refused(tag, "events", exc)
+            end = failed_reply(tag, exc, "call link: events")
             self.write_frame(end.SerializeToString())
         finally:
             self._observed("events", end, since)

@@ -45,16 +45,22 @@ Send = Callable[[agent_pb2.TaggedDockerCallReply], None]
 AnswerNow = Callable[[agent_pb2.DockerCallRequest], agent_pb2.DockerCallReply | None]
 
 
+def failed_reply(tag: int, exc: Exception, what: str) -> agent_pb2.TaggedDockerCallReply:
+    """The tagged answer of a call that raised: its CallRefused status, or UNKNOWN for
+    anything else, which is logged as `what` failing (a bug, not the caller's doing)."""
+    if isinstance(exc, CallRefused):
+        return agent_pb2.TaggedDockerCallReply(id=tag, code=exc.code.value[0],
+                                               details=exc.details)
+    log.error("%s failed", what, exc_info=exc)
+    return agent_pb2.TaggedDockerCallReply(
+        id=tag, code=grpc.StatusCode.UNKNOWN.value[0],
+        details=f"Unexpected {type(exc).__name__}: {exc}")
+
+
 def _failed(tagged: agent_pb2.TaggedDockerCall, exc: Exception
             ) -> agent_pb2.TaggedDockerCallReply:
-    if isinstance(exc, CallRefused):
-        return agent_pb2.TaggedDockerCallReply(id=tagged.id, code=exc.code.value[0],
-                                               details=exc.details)
-    log.error("DockerCall %s %s failed", tagged.call.request.method, tagged.call.request.path,
-              exc_info=exc)
-    return agent_pb2.TaggedDockerCallReply(
-        id=tagged.id, code=grpc.StatusCode.UNKNOWN.value[0],
-        details=f"Unexpected {type(exc).__name__}: {exc}")
+    request = tagged.call.request
+    return failed_reply(tagged.id, exc, f"DockerCall {request.method} {request.path}")
 
 
 async def answer_one(answer: Answer, tagged: agent_pb2.TaggedDockerCall,
