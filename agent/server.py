@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import grpc
@@ -25,6 +25,7 @@ from flock.agent.read_back_feed import ReadBackFeed
 from flock.agent.reflected_events import ReflectedEvents
 from flock.agent.runtimes.base import Runtime
 from flock.agent.unary_calls import AnswerTooLarge, HeadReply, RuntimeCalls
+from flock.agent.wait_heads import WaitHeads, held_ref, wait_ref
 from flock.certs import Identity, RoleRequired, grpc_server_credentials
 from flock.protos import agent_pb2, agent_pb2_grpc
 from flock.protos.limits import MESSAGE_OPTIONS
@@ -57,6 +58,7 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         self.read_backs = ReadBackFeed()
         self.reflected = ReflectedEvents()
         self.later_reads = LaterReads(self._read_later, self.read_backs.publish)
+        self.wait_heads = WaitHeads()  # the waits a start must follow
         self.calls_address = ""  # where this node's call link listens (call_link.py)
 
     async def node_info(self) -> agent_pb2.NodeInfo:
@@ -186,7 +188,21 @@ class AgentService(agent_pb2_grpc.AgentServicer):
                           on_head: HeadReply | None = None) -> agent_pb2.DockerCallReply:
         """One DockerCall's answer, over the runtime's socket; CallRefused with the
         status the call ends with when there is none. A head-first call's head goes to
-        `on_head` first (call_stream.answer_one)."""
+        `on_head` first (call_stream.answer_one). A wait's head, and a start's
+        turn after the waits before it, go through wait_heads.py."""
+        req = request.request
+        if request.head_first and (ref := wait_ref(req)):
+            headed = self.wait_heads.sent(ref)
+            try:
+                return await self._docker_call(request, _then(on_head, headed))
+            finally:
+                headed()
+        if self.wait_heads and (ref := held_ref(req)):
+            await self.wait_heads.before(ref)
+        return await self._docker_call(request, on_head)
+
+    async def _docker_call(self, request: agent_pb2.DockerCallRequest,
+                           on_head: HeadReply | None) -> agent_pb2.DockerCallReply:
         later = (request.read_back and request.read_back_later
                  and self.read_backs.listened)
         try:
@@ -244,6 +260,15 @@ class AgentService(agent_pb2_grpc.AgentServicer):
         if frames.hijack or not frames.ended:
             yield agent_pb2.DockerFrame(close_write=True)
         await frames.drain()
+
+
+def _then(on_head: HeadReply | None, after: Callable[[], None]) -> HeadReply:
+    """`on_head`, then `after`: the head is passed on before a held start goes."""
+    def both(head: agent_pb2.DockerCallReply) -> None:
+        if on_head is not None:
+            on_head(head)
+        after()
+    return both
 
 
 class _TrackedFrames:

@@ -32,7 +32,12 @@ from flock.manager.cluster.agent_errors import (  # noqa: F401 - imported from h
     status_of,
 )
 from flock.manager.cluster.call_link import CallLink, EventFeed, LinkStream
-from flock.manager.cluster.call_stream import CallFailed, CallStream, StreamSlots
+from flock.manager.cluster.call_stream import (
+    CallFailed,
+    CallStream,
+    HeadFirstCall,
+    StreamSlots,
+)
 from flock.manager.cluster.exchanges import (  # noqa: F401 - imported from here too
     BufferedExchange,
     DockerExchange,
@@ -84,6 +89,45 @@ def _passed_headers(response: agent_pb2.DockerResponse) -> list[tuple[str, str]]
 def is_unary(method: str, path: str, hijack: bool, body: object) -> bool:
     return (not hijack and (body is None or isinstance(body, bytes))
             and _UNARY.match(f"{method.upper()} {path}") is not None)
+
+
+def _docker_request(method: str, path: str, query: str,
+                    headers: list[tuple[str, str]] | None,
+                    body: bytes | AsyncIterator[bytes] | None, api_version: str,
+                    hijack: bool = False, request_id: str = "",
+                    ) -> tuple[agent_pb2.DockerRequest, bytes | AsyncIterator[bytes] | None]:
+    """The request as the agent takes it, and its body (bytes made of a buffer)."""
+    headers = list(headers or [])
+    if isinstance(body, bytes | bytearray | memoryview):
+        body = bytes(body)
+        headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+        headers.append(("Content-Length", str(len(body))))
+    elif body is not None and hijack:
+        raise TypeError("the body of a hijacked request must be bytes")
+    elif body is None:
+        headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
+    req = agent_pb2.DockerRequest(
+        method=method, path=path, query=query, api_version=api_version, hijack=hijack,
+        request_id=request_id or current_request_id())
+    add = req.headers.add  # half the cost of a list of Header messages, per create
+    for name, value in headers:
+        add(name=name, value=value)
+    return req, body
+
+
+class SentCall:
+    """A head-first call on its way (AgentClient.send_head_first): its exchange once
+    the head is in, or given up on."""
+
+    def __init__(self, client: AgentClient, call: HeadFirstCall) -> None:
+        self._client = client
+        self._call = call
+
+    async def exchange(self) -> LateExchange:
+        return await self._client._late_exchange(self._call)
+
+    def cancel(self) -> None:
+        self._call.cancel()
 
 
 class AgentClient:
@@ -354,29 +398,37 @@ class AgentClient:
         chunked unless `headers` carry a Content-Length. A hijacked request's body (e.g.
         exec start's JSON) must be bytes, since what follows it is the raw stream.
         """
-        headers = list(headers or [])
-        if isinstance(body, bytes | bytearray | memoryview):
-            body = bytes(body)
-            headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
-            headers.append(("Content-Length", str(len(body))))
-        elif body is not None and hijack:
-            raise TypeError("the body of a hijacked request must be bytes")
-        elif body is None:
-            headers = [(k, v) for k, v in headers if k.lower() not in HOP_BY_HOP]
-        req = agent_pb2.DockerRequest(
-            method=method, path=path, query=query, api_version=api_version, hijack=hijack,
-            request_id=request_id or current_request_id())
-        add = req.headers.add  # half the cost of a list of Header messages, per create
-        for name, value in headers:
-            add(name=name, value=value)
+        req, body = _docker_request(method, path, query, headers, body, api_version, hijack,
+                                    request_id)
         if self._unary and is_unary(method, path, hijack, body):
             exchange = await self._call(req, body or b"", read_back, read_back_later)
             if exchange is not None:
                 return exchange
         elif head_first and body is None and not hijack:
-            late = await self._head_first_call(req)
-            if late is not None:
-                return late
+            sent = self._send_head_first(req)
+            if sent is not None:
+                return await self._late_exchange(sent)
+        return await self._stream(req, method, path, body, hijack)
+
+    def send_head_first(self, method: str, path: str, query: str = "",
+                        headers: list[tuple[str, str]] | None = None,
+                        api_version: str = "") -> SentCall | None:
+        """Send a bodiless head-first call (a wait) now, and return without waiting for
+        its head (`await sent.exchange()` has it); None when the call stream cannot take
+        it (the caller then uses request(head_first=True)).
+
+        The call is on the agent's ordered call stream when this returns, so any call
+        sent after it reaches the agent after it: what lets the manager answer a wait's
+        head before the engine has (api/docker/containers.wait), while the agent holds
+        a start behind the engine's head of that wait (agent/wait_heads.py)."""
+        req, _ = _docker_request(method, path, query, headers, None, api_version)
+        call = self._send_head_first(req)
+        return None if call is None else SentCall(self, call)
+
+    async def _stream(self, req: agent_pb2.DockerRequest, method: str, path: str,
+                      body: bytes | AsyncIterator[bytes] | None,
+                      hijack: bool) -> DockerExchange:
+        """The request on a Docker stream of its own (gRPC), once its head is in."""
         call = self._track(self.stub.Docker(metadata=_metadata()))
         body_task = None
         try:
@@ -432,15 +484,18 @@ class AgentClient:
                 if reply.inspect or reply.listing else None)
         return BufferedExchange(self.addr, reply.response.status, answer, reply.body, read)
 
-    async def _head_first_call(self, req: agent_pb2.DockerRequest) -> LateExchange | None:
-        """The exchange once the head is in; None when the Docker stream must carry it
-        (an agent that does not take head-first calls, or no room for a call stream)."""
+    def _send_head_first(self, req: agent_pb2.DockerRequest) -> HeadFirstCall | None:
+        """The head-first call, sent; None when the Docker stream must carry it (an
+        agent that does not take head-first calls, or no room for a call stream)."""
         calls = self._calls
         if not (self._head_first and self._unary and calls is not None and calls.has_room()):
             return None
-        observer, start, ok = self._observer, time.perf_counter(), False
-        call = calls.head_first(agent_pb2.DockerCallRequest(
+        return calls.head_first(agent_pb2.DockerCallRequest(
             request=req, head_first=True, events_token=self.events_token))
+
+    async def _late_exchange(self, call: HeadFirstCall) -> LateExchange:
+        """A sent head-first call's exchange, once its head is in."""
+        observer, start, ok = self._observer, time.perf_counter(), False
         try:
             head = await call.head()
             ok = True

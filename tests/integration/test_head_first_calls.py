@@ -130,3 +130,59 @@ def test_a_wait_on_a_missing_container_fails_at_the_head():
             assert "nosuch" in json.loads(await missing.body())["message"]
             assert agent.service.calls.connections.in_use == 0
     asyncio.run(scenario())
+
+
+class SlowWaitHeads(AgentService):
+    """An agent whose runtime answers a wait's head only after HEAD_DELAY, and which
+    notes in `order` when each call reaches the runtime and each wait's head is in."""
+
+    HEAD_DELAY = 0.5
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.order: list[str] = []
+        runtime_call = self.calls.call
+
+        async def call(req, body, on_head=None):
+            verb = req.path.rpartition("/")[2]
+            self.order.append(f"{verb} sent")
+            if verb != "wait" or on_head is None:
+                return await runtime_call(req, body, on_head)
+            await asyncio.sleep(self.HEAD_DELAY)
+
+            def shown(head):
+                self.order.append("wait head")
+                on_head(head)
+            return await runtime_call(req, body, shown)
+
+        self.calls.call = call
+
+
+@pytest.mark.parametrize("link", [False, True], ids=["call stream", "call link"])
+def test_a_start_sent_right_after_a_wait_reaches_the_runtime_after_the_wait_s_head(link):
+    """The manager answers a wait's head itself and sends the start the client then
+    sends right behind the wait (AgentClient.send_head_first): the agent must hold that
+    start until the runtime has the wait, or a container that exits at once would be
+    waited for until its next exit (agent/wait_heads.py). Fails without the hold: the
+    start reaches the runtime half a second before the wait's head."""
+    async def scenario():
+        async with served_agent(SlowWaitHeads, link=link) as agent:
+            client = agent.client
+            await client.info()
+            body = json.dumps({"Image": "busybox", "Cmd": ["true"]}).encode()
+            created = await client.request("POST", "/containers/create", "name=held",
+                                           [CONTENT_JSON], body, api_version="1.41")
+            container_id = json.loads(await created.body())["Id"]
+            if link:
+                await until(lambda: client.calls_carrier == "link")
+            sent = client.send_head_first("POST", f"/containers/{container_id}/wait",
+                                          "condition=next-exit", api_version="1.41")
+            assert sent is not None
+            started = await client.request("POST", f"/containers/{container_id}/start")
+            assert started.status == 204
+            waiting = await asyncio.wait_for(sent.exchange(), 5)
+            assert waiting.status == 200
+            order = agent.service.order
+            assert order.index("wait head") < order.index("start sent"), order
+            assert len(agent.service.wait_heads) == 0
+    asyncio.run(scenario())

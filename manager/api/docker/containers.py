@@ -15,10 +15,12 @@ import json
 import logging
 import re
 import urllib.parse
+from collections.abc import Callable
 
 from aiohttp import web
 
 from flock.common import json_codec
+from flock.docker_compat.api_version import version_tuple
 from flock.docker_compat.humanize import bytes_size
 from flock.docker_compat.paths import api_path
 from flock.docker_compat.references import hex_name_error, image_identifier
@@ -230,13 +232,82 @@ async def passthrough(call: Call) -> web.StreamResponse:
     return await proxy.forward(call, node, node_path(call, container))
 
 
+# The wait conditions for which every engine since API 1.30 writes its answer's head
+# before it waits, and the API version from which it does (moby's postContainersWait,
+# api/server/router/container/container_routes.go: the head at once from 1.30; a
+# "removed" wait that fails answers an empty body before 1.34). "not-running" by name
+# was refused as an invalid condition by older engines: the engine decides that one.
+_HEAD_AT_ONCE = {"": "1.30", "next-exit": "1.30", "removed": "1.34"}
+
+
+def head_at_once(call: Call) -> bool:
+    """Whether the manager may write a wait's head itself, before the node's: when the
+    engine would write it at once too, whatever came next."""
+    since = _HEAD_AT_ONCE.get(call.query.get("condition", ""))
+    return since is not None and (
+        not call.version or version_tuple(call.version) >= version_tuple(since))
+
+
+def wait_failure(message: str) -> bytes:
+    """A wait that failed after its head went out: the body the engine writes then
+    (container.WaitResponse with its Error). The exit status is unknown: -1."""
+    return json_codec.dumps({"Error": {"Message": message}, "StatusCode": -1}) + b"\n"
+
+
 async def wait(call: Call) -> web.StreamResponse:
-    """Streamed like the engine's (headers at once: `docker run` sends start only once
-    they are in), but the exit is recorded before the client reads it, so that the
-    `docker ps` a script runs next already shows the container exited."""
+    """Streamed like the engine's, but the exit is recorded before the client reads it,
+    so that the `docker ps` a script runs next already shows the container exited.
+
+    `docker run` sends its start only once the wait's head is in (the engine must know
+    of the wait before the container can exit). So the manager sends the wait to the
+    node and writes the head itself at once, as the engine would, rather than after
+    two more hops; the agent keeps the order that the client asked for, holding a start
+    until the engine's head of a wait sent before it is in (agent/wait_heads.py). A
+    wait that then fails (the engine's 404, the node gone) says so in the body, as the
+    engine's own failures after its head do."""
     container, node = reachable(call)
-    exchange = await proxy.open_exchange(call, node, path=node_path(call, container),
-                                         head_first=True)
+    path = node_path(call, container)
+    sent = proxy.send_head_first(call, node, path) if head_at_once(call) else None
+    if sent is None:
+        exchange = await proxy.open_exchange(call, node, path=path, head_first=True)
+        return await proxy.relay(call, exchange, see=_exit_recorder(call, node, container,
+                                                                  exchange))
+    response = web.StreamResponse(status=200, headers={
+        "Api-Version": call.cluster.this.api_version(), "Docker-Experimental": "false",
+        "Ostype": "linux"})  # the engine's, which the node's head would have brought
+    response.content_type = "application/json"
+    try:
+        await response.prepare(call.request)
+        exchange = await sent.exchange()
+    except AgentError as exc:
+        await response.write(wait_failure(f"node {node.name}: {exc}. {AGENT_HINT}"))
+        return response
+    except BaseException:
+        sent.cancel()
+        raise
+    if exchange.status != 200:
+        try:
+            data = await exchange.body()
+        except AgentError:
+            data = b""
+        if exchange.status == 404:
+            call.cluster.records.forget(container.id)
+        await response.write(wait_failure(_failure_message(exchange.status, data)))
+        return response
+    return await proxy.relay_body(call, response, exchange,
+                                  see=_exit_recorder(call, node, container, exchange))
+
+
+def _failure_message(status: int, data: bytes) -> str:
+    try:
+        return proxy.message_of(json_codec.loads(data))
+    except ValueError:
+        return data.decode(errors="replace").strip() or f"status {status}"
+
+
+def _exit_recorder(call: Call, node: Node, container: Container,
+                   exchange) -> Callable[[bytes], None]:
+    """Shown the wait's answer as it comes: records the exit once the body is whole."""
     seen = bytearray()
 
     def record_exit(chunk: bytes) -> None:
@@ -255,7 +326,7 @@ async def wait(call: Call) -> web.StreamResponse:
         call.cluster.records.write(exited(current, int(answer.get("StatusCode") or 0)))
         refresh_later(call, node, container.id)
 
-    return await proxy.relay(call, exchange, see=record_exit)
+    return record_exit
 
 
 async def change(call: Call) -> web.StreamResponse:

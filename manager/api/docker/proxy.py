@@ -23,6 +23,7 @@ from flock.manager.cluster.agent_client import (
     AgentError,
     AgentUnavailable,
     DockerExchange,
+    SentCall,
 )
 from flock.manager.cluster.clients import AGENT_HINT, NodeNotConnected
 from flock.manager.cluster.model import Node
@@ -97,6 +98,17 @@ async def open_exchange(
         raise unavailable(node, exc) from None
 
 
+def send_head_first(call: Call, node: Node, path: str) -> SentCall | None:
+    """A bodiless head-first call (a wait) sent to `node` now, its head to come
+    (AgentClient.send_head_first); None when it must go by open_exchange."""
+    try:
+        return client_for(call, node).send_head_first(
+            call.request.method, path, call.query_string,
+            headers=request_headers(call.request), api_version=call.version)
+    except AgentUnavailable as exc:
+        raise unavailable(node, exc) from None
+
+
 def answer_headers(exchange: DockerExchange) -> list[tuple[str, str]]:
     return [(k, v) for k, v in exchange.headers if k.lower() not in _DROP_ANSWER]
 
@@ -108,8 +120,16 @@ async def relay(call: Call, exchange: DockerExchange,
     response = web.StreamResponse(status=exchange.status)
     for name, value in answer_headers(exchange):
         response.headers.add(name, value)
+    return await relay_body(call, response, exchange, see)
+
+
+async def relay_body(call: Call, response: web.StreamResponse, exchange: DockerExchange,
+                     see: Callable[[bytes], None] | None = None) -> web.StreamResponse:
+    """relay() into `response`, whose head goes out first unless it already has (a
+    wait's, answered before the node's: containers.wait)."""
     try:
-        await response.prepare(call.request)
+        if not response.prepared:
+            await response.prepare(call.request)
         while (chunk := await exchange.read()) is not None:
             if see is not None:
                 see(chunk)
