@@ -156,6 +156,22 @@ def test_many_pipelined_lane_requests_all_answer_in_order(stack):
     assert [json.loads(a[2])["Name"] for a in answers[80:]] == [f"/{n}" for n in names]
 
 
+def test_a_removal_is_the_lanes_and_keeps_the_connection_there(stack):
+    """Create, start, remove, create again on one connection (an SDK script's order):
+    all four on the lane, the connection never handed to aiohttp; the removal is the
+    manager's (the name is free again at once)."""
+    before = _lane_counts(stack.port)
+    data = (_create("lane-rm") + _request("POST", "/containers/lane-rm/start")
+            + _request("DELETE", "/containers/lane-rm?force=1") + _create("lane-rm"))
+    created, started, removed, again = _exchange(stack.port, data, 4)
+    assert [a[0] for a in (created, started, removed, again)] == [201, 204, 204, 201]
+    assert json.loads(again[2])["Id"] != json.loads(created[2])["Id"]
+    after = _lane_counts(stack.port)
+    # Only the second /metrics read's own connection was handed over (it is aiohttp's).
+    assert after["handed_over"] == before["handed_over"] + 1
+    assert after["answered"] >= before["answered"] + 4
+
+
 def _same_answer(stack, request: bytes) -> tuple[tuple, tuple]:
     """`request` on the lane (first on its connection) and on aiohttp's path (after an
     OPTIONS, which no lane route takes: the connection is aiohttp's from it on)."""
@@ -183,8 +199,10 @@ def _comparable(answer: tuple) -> tuple:
     _request("HEAD", "/_ping"),
     _request("GET", "/v1.41/_ping"),
     _request("GET", "/version"),
+    _request("DELETE", "/v1.41/containers/lane-nothing?force=1"),
 ], ids=["unknown-inspect", "filtered-list", "malformed-json", "wrong-type", "bad-name",
-        "unknown-start", "version-too-new", "head-ping", "ping", "version"])
+        "unknown-start", "version-too-new", "head-ping", "ping", "version",
+        "unknown-remove"])
 def test_the_lane_answers_as_aiohttp_does(stack, request_bytes):
     lane, aiohttp_path = _same_answer(stack, request_bytes)
     assert _comparable(lane) == _comparable(aiohttp_path)

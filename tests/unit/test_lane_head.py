@@ -57,7 +57,7 @@ def test_what_the_lane_does_not_take_is_left_with_a_reason(head):
 
 @pytest.mark.parametrize("start", [
     bytes.fromhex("160301020001"),          # a TLS hello on the plain port
-    b"DEL", b"PUT /containers/x HTTP/1.1",  # methods the lane has no route for
+    b"PUT", b"PATCH /containers/x HTTP/1.1",  # methods the lane has no route for
     b"GET /containers/json HTTP/1.1\nHost: x\n",  # bare LF line ends
     b"GET /containers/j\xffson",
 ])
@@ -68,7 +68,7 @@ def test_what_cannot_become_a_lane_request_is_left_at_once(start):
     assert isinstance(found, str) and found is not NEED_MORE, found
 
 
-@pytest.mark.parametrize("start", [b"G", b"GE", b"GET", b"P", b"POS", b"POST",
+@pytest.mark.parametrize("start", [b"G", b"GE", b"GET", b"P", b"POS", b"POST", b"DEL",
                                    b"GET /containers/json HTTP/1.1\r"])
 def test_a_method_or_line_still_coming_waits(start):
     assert parse_head(start) is NEED_MORE

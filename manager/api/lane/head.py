@@ -16,7 +16,7 @@ END = b"\r\n\r\n"
 HEAD_LIMIT = 16 << 10  # longer heads are aiohttp's (it refuses past 8190 bytes a line)
 BODY_LIMIT = 1 << 20   # larger bodies are aiohttp's, which can stream them to a node
 NEED_MORE = "need more"
-_METHODS = (b"GET ", b"POST ", b"HEAD ")  # the lane's routes' methods (connection.ROUTES)
+_METHODS = (b"GET ", b"POST ", b"HEAD ", b"DELETE ")  # connection.ROUTES' methods
 _LONGEST = max(_METHODS, key=len)
 _NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # in a value: only tab passes
@@ -42,7 +42,7 @@ def parse_head(data: bytes | bytearray) -> Head | str:
     # aiohttp's answer now, not once a blank line that may never come is in.
     start = bytes(data[:len(_LONGEST)])
     if not any(method.startswith(start[:len(method)]) for method in _METHODS):
-        return "not a GET, POST or HEAD"
+        return "not a GET, POST, HEAD or DELETE"
     end = data.find(END, 0, HEAD_LIMIT + len(END))
     raw = bytes(data[:end if end >= 0 else HEAD_LIMIT + len(END)])
     if not raw.isascii():
