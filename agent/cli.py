@@ -32,6 +32,7 @@ from flock.certs import (
     server_ssl_context,
 )
 from flock.certs.exposure import is_loopback, refusal
+from flock.common import event_loop
 from flock.common.durations import parse_duration
 from flock.common.signals import ignore_from_now, stop_on_signals
 
@@ -445,8 +446,8 @@ def main(args) -> int:
     """Entry point for the assembled `flock` command: exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        asyncio.run(run_agent(args))
-    except (JoinError, RuntimeUnavailable) as exc:
+        event_loop.run(run_agent(args))
+    except (JoinError, RuntimeUnavailable, event_loop.LoopChoiceError) as exc:
         print(f"flock join: error: {exc}", file=sys.stderr, flush=True)
         return 2 if isinstance(exc, JoinError) else 1
     return 0
