@@ -10,6 +10,10 @@ Issue 19's goal is a ratio <= 1.02. Each container is removed right after its ru
 untimed. Needs root (it starts its own dockerd).
 
     python bench/docker_run_latency.py [--runs 100] [--cmd 'sleep 600'] [--json FILE]
+                                       [--levels cli,sdk]
+
+`--levels cli` measures the CLI alone: twice the pairs in the same time, for a narrower
+interval where the two trees of an A/B differ by less than the run-to-run spread.
 """
 
 from __future__ import annotations
@@ -103,23 +107,36 @@ def figures(direct: list[float], flock: list[float]) -> dict[str, float]:
             "ratio": median_ratio(direct, flock), "ratio_ci95_low": low, "ratio_ci95_high": high}
 
 
-def measure(engine_url: str, manager_url: str, runs: int,
-            command: list[str]) -> dict[str, dict[str, float]]:
+LEVELS = {"cli": "docker CLI", "sdk": "SDK create+start"}
+
+
+def measure(engine_url: str, manager_url: str, runs: int, command: list[str],
+            wanted: tuple[str, ...] = tuple(LEVELS)) -> dict[str, dict[str, float]]:
     direct = docker.DockerClient(base_url=engine_url)
     through = docker.DockerClient(base_url=manager_url.replace("tcp://", "http://"))
     levels = {
-        "docker CLI": (Door(cli_run(engine_url, command), direct),
-                       Door(cli_run(manager_url, command), through)),
-        "SDK create+start": (Door(sdk_run(direct, command), direct),
-                             Door(sdk_run(through, command), through)),
+        "cli": (Door(cli_run(engine_url, command), direct),
+                Door(cli_run(manager_url, command), through)),
+        "sdk": (Door(sdk_run(direct, command), direct),
+                Door(sdk_run(through, command), through)),
     }
     results = {}
-    for level, (straight, via) in levels.items():
+    for key in wanted:
+        level, (straight, via) = LEVELS[key], levels[key]
         for _ in range(3):  # warm up both paths
             straight.timed_run()
             via.timed_run()
         results[level] = figures(*measure_pairs(straight, via, runs))
     return results
+
+
+def levels_arg(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in LEVELS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown level {', '.join(unknown) or '(none)'}: use cli, sdk or cli,sdk")
+    return chosen
 
 
 def main() -> int:
@@ -129,13 +146,16 @@ def main() -> int:
     parser.add_argument("--cmd", default="true",
                         help="the container's command (default: true, which exits at once;"
                              " e.g. 'sleep 600' for a container that keeps running)")
+    parser.add_argument("--levels", default="cli,sdk", type=levels_arg,
+                        help="which to measure, of cli and sdk (default: both)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flock-bench-") as tmp:
         engine = start_engine(pathlib.Path(tmp) / "engine")
         try:
             engine.import_busybox()
             with LocalCluster(agents=1, runtime="docker", docker_host=engine.url) as cluster:
-                results = measure(engine.url, cluster.url, args.runs, shlex.split(args.cmd))
+                results = measure(engine.url, cluster.url, args.runs, shlex.split(args.cmd),
+                                  args.levels)
         finally:
             engine.stop()
     rows = [[level, f"{r['direct_median_ms']:.1f}", f"{r['direct_p90_ms']:.1f}",
