@@ -18,7 +18,7 @@ import re
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import grpc
 
@@ -119,12 +119,13 @@ class SentCall:
     """A head-first call on its way (AgentClient.send_head_first): its exchange once
     the head is in, or given up on."""
 
-    def __init__(self, client: AgentClient, call: HeadFirstCall) -> None:
-        self._client = client
+    def __init__(self, call: HeadFirstCall,
+                 late: Callable[[HeadFirstCall], Awaitable[LateExchange]]) -> None:
         self._call = call
+        self._late = late  # AgentClient._late_exchange: the head awaited, timed, mapped
 
     async def exchange(self) -> LateExchange:
-        return await self._client._late_exchange(self._call)
+        return await self._late(self._call)
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -423,7 +424,7 @@ class AgentClient:
         a start behind the engine's head of that wait (agent/wait_heads.py)."""
         req, _ = _docker_request(method, path, query, headers, None, api_version)
         call = self._send_head_first(req)
-        return None if call is None else SentCall(self, call)
+        return None if call is None else SentCall(call, self._late_exchange)
 
     async def _stream(self, req: agent_pb2.DockerRequest, method: str, path: str,
                       body: bytes | AsyncIterator[bytes] | None,

@@ -1,7 +1,7 @@
-"""The hot lane (manager/api/lane/): ping, version, create, start, inspect, the list and
-info answered without aiohttp's per-request layers must answer exactly as aiohttp's path
-does, on the same connection as everything else, in order; the real docker CLI and SDK
-runs take it.
+"""The hot lane (manager/api/lane/): ping, version, create, start, inspect, removal, the
+list and info answered without aiohttp's per-request layers must answer exactly as
+aiohttp's path does, on the same connection as everything else, in order; the real
+docker CLI and SDK runs take it.
 
 Two halves. The answer writer against a real aiohttp server: the same Response gives
 the same bytes (but the Date). Then a real `flock manage` with a hollow fleet (both
@@ -293,8 +293,9 @@ def test_a_wrong_lane_choice_is_refused_with_the_choices(monkeypatch, tmp_path):
 
 
 def test_the_docker_cli_and_sdk_runs_take_the_lane(stack):
-    """The real clients: `docker run -d` sends a HEAD /_ping, then create and start on
-    the same connection (and a wait on a second one, which is aiohttp's: it streams);
+    """The real clients: `docker run -d` sends a HEAD /_ping, the create and the wait
+    on one connection (the wait is aiohttp's: it streams), and the start, once the
+    wait's head is in, on a second one (seen on the wire with tcpdump);
     the SDK's run sends GET /version first, then create, an inspect and start. Had the
     first request handed the connection to aiohttp, the rest would not count here."""
     before = _lane_counts(stack.port)

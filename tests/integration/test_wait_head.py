@@ -68,10 +68,10 @@ def test_the_head_comes_before_the_exit_from_api_1_30_and_with_it_before(cluster
                 assert first.startswith(b"HTTP/1.1 200 "), first
                 assert b"\r\n\r\n" in first and b"StatusCode" not in first
                 head = first.split(b"\r\n\r\n")[0].decode().lower()
-                names = {line.partition(":")[0] for line in head.split("\r\n")[1:]}
+                fields = {line.partition(":")[0] for line in head.split("\r\n")[1:]}
                 # The engine's own head's fields, as the node's head brought them before.
                 assert {"api-version", "content-type", "docker-experimental",
-                        "ostype"} <= names, head
+                        "ostype"} <= fields, head
             else:
                 assert first == b""  # the engine answers a pre-1.30 wait only at the exit
             cluster.docker("kill", name)
