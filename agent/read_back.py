@@ -68,10 +68,16 @@ CHANGES = frozenset({"start", "stop", "restart", "kill", "pause", "unpause", "re
                      "update"})
 
 
+def verb_ref(req: agent_pb2.DockerRequest, verbs: frozenset[str]) -> str:
+    """The container of a `POST /containers/{ref}/{verb}` whose verb is one of `verbs`,
+    from its path alone; "" for any other request."""
+    ref = path_ref(req)
+    return ref if ref and req.path.rpartition("/")[2] in verbs else ""
+
+
 def changed_ref(req: agent_pb2.DockerRequest) -> str:
     """The container a request changes, from its path alone; "" for any other request."""
-    ref = path_ref(req)
-    return ref if ref and req.path.rpartition("/")[2] in CHANGES else ""
+    return verb_ref(req, CHANGES)
 
 
 async def read_back(call: Call, req: agent_pb2.DockerRequest,

@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from flock.agent.read_back import path_ref
+from flock.agent.read_back import verb_ref
 from flock.protos import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -28,16 +28,17 @@ HELD = frozenset({"start", "restart"})
 HOLD_LIMIT = 10.0
 
 
+_WAIT = frozenset({"wait"})
+
+
 def wait_ref(req: agent_pb2.DockerRequest) -> str:
     """The container a `POST /containers/{ref}/wait` is for; "" for any other request."""
-    ref = path_ref(req)
-    return ref if ref and req.path.endswith("/wait") else ""
+    return verb_ref(req, _WAIT)
 
 
 def held_ref(req: agent_pb2.DockerRequest) -> str:
     """The container a start or restart is for; "" for any other request."""
-    ref = path_ref(req)
-    return ref if ref and req.path.rpartition("/")[2] in HELD else ""
+    return verb_ref(req, HELD)
 
 
 class WaitHeads:

@@ -30,7 +30,7 @@ from flock.manager.api.docker.errors import DockerError, bad_parameter, json_ans
 from flock.manager.api.docker.ps import node_ip, parse_filters
 from flock.manager.api.docker.ps_json import listing_json
 from flock.manager.api.docker.ps_refresh import refresh_for_listing
-from flock.manager.api.docker.system import cpu_count
+from flock.manager.api.docker.system import cpu_count, engine_headers
 from flock.manager.cluster.agent_client import AgentError
 from flock.manager.cluster.clients import AGENT_HINT
 from flock.manager.cluster.container_names import NameTaken
@@ -272,9 +272,8 @@ async def wait(call: Call) -> web.StreamResponse:
         exchange = await proxy.open_exchange(call, node, path=path, head_first=True)
         return await proxy.relay(call, exchange, see=_exit_recorder(call, node, container,
                                                                   exchange))
-    response = web.StreamResponse(status=200, headers={
-        "Api-Version": call.cluster.this.api_version(), "Docker-Experimental": "false",
-        "Ostype": "linux"})  # the engine's, which the node's head would have brought
+    # The engine's fields, which the node's head would have brought.
+    response = web.StreamResponse(status=200, headers=engine_headers(call))
     response.content_type = "application/json"
     try:
         await response.prepare(call.request)

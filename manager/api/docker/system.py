@@ -152,9 +152,15 @@ def _os_name() -> str:
     return platform.system()
 
 
-def _ping_headers(call: Call) -> dict[str, str]:
+def engine_headers(call: Call) -> dict[str, str]:
+    """The fields the engine puts on its answers' heads, for an answer the manager writes
+    itself (a ping, a wait's head: containers.wait)."""
     return {"API-Version": call.cluster.this.api_version(), "OSType": "linux",
-            "Docker-Experimental": "false", "Cache-Control": "no-cache, no-store, "
+            "Docker-Experimental": "false"}
+
+
+def _ping_headers(call: Call) -> dict[str, str]:
+    return {**engine_headers(call), "Cache-Control": "no-cache, no-store, "
             "must-revalidate", "Pragma": "no-cache", "Server": f"Flock/{__version__}"}
 
 
